@@ -1,0 +1,170 @@
+/** `ckpt-run`: the command an OAR job script runs. Options, --help, and exit codes live here. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { constants } from 'node:os';
+import { runLauncher, type LaunchSettings } from '../launcher/driver.js';
+import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
+import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
+import { createLogger, type LogLevel } from '../log/logger.js';
+import { isValidJobId } from '../protocol/spool-request.js';
+import { detectOar } from '../scheduler/oar.js';
+import { NO_SCHEDULER } from '../scheduler/scheduler.js';
+import { CliError, EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
+import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
+
+export const DEFAULT_SPOOL_DIR = '/var/lib/checkpoints';
+
+const PROTOCOL_HELP = `
+How it works
+  ckpt-run starts COMMAND in the background (own session, stdin /dev/null, output appended to
+  files in the run folder and relayed live to ckpt-run's stdout/stderr). On the checkpoint
+  signal it writes "PID\\nDIR\\n" to SPOOL/JOBID.checkpoint; the node's checkpoint daemon
+  (ckpt-daemon, or the cluster's CRIU daemon) dumps the program into DIR/checkpoint/ and creates
+  DIR/checkpoint_ok. ckpt-run then exits 99 and OAR resubmits the job (type "idempotent").
+  The resubmitted job finds the checkpoint, writes "DIR\\n" to SPOOL/JOBID.resume, waits for the
+  daemon's DIR/checkpoint/pidfile, and watches the restored program until it ends; ckpt-run
+  then exits with the program's own exit code. A finished run is never resumed again.
+
+Files (in the working directory, which must be on a shared filesystem)
+  .ckpt-run/RUNID/             one folder per run; RUNID comes from OAR_ARRAY_ID and
+                               OAR_ARRAY_INDEX, which stay the same across resubmissions
+    state.json                 run record: status, restarts, output offsets, job history
+    checkpoint/ checkpoint_ok  the daemon's images and its "dump complete" mark
+    stdout.log stderr.log      the program's output (relayed once to each job's output)
+    exit_status                the program's exit code, written by the shim at the tree's root
+    dump_failed restore_failed ckpt-daemon's reason when a dump or a restore failed
+
+OAR job script (the signal goes to the job's shell: ckpt-run must replace it, hence "exec")
+  #OAR -t idempotent
+  #OAR --checkpoint 120
+  #OAR -l walltime=2:00:00
+  exec ckpt-run -- ./my-simulation --steps 1000000
+
+Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000
+
+Exit codes
+${EXIT_CODE_HELP.map(([code, meaning]) => `  ${code.padEnd(6)} ${meaning}`).join('\n')}
+`;
+
+function signalOption(value: string): NodeJS.Signals {
+  const name = (value.startsWith('SIG') ? value : `SIG${value}`).toUpperCase() as NodeJS.Signals;
+  if (!(name in constants.signals)) throw new InvalidArgumentError(`unknown signal ${value}`);
+  if (['SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGINT', 'SIGHUP'].includes(name)) {
+    throw new InvalidArgumentError(`${name} cannot be the checkpoint signal`);
+  }
+  return name;
+}
+
+export interface LauncherCliOptions {
+  spoolDir: string;
+  jobId?: string;
+  runId?: string;
+  signal: NodeJS.Signals;
+  resumeTimeout: number;
+  dumpTimeout: number;
+  minRuntime?: number;
+  maxRestarts: number;
+  pidNamespace: 'auto' | 'on' | 'off';
+  daemonCheck: boolean;
+  daemonGrace: number;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+/** The options shared by `ckpt-run` and `ckpt-run simulate`. */
+export function addLauncherOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--spool-dir <dir>', "the checkpoint daemon's spool directory")
+        .env('CKPT_SPOOL_DIR')
+        .default(DEFAULT_SPOOL_DIR),
+    )
+    .option('--signal <name>', 'the checkpoint signal the scheduler sends', signalOption, 'SIGUSR2' as NodeJS.Signals)
+    .option('--resume-timeout <seconds>', 'how long to wait for the daemon to restore', secondsOption, 600)
+    .option('--dump-timeout <seconds>', 'how long the daemon may take to complete a dump', secondsOption, 300)
+    .option('--max-restarts <n>', 'stop (exit 10) instead of exiting 99 after this many resubmissions', wholeNumberOption, 100)
+    .addOption(
+      new Option('--pid-namespace <mode>', 'start the program as init of its own PID namespace, so restores never hit a PID in use (auto: when root)')
+        .choices(['auto', 'on', 'off'])
+        .default('auto'),
+    )
+    .option('--no-daemon-check', 'do not fail fast when no daemon heartbeat is seen (for daemons without one)')
+    .option('--daemon-grace <seconds>', 'how long a request may stay unread, with no daemon heartbeat, before giving up', secondsOption, 5)
+    .option('-q, --quiet', 'log only warnings and errors')
+    .option('-v, --verbose', 'log every step');
+}
+
+export function logLevelOf(options: { quiet?: boolean; verbose?: boolean }): LogLevel {
+  return options.verbose ? 'debug' : options.quiet ? 'warn' : 'info';
+}
+
+/** Checks the inputs and turns the options into the launcher's settings. */
+export function launch(
+  argv: string[],
+  options: LauncherCliOptions,
+  env: NodeJS.ProcessEnv,
+  workdir: string,
+): Promise<number> {
+  const logger = createLogger('ckpt-run', logLevelOf(options));
+  const scheduler = detectOar(env, process.ppid) ?? NO_SCHEDULER;
+  const jobId = options.jobId ?? scheduler.jobId;
+  if (!jobId) {
+    throw new CliError(
+      'no job id: OAR_JOB_ID is not set and --job-id was not given (to try a job locally: ckpt-run simulate -- COMMAND)',
+      ExitCode.NoJobId,
+    );
+  }
+  if (!isValidJobId(jobId)) throw new CliError(`job id ${JSON.stringify(jobId)} is not a plain name`, ExitCode.Usage);
+  const runId = options.runId ?? scheduler.runId ?? 'default';
+  if (!isValidJobId(runId)) throw new CliError(`run id ${JSON.stringify(runId)} is not a plain name`, ExitCode.Usage);
+
+  checkSpoolDir(options.spoolDir);
+  checkWorkdir(workdir);
+  const run = prepareRun(workdir, runId, argv, new Date());
+  if (run.mode === 'fresh') resolveProgram(argv[0], workdir, env);
+
+  for (const warning of scheduler.warnings) logger.log('warn', warning);
+  const fsWarning = scheduler.name === 'none' ? undefined : localFilesystemWarning(workdir);
+  if (fsWarning) logger.log('warn', fsWarning);
+  logger.log('info', `job ${jobId}, run ${runId}: ${run.reason}`);
+
+  const settings: LaunchSettings = {
+    argv,
+    workdir,
+    spoolDir: options.spoolDir,
+    jobId,
+    signal: options.signal,
+    resumeTimeoutMs: options.resumeTimeout * 1000,
+    dumpTimeoutMs: options.dumpTimeout * 1000,
+    minRuntimeMs: (options.minRuntime ?? scheduler.minRuntimeSec) * 1000,
+    maxRestarts: options.maxRestarts,
+    pidNamespace: options.pidNamespace === 'on' || (options.pidNamespace === 'auto' && process.geteuid?.() === 0),
+    daemonCheck: options.daemonCheck,
+    daemonGraceMs: options.daemonGrace * 1000,
+    pollMs: 1000,
+    env,
+    logger,
+  };
+  return runLauncher(settings, run);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('ckpt-run')
+    .description('Run a batch job that survives its walltime: checkpoint on the scheduler\'s signal, exit 99, resume when resubmitted.')
+    .usage('[options] -- <command> [args...]')
+    .argument('<command...>', 'the program to run, and its arguments')
+    .option('--job-id <id>', 'this job\'s id, names the spool requests (default: $OAR_JOB_ID)')
+    .option('--run-id <id>', 'the run\'s stable key across resubmissions (default: from $OAR_ARRAY_ID/$OAR_ARRAY_INDEX, else "default")')
+    .option('--min-runtime <seconds>', 'do not exit 99 before the job has run this long (default: 62 under OAR, else 0)', secondsOption)
+    .passThroughOptions()
+    .enablePositionalOptions()
+    .addHelpText('after', PROTOCOL_HELP);
+  addLauncherOptions(program);
+  program.action(async (argv: string[], options: LauncherCliOptions) => {
+    process.exitCode = await launch(argv, options, process.env, process.cwd());
+  });
+  return program;
+}
+
+export function main(args: string[]): Promise<void> {
+  return runCli('ckpt-run', args, buildProgram);
+}

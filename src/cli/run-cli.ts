@@ -1,0 +1,43 @@
+/** Shared by both commands: option parsers, and the rule "one line and a distinct code, never a stack trace". */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { CliError, ExitCode } from './exit-codes.js';
+
+export function secondsOption(value: string): number {
+  const seconds = Number(value);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
+    throw new InvalidArgumentError('expected a number of seconds (0 or more)');
+  }
+  return seconds;
+}
+
+export function wholeNumberOption(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
+  return Number(value);
+}
+
+export async function runCli(name: string, args: string[], build: () => Command): Promise<void> {
+  const program = build();
+  const configure = (command: Command): void => {
+    command.exitOverride();
+    command.configureOutput({ outputError: (text, write) => write(`${name}: ${text.replace(/^error: /, '')}`) });
+    command.commands.forEach(configure);
+  };
+  configure(program);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end here too, with code 0.
+      process.exitCode = error.exitCode === 0 ? 0 : ExitCode.Usage;
+      return;
+    }
+    if (error instanceof CliError) {
+      process.stderr.write(`${name}: error: ${error.message}\n`);
+      process.exitCode = error.exitCode;
+      return;
+    }
+    const detail = process.env.CKPT_DEBUG ? (error as Error).stack : (error as Error).message;
+    process.stderr.write(`${name}: internal error: ${detail} (set CKPT_DEBUG=1 for details; please report it)\n`);
+    process.exitCode = ExitCode.Internal;
+  }
+}

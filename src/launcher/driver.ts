@@ -1,0 +1,301 @@
+/**
+ * The launcher's edge: turns real signals, file events, process exits and timers into events
+ * for the state machine (machine.ts) and carries out its actions. Waits are event-driven
+ * (inotify on the run directory) with a slow safety poll, so a missed event only costs time.
+ */
+import { existsSync, readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { CliError, ExitCode } from '../cli/exit-codes.js';
+import type { Logger } from '../log/logger.js';
+import { writeFileAtomic } from '../protocol/atomic-write.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, parseDaemonReport } from '../protocol/daemon-report.js';
+import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
+import { OutputRelay } from '../proc/output-relay.js';
+import { childrenOf, ProcessHandle } from '../proc/process-liveness.js';
+import { spawnProgramTree } from '../proc/program-tree.js';
+import { saveRunState } from '../state/run-state.js';
+import { join } from 'node:path';
+import { initialState, step, type MachineAction, type MachineEvent, type MachineState, type TimerName } from './machine.js';
+import type { PreparedRun } from './preflight.js';
+
+export interface LaunchSettings {
+  argv: string[];
+  workdir: string;
+  spoolDir: string;
+  jobId: string;
+  signal: NodeJS.Signals;
+  resumeTimeoutMs: number;
+  dumpTimeoutMs: number;
+  minRuntimeMs: number;
+  maxRestarts: number;
+  pidNamespace: boolean;
+  /** Fail fast when no daemon heartbeat answers a request (off for daemons without one). */
+  daemonCheck: boolean;
+  /** How long a request may wait unanswered, without a live heartbeat, before we say so. */
+  daemonGraceMs: number;
+  /** The safety poll's period: catches anything inotify missed (e.g. on NFS). */
+  pollMs: number;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+}
+
+const TERMINATION_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+
+/** Reads a small file the daemon or the shim writes; undefined while it is absent. */
+function readIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Identity of checkpoint_ok: every new dump replaces the file, so a change means a new dump. */
+function fileIdentity(path: string): string | undefined {
+  try {
+    const stats = statSync(path, { bigint: true });
+    return `${stats.ino}:${stats.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise<number> {
+  const { logger, spoolDir, jobId } = settings;
+  const { paths, state: runState } = run;
+  const startedAt = Date.now();
+
+  let machine: MachineState = initialState(
+    {
+      dumpTimeoutMs: settings.dumpTimeoutMs,
+      resumeTimeoutMs: settings.resumeTimeoutMs,
+      minRuntimeMs: settings.minRuntimeMs,
+      restarts: runState.restarts,
+      maxRestarts: settings.maxRestarts,
+    },
+    startedAt,
+  );
+  const timers = new Map<TimerName, NodeJS.Timeout>();
+  const relays = [
+    new OutputRelay(paths.stdoutLog, 1, runState.relayed.stdout),
+    new OutputRelay(paths.stderrLog, 2, runState.relayed.stderr),
+  ];
+  let program: ProcessHandle | undefined;
+  let checkpointOkBefore: string | undefined;
+  let daemonCheckTimer: NodeJS.Timeout | undefined;
+  let imagesWatcher: FSWatcher | undefined;
+  let relayScheduled = false;
+  let finish: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => {
+    finish = resolve;
+  });
+
+  runState.status = 'running';
+  runState.history.push({ jobId, startedAt: new Date(startedAt).toISOString(), mode: run.mode });
+  saveRunState(paths.state, runState);
+
+  const onCheckpointSignal = (): void => dispatch({ type: 'checkpointSignal' });
+  const onTerminate = (signal: NodeJS.Signals): void => dispatch({ type: 'terminate', signal });
+  process.on(settings.signal, onCheckpointSignal);
+  for (const signal of TERMINATION_SIGNALS) process.on(signal, onTerminate);
+
+  function dispatch(event: MachineEvent): void {
+    const next = step(machine, event, Date.now());
+    machine = next.state;
+    for (const action of next.actions) perform(action);
+  }
+
+  function scheduleRelay(): void {
+    if (relayScheduled) return;
+    relayScheduled = true;
+    // Coalesce the bursts of inotify events a chatty program causes into one read.
+    setTimeout(() => {
+      relayScheduled = false;
+      for (const relay of relays) relay.pump();
+    }, 20);
+  }
+
+  /** Looks at every file that can move the run forward; the watchers and the poll call it. */
+  function inspect(): void {
+    if (machine.phase === 'exiting') return;
+    const exitStatus = readIfPresent(paths.exitStatus);
+    if (exitStatus !== undefined && /^\d+\n$/.test(exitStatus)) {
+      dispatch({ type: 'programExited', exitCode: Number(exitStatus) });
+      return;
+    }
+    if (machine.phase === 'resuming') {
+      const report = readIfPresent(paths.restoreFailed);
+      const parsed = report === undefined ? undefined : parseDaemonReport(report);
+      if (parsed) {
+        dispatch({ type: 'restoreFailed', reason: parsed.reason, retryable: parsed.retryable });
+        return;
+      }
+      const pidText = readIfPresent(paths.pidfile);
+      // The pidfile may exist before it is complete or readable (criu writes it as root).
+      if (pidText !== undefined && /^\d+\n?$/.test(pidText)) dispatch({ type: 'restored', pid: Number(pidText) });
+      return;
+    }
+    if (machine.requestOutstanding) {
+      const report = readIfPresent(paths.dumpFailed);
+      const parsed = report === undefined ? undefined : parseDaemonReport(report);
+      if (parsed) dispatch({ type: 'dumpFailed', reason: parsed.reason });
+      const identity = fileIdentity(paths.checkpointOk);
+      if (identity !== undefined && identity !== checkpointOkBefore) dispatch({ type: 'checkpointOk' });
+    }
+    if (program && !program.isAlive()) {
+      // The shim may have written the status just before going away.
+      const status = readIfPresent(paths.exitStatus);
+      if (status !== undefined && /^\d+\n$/.test(status)) dispatch({ type: 'programExited', exitCode: Number(status) });
+      else dispatch({ type: 'programGone' });
+    }
+  }
+
+  const runDirWatcher = watch(paths.dir, (_event, name) => {
+    if (name === 'stdout.log' || name === 'stderr.log') scheduleRelay();
+    else if (name === 'checkpoint') watchImages();
+    else inspect();
+  });
+  const poll = setInterval(() => {
+    for (const relay of relays) relay.pump();
+    inspect();
+  }, settings.pollMs);
+
+  /** The images folder is replaced by every dump: (re)attach a watcher for the pidfile. */
+  function watchImages(): void {
+    imagesWatcher?.close();
+    imagesWatcher = undefined;
+    if (machine.phase !== 'resuming') return;
+    try {
+      imagesWatcher = watch(paths.images, () => inspect());
+    } catch {
+      // no images folder yet: the run dir watcher calls again when it appears
+    }
+    inspect();
+  }
+
+  function sendRequest(request: SpoolRequest): void {
+    const path = requestPath(spoolDir, request.kind, jobId);
+    try {
+      writeFileAtomic(path, formatRequest(request));
+    } catch (error) {
+      throw new CliError(`cannot write the request ${path}: ${(error as Error).message}`, ExitCode.SpoolDir);
+    }
+    if (settings.daemonCheck) {
+      clearTimeout(daemonCheckTimer);
+      daemonCheckTimer = setTimeout(() => checkDaemon(path), settings.daemonGraceMs);
+    }
+  }
+
+  /** A request still unread after the grace period, with no live heartbeat: nobody serves it. */
+  function checkDaemon(path: string): void {
+    if (!existsSync(path)) return;
+    const heartbeat = join(spoolDir, HEARTBEAT_FILE);
+    let age: number | undefined;
+    try {
+      age = Date.now() - statSync(heartbeat).mtimeMs;
+    } catch {
+      age = undefined;
+    }
+    if (age !== undefined && age < HEARTBEAT_STALE_MS) return;
+    const why = age === undefined ? `no heartbeat file ${heartbeat}` : `its heartbeat ${heartbeat} is ${Math.round(age / 1000)} s old`;
+    if (machine.phase === 'resuming') rmSync(path, { force: true });
+    dispatch({
+      type: 'daemonSilent',
+      detail:
+        `no checkpoint daemon answered: ${path} is still unread after ${settings.daemonGraceMs / 1000} s and ${why} ` +
+        '(is ckpt-daemon running on this node? for a daemon without heartbeat use --no-daemon-check)',
+    });
+  }
+
+  function perform(action: MachineAction): void {
+    switch (action.type) {
+      case 'log':
+        logger.log(action.level, action.message);
+        return;
+      case 'spawn':
+        spawnProgramTree({
+          argv: settings.argv,
+          paths,
+          cwd: settings.workdir,
+          env: settings.env,
+          pidNamespace: settings.pidNamespace,
+        }).then(
+          (tree) => {
+            program = new ProcessHandle(tree.rootPid);
+            // Our own child: its exit is the fastest news that the tree is gone.
+            tree.child.once('exit', () => inspect());
+            dispatch({ type: 'spawned', pid: tree.rootPid });
+          },
+          (error: Error) => {
+            logger.log('error', `cannot start the program: ${error.message}`);
+            end(ExitCode.NotExecutable, 'failed');
+          },
+        );
+        return;
+      case 'requestCheckpoint':
+        checkpointOkBefore = fileIdentity(paths.checkpointOk);
+        rmSync(paths.dumpFailed, { force: true });
+        sendRequest({ kind: 'checkpoint', jobId, pid: action.pid, dir: paths.dir });
+        return;
+      case 'requestResume':
+        rmSync(paths.pidfile, { force: true });
+        rmSync(paths.restoreFailed, { force: true });
+        sendRequest({ kind: 'resume', jobId, dir: paths.dir });
+        watchImages();
+        return;
+      case 'watchProgram':
+        program = new ProcessHandle(action.pid);
+        inspect();
+        return;
+      case 'setTimer':
+        clearTimeout(timers.get(action.name));
+        timers.set(action.name, setTimeout(() => dispatch({ type: 'timer', name: action.name }), action.ms));
+        return;
+      case 'clearTimer':
+        clearTimeout(timers.get(action.name));
+        timers.delete(action.name);
+        return;
+      case 'forwardSignal':
+        for (const pid of childrenOf(machine.pid as number)) {
+          try {
+            process.kill(pid, action.signal);
+          } catch {
+            // already gone
+          }
+        }
+        return;
+      case 'exit':
+        if (action.outcome === 'checkpointed') runState.restarts += 1;
+        if (action.exitCode !== undefined) runState.exitCode = action.exitCode;
+        end(action.code, action.outcome);
+        return;
+    }
+  }
+
+  function end(code: number, outcome: 'checkpointed' | 'finished' | 'failed'): void {
+    for (const relay of relays) relay.pump();
+    clearInterval(poll);
+    clearTimeout(daemonCheckTimer);
+    for (const timer of timers.values()) clearTimeout(timer);
+    runDirWatcher.close();
+    imagesWatcher?.close();
+    process.removeListener(settings.signal, onCheckpointSignal);
+    for (const signal of TERMINATION_SIGNALS) process.removeListener(signal, onTerminate);
+    if (machine.phase === 'resuming' || code === ExitCode.ResumeTimeout) {
+      // Nobody will watch a tree restored after we leave.
+      rmSync(requestPath(spoolDir, 'resume', jobId), { force: true });
+    }
+    runState.relayed = { stdout: relays[0].offset, stderr: relays[1].offset };
+    // A failure keeps the status that decides the next job: a run with a checkpoint resumes.
+    if (outcome === 'checkpointed') runState.status = 'checkpointed';
+    if (outcome === 'finished') runState.status = 'finished';
+    const record = runState.history[runState.history.length - 1];
+    record.endedAt = new Date().toISOString();
+    record.outcome = outcome;
+    record.exitCode = code;
+    saveRunState(paths.state, runState);
+    finish(code);
+  }
+
+  dispatch({ type: 'start', mode: run.mode });
+  return done;
+}

@@ -1,0 +1,364 @@
+/**
+ * The launcher's state machine: pure, no I/O. The driver (driver.ts) turns signals, file
+ * events, process exits and timers into events, and carries out the actions returned.
+ *
+ *   fresh:  starting → running → checkpointing → (program gone + checkpoint_ok) → exit 99
+ *   resume: resuming → (pidfile) → running → … → the program's own exit code
+ *
+ * The one rule that matters most: exit 99 (resubmit) only when a checkpoint completed since our
+ * request (a new checkpoint_ok) AND the program is gone without an exit status of its own.
+ */
+import { constants } from 'node:os';
+import { ExitCode } from '../cli/exit-codes.js';
+
+export type Phase = 'starting' | 'resuming' | 'running' | 'checkpointing' | 'exiting';
+
+export type TimerName = 'dump' | 'resume' | 'minRuntime';
+
+export interface MachineConfig {
+  /** How long the daemon may take to complete a dump before we say so. */
+  dumpTimeoutMs: number;
+  /** How long the daemon may take to restore before we give up with exit 3. */
+  resumeTimeoutMs: number;
+  /** OAR resubmits only jobs that ran longer than 60 s: exit 99 not before this much job time. */
+  minRuntimeMs: number;
+  /** Resubmissions this run has had already (from the state file). */
+  restarts: number;
+  /** Past this many resubmissions, stop with an error instead of exiting 99. */
+  maxRestarts: number;
+}
+
+export interface MachineState {
+  phase: Phase;
+  config: MachineConfig;
+  /** When the job started (ms, the driver's clock). */
+  startedAt: number;
+  /** PID of the root of the program's tree, once known. */
+  pid?: number;
+  /** A checkpoint signal came before the PID was known. */
+  signalPending: boolean;
+  /** A checkpoint request is out and not yet answered (success, failure or timeout). */
+  requestOutstanding: boolean;
+  /** A new checkpoint_ok appeared since our last request. */
+  checkpointComplete: boolean;
+  /** The program's tree is gone without an exit status (killed, e.g. by the dump). */
+  programGone: boolean;
+  /** A termination signal was forwarded to the program. */
+  terminating?: NodeJS.Signals;
+}
+
+export type MachineEvent =
+  | { type: 'start'; mode: 'fresh' | 'resume' }
+  | { type: 'spawned'; pid: number }
+  | { type: 'restored'; pid: number }
+  | { type: 'restoreFailed'; reason: string; retryable: boolean }
+  | { type: 'checkpointSignal' }
+  | { type: 'checkpointOk' }
+  | { type: 'dumpFailed'; reason: string }
+  | { type: 'daemonSilent'; detail: string }
+  | { type: 'programExited'; exitCode: number }
+  | { type: 'programGone' }
+  | { type: 'timer'; name: TimerName }
+  | { type: 'terminate'; signal: NodeJS.Signals };
+
+export type Outcome = 'checkpointed' | 'finished' | 'failed';
+
+export type MachineAction =
+  | { type: 'spawn' }
+  | { type: 'requestCheckpoint'; pid: number }
+  | { type: 'requestResume' }
+  | { type: 'watchProgram'; pid: number }
+  | { type: 'setTimer'; name: TimerName; ms: number }
+  | { type: 'clearTimer'; name: TimerName }
+  | { type: 'forwardSignal'; signal: NodeJS.Signals }
+  | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; message: string }
+  | { type: 'exit'; code: number; outcome: Outcome; exitCode?: number };
+
+export interface Step {
+  state: MachineState;
+  actions: MachineAction[];
+}
+
+export function initialState(config: MachineConfig, startedAt: number): MachineState {
+  return {
+    phase: 'starting',
+    config,
+    startedAt,
+    signalPending: false,
+    requestOutstanding: false,
+    checkpointComplete: false,
+    programGone: false,
+  };
+}
+
+const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
+
+const log = (level: 'info' | 'warn' | 'error' | 'debug', message: string): MachineAction => ({
+  type: 'log',
+  level,
+  message,
+});
+
+function exiting(state: MachineState, actions: MachineAction[], exit: MachineAction): Step {
+  return { state: { ...state, phase: 'exiting' }, actions: [...actions, exit] };
+}
+
+function failWith(state: MachineState, code: number, message: string): Step {
+  return exiting(state, [log('error', message)], { type: 'exit', code, outcome: 'failed' });
+}
+
+/** Sends the checkpoint request for a known PID and arms the dump bound. */
+function requestCheckpoint(state: MachineState, pid: number, actions: MachineAction[]): Step {
+  return {
+    state: {
+      ...state,
+      phase: 'checkpointing',
+      signalPending: false,
+      requestOutstanding: true,
+      checkpointComplete: false,
+    },
+    actions: [
+      ...actions,
+      log('info', `checkpoint requested for PID ${pid}`),
+      { type: 'requestCheckpoint', pid },
+      { type: 'setTimer', name: 'dump', ms: state.config.dumpTimeoutMs },
+    ],
+  };
+}
+
+/** The program's root PID is known (spawned or restored): watch it, serve a pending signal. */
+function programKnown(state: MachineState, pid: number, actions: MachineAction[]): Step {
+  const next: MachineState = { ...state, phase: 'running', pid };
+  const watched = [...actions, { type: 'watchProgram', pid } as MachineAction];
+  if (state.signalPending) {
+    return requestCheckpoint(next, pid, [
+      ...watched,
+      log('info', 'serving the checkpoint signal that arrived before the program was running'),
+    ]);
+  }
+  return { state: next, actions: watched };
+}
+
+/** Exit 99 once the job has run long enough for the scheduler to resubmit it. */
+function resubmit(state: MachineState, now: number, reason: string): Step {
+  const { restarts, maxRestarts, minRuntimeMs } = state.config;
+  if (restarts >= maxRestarts) {
+    return failWith(
+      state,
+      ExitCode.MaxRestarts,
+      `${reason}, but this run was already resubmitted ${restarts} times (--max-restarts ` +
+        `${maxRestarts}): not exiting 99. The checkpoint is kept: to resume it, submit the ` +
+        `job again with a higher --max-restarts.`,
+    );
+  }
+  const remaining = state.startedAt + minRuntimeMs - now;
+  if (remaining > 0) {
+    return {
+      state: { ...state, phase: 'exiting' },
+      actions: [
+        log(
+          'info',
+          `${reason}; waiting ${seconds(remaining)} before exit 99: the scheduler resubmits ` +
+            `only jobs that ran more than ${seconds(minRuntimeMs - 2000)} (--min-runtime)`,
+        ),
+        { type: 'setTimer', name: 'minRuntime', ms: remaining },
+      ],
+    };
+  }
+  return exiting(state, [log('info', `${reason}; exit 99 so that the job is resubmitted`)], {
+    type: 'exit',
+    code: ExitCode.Resubmit,
+    outcome: 'checkpointed',
+  });
+}
+
+/** Exit 99 iff the program is gone and a checkpoint completed after our request. */
+function checkCheckpointDone(state: MachineState, now: number): Step {
+  if (state.programGone && state.checkpointComplete) {
+    return resubmit(
+      { ...state, requestOutstanding: false },
+      now,
+      'checkpoint complete, program stopped',
+    );
+  }
+  return { state, actions: [] };
+}
+
+export function step(state: MachineState, event: MachineEvent, now: number): Step {
+  if (state.phase === 'exiting' && !(event.type === 'timer' && event.name === 'minRuntime')) {
+    if (event.type === 'checkpointSignal') {
+      return { state, actions: [log('debug', 'checkpoint signal ignored: the job is ending')] };
+    }
+    return { state, actions: [] };
+  }
+
+  switch (event.type) {
+    case 'start':
+      if (event.mode === 'fresh') return { state, actions: [{ type: 'spawn' }] };
+      return {
+        state: { ...state, phase: 'resuming' },
+        actions: [
+          { type: 'requestResume' },
+          { type: 'setTimer', name: 'resume', ms: state.config.resumeTimeoutMs },
+        ],
+      };
+
+    case 'spawned':
+      return programKnown(state, event.pid, []);
+
+    case 'restored':
+      if (state.phase !== 'resuming') return { state, actions: [] };
+      return programKnown(state, event.pid, [
+        { type: 'clearTimer', name: 'resume' },
+        log('info', `program restored as PID ${event.pid}`),
+      ]);
+
+    case 'restoreFailed': {
+      if (state.phase !== 'resuming') return { state, actions: [] };
+      const cleared: MachineAction = { type: 'clearTimer', name: 'resume' };
+      if (event.retryable) {
+        const retry = resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`);
+        return { state: retry.state, actions: [cleared, ...retry.actions] };
+      }
+      const failed = failWith(
+        state,
+        ExitCode.RestoreFailed,
+        `restore failed: ${event.reason}. The checkpoint is kept; fix the cause and submit again.`,
+      );
+      return { state: failed.state, actions: [cleared, ...failed.actions] };
+    }
+
+    case 'checkpointSignal':
+      if (state.phase === 'starting' || state.phase === 'resuming') {
+        return {
+          state: { ...state, signalPending: true },
+          actions: [log('info', 'checkpoint signal received before the program runs: will checkpoint as soon as it does')],
+        };
+      }
+      if (state.phase === 'checkpointing') {
+        return { state, actions: [log('info', 'checkpoint signal ignored: a checkpoint is already in progress')] };
+      }
+      return requestCheckpoint(state, state.pid as number, [log('info', 'checkpoint signal received')]);
+
+    case 'checkpointOk': {
+      if (!state.requestOutstanding) return { state, actions: [] };
+      const next = { ...state, checkpointComplete: true };
+      const done = checkCheckpointDone(next, now);
+      const cleared: MachineAction[] = done.state.phase === 'exiting' ? [{ type: 'clearTimer', name: 'dump' }] : [];
+      return { state: done.state, actions: [...cleared, ...done.actions] };
+    }
+
+    case 'dumpFailed':
+      if (!state.requestOutstanding) return { state, actions: [] };
+      return {
+        state: { ...state, phase: 'running', requestOutstanding: false },
+        actions: [
+          { type: 'clearTimer', name: 'dump' },
+          log('error', `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`),
+        ],
+      };
+
+    case 'daemonSilent':
+      if (state.phase === 'resuming') {
+        return failWith(state, ExitCode.DaemonAbsent, `${event.detail}; giving up the resume (the checkpoint is kept)`);
+      }
+      if (state.phase === 'checkpointing') {
+        return {
+          state: { ...state, phase: 'running' },
+          actions: [
+            { type: 'clearTimer', name: 'dump' },
+            log('error', `${event.detail}; no checkpoint can be made, the program keeps running`),
+          ],
+        };
+      }
+      return { state, actions: [] };
+
+    case 'programExited':
+      return exiting(
+        state,
+        [log('info', `program exited with code ${event.exitCode}`)],
+        { type: 'exit', code: event.exitCode, outcome: 'finished', exitCode: event.exitCode },
+      );
+
+    case 'programGone': {
+      if (state.programGone) return { state, actions: [] };
+      const next = { ...state, programGone: true };
+      if (state.requestOutstanding) {
+        const done = checkCheckpointDone(next, now);
+        if (done.state.phase === 'exiting') {
+          return { state: done.state, actions: [{ type: 'clearTimer', name: 'dump' }, ...done.actions] };
+        }
+        return { state: next, actions: [log('debug', 'program stopped; waiting for the daemon to confirm the checkpoint')] };
+      }
+      if (state.terminating) {
+        return exiting(next, [], { type: 'exit', code: 128 + signalNumber(state.terminating), outcome: 'failed' });
+      }
+      return failWith(
+        next,
+        ExitCode.ProgramLost,
+        'the program disappeared without an exit status and no checkpoint was made ' +
+          '(killed from outside?); not exiting 99',
+      );
+    }
+
+    case 'timer':
+      switch (event.name) {
+        case 'minRuntime':
+          return exiting(state, [log('info', 'exit 99 so that the job is resubmitted')], {
+            type: 'exit',
+            code: ExitCode.Resubmit,
+            outcome: 'checkpointed',
+          });
+        case 'resume':
+          if (state.phase !== 'resuming') return { state, actions: [] };
+          return failWith(
+            state,
+            ExitCode.ResumeTimeout,
+            `resume timed out after ${seconds(state.config.resumeTimeoutMs)}: no checkpoint/pidfile ` +
+              'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
+          );
+        case 'dump':
+          if (!state.requestOutstanding) return { state, actions: [] };
+          if (state.programGone) {
+            return failWith(
+              state,
+              ExitCode.ProgramLost,
+              `the program stopped but the daemon did not confirm the checkpoint within ` +
+                `${seconds(state.config.dumpTimeoutMs)} (no new checkpoint_ok); not exiting 99`,
+            );
+          }
+          return {
+            // A late checkpoint_ok still counts: requestOutstanding stays set.
+            state: { ...state, phase: 'running' },
+            actions: [
+              log(
+                'warn',
+                `the daemon has not completed the dump after ${seconds(state.config.dumpTimeoutMs)} ` +
+                  '(--dump-timeout); the program keeps running, the next checkpoint signal asks again',
+              ),
+            ],
+          };
+      }
+      return { state, actions: [] };
+
+    case 'terminate':
+      if (state.terminating || state.pid === undefined) {
+        return exiting(state, [log('warn', `${event.signal} received; exiting now`)], {
+          type: 'exit',
+          code: 128 + signalNumber(event.signal),
+          outcome: 'failed',
+        });
+      }
+      return {
+        state: { ...state, terminating: event.signal },
+        actions: [
+          log('warn', `${event.signal} received: passing it to the program (send it again to leave at once)`),
+          { type: 'forwardSignal', signal: event.signal },
+        ],
+      };
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return constants.signals[signal];
+}

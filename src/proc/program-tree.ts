@@ -1,0 +1,86 @@
+/**
+ * Starts the user's program the way CRIU can dump and restore it:
+ *  - detached in its own session (setsid), stdin from /dev/null, so no terminal or pipe of the
+ *    job belongs to the tree (a pipe makes CRIU fail with "External socket is used");
+ *  - stdout/stderr appended (by the shim) to files in the run directory that nothing else writes, because
+ *    CRIU refuses to restore a regular file whose size changed after the dump, except O_APPEND;
+ *  - under a tiny sh shim at the root of the tree that records the program's exit status in a
+ *    file, because a restored tree has no parent that can wait for it;
+ *  - optionally as the init of its own PID namespace, so that a restore never collides with a
+ *    PID already in use on the node (or with dumped PIDs the node's init has not reaped yet).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { RunDirPaths } from '../protocol/run-dir.js';
+
+/**
+ * The shim: point its own stdout/stderr at the run's logs (O_APPEND), run the program, then
+ * publish the exit status atomically. It opens the logs itself so that `unshare`, which stays
+ * outside the dumped tree, keeps the job's stderr for its own messages.
+ */
+const SHIM =
+  'exec >>"$1" 2>>"$2"; status=$3; shift 3; "$@"; code=$?; ' +
+  'printf "%s\\n" "$code" > "$status.tmp" && mv -f "$status.tmp" "$status"; exit "$code"';
+
+export interface ProgramTree {
+  /** The PID to dump: the shim at the root of the tree (in the node's PID namespace). */
+  rootPid: number;
+  /** The process ckpt-run spawned (the shim, or `unshare` around it). */
+  child: ChildProcess;
+}
+
+export interface SpawnTreeOptions {
+  argv: string[];
+  paths: RunDirPaths;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  pidNamespace: boolean;
+}
+
+export async function spawnProgramTree(options: SpawnTreeOptions): Promise<ProgramTree> {
+  const { argv, paths, pidNamespace } = options;
+  const shimArgv = ['sh', '-c', SHIM, 'ckpt-run-shim', paths.stdoutLog, paths.stderrLog, paths.exitStatus, ...argv];
+  const fullArgv = pidNamespace ? ['unshare', '--pid', '--fork', 'setsid', ...shimArgv] : shimArgv;
+  const child = spawn(fullArgv[0], fullArgv.slice(1), {
+    cwd: options.cwd,
+    // Node programs use io_uring by default, which CRIU cannot dump.
+    env: { ...options.env, UV_USE_IO_URING: '0' },
+    detached: true,
+    // unshare's own stderr is kept for error messages: after a dump it reports the killed
+    // child ("sigprocmask unblock failed"), which is noise in the job's output.
+    stdio: ['ignore', 'ignore', pidNamespace ? 'pipe' : 'inherit'],
+  });
+  let unshareErrors = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    unshareErrors = (unshareErrors + chunk.toString()).slice(-2000);
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  const pid = child.pid as number;
+  let rootPid = pid;
+  if (pidNamespace) {
+    try {
+      rootPid = await firstChildOf(pid);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}${unshareErrors ? `: ${unshareErrors.trim()}` : ''}`);
+    }
+  }
+  return { rootPid, child };
+}
+
+/** unshare forks the namespace's init right after it starts; wait (bounded) until it has. */
+async function firstChildOf(pid: number): Promise<number> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+      if (children) return Number(children.split(' ')[0]);
+    } catch {
+      throw new Error(`unshare (PID ${pid}) exited before starting the program`);
+    }
+    if (Date.now() > deadline) throw new Error(`unshare (PID ${pid}) did not start the program within 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}

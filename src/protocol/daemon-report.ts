@@ -1,0 +1,31 @@
+/**
+ * What ckpt-daemon leaves in the run directory when a dump or a restore fails, so that the
+ * job side reports CRIU's reason at once instead of waiting out its timeout. JSON on one line:
+ * `retryable` marks failures that another node or a later try can overcome (a PID in use).
+ */
+export interface DaemonReport {
+  reason: string;
+  retryable: boolean;
+  log?: string;
+}
+
+export function formatDaemonReport(report: DaemonReport): string {
+  return `${JSON.stringify(report)}\n`;
+}
+
+export function parseDaemonReport(text: string): DaemonReport | undefined {
+  if (!text.endsWith('\n')) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<DaemonReport>;
+    if (typeof value.reason !== 'string') return undefined;
+    return { reason: value.reason, retryable: value.retryable === true, log: value.log };
+  } catch {
+    return undefined;
+  }
+}
+
+/** ckpt-daemon refreshes this file in the spool dir so that jobs can tell it is alive. */
+export const HEARTBEAT_FILE = 'ckpt-daemon.heartbeat';
+export const HEARTBEAT_INTERVAL_MS = 2000;
+/** A heartbeat older than this means the daemon is gone. */
+export const HEARTBEAT_STALE_MS = 3 * HEARTBEAT_INTERVAL_MS;

@@ -1,0 +1,49 @@
+import { join } from 'node:path';
+
+/**
+ * The files of one run, all inside its run directory (the DIR of the spool requests).
+ * The first three are the public protocol; the others are ckpt-run's and ckpt-daemon's own.
+ */
+export interface RunDirPaths {
+  dir: string;
+  /** CRIU images of the last complete checkpoint. */
+  images: string;
+  /** Created by the daemon once a dump is complete; replaced (new inode) by every new dump. */
+  checkpointOk: string;
+  /** Written by the daemon after a restore: the restored root's PID. */
+  pidfile: string;
+  /** ckpt-daemon's reason when a dump failed (the program keeps running). */
+  dumpFailed: string;
+  /** ckpt-daemon's reason when a restore failed. */
+  restoreFailed: string;
+  /** Written by the shim at the root of the program's tree: the program's exit status. */
+  exitStatus: string;
+  /** The program's output files, opened O_APPEND by the tree and relayed by ckpt-run. */
+  stdoutLog: string;
+  stderrLog: string;
+  /** ckpt-run's record of the run (see src/state/run-state.ts). */
+  state: string;
+}
+
+export const RUNS_FOLDER = '.ckpt-run';
+
+export function runDirPaths(dir: string): RunDirPaths {
+  const images = join(dir, 'checkpoint');
+  return {
+    dir,
+    images,
+    checkpointOk: join(dir, 'checkpoint_ok'),
+    pidfile: join(images, 'pidfile'),
+    dumpFailed: join(dir, 'dump_failed'),
+    restoreFailed: join(dir, 'restore_failed'),
+    exitStatus: join(dir, 'exit_status'),
+    stdoutLog: join(dir, 'stdout.log'),
+    stderrLog: join(dir, 'stderr.log'),
+    state: join(dir, 'state.json'),
+  };
+}
+
+/** Where a run lives: one folder per run id under the working directory's `.ckpt-run/`. */
+export function runDirFor(workdir: string, runId: string): string {
+  return join(workdir, RUNS_FOLDER, runId);
+}

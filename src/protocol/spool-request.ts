@@ -1,0 +1,72 @@
+import { join } from 'node:path';
+
+/**
+ * The node daemon's spool protocol, as spoken by the clusters' public bash daemon:
+ *   <spool>/<job-id>.checkpoint   "PID\nDIR\n"  dump the tree rooted at PID into DIR/checkpoint/
+ *   <spool>/<job-id>.resume       "DIR\n"       restore DIR/checkpoint/, write its pidfile
+ * The public daemon reads the PID with `head -1` and DIR with `tail -1`, so both formats
+ * stay strictly line-based with a trailing newline.
+ */
+export type RequestKind = 'checkpoint' | 'resume';
+
+export interface CheckpointRequest {
+  kind: 'checkpoint';
+  jobId: string;
+  pid: number;
+  dir: string;
+}
+
+export interface ResumeRequest {
+  kind: 'resume';
+  jobId: string;
+  dir: string;
+}
+
+export type SpoolRequest = CheckpointRequest | ResumeRequest;
+
+/** The largest request a daemon accepts: a PID and a path, with room to spare. */
+export const MAX_REQUEST_BYTES = 8192;
+
+/** Job ids become file names in a world-writable directory: no separators, no dot files. */
+const JOB_ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+export function isValidJobId(jobId: string): boolean {
+  return JOB_ID_PATTERN.test(jobId);
+}
+
+export function requestPath(spoolDir: string, kind: RequestKind, jobId: string): string {
+  return join(spoolDir, `${jobId}.${kind}`);
+}
+
+/** Splits a spool file name into its job id and kind; undefined for anything else. */
+export function parseRequestName(name: string): { jobId: string; kind: RequestKind } | undefined {
+  const match = /^(.+)\.(checkpoint|resume)$/.exec(name);
+  if (!match || !isValidJobId(match[1])) return undefined;
+  return { jobId: match[1], kind: match[2] as RequestKind };
+}
+
+export function formatRequest(request: SpoolRequest): string {
+  return request.kind === 'checkpoint' ? `${request.pid}\n${request.dir}\n` : `${request.dir}\n`;
+}
+
+export class MalformedRequestError extends Error {}
+
+/** Parses a request body; throws MalformedRequestError with the reason for anything off. */
+export function parseRequest(kind: RequestKind, jobId: string, body: string): SpoolRequest {
+  if (body.includes('\0')) throw new MalformedRequestError('binary content');
+  if (!body.endsWith('\n')) throw new MalformedRequestError('no final newline (half-written?)');
+  const lines = body.slice(0, -1).split('\n');
+  const dir = lines[lines.length - 1];
+  if (!dir.startsWith('/') || dir.includes('\n')) {
+    throw new MalformedRequestError(`directory ${JSON.stringify(dir)} is not an absolute path`);
+  }
+  if (kind === 'resume') {
+    if (lines.length !== 1) throw new MalformedRequestError(`expected 1 line, got ${lines.length}`);
+    return { kind, jobId, dir };
+  }
+  if (lines.length !== 2) throw new MalformedRequestError(`expected 2 lines, got ${lines.length}`);
+  if (!/^[1-9][0-9]{0,9}$/.test(lines[0])) {
+    throw new MalformedRequestError(`PID ${JSON.stringify(lines[0])} is not a number`);
+  }
+  return { kind, jobId, pid: Number(lines[0]), dir };
+}

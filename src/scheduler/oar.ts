@@ -1,0 +1,45 @@
+/**
+ * OAR 2.5 as measured on a real cluster:
+ *  - the checkpoint signal goes to ONE process, the job's `bash -c "<command>"`: ckpt-run must
+ *    be that process (a plain command is exec'd by bash; a script must `exec ckpt-run …`);
+ *  - exit 99 resubmits only a job that ran more than 60 s;
+ *  - a resubmitted job gets a new OAR_JOB_ID but keeps OAR_ARRAY_ID/OAR_ARRAY_INDEX.
+ */
+import { readFileSync } from 'node:fs';
+import type { SchedulerContext } from './scheduler.js';
+
+/** 60 s is OAR's rule; 2 s of margin for clock granularity between OAR's checks. */
+export const OAR_MIN_RUNTIME_SEC = 62;
+
+const SHELLS = new Set(['bash', 'sh', 'dash', 'zsh', 'ksh', 'csh', 'tcsh']);
+
+function parentCommand(ppid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContext | undefined {
+  const jobId = env.OAR_JOB_ID;
+  if (!jobId) return undefined;
+  const warnings: string[] = [];
+  const parent = parentCommand(ppid);
+  if (parent && SHELLS.has(parent)) {
+    warnings.push(
+      `ckpt-run's parent is a shell (${parent}, PID ${ppid}): OAR sends the checkpoint signal to ` +
+        `that shell, which dies of it and the job is not resubmitted. Start ckpt-run with ` +
+        `"exec ckpt-run -- …" in your job script.`,
+    );
+  }
+  const arrayId = env.OAR_ARRAY_ID ?? jobId;
+  const arrayIndex = env.OAR_ARRAY_INDEX ?? '1';
+  return {
+    name: 'OAR',
+    jobId,
+    runId: `oar-${arrayId}-${arrayIndex}`,
+    minRuntimeSec: OAR_MIN_RUNTIME_SEC,
+    warnings,
+  };
+}

@@ -1,0 +1,100 @@
+/**
+ * ckpt-run's record of one run, `<run dir>/state.json`. It decides whether a job starts fresh
+ * or resumes, so it is written atomically and read strictly: a damaged file stops the job with
+ * the file's name and the fix, never a guess that could resume the wrong image.
+ */
+import { readFileSync } from 'node:fs';
+import { CliError, ExitCode } from '../cli/exit-codes.js';
+import { writeFileAtomic } from '../protocol/atomic-write.js';
+
+export const STATE_SCHEMA = 1;
+
+/** running: a job is (or was, if it died) running it; checkpointed: waiting to be resumed. */
+export type RunStatus = 'running' | 'checkpointed' | 'finished' | 'failed';
+
+export interface JobRecord {
+  jobId: string;
+  startedAt: string;
+  endedAt?: string;
+  mode: 'fresh' | 'resume';
+  outcome?: 'checkpointed' | 'finished' | 'failed';
+  exitCode?: number;
+}
+
+export interface RunState {
+  schema: number;
+  runId: string;
+  command: string[];
+  workdir: string;
+  createdAt: string;
+  status: RunStatus;
+  /** The program's own exit code once it finished. */
+  exitCode?: number;
+  /** How many times the job exited 99 to be resubmitted. */
+  restarts: number;
+  /** Bytes of the program's output already relayed to a job's stdout/stderr. */
+  relayed: { stdout: number; stderr: number };
+  history: JobRecord[];
+}
+
+export function newRunState(runId: string, command: string[], workdir: string, now: Date): RunState {
+  return {
+    schema: STATE_SCHEMA,
+    runId,
+    command,
+    workdir,
+    createdAt: now.toISOString(),
+    status: 'running',
+    restarts: 0,
+    relayed: { stdout: 0, stderr: 0 },
+    history: [],
+  };
+}
+
+function corrupt(path: string, why: string): CliError {
+  return new CliError(
+    `state file ${path} is unusable (${why}); ckpt-run will not guess which checkpoint to resume. ` +
+      `To start the run afresh, remove its folder: rm -r ${path.replace(/\/state\.json$/, '')}`,
+    ExitCode.StateCorrupt,
+  );
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isInteger(value) && (value as number) >= 0;
+}
+
+/** Reads a state file; undefined when there is none, CliError when it is damaged. */
+export function loadRunState(path: string): RunState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw corrupt(path, (error as Error).message);
+  }
+  let value: RunState;
+  try {
+    value = JSON.parse(text) as RunState;
+  } catch {
+    throw corrupt(path, text.length === 0 ? 'empty' : 'not valid JSON, truncated?');
+  }
+  if (value === null || typeof value !== 'object') throw corrupt(path, 'not an object');
+  if (value.schema !== STATE_SCHEMA) throw corrupt(path, `schema ${String(value.schema)}, expected ${STATE_SCHEMA}`);
+  const valid =
+    typeof value.runId === 'string' &&
+    Array.isArray(value.command) &&
+    typeof value.workdir === 'string' &&
+    ['running', 'checkpointed', 'finished', 'failed'].includes(value.status) &&
+    isCount(value.restarts) &&
+    value.relayed !== null &&
+    typeof value.relayed === 'object' &&
+    isCount(value.relayed.stdout) &&
+    isCount(value.relayed.stderr) &&
+    Array.isArray(value.history);
+  if (!valid) throw corrupt(path, 'fields missing or of the wrong type');
+  return value;
+}
+
+export function saveRunState(path: string, state: RunState): void {
+  writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`);
+}
