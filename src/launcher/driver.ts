@@ -185,7 +185,10 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     }
   }
 
-  /** A request still unread after the grace period, with no live heartbeat: nobody serves it. */
+  /**
+   * A request still unread after the grace period, with no live heartbeat: nobody serves it.
+   * While the heartbeat is fresh the daemon is only busy; look again, as it may die meanwhile.
+   */
   function checkDaemon(path: string): void {
     if (!existsSync(path)) return;
     const heartbeat = join(spoolDir, HEARTBEAT_FILE);
@@ -195,7 +198,10 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     } catch {
       age = undefined;
     }
-    if (age !== undefined && age < HEARTBEAT_STALE_MS) return;
+    if (age !== undefined && age < HEARTBEAT_STALE_MS) {
+      daemonCheckTimer = setTimeout(() => checkDaemon(path), settings.daemonGraceMs);
+      return;
+    }
     const why = age === undefined ? `no heartbeat file ${heartbeat}` : `its heartbeat ${heartbeat} is ${Math.round(age / 1000)} s old`;
     if (machine.phase === 'resuming') rmSync(path, { force: true });
     dispatch({

@@ -3,7 +3,7 @@
  * its own exit code. Also decides whether this job starts the run afresh or resumes it.
  */
 import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { CliError, ExitCode } from '../cli/exit-codes.js';
 import { runDirFor, runDirPaths, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, newRunState, type RunState } from '../state/run-state.js';
@@ -75,6 +75,26 @@ export function resolveProgram(program: string, workdir: string, env: NodeJS.Pro
   throw new CliError(`program is not executable: ${existing[0]} (chmod +x it?)`, ExitCode.NotExecutable);
 }
 
+/**
+ * Creates `.ckpt-run/RUNID` one level at a time: root passes every access() check, so the real
+ * test of a writable working directory is the mkdir itself (and Node's recursive mkdir loops
+ * forever on some pseudo-filesystems such as /proc).
+ */
+function makeRunDir(workdir: string, runDir: string): void {
+  for (const dir of [dirname(runDir), runDir]) {
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw new CliError(
+        `working directory ${workdir} is not writable (cannot create ${dir}: ${(error as NodeJS.ErrnoException).code}); ` +
+          'run the job from a writable directory on a shared filesystem',
+        ExitCode.Workdir,
+      );
+    }
+  }
+}
+
 /** Reads (or starts) the run's record and decides: fresh start or resume. */
 export function prepareRun(workdir: string, runId: string, argv: string[], now: Date): PreparedRun {
   const paths = runDirPaths(runDirFor(workdir, runId));
@@ -100,6 +120,6 @@ export function prepareRun(workdir: string, runId: string, argv: string[], now: 
       ? `the previous run in ${paths.dir} finished (exit code ${previous.exitCode}): starting a new run`
       : `the previous run in ${paths.dir} has no checkpoint: starting it again from the beginning`;
   rmSync(paths.dir, { recursive: true, force: true });
-  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  makeRunDir(workdir, paths.dir);
   return { mode: 'fresh', paths, state: newRunState(runId, argv, workdir, now), reason };
 }

@@ -1,0 +1,97 @@
+/** Runs bin/ckpt-run (and the fake daemon) as real processes, for the integration tests. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const CKPT_RUN = join(ROOT, 'bin/ckpt-run');
+export const COUNTER = join(ROOT, 'examples/counter.sh');
+
+export interface Sandbox {
+  dir: string;
+  spool: string;
+  workdir: string;
+}
+
+export function makeSandbox(prefix = 'ckpt-it-'): Sandbox {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const spool = join(dir, 'spool');
+  const workdir = join(dir, 'work');
+  mkdirSync(spool, { mode: 0o1777 });
+  mkdirSync(workdir);
+  return { dir, spool, workdir };
+}
+
+/** A running process whose output we can wait on, with a bound: no sleep-and-hope. */
+export class Proc {
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly child: ChildProcess) {
+    child.stdout?.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    this.exited = new Promise((resolveExit) => {
+      child.on('close', (code, signal) => resolveExit({ code, signal }));
+    });
+  }
+
+  async waitFor(predicate: (proc: Proc) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this)) {
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  async exitCode(timeoutMs = 30_000): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`process did not exit within ${timeoutMs} ms\nstderr:\n${this.stderr}`)), timeoutMs);
+    });
+    try {
+      return (await Promise.race([this.exited, timeout])).code;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+export function runCkpt(sandbox: Sandbox, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, [CKPT_RUN, '--spool-dir', sandbox.spool, ...args], {
+    cwd: sandbox.workdir,
+    env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', CKPT_SPOOL_DIR: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Proc(child);
+}
+
+/** Starts test/helpers/fake-daemon.sh on the sandbox's spool dir; stop() kills its whole group. */
+export function startFakeDaemon(sandbox: Sandbox, knobs: Record<string, string> = {}): { proc: Proc; stop(): void } {
+  const child = spawn('bash', [join(ROOT, 'test/helpers/fake-daemon.sh'), sandbox.spool], {
+    env: { ...process.env, ...knobs },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  return {
+    proc: new Proc(child),
+    stop() {
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+/** Lines printed by the counter, as numbers. */
+export function counted(output: string): number[] {
+  return output
+    .split('\n')
+    .filter((line) => /^\d+$/.test(line))
+    .map(Number);
+}

@@ -1,0 +1,210 @@
+/**
+ * bin/ckpt-run against test/helpers/fake-daemon.sh, a daemon written independently in bash:
+ * the wire protocol, the exit codes and the run's state, with real processes and signals.
+ */
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { counted, COUNTER, makeSandbox, runCkpt, startFakeDaemon, type Sandbox } from '../helpers/launcher-harness.js';
+
+const stops: Array<() => void> = [];
+afterEach(() => {
+  while (stops.length) stops.pop()?.();
+});
+
+function daemon(sandbox: Sandbox, knobs: Record<string, string> = {}) {
+  const started = startFakeDaemon(sandbox, knobs);
+  stops.push(started.stop);
+  return started;
+}
+
+const runDir = (sandbox: Sandbox, runId = 'default') => join(sandbox.workdir, '.ckpt-run', runId);
+const state = (sandbox: Sandbox, runId = 'default') =>
+  JSON.parse(readFileSync(join(runDir(sandbox, runId), 'state.json'), 'utf8'));
+
+/** First job: starts the counter, is checkpointed once it printed `after`, exits 99. */
+async function checkpointFirstJob(sandbox: Sandbox, counterArgs: string[], after = 3) {
+  const job = runCkpt(sandbox, ['--job-id', '100', '--', COUNTER, ...counterArgs]);
+  await job.waitFor((p) => counted(p.stdout).length >= after, `${after} lines from the counter`);
+  job.child.kill('SIGUSR2');
+  expect(await job.exitCode()).toBe(99);
+  return job;
+}
+
+describe('checkpoint and resume through the spool protocol', () => {
+  it('fresh → signal → exit 99, then resume → the program exit code', async () => {
+    const sandbox = makeSandbox();
+    const fake = daemon(sandbox);
+    const first = await checkpointFirstJob(sandbox, ['200', '0.02', '7']);
+    expect(first.stderr).toMatch(/checkpoint requested for PID \d+/);
+    expect(state(sandbox).status).toBe('checkpointed');
+    expect(existsSync(join(sandbox.spool, '100.checkpoint'))).toBe(false);
+
+    const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '200', '0.02', '7']);
+    expect(await second.exitCode()).toBe(7);
+    expect(second.stderr).toMatch(/resuming the checkpoint/);
+    expect(second.stderr).toMatch(/program restored as PID \d+/);
+    expect(fake.proc.stderr).toMatch(/resume dir=/);
+    // The fake daemon restarts the program: job 2 prints the whole count, once.
+    expect(counted(second.stdout)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    const record = state(sandbox);
+    expect(record.status).toBe('finished');
+    expect(record.exitCode).toBe(7);
+    expect(record.restarts).toBe(1);
+    expect(record.history.map((job: { jobId: string; outcome: string }) => [job.jobId, job.outcome])).toEqual([
+      ['100', 'checkpointed'],
+      ['101', 'finished'],
+    ]);
+  });
+
+  it('a finished run is not resumed again: the next job starts fresh', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    await checkpointFirstJob(sandbox, ['40', '0.02', '0']);
+    expect(await runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '0']).exitCode()).toBe(0);
+    const third = runCkpt(sandbox, ['--job-id', '102', '--', COUNTER, '5', '0.01', '4']);
+    expect(await third.exitCode()).toBe(4);
+    expect(third.stderr).toMatch(/previous run .* finished \(exit code 0\): starting a new run/);
+    expect(third.stderr).not.toMatch(/resuming/);
+    expect(counted(third.stdout)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('a signal before the program starts is served as soon as the PID is known', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    // A checkpoint during the resume: the signal arrives while the daemon is still restoring.
+    await checkpointFirstJob(sandbox, ['400', '0.02', '0']);
+    const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '400', '0.02', '0']);
+    await second.waitFor((p) => p.stderr.includes('resuming the checkpoint'), 'the resume to start');
+    second.child.kill('SIGUSR2');
+    expect(await second.exitCode()).toBe(99);
+    expect(second.stderr).toMatch(/will checkpoint as soon as it does|checkpoint signal received/);
+    expect(second.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
+  });
+
+  it('a signal storm makes one checkpoint request', async () => {
+    const sandbox = makeSandbox();
+    const fake = daemon(sandbox, { FAKE_DUMP_DELAY: '0.5' });
+    const job = runCkpt(sandbox, ['--job-id', '100', '--', COUNTER, '400', '0.02', '0']);
+    await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
+    for (let i = 0; i < 100; i++) job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(99);
+    expect(job.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
+    expect(fake.proc.stderr.match(/checkpoint pid=/g)).toHaveLength(1);
+  });
+
+  it('program ending on its own while a dump is pending: its exit code, not 99', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox, { FAKE_DUMP_DELAY: '3' });
+    const job = runCkpt(sandbox, ['--job-id', '100', '--', COUNTER, '10', '0.05', '6']);
+    await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
+    job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(6);
+    expect(state(sandbox).status).toBe('finished');
+  });
+
+  it('a failed dump leaves the program running; the job ends with its own code', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox, { FAKE_FAIL_DUMP: '1' });
+    const job = runCkpt(sandbox, ['--job-id', '100', '--dump-timeout', '1', '--', COUNTER, '60', '0.05', '5']);
+    await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
+    job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(5);
+    expect(job.stderr).toMatch(/has not completed the dump after 1 s/);
+    expect(counted(job.stdout)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+  });
+
+  it('waits for --min-runtime before exiting 99, and says why', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    const started = Date.now();
+    const job = runCkpt(sandbox, ['--job-id', '100', '--min-runtime', '2', '--', COUNTER, '400', '0.02', '0']);
+    await job.waitFor((p) => counted(p.stdout).length >= 1, 'one line');
+    job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(99);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    expect(job.stderr).toMatch(/waiting [\d.]+ s before exit 99: the scheduler resubmits only jobs that ran more than/);
+  });
+});
+
+describe('resume failures', () => {
+  it('resume timeout → exit 3, and the request is withdrawn', async () => {
+    const sandbox = makeSandbox();
+    const fake = daemon(sandbox);
+    await checkpointFirstJob(sandbox, ['400', '0.02', '0']);
+    fake.stop();
+    daemon(sandbox, { FAKE_IGNORE_RESUME: '1' });
+    const second = runCkpt(sandbox, ['--job-id', '101', '--resume-timeout', '1', '--', COUNTER]);
+    expect(await second.exitCode()).toBe(3);
+    expect(second.stderr).toMatch(/resume timed out after 1 s: no checkpoint\/pidfile/);
+    expect(existsSync(join(sandbox.spool, '101.resume'))).toBe(false);
+  });
+
+  it('no daemon on the node: says so within seconds (exit 11), keeps the checkpoint', async () => {
+    const sandbox = makeSandbox();
+    const fake = daemon(sandbox);
+    await checkpointFirstJob(sandbox, ['400', '0.02', '0']);
+    fake.stop();
+    const started = Date.now();
+    const second = runCkpt(sandbox, ['--job-id', '101', '--daemon-grace', '1', '--', COUNTER]);
+    expect(await second.exitCode()).toBe(11);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(second.stderr).toMatch(/no checkpoint daemon answered/);
+    expect(existsSync(join(runDir(sandbox), 'checkpoint_ok'))).toBe(true);
+    expect(existsSync(join(sandbox.spool, '101.resume'))).toBe(false);
+  });
+
+  it('no daemon when the checkpoint signal comes: the program keeps running, no exit 99', async () => {
+    const sandbox = makeSandbox();
+    const job = runCkpt(sandbox, ['--job-id', '100', '--daemon-grace', '0.5', '--', COUNTER, '40', '0.05', '0']);
+    await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
+    job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(0);
+    expect(job.stderr).toMatch(/no checkpoint daemon answered.*the program keeps running/);
+  });
+});
+
+describe('bad inputs: one line, a distinct exit code', () => {
+  const cases: Array<[string, (s: Sandbox) => string[], number, RegExp]> = [
+    ['no command', () => ['--job-id', '1'], 2, /missing required argument/],
+    ['unknown option', () => ['--job-id', '1', '--bogus', '--', 'true'], 2, /unknown option/],
+    ['bad signal', () => ['--job-id', '1', '--signal', 'SIGKILL', '--', 'true'], 2, /cannot be the checkpoint signal/],
+    ['no job id', () => ['--', 'true'], 6, /no job id: OAR_JOB_ID is not set/],
+    ['spool dir missing', (s) => ['--job-id', '1', '--spool-dir', join(s.dir, 'nope'), '--', 'true'], 7, /spool directory .*nope is missing/],
+    ['spool dir not a directory', (s) => ['--job-id', '1', '--spool-dir', join(s.dir, 'file'), '--', 'true'], 7, /is not a directory/],
+    ['program not found', () => ['--job-id', '1', '--', 'no-such-program-xyz'], 127, /program not found: no-such-program-xyz/],
+    ['program not executable', (s) => ['--job-id', '1', '--', join(s.dir, 'file')], 126, /program is not executable/],
+  ];
+
+  for (const [name, args, code, message] of cases) {
+    it(name, async () => {
+      const sandbox = makeSandbox();
+      writeFileSync(join(sandbox.dir, 'file'), 'x');
+      chmodSync(join(sandbox.dir, 'file'), 0o644);
+      const job = runCkpt(sandbox, args(sandbox));
+      expect(await job.exitCode()).toBe(code);
+      expect(job.stderr).toMatch(message);
+      expect(job.stderr.trim().split('\n')).toHaveLength(1);
+      expect(job.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  it('working directory not writable', async () => {
+    const sandbox = makeSandbox();
+    const job = runCkpt({ ...sandbox, workdir: '/proc' }, ['--job-id', '1', '--', 'true']);
+    expect(await job.exitCode()).toBe(8);
+    expect(job.stderr).toMatch(/working directory \/proc is not writable/);
+  });
+
+  it('a corrupt state file: exit 9 naming the file and the fix, never a resume', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    await checkpointFirstJob(sandbox, ['400', '0.02', '0']);
+    const statePath = join(runDir(sandbox), 'state.json');
+    writeFileSync(statePath, readFileSync(statePath, 'utf8').slice(0, 40));
+    const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER]);
+    expect(await second.exitCode()).toBe(9);
+    expect(second.stderr).toContain(statePath);
+    expect(second.stderr).toMatch(/rm -r /);
+  });
+});

@@ -1,0 +1,213 @@
+import { describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/cli/exit-codes.js';
+import {
+  initialState,
+  step,
+  type MachineAction,
+  type MachineConfig,
+  type MachineEvent,
+  type MachineState,
+} from '../../src/launcher/machine.js';
+
+const CONFIG: MachineConfig = {
+  dumpTimeoutMs: 300_000,
+  resumeTimeoutMs: 600_000,
+  minRuntimeMs: 0,
+  restarts: 0,
+  maxRestarts: 100,
+};
+
+/** Feeds events at given times (a fake clock) and collects every action. */
+function drive(config: Partial<MachineConfig>, events: Array<[number, MachineEvent]>) {
+  let state: MachineState = initialState({ ...CONFIG, ...config }, 0);
+  const actions: MachineAction[] = [];
+  for (const [now, event] of events) {
+    const next = step(state, event, now);
+    state = next.state;
+    actions.push(...next.actions);
+  }
+  const exits = actions.filter((action) => action.type === 'exit');
+  return { state, actions, exits, of: (type: MachineAction['type']) => actions.filter((a) => a.type === type) };
+}
+
+const fresh: Array<[number, MachineEvent]> = [
+  [0, { type: 'start', mode: 'fresh' }],
+  [5, { type: 'spawned', pid: 42 }],
+];
+
+describe('fresh start → checkpoint → exit 99', () => {
+  it('requests one dump for the signal and exits 99 once the program is gone and checkpoint_ok is new', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [1500, { type: 'programGone' }],
+      [1600, { type: 'checkpointOk' }],
+    ]);
+    expect(run.of('spawn')).toHaveLength(1);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42 }]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
+  });
+
+  it('accepts checkpoint_ok before the program is seen gone', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [1600, { type: 'checkpointOk' }],
+      [1700, { type: 'programGone' }],
+    ]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+  });
+
+  it('ignores a second signal while a checkpoint is in progress (one request only)', () => {
+    const events: Array<[number, MachineEvent]> = [...fresh];
+    for (let i = 0; i < 100; i++) events.push([1000 + i, { type: 'checkpointSignal' }]);
+    const run = drive({}, events);
+    expect(run.of('requestCheckpoint')).toHaveLength(1);
+    expect(run.exits).toHaveLength(0);
+  });
+
+  it('serves a signal that arrived before the program started as soon as its PID is known', () => {
+    const run = drive({}, [
+      [0, { type: 'start', mode: 'fresh' }],
+      [1, { type: 'checkpointSignal' }],
+      [3, { type: 'spawned', pid: 7 }],
+    ]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 7 }]);
+  });
+
+  it('waits for --min-runtime before exiting 99, then exits on the timer', () => {
+    const run = drive({ minRuntimeMs: 62_000 }, [
+      ...fresh,
+      [10_000, { type: 'checkpointSignal' }],
+      [11_000, { type: 'programGone' }],
+      [11_500, { type: 'checkpointOk' }],
+    ]);
+    expect(run.exits).toHaveLength(0);
+    expect(run.of('setTimer')).toContainEqual({ type: 'setTimer', name: 'minRuntime', ms: 50_500 });
+    const later = step(run.state, { type: 'timer', name: 'minRuntime' }, 62_000);
+    expect(later.actions).toContainEqual({ type: 'exit', code: 99, outcome: 'checkpointed' });
+  });
+
+  it('never exits 99 when checkpoint_ok does not change: program gone, dump timer fires → exit 5', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [1500, { type: 'programGone' }],
+      [301_000, { type: 'timer', name: 'dump' }],
+    ]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.ProgramLost, outcome: 'failed' }]);
+  });
+
+  it('keeps watching a running program when the dump times out, and still honours a late checkpoint', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [301_000, { type: 'timer', name: 'dump' }],
+    ]);
+    expect(run.exits).toHaveLength(0);
+    expect(run.state.phase).toBe('running');
+    const late = drive({}, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [301_000, { type: 'timer', name: 'dump' }],
+      [302_000, { type: 'checkpointOk' }],
+      [302_100, { type: 'programGone' }],
+    ]);
+    expect(late.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+  });
+
+  it('after a failed dump the program keeps running and the next signal asks again', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [1200, { type: 'dumpFailed', reason: 'criu: boom' }],
+      [11_000, { type: 'checkpointSignal' }],
+    ]);
+    expect(run.of('requestCheckpoint')).toHaveLength(2);
+    expect(run.exits).toHaveLength(0);
+    expect(run.of('log').some((a) => a.type === 'log' && a.level === 'error' && a.message.includes('criu: boom'))).toBe(true);
+  });
+
+  it('stops with exit 10, not 99, past --max-restarts', () => {
+    const run = drive({ restarts: 3, maxRestarts: 3 }, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [1500, { type: 'programGone' }],
+      [1600, { type: 'checkpointOk' }],
+    ]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.MaxRestarts, outcome: 'failed' }]);
+  });
+});
+
+describe('program ends on its own', () => {
+  it('exits with the program code, also while a dump is pending', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [1100, { type: 'programExited', exitCode: 7 }],
+      [1200, { type: 'checkpointOk' }],
+    ]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 7, outcome: 'finished', exitCode: 7 }]);
+  });
+
+  it('a program gone without status and without any request is lost (exit 5), never 99', () => {
+    const run = drive({}, [...fresh, [1000, { type: 'programGone' }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.ProgramLost, outcome: 'failed' }]);
+  });
+
+  it('ignores a checkpoint_ok nobody asked for', () => {
+    const run = drive({}, [...fresh, [1000, { type: 'checkpointOk' }], [2000, { type: 'programExited', exitCode: 0 }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 0, outcome: 'finished', exitCode: 0 }]);
+  });
+});
+
+describe('resume', () => {
+  const resume: Array<[number, MachineEvent]> = [[0, { type: 'start', mode: 'resume' }]];
+
+  it('asks for a resume with a bounded wait, then watches the restored PID', () => {
+    const run = drive({}, [...resume, [300, { type: 'restored', pid: 99 }], [5000, { type: 'programExited', exitCode: 3 }]]);
+    expect(run.of('requestResume')).toHaveLength(1);
+    expect(run.of('setTimer')).toContainEqual({ type: 'setTimer', name: 'resume', ms: 600_000 });
+    expect(run.of('clearTimer')).toContainEqual({ type: 'clearTimer', name: 'resume' });
+    expect(run.of('watchProgram')).toEqual([{ type: 'watchProgram', pid: 99 }]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 3, outcome: 'finished', exitCode: 3 }]);
+  });
+
+  it('times out with exit 3', () => {
+    const run = drive({}, [...resume, [600_000, { type: 'timer', name: 'resume' }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.ResumeTimeout, outcome: 'failed' }]);
+  });
+
+  it('fails fast with exit 4 on a restore failure the daemon reports', () => {
+    const run = drive({}, [...resume, [800, { type: 'restoreFailed', reason: 'bad size', retryable: false }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.RestoreFailed, outcome: 'failed' }]);
+  });
+
+  it('exits 99 to retry elsewhere when the restore failure is retryable (PID in use)', () => {
+    const run = drive({ restarts: 1 }, [...resume, [800, { type: 'restoreFailed', reason: 'File exists', retryable: true }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+  });
+
+  it('a signal during the resume is served once the program is restored', () => {
+    const run = drive({}, [...resume, [100, { type: 'checkpointSignal' }], [300, { type: 'restored', pid: 5 }]]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 5 }]);
+  });
+
+  it('gives up at once with exit 11 when no daemon answers', () => {
+    const run = drive({}, [...resume, [5000, { type: 'daemonSilent', detail: 'no daemon' }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.DaemonAbsent, outcome: 'failed' }]);
+  });
+});
+
+describe('termination signals', () => {
+  it('passes SIGTERM to the program, then exits 128+15 when it is gone', () => {
+    const run = drive({}, [...fresh, [100, { type: 'terminate', signal: 'SIGTERM' }], [200, { type: 'programGone' }]]);
+    expect(run.of('forwardSignal')).toEqual([{ type: 'forwardSignal', signal: 'SIGTERM' }]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 143, outcome: 'failed' }]);
+  });
+
+  it('a second SIGINT leaves at once', () => {
+    const run = drive({}, [...fresh, [100, { type: 'terminate', signal: 'SIGINT' }], [150, { type: 'terminate', signal: 'SIGINT' }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 130, outcome: 'failed' }]);
+  });
+});
