@@ -1,0 +1,28 @@
+/** When the simulated scheduler sends the checkpoint signal, counted from each job's start. */
+export type SignalSchedule =
+  | { kind: 'walltime'; walltimeSec: number; checkpointSec: number }
+  | { kind: 'every'; everySec: number }
+  | { kind: 'manual' };
+
+/** Seconds after a job's start at which to signal it; undefined: only by hand. */
+export function signalDelaySec(schedule: SignalSchedule): number | undefined {
+  switch (schedule.kind) {
+    case 'walltime':
+      return schedule.walltimeSec - schedule.checkpointSec;
+    case 'every':
+      return schedule.everySec;
+    case 'manual':
+      return undefined;
+  }
+}
+
+export function describeSchedule(schedule: SignalSchedule): string {
+  switch (schedule.kind) {
+    case 'walltime':
+      return `walltime ${schedule.walltimeSec} s, checkpoint signal ${schedule.checkpointSec} s before it`;
+    case 'every':
+      return `checkpoint signal ${schedule.everySec} s after each job starts`;
+    case 'manual':
+      return 'checkpoint signals only by hand';
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * The local dry run: plays OAR and the node daemon around the real launcher. Each "job" is a
+ * real `ckpt-run` process (the same code path as on the cluster) with a synthetic job id and a
+ * private spool dir; the checkpoint signal comes on a schedule (or by hand); exit 99 starts the
+ * next job with a new id, as OAR's resubmission does.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EXIT_CODE_HELP, ExitCode } from '../cli/exit-codes.js';
+import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
+import { loadRunState } from '../state/run-state.js';
+import { signalDelaySec, type SignalSchedule } from './schedule.js';
+import { StatusLine } from './status-line.js';
+import type { CycleRecord, SimulationSummary } from './summary.js';
+
+/** What the embedded daemon reports after each dump or restore. */
+export interface DaemonEvent {
+  kind: 'dump' | 'restore';
+  jobId: string;
+  ok: boolean;
+  ms: number;
+  reason?: string;
+  imageBytes?: number;
+}
+
+export interface SimulationOptions {
+  argv: string[];
+  workdir: string;
+  schedule: SignalSchedule;
+  maxCycles: number;
+  engine: string;
+  /** Starts the embedded daemon on the spool dir; resolves to its stop function. */
+  startDaemon: (spoolDir: string, onEvent: (event: DaemonEvent) => void) => Promise<() => Promise<void>>;
+  /** Extra ckpt-run options (timeouts, logging). */
+  launcherArgs: string[];
+}
+
+const CKPT_RUN = fileURLToPath(new URL('../../bin/ckpt-run', import.meta.url));
+export const SIMULATION_RUN_ID = 'simulate';
+
+/** What ended a job, from the run's own record (an exit code alone is ambiguous). */
+function endedBy(workdir: string, exitCode: number): { text: string; finished: boolean } {
+  let outcome: string | undefined;
+  try {
+    const state = loadRunState(runDirPaths(runDirFor(workdir, SIMULATION_RUN_ID)).state);
+    outcome = state?.history[state.history.length - 1]?.outcome;
+  } catch {
+    outcome = undefined;
+  }
+  if (outcome === 'finished') return { text: `program exited (code ${exitCode})`, finished: true };
+  if (outcome === 'checkpointed' && exitCode === ExitCode.Resubmit) return { text: 'checkpoint (exit 99)', finished: false };
+  const meaning = EXIT_CODE_HELP.find(([code]) => code === String(exitCode))?.[1];
+  return { text: `ckpt-run failed (exit ${exitCode}${meaning ? `: ${meaning}` : ''})`, finished: false };
+}
+
+export async function simulate(options: SimulationOptions): Promise<SimulationSummary> {
+  const spoolDir = mkdtempSync(join(tmpdir(), 'ckpt-run-simulate-'));
+  // A dry run always starts from the beginning: an earlier simulation's checkpoint is dropped.
+  rmSync(runDirFor(options.workdir, SIMULATION_RUN_ID), { recursive: true, force: true });
+  const events: DaemonEvent[] = [];
+  const daemonFailures: string[] = [];
+  const stopDaemon = await options.startDaemon(spoolDir, (event) => {
+    events.push(event);
+    if (!event.ok && event.reason) daemonFailures.push(`${event.kind} of job ${event.jobId} failed: ${event.reason}`);
+  });
+  const status = new StatusLine(process.stderr);
+  const cycles: CycleRecord[] = [];
+  const started = Date.now();
+  const series = Date.now().toString(36);
+  let current: ReturnType<typeof spawn> | undefined;
+  const manualSignal = (): void => {
+    current?.kill('SIGUSR2');
+  };
+  process.on('SIGUSR2', manualSignal);
+  status.write(
+    process.stderr,
+    `ckpt-run simulate: send a checkpoint signal by hand with: kill -USR2 ${process.pid}\n`,
+  );
+
+  try {
+    for (let cycle = 1; cycle <= options.maxCycles; cycle++) {
+      const jobId = `sim-${series}-${cycle}`;
+      const jobStart = Date.now();
+      const child = spawn(
+        process.execPath,
+        [CKPT_RUN, '--job-id', jobId, '--run-id', SIMULATION_RUN_ID, '--spool-dir', spoolDir, '--min-runtime', '0', ...options.launcherArgs, '--', ...options.argv],
+        { cwd: options.workdir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OAR_JOB_ID: '' } },
+      );
+      current = child;
+      child.stdout.on('data', (chunk: Buffer) => status.write(process.stdout, chunk));
+      child.stderr.on('data', (chunk: Buffer) => status.write(process.stderr, chunk));
+      const delay = signalDelaySec(options.schedule);
+      const signalAt = delay === undefined ? undefined : jobStart + delay * 1000;
+      const signalTimer = signalAt === undefined ? undefined : setTimeout(() => child.kill('SIGUSR2'), signalAt - jobStart);
+      const ticker = setInterval(() => {
+        const next = signalAt === undefined ? 'by hand' : `in ${Math.max(0, Math.ceil((signalAt - Date.now()) / 1000))} s`;
+        status.update(`[cycle ${cycle} · ${Math.round((Date.now() - started) / 1000)} s elapsed · next checkpoint ${next}]`);
+      }, 1000);
+      const exitCode: number = await new Promise((resolve) => {
+        child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? 15 : 0)));
+      });
+      clearTimeout(signalTimer);
+      clearInterval(ticker);
+      const dump = events.find((event) => event.kind === 'dump' && event.jobId === jobId && event.ok);
+      const restore = events.find((event) => event.kind === 'restore' && event.jobId === jobId);
+      const ended = endedBy(options.workdir, exitCode);
+      cycles.push({
+        jobId,
+        runSec: (Date.now() - jobStart) / 1000,
+        dumpMs: dump?.ms,
+        imageBytes: dump?.imageBytes,
+        restoreMs: restore?.ok ? restore.ms : undefined,
+        exitCode,
+        endedBy: ended.text,
+        finished: ended.finished,
+      });
+      if (exitCode !== ExitCode.Resubmit) break;
+    }
+  } finally {
+    process.removeListener('SIGUSR2', manualSignal);
+    status.close();
+    await stopDaemon();
+    rmSync(spoolDir, { recursive: true, force: true });
+  }
+  return verdict(options, cycles, daemonFailures);
+}
+
+function verdict(options: SimulationOptions, cycles: CycleRecord[], daemonFailures: string[]): SimulationSummary {
+  const last = cycles[cycles.length - 1];
+  const checkpoints = cycles.filter((cycle) => cycle.exitCode === ExitCode.Resubmit).length;
+  const base = { engine: options.engine, command: options.argv, cycles, checkpoints };
+  const reasons = daemonFailures.length ? ` The daemon said: ${daemonFailures.join('; ')}` : '';
+  if (last.exitCode === ExitCode.Resubmit && !last.finished) {
+    return {
+      ...base,
+      ok: true,
+      exitCode: 0,
+      verdict: `stopped after ${options.maxCycles} cycles (--max-cycles): the program survived ${checkpoints} checkpoints and is still checkpointed, not finished.${reasons}`,
+    };
+  }
+  if (last.finished) {
+    return {
+      ...base,
+      ok: true,
+      exitCode: last.exitCode,
+      verdict: `the program finished with exit code ${last.exitCode} after ${checkpoints} checkpoint${checkpoints === 1 ? '' : 's'}.${reasons}`,
+    };
+  }
+  return {
+    ...base,
+    ok: false,
+    exitCode: last.exitCode,
+    verdict: `cycle ${cycles.length} ended with: ${last.endedBy}, after ${checkpoints} checkpoints.${reasons}`,
+  };
+}

@@ -1,0 +1,57 @@
+/** The end of a simulation: a table per job (cycle), a verdict, and the same as JSON. */
+export interface CycleRecord {
+  jobId: string;
+  runSec: number;
+  /** The daemon's dump of this job's program, if any. */
+  dumpMs?: number;
+  imageBytes?: number;
+  /** The daemon's restore at this job's start, if it resumed. */
+  restoreMs?: number;
+  /** ckpt-run's exit code, and what it means. */
+  exitCode: number;
+  endedBy: string;
+  /** The program ended on its own in this job. */
+  finished: boolean;
+}
+
+export interface SimulationSummary {
+  engine: string;
+  command: string[];
+  cycles: CycleRecord[];
+  checkpoints: number;
+  verdict: string;
+  ok: boolean;
+  exitCode: number;
+}
+
+const cell = (value: number | undefined, unit: string, digits = 0): string =>
+  value === undefined ? '-' : `${value.toFixed(digits)} ${unit}`;
+
+function megabytes(bytes: number | undefined): number | undefined {
+  return bytes === undefined ? undefined : bytes / 2 ** 20;
+}
+
+export function formatSummary(summary: SimulationSummary): string {
+  const header = ['cycle', 'job id', 'run time', 'dump', 'image', 'restore', 'ended by'];
+  const rows = summary.cycles.map((cycle, index) => [
+    String(index + 1),
+    cycle.jobId,
+    cell(cycle.runSec, 's', 1),
+    cell(cycle.dumpMs, 'ms'),
+    cell(megabytes(cycle.imageBytes), 'MB', 1),
+    cell(cycle.restoreMs, 'ms'),
+    cycle.endedBy,
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+  const line = (cells: string[]): string => cells.map((text, column) => text.padEnd(widths[column])).join('  ').trimEnd();
+  return [
+    '',
+    `Simulation summary (engine: ${summary.engine})`,
+    line(header),
+    line(widths.map((width) => '-'.repeat(width))),
+    ...rows.map(line),
+    '',
+    `${summary.ok ? 'OK' : 'FAILED'}: ${summary.verdict}`,
+    '',
+  ].join('\n');
+}
