@@ -9,7 +9,12 @@
 #   scripts/oar-local.sh status         say what runs (exit 0 = all up, 3 = something down)
 #   scripts/oar-local.sh adduser NAME   create a non-root user that can submit jobs
 #
-# Environment: OAR_LOCAL_TIMEOUT (seconds `start` waits for readiness, default 60).
+# Environment:
+#   OAR_LOCAL_TIMEOUT=60          seconds `start` waits for each readiness condition
+#   OAR_LOCAL_SCHED_MIN_INTERVAL  if set (e.g. 1), written as SCHEDULER_MIN_TIME_BETWEEN_2_CALLS
+#                                 in oar.conf (OAR default 5). With the default, a job submitted
+#                                 < 5 s after the previous scheduler run waits for Almighty's
+#                                 10 s idle tick: oarsub->Running is 2-15 s instead of ~2.5 s.
 #
 # Why each `start` step exists:
 #   1. packages   — oar-server (Almighty, the scheduler, sarko/bipbip), oar-node
@@ -26,6 +31,7 @@
 #                   every OAR command talks to it directly.
 #   4. passwords  — DB_BASE_PASSWD / DB_BASE_PASSWD_RO ship empty in oar.conf and
 #                   oar-database (and every OAR command) fails without them.
+#                   (Also applies OAR_LOCAL_SCHED_MIN_INTERVAL when given.)
 #   5. database   — `oar-database --create` creates the oar DB, the oar and oar_ro
 #                   roles and the schema; only run when the DB does not exist.
 #   6. resources  — one OAR resource per online core of this host
@@ -95,9 +101,9 @@ psql_admin() { (cd / && runuser -u postgres -- psql -X -q -tA "$@"); }
 conf_get() { sed -nE "s/^[[:space:]]*$1=\"?([^\"]*)\"?.*/\1/p" "$OAR_CONF" | tail -n1; }
 
 pg_running() {
-  local c; c=$(pg_cluster); [ -n "$c" ] || return 1
-  set -- $c
-  pid_alive "/run/postgresql/$1-$2.pid" postgres
+  local ver name _rest
+  read -r ver name _rest <<<"$(pg_cluster)"
+  [ -n "$ver" ] && pid_alive "/run/postgresql/$ver-$name.pid" postgres
 }
 
 # --- state probes ------------------------------------------------------------
@@ -162,16 +168,14 @@ step_cgroups() {
 }
 
 step_postgres() {
-  local c
-  c=$(pg_cluster)
-  if [ -z "$c" ]; then
-    local v; v=$(ls /usr/lib/postgresql | sort -V | tail -n1)
-    log "postgres: creating cluster $v/main"
-    pg_createcluster "$v" main >/dev/null
-    c=$(pg_cluster)
+  local ver name port _rest
+  read -r ver name port _rest <<<"$(pg_cluster)"
+  if [ -z "$ver" ]; then
+    ver=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
+    log "postgres: creating cluster $ver/main"
+    pg_createcluster "$ver" main >/dev/null
+    read -r ver name port _rest <<<"$(pg_cluster)"
   fi
-  set -- $c
-  local ver=$1 name=$2 port=$3
   [ "$port" = "$(conf_get DB_PORT)" ] || die "postgres cluster $ver/$name listens on $port, oar.conf DB_PORT is $(conf_get DB_PORT)"
   if pg_running; then
     log "postgres: $ver/$name already running (pid $(pidof_file "/run/postgresql/$ver-$name.pid"))"
@@ -189,6 +193,19 @@ step_passwords() {
   fi
   if [ -z "$(conf_get DB_BASE_PASSWD_RO)" ]; then
     sed -i -E "s/^DB_BASE_PASSWD_RO=.*/DB_BASE_PASSWD_RO=\"$DB_PASS_RO_DEFAULT\"/" "$OAR_CONF"; changed+=(DB_BASE_PASSWD_RO)
+  fi
+  if [ -n "${OAR_LOCAL_SCHED_MIN_INTERVAL:-}" ]; then
+    local v=$OAR_LOCAL_SCHED_MIN_INTERVAL
+    [[ "$v" =~ ^[0-9]+$ ]] || die "OAR_LOCAL_SCHED_MIN_INTERVAL must be an integer"
+    if [ "$(conf_get SCHEDULER_MIN_TIME_BETWEEN_2_CALLS)" != "$v" ]; then
+      sed -i -E '/^SCHEDULER_MIN_TIME_BETWEEN_2_CALLS=/d' "$OAR_CONF"
+      echo "SCHEDULER_MIN_TIME_BETWEEN_2_CALLS=\"$v\"" >>"$OAR_CONF"
+      changed+=("SCHEDULER_MIN_TIME_BETWEEN_2_CALLS=$v")
+      if pid_alive "$SERVER_PIDFILE" Almighty; then
+        log "oar.conf: scheduler interval changed, restarting the running server"
+        kill_pidfile server "$SERVER_PIDFILE" Almighty 15
+      fi
+    fi
   fi
   if [ ${#changed[@]} -gt 0 ]; then log "oar.conf: set ${changed[*]}"; else log "oar.conf: DB passwords already set"; fi
 }
@@ -294,6 +311,7 @@ kill_pidfile() {
     left=$(ps -o pid= --sid "$sid" 2>/dev/null | xargs || true)
     if [ -n "$left" ]; then
       log "$name: killing leftover session $sid processes: $left"
+      # shellcheck disable=SC2086  # list of pids
       kill -KILL $left 2>/dev/null || true
     fi
   fi
@@ -311,9 +329,10 @@ cmd_stop() {
   kill_pidfile server "$SERVER_PIDFILE" Almighty 15
   kill_pidfile "node sshd" "$SSHD_PIDFILE" sshd 5
   if pg_running; then
-    set -- $(pg_cluster)
-    log "postgres: stopping $1/$2"
-    pg_ctlcluster "$1" "$2" stop -m fast
+    local ver name _rest
+    read -r ver name _rest <<<"$(pg_cluster)"
+    log "postgres: stopping $ver/$name"
+    pg_ctlcluster "$ver" "$name" stop -m fast
   else
     log "postgres: not running"
   fi
@@ -322,10 +341,10 @@ cmd_stop() {
 
 # --- status --------------------------------------------------------------------
 cmd_status() {
-  local down=0 c
-  c=$(pg_cluster || true)
+  local down=0 ver name _rest
+  read -r ver name _rest <<<"$(pg_cluster || true)"
   if pg_running; then
-    set -- $c; log "postgres: running $1/$2 (pid $(pidof_file "/run/postgresql/$1-$2.pid"))"
+    log "postgres: running $ver/$name (pid $(pidof_file "/run/postgresql/$ver-$name.pid"))"
   else log "postgres: stopped"; down=1; fi
   if pid_alive "$SSHD_PIDFILE" sshd; then
     log "node sshd: running on port $NODE_SSH_PORT (pid $(pidof_file "$SSHD_PIDFILE"))"
@@ -350,7 +369,7 @@ cmd_adduser() {
   need_root
   local u=${1:-}
   [[ "$u" =~ ^[a-z_][a-z0-9_-]*$ ]] || die "usage: $0 adduser NAME (lowercase login name)"
-  [ "$u" != root ] && [ "$u" != oar ] || die "refusing to use $u as a test user"
+  case "$u" in root|oar|postgres) die "refusing to use $u as a test user";; esac
   if id "$u" >/dev/null 2>&1; then
     log "adduser: $u already exists (uid $(id -u "$u"))"
     [ "$(id -u "$u")" -ne 0 ] || die "$u has uid 0"
