@@ -10,6 +10,7 @@ import { detectOar } from '../scheduler/oar.js';
 import { NO_SCHEDULER } from '../scheduler/scheduler.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
 import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
+import { simulateCommand } from './simulate-command.js';
 
 export const DEFAULT_SPOOL_DIR = '/var/lib/checkpoints';
 
@@ -159,6 +160,7 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .addHelpText('after', PROTOCOL_HELP);
   addLauncherOptions(program);
+  program.addCommand(simulateCommand());
   program.action(async (argv: string[], options: LauncherCliOptions) => {
     process.exitCode = await launch(argv, options, process.env, process.cwd());
   });

@@ -1,0 +1,122 @@
+/** `ckpt-run simulate`: try a job locally, with the scheduler and the daemon played for you. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { startDaemon } from '../daemon/daemon.js';
+import { chooseEngine, type EngineRequest } from '../simulate/engine-choice.js';
+import type { SignalSchedule } from '../simulate/schedule.js';
+import { describeSchedule } from '../simulate/schedule.js';
+import { simulate } from '../simulate/simulate.js';
+import { formatSummary } from '../simulate/summary.js';
+import type { Logger } from '../log/logger.js';
+import { CliError, ExitCode } from './exit-codes.js';
+import { secondsOption, wholeNumberOption } from './run-cli.js';
+
+interface SimulateOptions {
+  walltime?: number;
+  checkpoint?: number;
+  every?: number;
+  manual?: boolean;
+  maxCycles: number;
+  engine: EngineRequest;
+  criu: string;
+  json?: string;
+  resumeTimeout: number;
+  dumpTimeout: number;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+const HELP = `
+The whole loop runs here, as OAR and the node daemon would run it: each cycle is a real
+ckpt-run job (synthetic job id, private spool dir) whose program is checkpointed by an
+embedded daemon, and exit 99 starts the next job, which resumes it. It stops when the program
+finishes or after --max-cycles jobs, and prints per cycle the run time, dump time, image size,
+restore time and what ended it, then the verdict.
+
+Engines: real CRIU when you are root and criu works (sudo bash scripts/install-criu.sh);
+otherwise "restart", which starts the program again from scratch at each resume (announced).
+
+Examples
+  ckpt-run simulate --every 4 -- examples/counter.sh 40 0.25 7
+  ckpt-run simulate --walltime 120 --checkpoint 30 --max-cycles 3 -- ./my-simulation
+  ckpt-run simulate --manual -- ./my-simulation     # then: kill -USR2 <pid it prints>
+`;
+
+function scheduleOf(options: SimulateOptions): SignalSchedule {
+  const chosen = [options.walltime !== undefined, options.every !== undefined, options.manual === true].filter(Boolean).length;
+  if (chosen > 1) throw new CliError('choose one of --walltime/--checkpoint, --every and --manual', ExitCode.Usage);
+  if (options.walltime !== undefined || options.checkpoint !== undefined) {
+    if (options.walltime === undefined || options.checkpoint === undefined) {
+      throw new CliError('--walltime and --checkpoint go together', ExitCode.Usage);
+    }
+    if (options.checkpoint >= options.walltime) {
+      throw new CliError('--checkpoint must be smaller than --walltime (it counts back from the walltime)', ExitCode.Usage);
+    }
+    return { kind: 'walltime', walltimeSec: options.walltime, checkpointSec: options.checkpoint };
+  }
+  if (options.manual) return { kind: 'manual' };
+  return { kind: 'every', everySec: options.every ?? 10 };
+}
+
+function positive(value: string): number {
+  const seconds = secondsOption(value);
+  if (seconds === 0) throw new InvalidArgumentError('expected more than 0 seconds');
+  return seconds;
+}
+
+/** The embedded daemon's lines go to stderr like the jobs' own: only problems, unless -v. */
+function daemonLogger(verbose: boolean): Logger {
+  return {
+    log(level, message) {
+      if (verbose || level === 'warn' || level === 'error') {
+        process.stderr.write(`ckpt-daemon: ${new Date().toISOString()} ${level === 'info' ? '' : `${level}: `}${message}\n`);
+      }
+    },
+  };
+}
+
+export function simulateCommand(): Command {
+  return new Command('simulate')
+    .description('try a job locally: simulated checkpoint signals, an embedded daemon, resubmission on exit 99')
+    .usage('[options] -- <command> [args...]')
+    .argument('<command...>', 'the program to run, and its arguments')
+    .option('--walltime <seconds>', 'simulated walltime of each job', positive)
+    .option('--checkpoint <seconds>', 'send the checkpoint signal this long before the walltime (like oarsub --checkpoint)', positive)
+    .option('--every <seconds>', 'send the checkpoint signal this long after each job starts (default 10)', positive)
+    .option('--manual', 'send no signal by itself: checkpoint with kill -USR2 <the printed pid>')
+    .option('--max-cycles <k>', 'stop after this many jobs', wholeNumberOption, 10)
+    .addOption(new Option('--engine <engine>', 'how checkpoints are made').choices(['auto', 'criu', 'restart']).default('auto'))
+    .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
+    .option('--json <file>', 'also write the summary as JSON')
+    .option('--resume-timeout <seconds>', 'passed to each job', secondsOption, 120)
+    .option('--dump-timeout <seconds>', 'passed to each job', secondsOption, 120)
+    .option('-q, --quiet', "only the program's output, problems and the summary")
+    .option('-v, --verbose', 'every step of the jobs and the daemon')
+    .passThroughOptions()
+    .addHelpText('after', HELP)
+    .action(async (argv: string[], options: SimulateOptions) => {
+      if (options.maxCycles < 1) throw new CliError('--max-cycles must be at least 1', ExitCode.Usage);
+      const schedule = scheduleOf(options);
+      const choice = await chooseEngine(options.engine, options.criu);
+      if (choice.notice) process.stderr.write(`\n${choice.notice}\n\n`);
+      process.stderr.write(`ckpt-run simulate: engine ${choice.engine.name}, ${describeSchedule(schedule)}, at most ${options.maxCycles} cycles\n`);
+      const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
+      if (options.quiet) launcherArgs.push('--quiet');
+      if (options.verbose) launcherArgs.push('--verbose');
+      const summary = await simulate({
+        argv,
+        workdir: process.cwd(),
+        schedule,
+        maxCycles: options.maxCycles,
+        engine: choice.engine.name,
+        launcherArgs,
+        startDaemon: async (spoolDir, onEvent) => {
+          const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: daemonLogger(options.verbose === true), onEvent });
+          return () => daemon.stop();
+        },
+      });
+      process.stdout.write(formatSummary(summary));
+      if (options.json) writeFileSync(options.json, `${JSON.stringify(summary, null, 2)}\n`);
+      process.exitCode = summary.exitCode;
+    });
+}

@@ -1,0 +1,88 @@
+/**
+ * Serving a checkpoint request. The dump goes into a NEW folder DIR/checkpoint.new-XXXXXX that
+ * the daemon creates mode 0700, so that the user cannot plant symlinks in it while root
+ * writes. Only a complete dump replaces the previous one: checkpoint -> checkpoint.old,
+ * new -> checkpoint, everything given to the user, then checkpoint_ok written as a NEW file
+ * (the job side tells a new dump by checkpoint_ok's inode and mtime). A failed dump leaves
+ * the previous checkpoint, checkpoint_ok and the running program as they were.
+ */
+import { execa } from 'execa';
+import { lstatSync, mkdtempSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { CheckpointEngine, Requester } from '../engine/engine.js';
+import { runDirPaths } from '../protocol/run-dir.js';
+import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
+import { PinnedDir } from './pinned-dir.js';
+import { Refusal } from './refusal.js';
+
+/** The protocol's file names, relative to the run folder. */
+export const RUN_FILES = runDirPaths('');
+const OLD_IMAGES = `${RUN_FILES.images}.old`;
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Frees `checkpoint.old` before the program is stopped. Root never deletes recursively in a
+ * user's folder (the user could swap a subfolder for a symlink halfway): the user's own `rm`
+ * does it, with the user's rights.
+ */
+async function removeOldImages(run: PinnedDir, requester: Requester): Promise<void> {
+  if (!exists(run.path(OLD_IMAGES))) return;
+  if (!runsAsRoot() || requester.uid === 0) {
+    rmSync(run.path(OLD_IMAGES), { recursive: true, force: true });
+    return;
+  }
+  const path = `${run.location()}/${OLD_IMAGES}`;
+  const result = await execa('rm', ['-rf', '--', path], { uid: requester.uid, gid: requester.gid, reject: false });
+  if (result.exitCode !== 0) throw new Refusal(`cannot remove the previous checkpoint ${path}: ${result.stderr.trim()}`);
+}
+
+/** A fresh folder only the daemon can write, in the run folder, held open. */
+function createImagesDir(run: PinnedDir): { name: string; images: PinnedDir } {
+  const name = basename(mkdtempSync(run.path(`${RUN_FILES.images}.new-`)));
+  const images = PinnedDir.open(run.path(name));
+  // The user owns the run folder: make sure this is still the folder mkdtemp made (mode 0700).
+  if (images.stats.uid !== process.getuid?.() || (images.stats.mode & 0o077) !== 0) {
+    images.close();
+    throw new Refusal(`${name} was replaced while it was being created`);
+  }
+  return { name, images };
+}
+
+/** Removes a failed dump's folder without recursion: its files, then the (empty) folder. */
+function discardImages(run: PinnedDir, name: string, images: PinnedDir): void {
+  for (const entry of entriesOf(images)) unlinkSync(images.path(entry.name));
+  rmdirSync(run.path(name));
+}
+
+/** Dumps PID into the run folder; resolves to the images' size in bytes. */
+export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, pid: number, requester: Requester): Promise<number> {
+  await removeOldImages(run, requester);
+  const { name, images } = createImagesDir(run);
+  let imageBytes: number;
+  try {
+    await engine.dump({ pid, imagesDir: images.path() });
+    imageBytes = handOver(images, requester);
+  } catch (error) {
+    discardImages(run, name, images);
+    throw error;
+  } finally {
+    images.close();
+  }
+  // From here on the program is gone: a failure must keep the new images (named in the reason).
+  try {
+    if (exists(run.path(RUN_FILES.images))) renameSync(run.path(RUN_FILES.images), run.path(OLD_IMAGES));
+    renameSync(run.path(name), run.path(RUN_FILES.images));
+  } catch (error) {
+    throw new Error(`the dump is complete in ${run.location()}/${name} but could not be renamed to ${RUN_FILES.images}: ${(error as Error).message}`);
+  }
+  publishFile(run, RUN_FILES.checkpointOk, `${new Date().toISOString()}\n`, requester);
+  return imageBytes;
+}

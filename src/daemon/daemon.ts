@@ -1,0 +1,170 @@
+/**
+ * ckpt-daemon's core, also embedded by the local dry run (`ckpt-run simulate`): serves the
+ * spool's checkpoint and resume requests (src/protocol/spool-request.ts) with an engine.
+ * A malformed, hostile or failing request is logged and never stops the daemon; when the run
+ * folder passed its checks, the job also finds the reason there (dump_failed/restore_failed).
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { EngineError, type CheckpointEngine, type Requester } from '../engine/engine.js';
+import type { Logger } from '../log/logger.js';
+import { formatDaemonReport } from '../protocol/daemon-report.js';
+import { parseRequest, type SpoolRequest } from '../protocol/spool-request.js';
+import { RUN_FILES, serveCheckpoint } from './checkpoint-service.js';
+import { startHeartbeat } from './heartbeat.js';
+import { KeyedQueue } from './keyed-queue.js';
+import { publishFile } from './owned-files.js';
+import { PinnedDir } from './pinned-dir.js';
+import { Refusal } from './refusal.js';
+import { checkJobOwner, checkServable, checkTargetProcess, openRunDir } from './request-checks.js';
+import { readRequestFile } from './request-file.js';
+import { lookupRequester } from './requester.js';
+import { serveResume } from './restore-service.js';
+import { discard, pickUp, prepareSpool } from './spool.js';
+import { SpoolWatcher } from './spool-watcher.js';
+
+export interface DaemonEvent {
+  kind: 'dump' | 'restore';
+  jobId: string;
+  dir: string;
+  ok: boolean;
+  ms: number;
+  reason?: string;
+  imageBytes?: number;
+}
+
+export interface DaemonOptions {
+  spoolDir: string;
+  engine: CheckpointEngine;
+  logger: Logger;
+  onEvent?: (event: DaemonEvent) => void;
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`;
+const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+
+class RequestServer {
+  private readonly queue: KeyedQueue;
+  private readonly privateDir: string;
+
+  constructor(private readonly options: DaemonOptions) {
+    const { logger } = options;
+    this.queue = new KeyedQueue((error) => logger.log('error', `internal error while serving a request: ${error.stack}`));
+    this.privateDir = prepareSpool(options.spoolDir);
+    for (const name of readdirSync(this.privateDir)) {
+      this.discard(join(this.privateDir, name));
+      logger.log('warn', `discarded ${name}: taken by an earlier daemon that stopped before serving it`);
+    }
+  }
+
+  /** Looks at the spool entry NAME: takes, reads and queues it if it is a request. */
+  offer(name: string): void {
+    const picked = pickUp(this.options.spoolDir, this.privateDir, name);
+    if (!picked) return;
+    let owner: number | undefined;
+    let request: SpoolRequest;
+    try {
+      const file = readRequestFile(picked.path);
+      owner = file.owner;
+      request = parseRequest(picked.kind, picked.jobId, file.body);
+    } catch (error) {
+      // Whatever the reason (a Refusal, a MalformedRequestError or an I/O error), the daemon goes on.
+      const from = owner === undefined ? '' : ` from uid ${owner}`;
+      this.options.logger.log('warn', `refused ${name}${from}: ${(error as Error).message}`);
+      return;
+    } finally {
+      this.discard(picked.path);
+    }
+    const uid = owner;
+    this.queue.run([`job ${request.jobId}`, `dir ${request.dir}`], () => this.serve(request, uid));
+  }
+
+  private discard(path: string): void {
+    try {
+      discard(path);
+    } catch (error) {
+      this.options.logger.log('error', `cannot remove ${path}: ${(error as Error).message}`);
+    }
+  }
+
+  private async serve(request: SpoolRequest, uid: number): Promise<void> {
+    const { engine, logger, onEvent } = this.options;
+    const started = Date.now();
+    const kind = request.kind === 'checkpoint' ? 'dump' : 'restore';
+    const what = request.kind === 'checkpoint' ? `dump of PID ${request.pid} into ${request.dir}` : `restore of ${request.dir}`;
+    let requester: Requester | undefined;
+    let run: PinnedDir | undefined;
+    try {
+      requester = await lookupRequester(uid);
+      checkServable(requester);
+      run = openRunDir(request.dir, requester);
+      checkJobOwner(request.jobId, requester);
+      if (request.kind === 'checkpoint') {
+        checkTargetProcess(request.pid, requester);
+        const imageBytes = await serveCheckpoint(engine, run, request.pid, requester);
+        const ms = Date.now() - started;
+        logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)} (${megabytes(imageBytes)})`);
+        onEvent?.({ kind, jobId: request.jobId, dir: request.dir, ok: true, ms, imageBytes });
+      } else {
+        const pid = await serveResume(engine, run, request.jobId, requester, logger);
+        const ms = Date.now() - started;
+        logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}: PID ${pid}`);
+        onEvent?.({ kind, jobId: request.jobId, dir: request.dir, ok: true, ms });
+      }
+    } catch (error) {
+      const ms = Date.now() - started;
+      const reason = (error as Error).message;
+      const who = requester ? `${requester.name} (uid ${uid})` : `uid ${uid}`;
+      const verdict = error instanceof Refusal ? `refused ${what} for ${who}` : `${what} for ${who} failed after ${seconds(ms)}`;
+      logger.log('warn', `job ${request.jobId}: ${verdict}: ${reason}`);
+      onEvent?.({ kind, jobId: request.jobId, dir: request.dir, ok: false, ms, reason });
+      if (run && requester) this.report(run, kind, error as Error, requester);
+    } finally {
+      run?.close();
+    }
+  }
+
+  /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */
+  private report(run: PinnedDir, kind: 'dump' | 'restore', error: Error, requester: Requester): void {
+    const name = kind === 'dump' ? RUN_FILES.dumpFailed : RUN_FILES.restoreFailed;
+    const report = error instanceof EngineError
+      ? { reason: error.reason, retryable: error.retryable, log: error.log }
+      : { reason: error.message, retryable: false };
+    try {
+      publishFile(run, name, formatDaemonReport(report), requester);
+    } catch (writeError) {
+      this.options.logger.log('error', `cannot write ${run.location()}/${name}: ${(writeError as Error).message}`);
+    }
+  }
+
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+}
+
+/** Serves the spool until stop(), which waits for the requests in progress. */
+export async function startDaemon(options: DaemonOptions): Promise<{ stop(): Promise<void> }> {
+  const { logger, spoolDir } = options;
+  const server = new RequestServer(options);
+  const spool = PinnedDir.open(spoolDir);
+  const watcher = new SpoolWatcher(spoolDir, (name) => server.offer(name), (error) => logger.log('error', `watching ${spoolDir}: ${error.message}`));
+  const heartbeat = startHeartbeat(spool, (error) => logger.log('error', `heartbeat: ${error.message}`));
+  watcher.start();
+  logger.log('info', `serving ${spoolDir} with the ${options.engine.name} engine (PID ${process.pid})`);
+  return {
+    async stop() {
+      watcher.stop();
+      heartbeat.stop();
+      await server.idle();
+      spool.close();
+      logger.log('info', 'stopped');
+    },
+  };
+}
+
+/** Serves the requests already in the spool, then resolves (ckpt-daemon --once). */
+export async function serveQueued(options: DaemonOptions): Promise<void> {
+  const server = new RequestServer(options);
+  for (const name of readdirSync(options.spoolDir)) server.offer(name);
+  await server.idle();
+}

@@ -1,0 +1,79 @@
+/**
+ * Serving a resume request. The images folder belongs to the user, and criu, running as root,
+ * reads it and follows whatever it finds there (a `parent` symlink leads to another user's
+ * images; a symlinked image reads any file into the restored memory). So for the time of the
+ * restore the daemon takes the folder (owner root, mode 0700: the user can no longer add or
+ * rename entries), checks that it holds only plain files, and gives it back afterwards.
+ * criu writes its log, pidfile and statistics into a private scratch folder; the pidfile is
+ * published into DIR/checkpoint only once the restored tree passed the pre-resume check and
+ * sits in the new job's cgroups.
+ */
+import { fchmodSync, fchownSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import type { CheckpointEngine, Requester } from '../engine/engine.js';
+import type { Logger } from '../log/logger.js';
+import { RUN_FILES } from './checkpoint-service.js';
+import { jobCgroups, moveIntoCgroups } from './job-cgroups.js';
+import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
+import { PinnedDir } from './pinned-dir.js';
+import { treeOf } from './process-tree.js';
+import { Refusal } from './refusal.js';
+
+const PIDFILE = basename(RUN_FILES.pidfile);
+
+function takeImages(run: PinnedDir, requester: Requester): PinnedDir {
+  let images: PinnedDir;
+  try {
+    images = PinnedDir.open(run.path(RUN_FILES.images));
+  } catch (error) {
+    throw new Refusal(`no checkpoint folder to restore (${(error as NodeJS.ErrnoException).code})`);
+  }
+  // Root-owned: a daemon that died halfway through an earlier restore left it so.
+  if (images.stats.uid !== requester.uid && images.stats.uid !== process.getuid?.()) {
+    images.close();
+    throw new Refusal(`the checkpoint folder belongs to uid ${images.stats.uid}, not to ${requester.name}`);
+  }
+  if (runsAsRoot()) fchownSync(images.fd, 0, 0);
+  fchmodSync(images.fd, 0o700);
+  return images;
+}
+
+function checkPlainFiles(images: PinnedDir, requester: Requester): void {
+  for (const { name, stats } of entriesOf(images)) {
+    const ownerOk = stats.uid === requester.uid || stats.uid === process.getuid?.();
+    if (!stats.isFile() || stats.nlink !== 1 || !ownerOk) {
+      throw new Refusal(`checkpoint/${name} is not a plain file of ${requester.name} (a symlink, a folder, a hard link or another user's file)`);
+    }
+  }
+}
+
+/** Restores the run's checkpoint for the job JOBID; resolves to the restored root's PID. */
+export async function serveResume(
+  engine: CheckpointEngine,
+  run: PinnedDir,
+  jobId: string,
+  requester: Requester,
+  logger: Logger,
+): Promise<number> {
+  const images = takeImages(run, requester);
+  try {
+    checkPlainFiles(images, requester);
+    rmSync(images.path(PIDFILE), { force: true });
+    const scratchDir = mkdtempSync(join(tmpdir(), 'ckpt-daemon-'));
+    let pid: number;
+    try {
+      pid = await engine.restore({ imagesDir: images.path(), scratchDir, requester });
+    } finally {
+      rmSync(scratchDir, { recursive: true, force: true });
+    }
+    const cgroups = jobCgroups(requester.name, jobId);
+    for (const problem of moveIntoCgroups(treeOf(pid), cgroups)) logger.log('warn', `job ${jobId}: ${problem}`);
+    publishFile(images, PIDFILE, `${pid}\n`, requester);
+    return pid;
+  } finally {
+    handOver(images, requester);
+    fchmodSync(images.fd, images.stats.mode & 0o7777);
+    images.close();
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * Turns a failed CRIU run's log (-v4) into a one-line reason for the job side. CRIU logs the
+ * root cause first and then its consequences ("Unable to open fd=3", "Restoring FAILED."), so
+ * the reason is the first error; the last errors go along as context.
+ */
+
+/** `(00.028834)   1165: Error (criu/files-reg.c:2175): File x has bad size 19 (expect 14)` */
+const ERROR_LINE = /\bError \([^)]*\):\s*(.*)$/;
+
+/** Errors that say nothing about the cause: logged on every run here, or a closing summary. */
+const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restoring) FAILED\.?$/];
+
+/** A restore that failed because a PID of the tree is in use (or not reaped yet) on this node. */
+const PID_IN_USE = /Can't fork for \d+: File exists|clone.*File exists/;
+
+export interface CriuFailure {
+  reason: string;
+  retryable: boolean;
+  log: string;
+}
+
+export function criuFailure(logText: string, fallback: string): CriuFailure {
+  const errors = logText
+    .split('\n')
+    .map((line) => ERROR_LINE.exec(line)?.[1])
+    .filter((message): message is string => message !== undefined);
+  const causes = errors.filter((message) => !NOISE.some((pattern) => pattern.test(message)));
+  return {
+    reason: causes[0] ?? fallback,
+    retryable: causes.some((message) => PID_IN_USE.test(message)),
+    log: errors.slice(-10).join('\n'),
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * The CRIU engine. Options, and why:
+ *  - no --shell-job for trees whose root leads its own session (ckpt-run starts programs that
+ *    way): the restored tree then gets a session of its own. A root that is not a session
+ *    leader (a job script's `nohup prog &`) needs --shell-job at dump and restore; the dump
+ *    leaves a marker file in the images so that the restore knows.
+ *  - --tcp-established / --tcp-close: a program with TCP connections can still be dumped; it
+ *    finds them closed after the restore, as a program on a new node must.
+ *  - -v4 -o LOG: the failure reason is taken from the log (criu-log.ts).
+ *  - restore -d (detached) with -W in the daemon's private scratch folder, so that criu writes
+ *    its log, pidfile and statistics there and never into a folder that the user controls.
+ *  - --action-script: before the restored tree runs, scripts/criu-pre-resume-check.sh checks
+ *    every restored process against the requester and kills the tree otherwise.
+ * criu is never killed on a timeout: a dump cut short could leave the program frozen.
+ */
+import { execa } from 'execa';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { criuFailure } from './criu-log.js';
+import { EngineError, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
+
+/** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
+export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
+
+/** Left in the images by a dump that needed --shell-job; the restore needs it too. */
+const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
+
+/** criu logs a failing pre-resume script and carries on; the script kills the tree, but be sure. */
+const PRE_RESUME_FAILED = 'Pre-resume script ret code';
+
+function leadsItsSession(pid: number): boolean {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name: state ppid pgrp session ...
+  const session = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3];
+  return Number(session) === pid;
+}
+
+export class CriuEngine implements CheckpointEngine {
+  readonly name = 'criu';
+
+  constructor(private readonly criu: string) {}
+
+  async dump({ pid, imagesDir }: DumpTarget): Promise<void> {
+    const shellJob = !leadsItsSession(pid);
+    if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
+    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established'];
+    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), {});
+  }
+
+  async restore({ imagesDir, scratchDir, requester }: RestoreTarget): Promise<number> {
+    const pidfile = join(scratchDir, 'pidfile');
+    const logFile = join(scratchDir, 'restore.log');
+    const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
+    args.push('--pidfile', pidfile, '--tcp-close', '--action-script', PRE_RESUME_CHECK);
+    if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
+    await this.run(args, logFile, {
+      CKPT_REQUESTER_UID: String(requester.uid),
+      CKPT_REQUESTER_GIDS: requester.gids.join(' '),
+    });
+    return Number(readFileSync(pidfile, 'utf8').trim());
+  }
+
+  private async run(args: string[], logFile: string, env: Record<string, string>): Promise<void> {
+    // Its own session: a --shell-job restore puts the tree in criu's session, not the daemon's.
+    const result = await execa(this.criu, args, { reject: false, stdin: 'ignore', detached: true, env });
+    let logText = '';
+    try {
+      logText = readFileSync(logFile, 'utf8');
+    } catch {
+      // criu stopped before opening its log: its stderr says why
+    }
+    if (result.exitCode === 0 && !logText.includes(PRE_RESUME_FAILED)) return;
+    const said = `${result.stderr}`.trim().split('\n').pop();
+    const failure = criuFailure(logText, said || `${this.criu} ${args[0]} failed: ${result.shortMessage}`);
+    throw new EngineError(failure.reason, failure.retryable, failure.log);
+  }
+}
