@@ -95,3 +95,13 @@ export function counted(output: string): number[] {
     .filter((line) => /^\d+$/.test(line))
     .map(Number);
 }
+
+/** `ckpt-run simulate ARGS` in `workdir`, with a JSON summary written to `<workdir>/summary.json`. */
+export function runSimulate(workdir: string, args: string[]): Proc {
+  const child = spawn(process.execPath, [CKPT_RUN, 'simulate', '--json', join(workdir, 'summary.json'), ...args], {
+    cwd: workdir,
+    env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Proc(child);
+}

@@ -1,0 +1,53 @@
+/** `ckpt-run simulate` on real CRIU (root): the demo path a new user runs first. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { counted, COUNTER, makeSandbox, runSimulate } from '../helpers/launcher-harness.js';
+import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
+
+const summaryOf = (workdir: string) => JSON.parse(readFileSync(join(workdir, 'summary.json'), 'utf8'));
+
+describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run simulate --engine criu', () => {
+  it('K real checkpoints then completion: every line once, state kept, the exit code', async () => {
+    const { workdir } = makeSandbox('ckpt-simcriu-');
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '1', '--', COUNTER, '40', '0.1', '7']);
+    expect(await sim.exitCode(90_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.engine).toBe('criu');
+    expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
+    expect(summary.cycles.slice(0, -1).every((c: { dumpMs?: number }) => typeof c.dumpMs === 'number')).toBe(true);
+    expect(summary.cycles.slice(1).every((c: { restoreMs?: number }) => typeof c.restoreMs === 'number')).toBe(true);
+    // Restored, not restarted: the count goes on where it stopped, each number once.
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
+  });
+
+  it('stops after --max-cycles', async () => {
+    const { workdir } = makeSandbox('ckpt-simcriu-');
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '0.5', '--max-cycles', '2', '--', COUNTER, '1000', '0.05']);
+    expect(await sim.exitCode(60_000)).toBe(0);
+    expect(summaryOf(workdir).cycles).toHaveLength(2);
+    expect(summaryOf(workdir).verdict).toMatch(/stopped after 2 cycles/);
+  });
+
+  it('a program failing on its own ends the simulation with its code', async () => {
+    const { workdir } = makeSandbox('ckpt-simcriu-');
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '5', '--', COUNTER, '2', '0.01', '3']);
+    expect(await sim.exitCode(30_000)).toBe(3);
+    expect(summaryOf(workdir).cycles).toHaveLength(1);
+  });
+
+  it('a dump CRIU refuses: the reason is shown, the program keeps running and finishes', async () => {
+    const { workdir } = makeSandbox('ckpt-simcriu-');
+    // An open deleted file larger than CRIU's ghost limit (1 MB) cannot be dumped.
+    const script = `head -c 3000000 /dev/zero > big; exec 3<big; rm big; exec ${COUNTER} 30 0.1 0`;
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '1', '--', 'sh', '-c', script]);
+    expect(await sim.exitCode(60_000)).toBe(0);
+    const summary = summaryOf(workdir);
+    expect(summary.checkpoints).toBe(0);
+    expect(sim.stderr).toMatch(/checkpoint failed: .+/);
+    expect(summary.verdict).toMatch(/The daemon said: dump of job .* failed: .+/);
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    console.log(`dump failure shown to the user: ${sim.stderr.match(/checkpoint failed: .*/)?.[0]}`);
+  });
+});

@@ -1,0 +1,52 @@
+/** `ckpt-run simulate` with the restart engine: runs anywhere, no root, no CRIU. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { counted, COUNTER, makeSandbox, ROOT, runSimulate } from '../helpers/launcher-harness.js';
+
+const RESUMABLE = join(ROOT, 'examples/resumable-counter.sh');
+const summaryOf = (workdir: string) => JSON.parse(readFileSync(join(workdir, 'summary.json'), 'utf8'));
+
+describe('ckpt-run simulate --engine restart', () => {
+  it('K cycles then completion: a self-checkpointing program finishes with its exit code', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-');
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '1', '--', RESUMABLE, '30', '0.1', '7']);
+    expect(await sim.exitCode(60_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.engine).toBe('restart');
+    expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
+    expect(summary.cycles).toHaveLength(summary.checkpoints + 1);
+    expect(summary.cycles.at(-1)).toMatchObject({ finished: true, exitCode: 7 });
+    expect(summary.verdict).toMatch(/finished with exit code 7 after \d+ checkpoints/);
+    // The program saved its own progress: every number once, in order, across the cycles.
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(sim.stdout).toMatch(/Simulation summary \(engine: restart\)/);
+    expect(sim.stdout).toMatch(/OK: the program finished with exit code 7/);
+  });
+
+  it('stops after --max-cycles with the run still checkpointed', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-');
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '0.5', '--max-cycles', '2', '--', COUNTER, '1000', '0.05']);
+    expect(await sim.exitCode(60_000)).toBe(0);
+    const summary = summaryOf(workdir);
+    expect(summary.cycles).toHaveLength(2);
+    expect(summary.cycles.every((cycle: { endedBy: string }) => cycle.endedBy === 'checkpoint (exit 99)')).toBe(true);
+    expect(summary.verdict).toMatch(/stopped after 2 cycles \(--max-cycles\)/);
+  });
+
+  it('a program failing on its own: its exit code, no further cycle', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-');
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '5', '--', COUNTER, '3', '0.01', '3']);
+    expect(await sim.exitCode(30_000)).toBe(3);
+    const summary = summaryOf(workdir);
+    expect(summary.cycles).toHaveLength(1);
+    expect(summary.cycles[0]).toMatchObject({ finished: true, exitCode: 3, endedBy: 'program exited (code 3)' });
+  });
+
+  it('rejects contradictory schedules with a usage error', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-');
+    const sim = runSimulate(workdir, ['--every', '3', '--manual', '--', COUNTER]);
+    expect(await sim.exitCode()).toBe(2);
+    expect(sim.stderr).toMatch(/choose one of/);
+  });
+});
