@@ -2,21 +2,20 @@
  * Serving a checkpoint request. The dump goes into a NEW folder DIR/checkpoint.new-XXXXXX that
  * the daemon creates mode 0700, so that the user cannot plant symlinks in it while root
  * writes. Only a complete dump replaces the previous one: checkpoint -> checkpoint.old,
- * new -> checkpoint, everything given to the user, then checkpoint_ok written as a NEW file
- * (the job side tells a new dump by checkpoint_ok's inode and mtime). A failed dump leaves
- * the previous checkpoint, checkpoint_ok and the running program as they were.
+ * new -> checkpoint (the images given to the user first), then checkpoint_ok written as a NEW
+ * file (the job side tells a new dump by checkpoint_ok's inode and mtime). A failed dump leaves
+ * the last checkpoint, checkpoint_ok and the running program as they were; checkpoint.old, the
+ * one before, is removed before the dump to make room.
  */
 import { execa } from 'execa';
 import { lstatSync, mkdtempSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { CheckpointEngine, Requester } from '../engine/engine.js';
-import { runDirPaths } from '../protocol/run-dir.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
 import { Refusal } from './refusal.js';
+import { RUN_FILES } from './run-files.js';
 
-/** The protocol's file names, relative to the run folder. */
-export const RUN_FILES = runDirPaths('');
 const OLD_IMAGES = `${RUN_FILES.images}.old`;
 
 function exists(path: string): boolean {
@@ -81,7 +80,8 @@ export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, 
     if (exists(run.path(RUN_FILES.images))) renameSync(run.path(RUN_FILES.images), run.path(OLD_IMAGES));
     renameSync(run.path(name), run.path(RUN_FILES.images));
   } catch (error) {
-    throw new Error(`the dump is complete in ${run.location()}/${name} but could not be renamed to ${RUN_FILES.images}: ${(error as Error).message}`);
+    const where = `${run.location()}/${name}`;
+    throw new Error(`the dump is complete in ${where} but could not be renamed to ${RUN_FILES.images}: ${(error as Error).message}`);
   }
   publishFile(run, RUN_FILES.checkpointOk, `${new Date().toISOString()}\n`, requester);
   return imageBytes;

@@ -10,7 +10,7 @@ import { EngineError, type CheckpointEngine, type Requester } from '../engine/en
 import type { Logger } from '../log/logger.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type SpoolRequest } from '../protocol/spool-request.js';
-import { RUN_FILES, serveCheckpoint } from './checkpoint-service.js';
+import { serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { publishFile } from './owned-files.js';
@@ -20,6 +20,7 @@ import { checkJobOwner, checkServable, checkTargetProcess, openRunDir } from './
 import { readRequestFile } from './request-file.js';
 import { lookupRequester } from './requester.js';
 import { serveResume } from './restore-service.js';
+import { RUN_FILES } from './run-files.js';
 import { discard, pickUp, prepareSpool } from './spool.js';
 import { SpoolWatcher } from './spool-watcher.js';
 
@@ -75,7 +76,8 @@ class RequestServer {
     } finally {
       this.discard(picked.path);
     }
-    const uid = owner;
+    const uid = owner; // a const keeps the narrowed type inside the closure
+    this.options.logger.log('debug', `took ${name} from uid ${uid}: ${JSON.stringify(request)}`);
     this.queue.run([`job ${request.jobId}`, `dir ${request.dir}`], () => this.serve(request, uid));
   }
 
@@ -88,10 +90,11 @@ class RequestServer {
   }
 
   private async serve(request: SpoolRequest, uid: number): Promise<void> {
-    const { engine, logger, onEvent } = this.options;
+    const { logger, onEvent } = this.options;
     const started = Date.now();
     const kind = request.kind === 'checkpoint' ? 'dump' : 'restore';
     const what = request.kind === 'checkpoint' ? `dump of PID ${request.pid} into ${request.dir}` : `restore of ${request.dir}`;
+    const event = { kind, jobId: request.jobId, dir: request.dir } as const;
     let requester: Requester | undefined;
     let run: PinnedDir | undefined;
     try {
@@ -99,29 +102,33 @@ class RequestServer {
       checkServable(requester);
       run = openRunDir(request.dir, requester);
       checkJobOwner(request.jobId, requester);
-      if (request.kind === 'checkpoint') {
-        checkTargetProcess(request.pid, requester);
-        const imageBytes = await serveCheckpoint(engine, run, request.pid, requester);
-        const ms = Date.now() - started;
-        logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)} (${megabytes(imageBytes)})`);
-        onEvent?.({ kind, jobId: request.jobId, dir: request.dir, ok: true, ms, imageBytes });
-      } else {
-        const pid = await serveResume(engine, run, request.jobId, requester, logger);
-        const ms = Date.now() - started;
-        logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}: PID ${pid}`);
-        onEvent?.({ kind, jobId: request.jobId, dir: request.dir, ok: true, ms });
-      }
+      const { detail, imageBytes } = await this.act(request, run, requester);
+      const ms = Date.now() - started;
+      logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}`);
+      onEvent?.({ ...event, ok: true, ms, imageBytes });
     } catch (error) {
       const ms = Date.now() - started;
       const reason = (error as Error).message;
       const who = requester ? `${requester.name} (uid ${uid})` : `uid ${uid}`;
       const verdict = error instanceof Refusal ? `refused ${what} for ${who}` : `${what} for ${who} failed after ${seconds(ms)}`;
       logger.log('warn', `job ${request.jobId}: ${verdict}: ${reason}`);
-      onEvent?.({ kind, jobId: request.jobId, dir: request.dir, ok: false, ms, reason });
+      onEvent?.({ ...event, ok: false, ms, reason });
       if (run && requester) this.report(run, kind, error as Error, requester);
     } finally {
       run?.close();
     }
+  }
+
+  /** The dump or the restore itself, once the request passed the checks common to both. */
+  private async act(request: SpoolRequest, run: PinnedDir, requester: Requester): Promise<{ detail: string; imageBytes?: number }> {
+    const { engine, logger } = this.options;
+    if (request.kind === 'resume') {
+      const pid = await serveResume(engine, run, request.jobId, requester, logger);
+      return { detail: `: PID ${pid}` };
+    }
+    checkTargetProcess(request.pid, requester);
+    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester);
+    return { detail: ` (${megabytes(imageBytes)})`, imageBytes };
   }
 
   /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */
@@ -147,7 +154,11 @@ export async function startDaemon(options: DaemonOptions): Promise<{ stop(): Pro
   const { logger, spoolDir } = options;
   const server = new RequestServer(options);
   const spool = PinnedDir.open(spoolDir);
-  const watcher = new SpoolWatcher(spoolDir, (name) => server.offer(name), (error) => logger.log('error', `watching ${spoolDir}: ${error.message}`));
+  const watcher = new SpoolWatcher(
+    spoolDir,
+    (name) => server.offer(name),
+    (error) => logger.log('error', `watching ${spoolDir}: ${error.message}`),
+  );
   const heartbeat = startHeartbeat(spool, (error) => logger.log('error', `heartbeat: ${error.message}`));
   watcher.start();
   logger.log('info', `serving ${spoolDir} with the ${options.engine.name} engine (PID ${process.pid})`);

@@ -2,9 +2,10 @@
  * OAR's job cgroups. OAR's job resource manager puts every job's processes in
  * /oar/<user>_<jobid> under each cgroup v1 controller (cpuset, cpu, cpuacct, devices,
  * freezer...). They tell the daemon who owns a job id on this node, and where a restored
- * tree belongs: criu restores it into the cgroups of the job that was dumped, which is gone.
+ * tree belongs: criu restores a tree into the cgroups it was dumped from, recreating those of
+ * the dumped job, which OAR removed when that job ended.
  */
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -53,6 +54,32 @@ export function moveIntoCgroups(pids: number[], cgroups: string[]): string[] {
       } catch (error) {
         problems.push(`cannot move PID ${pid} into ${cgroup}: ${(error as NodeJS.ErrnoException).code}`);
       }
+    }
+  }
+  return problems;
+}
+
+/**
+ * The dumped job's cgroups that criu recreated, from the restored root's /proc/PID/cgroup
+ * ("4:cpuset:/oar/alice_12"): /oar/<user>_<any other job>, under each controller listed.
+ */
+export function dumpedJobCgroups(procCgroup: string, user: string, jobId: string, root = CGROUP_ROOT): string[] {
+  return procCgroup.split('\n').flatMap((line) => {
+    const [, controllers = '', path = ''] = line.split(':');
+    const name = path.startsWith('/oar/') ? path.slice('/oar/'.length) : '';
+    if (!name.startsWith(`${user}_`) || name.includes('/') || name === `${user}_${jobId}`) return [];
+    return controllers.split(',').map((controller) => join(root, controller.replace(/^name=/, ''), path)).filter(isDirectory);
+  });
+}
+
+/** Removes cgroups the restored tree has left, as OAR does at the end of a job; returns what failed. */
+export function removeCgroups(cgroups: string[]): string[] {
+  const problems: string[] = [];
+  for (const cgroup of cgroups) {
+    try {
+      rmdirSync(cgroup);
+    } catch (error) {
+      problems.push(`cannot remove the dumped job's cgroup ${cgroup}: ${(error as NodeJS.ErrnoException).code}`);
     }
   }
   return problems;

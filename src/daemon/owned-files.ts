@@ -5,7 +5,9 @@
  * which is the requester (it serves no one else).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchownSync, fsyncSync, lchownSync, lstatSync, openSync, readdirSync, renameSync, rmSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync, constants, fchownSync, fsyncSync, lchownSync, lstatSync, openSync, readdirSync, renameSync, rmSync, writeSync, type Stats,
+} from 'node:fs';
 import type { PinnedDir } from './pinned-dir.js';
 
 export interface Owner {
@@ -22,7 +24,8 @@ export const runsAsRoot = (): boolean => process.getuid?.() === 0;
 export function publishFile(dir: PinnedDir, name: string, content: string, owner: Owner): void {
   const temp = `.${name}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const fd = openSync(dir.path(temp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+    const fd = openSync(dir.path(temp), flags, 0o644);
     try {
       writeSync(fd, content);
       fsyncSync(fd);

@@ -37,7 +37,7 @@ const NO_CAPABILITIES = /^0+$/;
  * Why the process PID (any of its threads) has powers its user's own processes lack, or
  * undefined when it has none: another uid (real, effective, saved or filesystem), a group
  * the user is not in, a capability, or no "dumpable" flag (it ran a setuid program: the
- * kernel then gives /proc/PID to root). Its memory would otherwise land in the user's images.
+ * kernel then gives the files of /proc/PID to root). Its memory would otherwise land in the user's images.
  */
 export function extraPowers(pid: number, requester: Requester): string | undefined {
   if (requester.uid === 0) return undefined;
@@ -55,6 +55,6 @@ export function extraPowers(pid: number, requester: Requester): string | undefin
     const capabilities = ['CapPrm', 'CapEff', 'CapAmb'].find((name) => !NO_CAPABILITIES.test(fields.get(name) ?? ''));
     if (capabilities) return `has capabilities (${capabilities} ${fields.get(capabilities) || 'unreadable'})`;
   }
-  if (statSync(`/proc/${pid}`).uid !== requester.uid) return 'is not dumpable (it ran a setuid or setgid program)';
+  if (statSync(`/proc/${pid}/status`).uid !== requester.uid) return 'is not dumpable (it ran a setuid or setgid program)';
   return undefined;
 }

@@ -8,13 +8,13 @@
  * published into DIR/checkpoint only once the restored tree passed the pre-resume check and
  * sits in the new job's cgroups.
  */
-import { fchmodSync, fchownSync, mkdtempSync, rmSync } from 'node:fs';
+import { fchmodSync, fchownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { CheckpointEngine, Requester } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
-import { RUN_FILES } from './checkpoint-service.js';
-import { jobCgroups, moveIntoCgroups } from './job-cgroups.js';
+import { RUN_FILES } from './run-files.js';
+import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, removeCgroups } from './job-cgroups.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
 import { treeOf } from './process-tree.js';
@@ -43,9 +43,18 @@ function checkPlainFiles(images: PinnedDir, requester: Requester): void {
   for (const { name, stats } of entriesOf(images)) {
     const ownerOk = stats.uid === requester.uid || stats.uid === process.getuid?.();
     if (!stats.isFile() || stats.nlink !== 1 || !ownerOk) {
-      throw new Refusal(`checkpoint/${name} is not a plain file of ${requester.name} (a symlink, a folder, a hard link or another user's file)`);
+      const kinds = "a symlink, a folder, a hard link or another user's file";
+      throw new Refusal(`checkpoint/${name} is not a plain file of ${requester.name} (${kinds})`);
     }
   }
+}
+
+/** Where OAR made cgroups for the new job: the restored tree goes there, out of the dumped job's. */
+function moveToJobCgroups(pid: number, jobId: string, user: string): string[] {
+  const cgroups = jobCgroups(user, jobId);
+  if (cgroups.length === 0) return [];
+  const dumpedJobs = dumpedJobCgroups(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), user, jobId);
+  return [...moveIntoCgroups(treeOf(pid), cgroups), ...removeCgroups(dumpedJobs)];
 }
 
 /** Restores the run's checkpoint for the job JOBID; resolves to the restored root's PID. */
@@ -67,8 +76,7 @@ export async function serveResume(
     } finally {
       rmSync(scratchDir, { recursive: true, force: true });
     }
-    const cgroups = jobCgroups(requester.name, jobId);
-    for (const problem of moveIntoCgroups(treeOf(pid), cgroups)) logger.log('warn', `job ${jobId}: ${problem}`);
+    for (const problem of moveToJobCgroups(pid, jobId, requester.name)) logger.log('warn', `job ${jobId}: ${problem}`);
     publishFile(images, PIDFILE, `${pid}\n`, requester);
     return pid;
   } finally {

@@ -4,7 +4,9 @@
  * at once: the job side sees it consumed, no other pass takes it twice, and its writer can no
  * longer touch it by name.
  */
-import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import {
+  chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmdirSync, unlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { parseRequestName, type RequestKind } from '../protocol/spool-request.js';
 
@@ -23,29 +25,30 @@ export interface PickedRequest {
   kind: RequestKind;
 }
 
-function ownedBySelf(path: string, description: string): void {
-  const stats = lstatSync(path);
-  if (!stats.isDirectory()) throw new Error(`${description} ${path} is not a directory (a symlink?)`);
-  if (stats.uid !== process.getuid?.()) throw new Error(`${description} ${path} belongs to uid ${stats.uid}, not to the daemon`);
+/** The spool cannot be used: the daemon does not start. */
+export class SpoolError extends Error {}
+
+/** Creates DIR with MODE unless it exists; either way it must be the daemon's own directory. */
+function ownFolder(dir: string, mode: number, description: string): void {
+  try {
+    mkdirSync(dir);
+    chmodSync(dir, mode); // mkdir's mode is cut by the umask
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new SpoolError(`cannot create the ${description} ${dir}: ${(error as Error).message}`);
+    }
+  }
+  const stats = lstatSync(dir);
+  if (!stats.isDirectory()) throw new SpoolError(`the ${description} ${dir} is not a directory (a symlink?)`);
+  if (stats.uid !== process.getuid?.()) throw new SpoolError(`the ${description} ${dir} belongs to uid ${stats.uid}, not to the daemon`);
 }
 
-/** Creates (or checks) the spool folder and the private folder; returns the latter. */
+/** Creates (or checks) the spool folder (mode 1777) and the private folder; returns the latter. */
 export function prepareSpool(spoolDir: string): string {
-  try {
-    mkdirSync(spoolDir);
-    chmodSync(spoolDir, 0o1777); // mkdir's mode is cut by the umask
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  }
-  ownedBySelf(spoolDir, 'spool folder');
+  ownFolder(spoolDir, 0o1777, 'spool folder');
   const privateDir = join(spoolDir, PRIVATE_FOLDER);
-  try {
-    mkdirSync(privateDir, { mode: 0o700 });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  }
-  ownedBySelf(privateDir, 'private folder');
-  if ((lstatSync(privateDir).mode & 0o077) !== 0) throw new Error(`private folder ${privateDir} is open to other users`);
+  ownFolder(privateDir, 0o700, 'private folder');
+  if ((lstatSync(privateDir).mode & 0o077) !== 0) throw new SpoolError(`the private folder ${privateDir} is open to other users`);
   return privateDir;
 }
 

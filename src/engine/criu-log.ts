@@ -11,7 +11,13 @@ const ERROR_LINE = /\bError \([^)]*\):\s*(.*)$/;
 const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restoring) FAILED\.?$/];
 
 /** A restore that failed because a PID of the tree is in use (or not reaped yet) on this node. */
-const PID_IN_USE = /Can't fork for \d+: File exists|clone.*File exists/;
+const PID_IN_USE = /Can't fork for (\d+): File exists|clone.*File exists/;
+
+/** The PID a restore found taken, if that is why it failed. */
+export function busyPid(reason: string): number | undefined {
+  const pid = PID_IN_USE.exec(reason)?.[1];
+  return pid === undefined ? undefined : Number(pid);
+}
 
 export interface CriuFailure {
   reason: string;

@@ -11,13 +11,16 @@
  *    its log, pidfile and statistics there and never into a folder that the user controls.
  *  - --action-script: before the restored tree runs, scripts/criu-pre-resume-check.sh checks
  *    every restored process against the requester and kills the tree otherwise.
+ *  - a restore that finds a PID of the tree taken waits (up to PID_WAIT_MS) for that PID to
+ *    leave /proc and tries again: right after a dump, the dumped processes linger as zombies
+ *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists").
  * criu is never killed on a timeout: a dump cut short could leave the program frozen.
  */
 import { execa } from 'execa';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { criuFailure } from './criu-log.js';
+import { busyPid, criuFailure } from './criu-log.js';
 import { EngineError, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
@@ -25,6 +28,9 @@ export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-re
 
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
+
+/** How long a restore waits for the PIDs it needs to be reaped. */
+const PID_WAIT_MS = 10_000;
 
 /** criu logs a failing pre-resume script and carries on; the script kills the tree, but be sure. */
 const PRE_RESUME_FAILED = 'Pre-resume script ret code';
@@ -34,6 +40,15 @@ function leadsItsSession(pid: number): boolean {
   // Fields after the command name: state ppid pgrp session ...
   const session = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3];
   return Number(session) === pid;
+}
+
+/** Waits until PID is gone from /proc (a zombie still holds it); false at the deadline. */
+async function vanishes(pid: number, deadline: number): Promise<boolean> {
+  while (existsSync(`/proc/${pid}`)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
 }
 
 export class CriuEngine implements CheckpointEngine {
@@ -48,9 +63,22 @@ export class CriuEngine implements CheckpointEngine {
     await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), {});
   }
 
-  async restore({ imagesDir, scratchDir, requester }: RestoreTarget): Promise<number> {
+  async restore(target: RestoreTarget): Promise<number> {
+    const deadline = Date.now() + PID_WAIT_MS;
+    for (;;) {
+      try {
+        return await this.restoreOnce(target);
+      } catch (error) {
+        const pid = error instanceof EngineError ? busyPid(error.reason) : undefined;
+        if (pid === undefined || !(await vanishes(pid, deadline))) throw error;
+      }
+    }
+  }
+
+  private async restoreOnce({ imagesDir, scratchDir, requester }: RestoreTarget): Promise<number> {
     const pidfile = join(scratchDir, 'pidfile');
     const logFile = join(scratchDir, 'restore.log');
+    rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
     const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
     args.push('--pidfile', pidfile, '--tcp-close', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');

@@ -138,7 +138,7 @@ function verdict(options: SimulationOptions, cycles: CycleRecord[], daemonFailur
       ...base,
       ok: true,
       exitCode: 0,
-      verdict: `stopped after ${options.maxCycles} cycles (--max-cycles): the program survived ${checkpoints} checkpoints and is still checkpointed, not finished.${reasons}`,
+      verdict: `stopped after ${options.maxCycles} cycles (--max-cycles): ${checkpoints} checkpoints made; the program has not finished (its last checkpoint is kept in .ckpt-run/simulate).${reasons}`,
     };
   }
   if (last.finished) {

@@ -1,0 +1,44 @@
+/** The reason a failed CRIU run gives the job, from log lines seen on these machines. */
+import { describe, expect, it } from 'vitest';
+import { busyPid, criuFailure } from '../../src/engine/criu-log.js';
+
+const NOISE = '(00.025554) Error (criu/util.c:1533): rlimit: Can\'t setup RLIMIT_NOFILE for self: Operation not permitted';
+
+describe('criuFailure', () => {
+  it('takes the first real error, not the summary or the noise every run logs', () => {
+    const log = [
+      '(00.000000) CRIU run id = 3ec38d49',
+      NOISE,
+      '(00.028834)   1165: Error (criu/files-reg.c:2175): File tmp/exp/f2/data.txt has bad size 19 (expect 14)',
+      '(00.028837)   1165: Error (criu/files.c:1221): Unable to open fd=3 id=0x6',
+      '(00.028869) Error (criu/cr-restore.c:2320): Restoring FAILED.',
+    ].join('\n');
+    const failure = criuFailure(log, 'fallback');
+    expect(failure.reason).toBe('File tmp/exp/f2/data.txt has bad size 19 (expect 14)');
+    expect(failure.retryable).toBe(false);
+    expect(failure.log.split('\n')).toHaveLength(4);
+  });
+
+  it('marks a PID in use as retryable', () => {
+    const log = `${NOISE}\n(00.051938) Error (criu/cr-restore.c:1230): Can't fork for 13039: File exists\n(00.051959) Error (criu/cr-restore.c:2320): Restoring FAILED.`;
+    const failure = criuFailure(log, 'fallback');
+    expect(failure).toMatchObject({ reason: "Can't fork for 13039: File exists", retryable: true });
+    expect(busyPid(failure.reason)).toBe(13039);
+    expect(busyPid('File x has bad size 19 (expect 14)')).toBeUndefined();
+  });
+
+  it("reports the pre-resume check's refusal, not criu's consequences of it", () => {
+    const log = [
+      '(00.057976) Running pre-resume scripts',
+      'Error (ckpt-daemon pre-resume check): restored process 19916 runs as uid 0 0 0 0, not as uid 1001; the restored tree is killed',
+      '(00.066928) Error (criu/util.c:656): exited, status=1',
+      '(00.066959) Error (criu/cr-restore.c:2267): Pre-resume script ret code -1',
+      '(00.066974) Error (criu/cr-restore.c:1916): Unable to detach 19916: No such process',
+    ].join('\n');
+    expect(criuFailure(log, 'fallback').reason).toBe('restored process 19916 runs as uid 0 0 0 0, not as uid 1001; the restored tree is killed');
+  });
+
+  it('falls back when the log has no error (criu stopped before logging)', () => {
+    expect(criuFailure(`${NOISE}\n`, 'criu: excessive parameter')).toMatchObject({ reason: 'criu: excessive parameter', retryable: false });
+  });
+});
