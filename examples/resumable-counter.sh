@@ -1,14 +1,18 @@
 #!/bin/sh
 # Like counter.sh, but saves its own progress in ./counter.progress after every step and
-# resumes from it: a program that checkpoints itself. It survives even the restart engine
-# (which starts programs again from scratch), as long as the file survives.
+# resumes from it: a program that checkpoints itself. On SIGTERM (the restart engine's stop,
+# or a scheduler's) it finishes the current step and leaves, so no step is lost or repeated.
+# It survives even the restart engine, which starts programs again from scratch.
 n=${1:-30}; tick=${2:-0.2}; code=${3:-0}
+stop=0
+trap 'stop=1' TERM
 i=$(cat counter.progress 2>/dev/null || echo 1)
-while [ "$i" -le "$n" ]; do
+while [ "$stop" = 0 ] && [ "$i" -le "$n" ]; do
   echo "$i"
   i=$((i + 1))
   echo "$i" > counter.progress.tmp && mv counter.progress.tmp counter.progress
   sleep "$tick"
 done
+[ "$stop" = 1 ] && exit 143
 rm -f counter.progress
 exit "$code"

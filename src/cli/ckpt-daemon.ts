@@ -10,7 +10,7 @@ import { CriuEngine } from '../engine/criu.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
 import { createLogger } from '../log/logger.js';
-import { DEFAULT_SPOOL_DIR } from './ckpt-run.js';
+import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
 import { CliError } from './exit-codes.js';
 import { runCli } from './run-cli.js';
 

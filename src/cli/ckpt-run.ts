@@ -5,14 +5,12 @@ import { runLauncher, type LaunchSettings } from '../launcher/driver.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
 import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger, type LogLevel } from '../log/logger.js';
-import { isValidJobId } from '../protocol/spool-request.js';
+import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
 import { detectOar } from '../scheduler/oar.js';
 import { NO_SCHEDULER } from '../scheduler/scheduler.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
 import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
 import { simulateCommand } from './simulate-command.js';
-
-export const DEFAULT_SPOOL_DIR = '/var/lib/checkpoints';
 
 const PROTOCOL_HELP = `
 How it works

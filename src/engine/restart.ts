@@ -1,7 +1,7 @@
 /**
  * The "restart" engine: no CRIU, for users without root and for the local dry run. A dump
- * records the tree root's command line, working directory and environment, then kills the
- * tree (its session); a restore starts that command again, detached in a new session with
+ * records the tree root's command line, working directory and environment, then stops the
+ * tree (SIGTERM, then SIGKILL after a grace period); a restore starts that command again, detached in a new session with
  * stdin from /dev/null (ckpt-run's shim reopens its own output files, in append mode).
  * Documented limitation: no memory state is kept, so the program starts over from the
  * beginning unless it saves and reloads its own progress.
@@ -9,17 +9,52 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { treeOf } from '../daemon/process-tree.js';
 import { ProcessHandle } from '../proc/process-liveness.js';
 import { EngineError, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
 
-/** How long a killed tree's root may take to disappear before the dump counts as failed. */
+/** How long the program may take to save its own state and exit after SIGTERM. */
+const STOP_GRACE_MS = 10_000;
+/** How long a killed tree may take to disappear before the dump counts as failed. */
 const KILL_WAIT_MS = 10_000;
+
+function signalAll(handles: ProcessHandle[], signal: NodeJS.Signals): void {
+  for (const handle of handles) {
+    try {
+      process.kill(handle.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function allGone(handles: ProcessHandle[], withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (handles.some((handle) => handle.isAlive())) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
+}
+
+/**
+ * SIGTERM first, like a scheduler's polite stop: a program that checkpoints itself saves its
+ * progress and exits (what this engine is useful for); SIGKILL after the grace period.
+ */
+async function stopTree(pid: number): Promise<void> {
+  const handles = treeOf(pid).map((member) => new ProcessHandle(member));
+  signalAll(handles, 'SIGTERM');
+  if (await allGone(handles, STOP_GRACE_MS)) return;
+  signalAll(handles, 'SIGKILL');
+  if (!(await allGone(handles, KILL_WAIT_MS))) {
+    throw new EngineError(`process tree ${pid} survived SIGKILL for ${KILL_WAIT_MS / 1000} s`, true);
+  }
+}
 
 export class RestartEngine implements CheckpointEngine {
   readonly name = 'restart';
 
   async dump({ pid, imagesDir }: DumpTarget): Promise<void> {
-    const handle = new ProcessHandle(pid);
     try {
       writeFileSync(join(imagesDir, 'cmdline'), readFileSync(`/proc/${pid}/cmdline`));
       writeFileSync(join(imagesDir, 'environ'), readFileSync(`/proc/${pid}/environ`));
@@ -27,17 +62,7 @@ export class RestartEngine implements CheckpointEngine {
     } catch (error) {
       throw new EngineError(`cannot record process ${pid}: ${(error as Error).message}`, false);
     }
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // not a session/group leader: kill the root alone
-      process.kill(pid, 'SIGKILL');
-    }
-    const deadline = Date.now() + KILL_WAIT_MS;
-    while (handle.isAlive()) {
-      if (Date.now() > deadline) throw new EngineError(`process ${pid} survived SIGKILL for ${KILL_WAIT_MS / 1000} s`, true);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await stopTree(pid);
   }
 
   async restore({ imagesDir, requester }: RestoreTarget): Promise<number> {

@@ -16,11 +16,13 @@ import type { RunDirPaths } from '../protocol/run-dir.js';
 /**
  * The shim: point its own stdout/stderr at the run's logs (O_APPEND), run the program, then
  * publish the exit status atomically. It opens the logs itself so that `unshare`, which stays
- * outside the dumped tree, keeps the job's stderr for its own messages.
+ * outside the dumped tree, keeps the job's stderr for its own messages. A SIGTERM to the shim
+ * itself means the tree is being stopped from outside to be restarted later (the restart
+ * engine's "dump"): the program's end is then not its final status, so none is written.
  */
 const SHIM =
-  'exec >>"$1" 2>>"$2"; status=$3; shift 3; "$@"; code=$?; ' +
-  'printf "%s\\n" "$code" > "$status.tmp" && mv -f "$status.tmp" "$status"; exit "$code"';
+  'exec >>"$1" 2>>"$2"; status=$3; shift 3; trap "stopped=1" TERM; "$@"; code=$?; ' +
+  '[ -n "${stopped:-}" ] || { printf "%s\\n" "$code" > "$status.tmp" && mv -f "$status.tmp" "$status"; }; exit "$code"';
 
 export interface ProgramTree {
   /** The PID to dump: the shim at the root of the tree (in the node's PID namespace). */

@@ -7,6 +7,9 @@ import { join } from 'node:path';
  * The public daemon reads the PID with `head -1` and DIR with `tail -1`, so both formats
  * stay strictly line-based with a trailing newline.
  */
+/** Where the clusters' daemon reads requests. */
+export const DEFAULT_SPOOL_DIR = '/var/lib/checkpoints';
+
 export type RequestKind = 'checkpoint' | 'resume';
 
 export interface CheckpointRequest {

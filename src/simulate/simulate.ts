@@ -9,22 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DaemonEvent } from '../daemon/daemon.js';
 import { EXIT_CODE_HELP, ExitCode } from '../cli/exit-codes.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
 import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
 import { StatusLine } from './status-line.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
-
-/** What the embedded daemon reports after each dump or restore. */
-export interface DaemonEvent {
-  kind: 'dump' | 'restore';
-  jobId: string;
-  ok: boolean;
-  ms: number;
-  reason?: string;
-  imageBytes?: number;
-}
 
 export interface SimulationOptions {
   argv: string[];

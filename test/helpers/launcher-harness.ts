@@ -1,6 +1,6 @@
 /** Runs bin/ckpt-run (and the fake daemon) as real processes, for the integration tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -18,7 +18,9 @@ export function makeSandbox(prefix = 'ckpt-it-'): Sandbox {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const spool = join(dir, 'spool');
   const workdir = join(dir, 'work');
-  mkdirSync(spool, { mode: 0o1777 });
+  mkdirSync(spool);
+  // mkdir's mode is cut by the umask: a spool dir must be world-writable (sticky) as on a node.
+  chmodSync(spool, 0o1777);
   mkdirSync(workdir);
   return { dir, spool, workdir };
 }

@@ -1,0 +1,132 @@
+/**
+ * The node side of the OAR end-to-end tests: ckpt-run on the PATH of the jobs' user, and
+ * ckpt-daemon running as root on the default spool folder (OAR does not pass the submitter's
+ * environment into jobs, and examples/oar-job.sh passes no option to ckpt-run: the jobs use
+ * the default /var/lib/checkpoints).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_SPOOL_DIR } from '../../src/cli/ckpt-run.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/daemon-report.js';
+import { waitUntil } from './daemon-fixtures.js';
+import { Proc, ROOT } from './launcher-harness.js';
+import type { OarUser } from './oar-cluster.js';
+
+export const WRAPPER = '/usr/local/bin/ckpt-run';
+const WRAPPER_MARK = '# ckpt-run OAR e2e wrapper';
+/** Where the package is copied when the user cannot read the checkout (e.g. CI clones under /root). */
+const PACKAGE_COPY = '/opt/ckpt-run/oar-e2e-package';
+
+const canRun = (user: OarUser, argv: string[]): boolean => {
+  try {
+    execFileSync('runuser', ['-u', user.name, '--', ...argv], { stdio: 'pipe', cwd: user.home, timeout: 30_000 });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * A copy of the package USER can run: the checkout itself when USER can read it, else a copy
+ * (bin, dist, node_modules, examples, scripts) in PACKAGE_COPY. Returns its root.
+ */
+export function packageForUser(user: OarUser): string {
+  const files = [join(ROOT, 'bin/ckpt-run'), join(ROOT, 'dist/cli/ckpt-run.js'), join(ROOT, 'examples/oar-job.sh'), join(ROOT, 'examples/counter.sh')];
+  if (canRun(user, ['test', '-r', files[0], '-a', '-r', files[1], '-a', '-x', files[2], '-a', '-x', files[3], '-a', '-r', join(ROOT, 'node_modules/commander/package.json')])) {
+    return ROOT;
+  }
+  console.log(`oar e2e: ${user.name} cannot read ${ROOT}: copying the package to ${PACKAGE_COPY}`);
+  rmSync(PACKAGE_COPY, { recursive: true, force: true });
+  mkdirSync(PACKAGE_COPY, { recursive: true });
+  for (const entry of ['package.json', 'bin', 'dist', 'node_modules', 'examples', 'scripts']) {
+    cpSync(join(ROOT, entry), join(PACKAGE_COPY, entry), { recursive: true });
+  }
+  execFileSync('chmod', ['-R', 'a+rX', '/opt/ckpt-run']);
+  return PACKAGE_COPY;
+}
+
+/**
+ * Installs WRAPPER, which runs PACKAGE's bin/ckpt-run with this node, for every user (the jobs
+ * run `exec ckpt-run -- …`; `exec` in the wrapper too keeps one process for OAR's signal).
+ * Returns how to undo it. A ckpt-run that this suite did not install is never overwritten.
+ */
+export function installWrapper(user: OarUser, packageRoot: string): () => void {
+  if (existsSync(WRAPPER) && !readFileSync(WRAPPER, 'utf8').includes(WRAPPER_MARK)) {
+    throw new Error(`${WRAPPER} exists and is not this suite's wrapper: not overwriting it (remove it, or run the suite elsewhere)`);
+  }
+  if (!canRun(user, ['test', '-x', process.execPath])) throw new Error(`${user.name} cannot run node (${process.execPath})`);
+  writeFileSync(WRAPPER, `#!/bin/sh\n${WRAPPER_MARK} (test/e2e/oar.e2e.test.ts)\nexec ${process.execPath} ${packageRoot}/bin/ckpt-run "$@"\n`, { mode: 0o755 });
+  if (!canRun(user, [WRAPPER, '--help'])) throw new Error(`${user.name} cannot run ${WRAPPER} (${packageRoot}/bin/ckpt-run)`);
+  return () => {
+    if (existsSync(WRAPPER) && readFileSync(WRAPPER, 'utf8').includes(WRAPPER_MARK)) rmSync(WRAPPER);
+  };
+}
+
+/** Root without CAP_SYS_RESOURCE (containers, sandboxes) needs criu's prlimit shim to dump another user's process. */
+export function hasCapSysResource(): boolean {
+  const line = readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)$/m);
+  return line !== null && (BigInt(`0x${line[1]}`) & (1n << 24n)) !== 0n;
+}
+
+export const CRIU_PREFIX = '/opt/ckpt-run/criu';
+export const PRLIMIT_SHIM = join(CRIU_PREFIX, 'bin/criu-prlimit-shim');
+
+/** Installs CRIU (and the prlimit shim) when missing; returns the criu command for the daemon. */
+export function ensureCriu(): string {
+  const needShim = !hasCapSysResource();
+  const present = needShim ? existsSync(PRLIMIT_SHIM) : existsSync(join(CRIU_PREFIX, 'bin/criu')) || commandWorks('criu', ['--version']);
+  if (!present) {
+    execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh'), ...(needShim ? ['--with-prlimit-shim'] : [])], { stdio: 'inherit', timeout: 600_000 });
+  }
+  if (needShim) return PRLIMIT_SHIM;
+  return existsSync(join(CRIU_PREFIX, 'bin/criu')) ? join(CRIU_PREFIX, 'bin/criu') : 'criu';
+}
+
+function commandWorks(command: string, args: string[]): boolean {
+  try {
+    execFileSync(command, args, { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface NodeDaemon {
+  proc: Proc;
+  spoolDir: string;
+  logPath: string;
+  log(): string;
+  stop(): Promise<number | null>;
+}
+
+/** Starts bin/ckpt-daemon as root on the default spool; refuses when another daemon serves it. */
+export async function startNodeDaemon(criu: string, logPath: string): Promise<NodeDaemon> {
+  const spoolDir = DEFAULT_SPOOL_DIR;
+  const heartbeat = join(spoolDir, HEARTBEAT_FILE);
+  if (existsSync(heartbeat) && Date.now() - statSync(heartbeat).mtimeMs < HEARTBEAT_STALE_MS) {
+    throw new Error(`another ckpt-daemon serves ${spoolDir} (its heartbeat ${heartbeat} is fresh): stop it first`);
+  }
+  const startedAt = Date.now();
+  const proc = new Proc(
+    spawn(process.execPath, [join(ROOT, 'bin/ckpt-daemon'), '--spool-dir', spoolDir, '--criu', criu, '--engine', 'criu', '--log', logPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  await waitUntil(
+    () => existsSync(heartbeat) && statSync(heartbeat).mtimeMs >= startedAt - 1000,
+    `ckpt-daemon's heartbeat in ${spoolDir}\n${proc.stderr}`,
+    30_000,
+  );
+  const log = (): string => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
+  return {
+    proc,
+    spoolDir,
+    logPath,
+    log,
+    async stop() {
+      proc.child.kill('SIGTERM');
+      return proc.exitCode(60_000);
+    },
+  };
+}
