@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { constants } from 'node:os';
 import { runLauncher, type LaunchSettings } from '../launcher/driver.js';
+import { holdSignal } from '../launcher/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
 import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger, type LogLevel } from '../log/logger.js';
@@ -103,6 +104,7 @@ export function launch(
   env: NodeJS.ProcessEnv,
   workdir: string,
 ): Promise<number> {
+  holdSignal(options.signal);
   const logger = createLogger('ckpt-run', logLevelOf(options));
   const scheduler = detectOar(env, process.ppid) ?? NO_SCHEDULER;
   const jobId = options.jobId ?? scheduler.jobId;

@@ -15,6 +15,7 @@ import { spawnProgramTree } from '../proc/program-tree.js';
 import { saveRunState } from '../state/run-state.js';
 import { join } from 'node:path';
 import { initialState, step, type MachineAction, type MachineEvent, type MachineState, type TimerName } from './machine.js';
+import { releaseSignal } from './early-signals.js';
 import type { PreparedRun } from './preflight.js';
 
 export interface LaunchSettings {
@@ -84,6 +85,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
   let daemonCheckTimer: NodeJS.Timeout | undefined;
   let imagesWatcher: FSWatcher | undefined;
   let relayScheduled = false;
+  let ended = false;
   let finish: (code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => {
     finish = resolve;
@@ -97,11 +99,24 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
   const onTerminate = (signal: NodeJS.Signals): void => dispatch({ type: 'terminate', signal });
   process.on(settings.signal, onCheckpointSignal);
   for (const signal of TERMINATION_SIGNALS) process.on(signal, onTerminate);
+  const earlySignals = releaseSignal(settings.signal);
 
+  /**
+   * Events come from signal handlers, watchers and timers, outside any caller that could catch:
+   * an error here ends the job with one line and its code, never a stack trace or a wrong 99.
+   */
   function dispatch(event: MachineEvent): void {
-    const next = step(machine, event, Date.now());
-    machine = next.state;
-    for (const action of next.actions) perform(action);
+    try {
+      const next = step(machine, event, Date.now());
+      machine = next.state;
+      for (const action of next.actions) perform(action);
+    } catch (error) {
+      if (ended) return;
+      machine = { ...machine, phase: 'exiting' };
+      const code = error instanceof CliError ? error.exitCode : ExitCode.Internal;
+      logger.log('error', error instanceof CliError ? error.message : `internal error: ${(error as Error).message}`);
+      end(code, 'failed');
+    }
   }
 
   function scheduleRelay(): void {
@@ -278,7 +293,8 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
   }
 
   function end(code: number, outcome: 'checkpointed' | 'finished' | 'failed'): void {
-    for (const relay of relays) relay.pump();
+    if (ended) return;
+    ended = true;
     clearInterval(poll);
     clearTimeout(daemonCheckTimer);
     for (const timer of timers.values()) clearTimeout(timer);
@@ -286,22 +302,32 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     imagesWatcher?.close();
     process.removeListener(settings.signal, onCheckpointSignal);
     for (const signal of TERMINATION_SIGNALS) process.removeListener(signal, onTerminate);
-    if (machine.phase === 'resuming' || code === ExitCode.ResumeTimeout) {
-      // Nobody will watch a tree restored after we leave.
+    // Whatever fails while tidying up, the exit code decided above is the one the job returns.
+    try {
+      for (const relay of relays) relay.pump();
+      // A request still unread when the job ends would be served for nobody: a restored tree
+      // that no job watches, or the dump of a program that already ended.
       rmSync(requestPath(spoolDir, 'resume', jobId), { force: true });
+      rmSync(requestPath(spoolDir, 'checkpoint', jobId), { force: true });
+      runState.relayed = { stdout: relays[0].offset, stderr: relays[1].offset };
+      // A failure keeps the status that decides the next job: a run with a checkpoint resumes.
+      if (outcome === 'checkpointed') runState.status = 'checkpointed';
+      if (outcome === 'finished') runState.status = 'finished';
+      const record = runState.history[runState.history.length - 1];
+      record.endedAt = new Date().toISOString();
+      record.outcome = outcome;
+      record.exitCode = code;
+      // A finished run's images must never be resumed, even if the state cannot be saved.
+      if (outcome === 'finished') rmSync(paths.checkpointOk, { force: true });
+      saveRunState(paths.state, runState);
+    } catch (error) {
+      logger.log('error', `while ending the job: ${(error as Error).message} (state file ${paths.state})`);
+    } finally {
+      finish(code);
     }
-    runState.relayed = { stdout: relays[0].offset, stderr: relays[1].offset };
-    // A failure keeps the status that decides the next job: a run with a checkpoint resumes.
-    if (outcome === 'checkpointed') runState.status = 'checkpointed';
-    if (outcome === 'finished') runState.status = 'finished';
-    const record = runState.history[runState.history.length - 1];
-    record.endedAt = new Date().toISOString();
-    record.outcome = outcome;
-    record.exitCode = code;
-    saveRunState(paths.state, runState);
-    finish(code);
   }
 
   dispatch({ type: 'start', mode: run.mode });
+  if (earlySignals > 0) dispatch({ type: 'checkpointSignal' });
   return done;
 }

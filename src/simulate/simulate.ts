@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonEvent } from '../daemon/daemon.js';
 import { EXIT_CODE_HELP, ExitCode } from '../cli/exit-codes.js';
+import { releaseSignal } from '../launcher/early-signals.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
 import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
@@ -66,6 +67,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
     current?.kill('SIGUSR2');
   };
   process.on('SIGUSR2', manualSignal);
+  releaseSignal('SIGUSR2');
   status.write(
     process.stderr,
     `ckpt-run simulate: send a checkpoint signal by hand with: kill -USR2 ${process.pid}\n`,

@@ -18,6 +18,11 @@ function daemon(sandbox: Sandbox, knobs: Record<string, string> = {}) {
   return started;
 }
 
+function catchesSigusr2(pid: number): boolean {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^SigCgt:\s*([0-9a-f]+)$/m);
+  return line !== null && (BigInt(`0x${line[1]}`) & (1n << 11n)) !== 0n;
+}
+
 const runDir = (sandbox: Sandbox, runId = 'default') => join(sandbox.workdir, '.ckpt-run', runId);
 const state = (sandbox: Sandbox, runId = 'default') =>
   JSON.parse(readFileSync(join(runDir(sandbox, runId), 'state.json'), 'utf8'));
@@ -80,6 +85,17 @@ describe('checkpoint and resume through the spool protocol', () => {
     expect(await second.exitCode()).toBe(99);
     expect(second.stderr).toMatch(/will checkpoint as soon as it does|checkpoint signal received/);
     expect(second.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
+  });
+
+  it('a signal while ckpt-run is still starting is held, then served: exit 99, one request', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    const job = runCkpt(sandbox, ['--job-id', '100', '--', COUNTER, '400', '0.02', '0']);
+    // As early as can be: as soon as the process catches SIGUSR2 (bit 12 of SigCgt), still loading.
+    await job.waitFor(() => catchesSigusr2(job.child.pid as number), 'ckpt-run to catch SIGUSR2', 5000);
+    job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(99);
+    expect(job.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
   });
 
   it('a signal storm makes one checkpoint request', async () => {
