@@ -142,9 +142,17 @@ export function exitStatusOf(job: OarJob): { code: number; signal: number } | un
   return { code: job.exitCode >> 8, signal: job.exitCode & 0x7f };
 }
 
-/** `oarsub ARGS` as USER from DIR (the job's working directory); returns the job id. */
+/**
+ * `oarsub ARGS` as USER from DIR (the job's working directory); returns the job id. oarsub
+ * takes the launching directory from $PWD, not from its real working directory.
+ */
 export function oarsub(user: OarUser, dir: string, args: string[]): number {
-  const output = execFileSync('runuser', ['-u', user.name, '--', 'oarsub', ...args], { cwd: dir, encoding: 'utf8', stdio: 'pipe' });
+  const output = execFileSync('runuser', ['-u', user.name, '--', 'oarsub', ...args], {
+    cwd: dir,
+    env: { ...process.env, PWD: dir },
+    encoding: 'utf8',
+    stdio: 'pipe',
+  });
   const match = /^OAR_JOB_ID=(\d+)$/m.exec(output);
   if (!match) throw new Error(`oarsub ${args.join(' ')} gave no job id:\n${output}`);
   return Number(match[1]);

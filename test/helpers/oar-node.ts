@@ -7,7 +7,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_SPOOL_DIR } from '../../src/cli/ckpt-run.js';
+import { DEFAULT_SPOOL_DIR } from '../../src/protocol/spool-request.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/daemon-report.js';
 import { waitUntil } from './daemon-fixtures.js';
 import { Proc, ROOT } from './launcher-harness.js';
@@ -32,17 +32,21 @@ const canRun = (user: OarUser, argv: string[]): boolean => {
  * (bin, dist, node_modules, examples, scripts) in PACKAGE_COPY. Returns its root.
  */
 export function packageForUser(user: OarUser): string {
-  const files = [join(ROOT, 'bin/ckpt-run'), join(ROOT, 'dist/cli/ckpt-run.js'), join(ROOT, 'examples/oar-job.sh'), join(ROOT, 'examples/counter.sh')];
-  if (canRun(user, ['test', '-r', files[0], '-a', '-r', files[1], '-a', '-x', files[2], '-a', '-x', files[3], '-a', '-r', join(ROOT, 'node_modules/commander/package.json')])) {
-    return ROOT;
-  }
+  const usable = (root: string): boolean =>
+    canRun(user, [
+      'test', '-r', join(root, 'bin/ckpt-run'), '-a', '-r', join(root, 'dist/cli/ckpt-run.js'), '-a', '-r', join(root, 'node_modules/commander/package.json'),
+      '-a', '-x', join(root, 'examples/oar-job.sh'), '-a', '-x', join(root, 'examples/counter.sh'),
+    ]);
+  if (usable(ROOT)) return ROOT;
   console.log(`oar e2e: ${user.name} cannot read ${ROOT}: copying the package to ${PACKAGE_COPY}`);
   rmSync(PACKAGE_COPY, { recursive: true, force: true });
-  mkdirSync(PACKAGE_COPY, { recursive: true });
+  mkdirSync(PACKAGE_COPY, { recursive: true, mode: 0o755 });
   for (const entry of ['package.json', 'bin', 'dist', 'node_modules', 'examples', 'scripts']) {
     cpSync(join(ROOT, entry), join(PACKAGE_COPY, entry), { recursive: true });
   }
-  execFileSync('chmod', ['-R', 'a+rX', '/opt/ckpt-run']);
+  execFileSync('chmod', ['-R', 'a+rX', PACKAGE_COPY]);
+  execFileSync('chmod', ['a+x', '/opt', '/opt/ckpt-run']);
+  if (!usable(PACKAGE_COPY)) throw new Error(`${user.name} cannot read the package copy in ${PACKAGE_COPY} either`);
   return PACKAGE_COPY;
 }
 
