@@ -1,13 +1,26 @@
 #!/bin/sh
-# ckpt-daemon's criu action script (criu restore --action-script). Images are user data, and
-# criu restores as root: a crafted image can ask for uid 0, for capabilities, for namespaces
-# of its own, or for files that root opens on the user's behalf. At "pre-resume" every
-# restored process exists with what the images asked for, and none has run an instruction
-# yet. This checks each one against the user who asked for the restore (CKPT_REQUESTER_UID,
-# CKPT_REQUESTER_GIDS = that user's groups, space-separated):
+# ckpt-daemon's criu action script (criu dump/restore --action-script), for two of criu's
+# actions; any other action passes.
+#
+# "post-dump": the tree is dumped and still frozen. The daemon checked it before the dump, but
+# a process may have changed since (exec'd a setuid program, or its PID went to another
+# process): the frozen tree is the one in the images, so it is checked again against the
+# requester, for credentials and the "dumpable" flag. Refused, the dump is discarded: criu
+# resumes the tree and fails.
+#
+# "pre-resume": images are user data, and criu restores as root: a crafted image can ask for
+# uid 0, for capabilities, for namespaces of its own, for cgroups, scheduling, or files that
+# root opens on the user's behalf. At "pre-resume" every restored process exists with what the
+# images asked for, and none has run an instruction yet. This checks each one against the user
+# who asked for the restore (CKPT_REQUESTER_UID, CKPT_REQUESTER_GIDS = that user's groups,
+# space-separated, CKPT_REQUESTER_NAME):
 #   - credentials: every thread's Uid (real, effective, saved, fs) is the requester's; its
 #     Gid and Groups are among the requester's groups; no capabilities (CapInh, CapPrm,
 #     CapEff, CapAmb all zero);
+#   - scheduling: no real-time policy (FIFO, RR, DEADLINE), no negative nice, no negative
+#     oom_score_adj (each needs a privilege);
+#   - cgroups: first moved into the new job's (below); then, under OAR's /oar/, only a job of
+#     the requester's (/oar/<name>_<job id without "_">);
 #   - namespaces: the node's own, except PID (ckpt-run gives each program one) and time (criu
 #     restores into a new one, to keep the monotonic clocks going on);
 #   - files: each open file, file mapping and working directory is an inode the requester may
@@ -18,19 +31,25 @@
 # kills the tree itself (SIGKILL reaches the stopped tasks), on refusal and on any error of
 # its own; criu then cannot detach from the dead tasks and reports the restore as failed.
 set -eu
-[ "${CRTOOLS_SCRIPT_ACTION:-}" = pre-resume ] || exit 0
+case ${CRTOOLS_SCRIPT_ACTION:-} in
+  pre-resume) check='pre-resume check' who='restored process' outcome='the restored tree is killed' ;;
+  post-dump) check='post-dump check' who='dumped process' outcome='the dump is discarded' ;;
+  *) exit 0 ;;
+esac
 
 tree=
 refused=
 finish() {
   status=$?
   [ "$status" = 0 ] && return
-  [ -n "$refused" ] || echo "Error (ckpt-daemon pre-resume check): the check itself failed (status $status); the restored tree is killed" >&2
+  [ -n "$refused" ] || echo "Error (ckpt-daemon $check): the check itself failed (status $status); $outcome" >&2
+  # A refused dump is discarded by criu, which resumes the tree; a refused restore is killed here.
+  [ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] || return 0
   [ -z "$tree" ] || kill -KILL $tree 2>/dev/null || true
 }
 trap finish EXIT
 
-# The restored tree: the root, then every descendant (any thread may have forked one).
+# The tree: the root, then every descendant (any thread may have forked one).
 set -- "$CRTOOLS_INIT_PID"
 while [ $# -gt 0 ]; do
   pid=$1
@@ -39,13 +58,25 @@ while [ $# -gt 0 ]; do
   set -- "$@" $(cat /proc/"$pid"/task/*/children)
 done
 
+# The new job's cgroups (CKPT_JOB_CGROUPS, space-separated): the restored tree goes there before
+# it runs an instruction, so that nothing it forks starts (and stays) outside the job. Where criu
+# had put it is left in CKPT_RESTORED_CGROUPS for the daemon, which removes the dumped job's
+# cgroups that criu recreated. A cgroup that refuses a process is the daemon's to report.
+if [ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && [ -n "${CKPT_JOB_CGROUPS:-}" ]; then
+  cat "/proc/$CRTOOLS_INIT_PID/cgroup" >"$CKPT_RESTORED_CGROUPS"
+  for cgroup in $CKPT_JOB_CGROUPS; do
+    for pid in $tree; do echo "$pid" 2>/dev/null >"$cgroup/cgroup.procs" || true; done
+  done
+fi
+
 uid=$CKPT_REQUESTER_UID
 gids=" $CKPT_REQUESTER_GIDS "
+user_name=${CKPT_REQUESTER_NAME:-}
 if [ "$uid" = 0 ]; then exit 0; fi
 
 refuse() { # PID WHY
   refused=1
-  echo "Error (ckpt-daemon pre-resume check): restored process $1 $2; the restored tree is killed" >&2
+  echo "Error (ckpt-daemon $check): $who $1 $2; $outcome" >&2
   exit 1
 }
 
@@ -90,6 +121,27 @@ check_file() {
   may "$5" "$4" || refuse "$1" "has $2 on $3, which uid $uid may not use that way"
 }
 
+# check_sched PID STAT: the scheduling of one thread, from its stat line.
+check_sched() {
+  pid=$1
+  set -- $(sed 's/.*) //' "$2") # field 3 (state) onwards: $1 is field 3
+  shift 16                      # $1: field 19, nice
+  nice=$1
+  shift 21                      # $1: field 40, rt_priority; $2: field 41, policy
+  case $2 in 1 | 2 | 6) refuse "$pid" "has the real-time scheduling policy $2 (priority $1)" ;; esac
+  [ "$nice" -ge 0 ] || refuse "$pid" "has nice $nice"
+}
+
+# check_cgroups PID: under OAR's /oar/, only a cgroup of a job of the requester's.
+check_cgroups() {
+  while IFS=: read -r _ controllers path; do
+    case $path in /oar | /oar/*) ;; *) continue ;; esac
+    job=${path#/oar/} rest=/
+    [ -z "$user_name" ] || case $job in "$user_name"_*) rest=${job#"$user_name"_} ;; esac
+    case $rest in '' | */* | *_*) refuse "$1" "is in the cgroup $path ($controllers), not in a job of $user_name" ;; esac
+  done <"/proc/$1/cgroup"
+}
+
 root=$(stat -L -c %d:%i /)
 for pid in $tree; do
   for status in /proc/"$pid"/task/*/status; do
@@ -101,6 +153,17 @@ for pid in $tree; do
       esac
     done <"$status"
   done
+
+  if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ]; then
+    # A process that ran a setuid program keeps no "dumpable" flag: the kernel gives its /proc to root.
+    [ "$(stat -c %u "/proc/$pid/status")" = "$uid" ] || refuse "$pid" "is not dumpable (it ran a setuid or setgid program)"
+    continue
+  fi
+
+  for stat in /proc/"$pid"/task/*/stat; do check_sched "$pid" "$stat"; done
+  adjust=$(cat "/proc/$pid/oom_score_adj")
+  [ "$adjust" -ge 0 ] || refuse "$pid" "has oom_score_adj $adjust"
+  check_cgroups "$pid"
 
   for ns in /proc/self/ns/*; do
     name=${ns##*/}

@@ -8,7 +8,7 @@
  * one before, is removed before the dump to make room.
  */
 import { execa } from 'execa';
-import { lstatSync, mkdtempSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { CheckpointEngine, Requester } from '../engine/engine.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
@@ -17,6 +17,9 @@ import { Refusal } from './refusal.js';
 import { RUN_FILES } from './run-files.js';
 
 const OLD_IMAGES = `${RUN_FILES.images}.old`;
+
+/** The rm of the previous checkpoint runs with the user's uid, so the user can stop it: it gets this long. */
+export const REMOVE_OLD_TIMEOUT_MS = 10 * 60_000;
 
 function exists(path: string): boolean {
   try {
@@ -39,8 +42,17 @@ async function removeOldImages(run: PinnedDir, requester: Requester): Promise<vo
     return;
   }
   const path = `${run.location()}/${OLD_IMAGES}`;
-  const result = await execa('rm', ['-rf', '--', path], { uid: requester.uid, gid: requester.gid, reject: false });
-  if (result.exitCode !== 0) throw new Refusal(`cannot remove the previous checkpoint ${path}: ${result.stderr.trim()}`);
+  const result = await execa('rm', ['-rf', '--', path], {
+    uid: requester.uid,
+    gid: requester.gid,
+    reject: false,
+    timeout: REMOVE_OLD_TIMEOUT_MS,
+    killSignal: 'SIGKILL', // a stopped rm ignores SIGTERM
+  });
+  if (result.exitCode !== 0) {
+    const why = result.timedOut ? `rm did not finish within ${REMOVE_OLD_TIMEOUT_MS / 1000} s` : result.stderr.trim();
+    throw new Refusal(`cannot remove the previous checkpoint ${path}: ${why}`);
+  }
 }
 
 /** A fresh folder only the daemon can write, in the run folder, held open. */
@@ -61,13 +73,42 @@ function discardImages(run: PinnedDir, name: string, images: PinnedDir): void {
   rmdirSync(run.path(name));
 }
 
+/**
+ * Removes what dumps that never completed left in the run folder: a daemon (or its criu) killed
+ * mid-dump leaves DIR/checkpoint.new-XXXXXX behind, root's and mode 0700, which the user can
+ * neither use nor delete (nor, then, remove the run folder). Only folders that are still the
+ * daemon's own and hold only files are removed; returns their names.
+ */
+export function discardPartialDumps(run: PinnedDir): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(run.path())) {
+    if (!name.startsWith(`${RUN_FILES.images}.new-`)) continue;
+    let images: PinnedDir;
+    try {
+      images = PinnedDir.open(run.path(name));
+    } catch {
+      continue; // not a folder (a user's file of that name), or gone
+    }
+    try {
+      if (images.stats.uid !== process.getuid?.() || (images.stats.mode & 0o077) !== 0) continue;
+      discardImages(run, name, images);
+      removed.push(name);
+    } catch {
+      // not only files: left as it is
+    } finally {
+      images.close();
+    }
+  }
+  return removed;
+}
+
 /** Dumps PID into the run folder; resolves to the images' size in bytes. */
 export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, pid: number, requester: Requester): Promise<number> {
   await removeOldImages(run, requester);
   const { name, images } = createImagesDir(run);
   let imageBytes: number;
   try {
-    await engine.dump({ pid, imagesDir: images.path() });
+    await engine.dump({ pid, imagesDir: images.path(), requester });
     imageBytes = handOver(images, requester);
   } catch (error) {
     discardImages(run, name, images);

@@ -10,7 +10,7 @@ import { EngineError, type CheckpointEngine, type Requester } from '../engine/en
 import type { Logger } from '../log/logger.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type SpoolRequest } from '../protocol/spool-request.js';
-import { serveCheckpoint } from './checkpoint-service.js';
+import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { publishFile } from './owned-files.js';
@@ -78,7 +78,8 @@ class RequestServer {
     }
     const uid = owner; // a const keeps the narrowed type inside the closure
     this.options.logger.log('debug', `took ${name} from uid ${uid}: ${JSON.stringify(request)}`);
-    this.queue.run([`job ${request.jobId}`, `dir ${request.dir}`], () => this.serve(request, uid));
+    // A job id is any user's to write: one user's requests never wait behind another user's.
+    this.queue.run([`job ${uid} ${request.jobId}`, `dir ${request.dir}`], () => this.serve(request, uid));
   }
 
   private discard(path: string): void {
@@ -122,6 +123,9 @@ class RequestServer {
   /** The dump or the restore itself, once the request passed the checks common to both. */
   private async act(request: SpoolRequest, run: PinnedDir, requester: Requester): Promise<{ detail: string; imageBytes?: number }> {
     const { engine, logger } = this.options;
+    for (const name of discardPartialDumps(run)) {
+      logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);
+    }
     if (request.kind === 'resume') {
       const pid = await serveResume(engine, run, request.jobId, requester, logger);
       return { detail: `: PID ${pid}` };

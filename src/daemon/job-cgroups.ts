@@ -67,7 +67,9 @@ export function dumpedJobCgroups(procCgroup: string, user: string, jobId: string
   return procCgroup.split('\n').flatMap((line) => {
     const [, controllers = '', path = ''] = line.split(':');
     const name = path.startsWith('/oar/') ? path.slice('/oar/'.length) : '';
-    if (!name.startsWith(`${user}_`) || name.includes('/') || name === `${user}_${jobId}`) return [];
+    const job = name.startsWith(`${user}_`) ? name.slice(user.length + 1) : '';
+    // A "_" in what follows "<user>_" may make it another user's job ("alice_b" + "_7").
+    if (!job || job.includes('/') || job.includes('_') || job === jobId) return [];
     return controllers.split(',').map((controller) => join(root, controller.replace(/^name=/, ''), path)).filter(isDirectory);
   });
 }

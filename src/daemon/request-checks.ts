@@ -73,10 +73,16 @@ function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefine
   }
 }
 
-/** Where OAR runs the job id on this node, only the job's own user may ask for it. */
+/**
+ * Where OAR runs the job id on this node, only the job's own user may ask for it. OAR names a
+ * job's cgroups <user>_<job id>: with a "_" in the job id, "alice" + "b_7" reads as the
+ * cpuset of "alice_b"'s job 7, so such a job id is refused wherever a cpuset ends with it.
+ */
 export function checkJobOwner(jobId: string, requester: Requester, cgroupRoot?: string): void {
   const owner = oarJobUser(jobId, cgroupRoot);
-  if (owner !== undefined && requester.uid !== 0 && owner !== requester.name) {
+  if (owner === undefined || requester.uid === 0) return;
+  if (jobId.includes('_')) throw new Refusal(`job id ${jobId} has a "_": OAR's cpuset ${owner}_${jobId} may be another user's job`);
+  if (owner !== requester.name) {
     throw new Refusal(`OAR runs job ${jobId} for ${owner}, but the request comes from ${requester.name}`);
   }
 }

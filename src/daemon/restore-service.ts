@@ -3,19 +3,23 @@
  * reads it and follows whatever it finds there (a `parent` symlink leads to another user's
  * images; a symlinked image reads any file into the restored memory). So for the time of the
  * restore the daemon takes the folder (owner root, mode 0700: the user can no longer add or
- * rename entries), checks that it holds only plain files, and gives it back afterwards.
+ * rename entries), checks that it holds only plain files of the user's, and gives it back
+ * afterwards: the folder only. Its entries keep their owners, whatever the outcome: an entry that
+ * is not the user's plain file is someone else's (moved in by the user: another user's file or
+ * folder, a root file), and root must not hand it over.
  * criu writes its log, pidfile and statistics into a private scratch folder; the pidfile is
  * published into DIR/checkpoint only once the restored tree passed the pre-resume check and
- * sits in the new job's cgroups.
+ * sits in the new job's cgroups (where the engine put it before it ran: a process it forked at
+ * once would otherwise start, and stay, outside the job).
  */
 import { fchmodSync, fchownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import type { CheckpointEngine, Requester } from '../engine/engine.js';
+import { RESTORED_CGROUPS_FILE, type CheckpointEngine, type Requester } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
 import { RUN_FILES } from './run-files.js';
 import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, removeCgroups } from './job-cgroups.js';
-import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
+import { entriesOf, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
 import { treeOf } from './process-tree.js';
 import { Refusal } from './refusal.js';
@@ -41,20 +45,30 @@ function takeImages(run: PinnedDir, requester: Requester): PinnedDir {
 
 function checkPlainFiles(images: PinnedDir, requester: Requester): void {
   for (const { name, stats } of entriesOf(images)) {
-    const ownerOk = stats.uid === requester.uid || stats.uid === process.getuid?.();
-    if (!stats.isFile() || stats.nlink !== 1 || !ownerOk) {
+    if (!stats.isFile() || stats.nlink !== 1 || stats.uid !== requester.uid) {
       const kinds = "a symlink, a folder, a hard link or another user's file";
       throw new Refusal(`checkpoint/${name} is not a plain file of ${requester.name} (${kinds})`);
     }
   }
 }
 
-/** Where OAR made cgroups for the new job: the restored tree goes there, out of the dumped job's. */
-function moveToJobCgroups(pid: number, jobId: string, user: string): string[] {
-  const cgroups = jobCgroups(user, jobId);
+/**
+ * Where OAR made cgroups for the new job: the restored tree goes there (again, for an engine
+ * that did not), out of the dumped job's, which criu recreated: RESTORED says where criu had put
+ * the tree ("4:cpuset:/oar/alice_12" lines), when the engine moved it already.
+ */
+function moveToJobCgroups(pid: number, jobId: string, user: string, cgroups: string[], restored?: string): string[] {
   if (cgroups.length === 0) return [];
-  const dumpedJobs = dumpedJobCgroups(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), user, jobId);
+  const dumpedJobs = dumpedJobCgroups(restored ?? readFileSync(`/proc/${pid}/cgroup`, 'utf8'), user, jobId);
   return [...moveIntoCgroups(treeOf(pid), cgroups), ...removeCgroups(dumpedJobs)];
+}
+
+function readOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** Restores the run's checkpoint for the job JOBID; resolves to the restored root's PID. */
@@ -70,17 +84,20 @@ export async function serveResume(
     checkPlainFiles(images, requester);
     rmSync(images.path(PIDFILE), { force: true });
     const scratchDir = mkdtempSync(join(tmpdir(), 'ckpt-daemon-'));
+    const cgroups = jobCgroups(requester.name, jobId);
     let pid: number;
+    let restored: string | undefined;
     try {
-      pid = await engine.restore({ imagesDir: images.path(), scratchDir, requester });
+      pid = await engine.restore({ imagesDir: images.path(), scratchDir, requester, jobCgroups: cgroups });
+      restored = readOrUndefined(join(scratchDir, RESTORED_CGROUPS_FILE));
     } finally {
       rmSync(scratchDir, { recursive: true, force: true });
     }
-    for (const problem of moveToJobCgroups(pid, jobId, requester.name)) logger.log('warn', `job ${jobId}: ${problem}`);
+    for (const problem of moveToJobCgroups(pid, jobId, requester.name, cgroups, restored)) logger.log('warn', `job ${jobId}: ${problem}`);
     publishFile(images, PIDFILE, `${pid}\n`, requester);
     return pid;
   } finally {
-    handOver(images, requester);
+    if (runsAsRoot()) fchownSync(images.fd, requester.uid, requester.gid);
     fchmodSync(images.fd, images.stats.mode & 0o7777);
     images.close();
   }

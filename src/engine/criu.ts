@@ -9,8 +9,12 @@
  *  - -v4 -o LOG: the failure reason is taken from the log (criu-log.ts).
  *  - restore -d (detached) with -W in the daemon's private scratch folder, so that criu writes
  *    its log, pidfile and statistics there and never into a folder that the user controls.
- *  - --action-script: before the restored tree runs, scripts/criu-pre-resume-check.sh checks
- *    every restored process against the requester and kills the tree otherwise.
+ *  - --action-script: before the restored tree runs, scripts/criu-pre-resume-check.sh moves it
+ *    into the new job's cgroups, checks every restored process against the requester and kills
+ *    the tree otherwise. The same script
+ *    checks the dumped tree once criu has frozen it ("post-dump"): the daemon checked the tree
+ *    before, but a process may have changed since (run a setuid program, or a new PID holder),
+ *    and only a frozen tree is the one in the images. Refused, criu resumes it and fails.
  *  - a restore that finds a PID of the tree taken waits (up to PID_WAIT_MS) for that PID to
  *    leave /proc and tries again: right after a dump, the dumped processes linger as zombies
  *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists").
@@ -21,7 +25,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyPid, criuFailure } from './criu-log.js';
-import { EngineError, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
+import { EngineError, RESTORED_CGROUPS_FILE, type CheckpointEngine, type DumpTarget, type Requester, type RestoreTarget } from './engine.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
@@ -51,16 +55,25 @@ async function vanishes(pid: number, deadline: number): Promise<boolean> {
   return true;
 }
 
+/** Whom the action script checks the tree against. */
+function requesterEnv(requester: Requester): Record<string, string> {
+  return {
+    CKPT_REQUESTER_UID: String(requester.uid),
+    CKPT_REQUESTER_GIDS: requester.gids.join(' '),
+    CKPT_REQUESTER_NAME: requester.name,
+  };
+}
+
 export class CriuEngine implements CheckpointEngine {
   readonly name = 'criu';
 
   constructor(private readonly criu: string) {}
 
-  async dump({ pid, imagesDir }: DumpTarget): Promise<void> {
+  async dump({ pid, imagesDir, requester }: DumpTarget): Promise<void> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
-    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established'];
-    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), {});
+    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--action-script', PRE_RESUME_CHECK];
+    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester));
   }
 
   async restore(target: RestoreTarget): Promise<number> {
@@ -75,7 +88,7 @@ export class CriuEngine implements CheckpointEngine {
     }
   }
 
-  private async restoreOnce({ imagesDir, scratchDir, requester }: RestoreTarget): Promise<number> {
+  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [] }: RestoreTarget): Promise<number> {
     const pidfile = join(scratchDir, 'pidfile');
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
@@ -83,8 +96,9 @@ export class CriuEngine implements CheckpointEngine {
     args.push('--pidfile', pidfile, '--tcp-close', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
     await this.run(args, logFile, {
-      CKPT_REQUESTER_UID: String(requester.uid),
-      CKPT_REQUESTER_GIDS: requester.gids.join(' '),
+      ...requesterEnv(requester),
+      CKPT_JOB_CGROUPS: jobCgroups.join(' '),
+      CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE),
     });
     return Number(readFileSync(pidfile, 'utf8').trim());
   }

@@ -19,6 +19,8 @@ export interface DumpTarget {
   pid: number;
   /** An empty folder that only the daemon can write; the engine writes its images and log here. */
   imagesDir: string;
+  /** Whom the images are for: the frozen tree is checked against them before the images count. */
+  requester: Requester;
 }
 
 export interface RestoreTarget {
@@ -27,7 +29,15 @@ export interface RestoreTarget {
   /** A private folder of the daemon for the engine's own files (log, pidfile, statistics). */
   scratchDir: string;
   requester: Requester;
+  /**
+   * The new job's cgroups: an engine that can (criu) puts the tree there before it runs, so that
+   * nothing it forks starts outside them, and leaves where the tree was before in
+   * scratchDir/RESTORED_CGROUPS_FILE (the lines of /proc/PID/cgroup).
+   */
+  jobCgroups?: string[];
 }
+
+export const RESTORED_CGROUPS_FILE = 'restored-cgroups';
 
 export interface CheckpointEngine {
   readonly name: string;

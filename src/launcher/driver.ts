@@ -50,6 +50,10 @@ function readIfPresent(path: string): string | undefined {
   }
 }
 
+function commandLine(pid: number): string | undefined {
+  return readIfPresent(`/proc/${pid}/cmdline`);
+}
+
 /** Identity of checkpoint_ok: every new dump replaces the file, so a change means a new dump. */
 function fileIdentity(path: string): string | undefined {
   try {
@@ -227,6 +231,30 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     });
   }
 
+  /**
+   * Passes SIGNAL to the program, the shim's child. Right after the start the shim may not have
+   * started it yet, or only forked it: that child still runs the shim's command line and
+   * handler (which would swallow the signal) until it execs the program. Then it tries again,
+   * bounded, rather than passing the signal to nobody.
+   */
+  function forwardSignal(signal: NodeJS.Signals, deadline: number): void {
+    const shim = machine.pid as number;
+    const children = childrenOf(shim);
+    const notYet = children.length === 0 || children.some((pid) => commandLine(pid) === commandLine(shim));
+    if (notYet && !ended && program?.isAlive() && Date.now() < deadline) {
+      setTimeout(() => forwardSignal(signal, deadline), 5);
+      return;
+    }
+    logger.log('debug', `passing ${signal} to PID ${children.join(', ') || '(none)'} under ${shim}`);
+    for (const pid of children) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
   function perform(action: MachineAction): void {
     switch (action.type) {
       case 'log':
@@ -276,13 +304,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
         timers.delete(action.name);
         return;
       case 'forwardSignal':
-        for (const pid of childrenOf(machine.pid as number)) {
-          try {
-            process.kill(pid, action.signal);
-          } catch {
-            // already gone
-          }
-        }
+        forwardSignal(action.signal, Date.now() + 2000);
         return;
       case 'exit':
         if (action.outcome === 'checkpointed') runState.restarts += 1;
@@ -319,6 +341,8 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       record.exitCode = code;
       // A finished run's images must never be resumed, even if the state cannot be saved.
       if (outcome === 'finished') rmSync(paths.checkpointOk, { force: true });
+      // A program stopped by the signal passed on left the status of that stop, not a final one.
+      if (outcome === 'failed' && machine.terminating) rmSync(paths.exitStatus, { force: true });
       saveRunState(paths.state, runState);
     } catch (error) {
       logger.log('error', `while ending the job: ${(error as Error).message} (state file ${paths.state})`);

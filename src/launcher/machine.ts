@@ -203,8 +203,12 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
         ],
       };
 
-    case 'spawned':
-      return programKnown(state, event.pid, []);
+    case 'spawned': {
+      const known = programKnown(state, event.pid, []);
+      if (!state.terminating) return known;
+      // A termination signal came while the program was being started: it gets it now.
+      return { state: known.state, actions: [...known.actions, { type: 'forwardSignal', signal: state.terminating }] };
+    }
 
     case 'restored':
       if (state.phase !== 'resuming') return { state, actions: [] };
@@ -274,6 +278,15 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       return { state, actions: [] };
 
     case 'programExited':
+      if (state.terminating && event.exitCode === 128 + signalNumber(state.terminating)) {
+        // It died of the signal passed on: the job was stopped, the run did not end, and its
+        // last checkpoint stays resumable (as when the tree is gone without a status).
+        return exiting(state, [log('info', `program stopped by ${state.terminating}`)], {
+          type: 'exit',
+          code: event.exitCode,
+          outcome: 'failed',
+        });
+      }
       return exiting(
         state,
         [log('info', `program exited with code ${event.exitCode}`)],
@@ -342,6 +355,13 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       return { state, actions: [] };
 
     case 'terminate':
+      if (!state.terminating && state.phase === 'starting') {
+        // The program is being started: leaving now would leave it running with no one to watch it.
+        return {
+          state: { ...state, terminating: event.signal },
+          actions: [log('warn', `${event.signal} received while the program starts: passing it on as soon as it runs (send it again to leave at once)`)],
+        };
+      }
       if (state.terminating || state.pid === undefined) {
         return exiting(state, [log('warn', `${event.signal} received; exiting now`)], {
           type: 'exit',

@@ -65,6 +65,18 @@ describe.runIf(AS_ROOT)('the pre-resume check', () => {
     await expectKilled(await startTree(asStranger(['sleep', '100']), { cwd: '/root' }), 'has its working directory on /root');
   });
 
+  it('after a dump ("post-dump"), refuses a tree that is not the requester\'s without killing it: criu resumes it', async () => {
+    const pid = await startTree(['sleep', '100']);
+    const env = { CRTOOLS_SCRIPT_ACTION: 'post-dump', CRTOOLS_INIT_PID: String(pid), CKPT_REQUESTER_UID: String(STRANGER), CKPT_REQUESTER_GIDS: String(STRANGER) };
+    const refused = await execa(PRE_RESUME_CHECK, [], { env, reject: false });
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toBe(`Error (ckpt-daemon post-dump check): dumped process ${pid} runs as uid 0 0 0 0, not as uid ${STRANGER}; the dump is discarded`);
+    expect(isGone(pid)).toBe(false);
+    const own = await startTree(asStranger(['sleep', '100']));
+    const cleared = await execa(PRE_RESUME_CHECK, [], { env: { ...env, CRTOOLS_INIT_PID: String(own) }, reject: false });
+    expect([cleared.exitCode, cleared.stderr]).toEqual([0, '']);
+  });
+
   it('kills a tree in a namespace of its own (a user namespace with full capabilities)', async () => {
     await expectKilled(await startTree(asStranger(['unshare', '--user', '--map-root-user', 'sleep', '100'])), /has capabilities|namespace of its own/);
   });
