@@ -1,0 +1,24 @@
+/**
+ * One clock for every timestamp of the benchmark: wall-clock milliseconds with microsecond
+ * resolution. Node gives it as timeOrigin + performance.now() (a monotonic offset from a
+ * realtime reading at process start); bash gives the same clock without a fork as
+ * $EPOCHREALTIME. So the bench, its daemon (a separate process) and the program can stamp
+ * events independently and still be compared.
+ */
+import { performance } from 'node:perf_hooks';
+
+export function now() {
+  return performance.timeOrigin + performance.now();
+}
+
+/** bash's $EPOCHREALTIME ("seconds.micros") in the same unit as now(). */
+export function fromEpochRealtime(text) {
+  return Number(text) * 1000;
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A settle delay at a random phase in [min, max) ms: a scheduler's signal comes at any time. */
+export function randomDelay(min, max) {
+  return sleep(min + Math.random() * (max - min));
+}

@@ -1,0 +1,193 @@
+/**
+ * Which checkpoint daemon serves the benchmark, and what it reports. Both tools talk to the
+ * SAME daemon process, through the same spool directory.
+ *
+ *   bench        bench/bench-daemon.mjs: restart engine (no CRIU), inotify-driven, reports
+ *                each request's own timestamps (dump / restore time) — the default
+ *   fake         test/helpers/fake-daemon.sh (polls every 50 ms, reports nothing: the bench
+ *                then takes the daemon's time from what it observes in the spool and run dirs)
+ *   ckpt-daemon  bin/ckpt-daemon --spool-dir SPOOL --engine criu (real CRIU); picked by
+ *                `auto` only as root when bin/ckpt-daemon exists and `criu check` passes. Its
+ *                times come from its log: "job J: dump of PID … done in 0.123 s" (ms resolution,
+ *                from when it starts serving the request)
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+function criuWorks() {
+  const result = spawnSync('criu', ['check'], { stdio: 'ignore', timeout: 20_000 });
+  return result.status === 0;
+}
+
+/** Decides the daemon for `--daemon auto|bench|fake|ckpt-daemon`; `why` says how. */
+export function chooseDaemon(wanted, root) {
+  const ckptDaemon = join(root, 'bin/ckpt-daemon');
+  if (wanted !== 'auto') return { kind: wanted, why: 'chosen with --daemon' };
+  const isRoot = process.geteuid?.() === 0;
+  if (!existsSync(ckptDaemon)) return { kind: 'bench', why: 'bin/ckpt-daemon is not built yet' };
+  if (!isRoot) return { kind: 'bench', why: 'not root: real CRIU needs root' };
+  if (!criuWorks()) return { kind: 'bench', why: '`criu check` fails or criu is not installed' };
+  return { kind: 'ckpt-daemon', why: 'root, bin/ckpt-daemon and a working criu' };
+}
+
+export const DAEMON_DESCRIPTIONS = {
+  bench: 'bench/bench-daemon.mjs (restart engine, no CRIU: kills the tree, restarts its command; inotify-driven; reports its own dump/restore times)',
+  fake: 'test/helpers/fake-daemon.sh (restart engine, 50 ms polling; no self-report: daemon time observed by the bench)',
+  'ckpt-daemon': 'bin/ckpt-daemon --engine criu (real CRIU; its dump/restore times read from its log, ms resolution)',
+};
+
+/**
+ * Starts the daemon on `spool`; returns { reportFor(kind, job), stop() }. reportFor resolves
+ * with the daemon's own record of that request, or undefined for daemons that report nothing.
+ */
+export async function startDaemon(kind, root, spool, logFile) {
+  const argv = {
+    bench: [process.execPath, join(root, 'bench/bench-daemon.mjs'), spool],
+    fake: ['bash', join(root, 'test/helpers/fake-daemon.sh'), spool],
+    'ckpt-daemon': [process.execPath, join(root, 'bin/ckpt-daemon'), '--spool-dir', spool, '--engine', 'criu'],
+  }[kind];
+  if (!argv) throw new Error(`unknown daemon ${kind} (expected auto, bench, fake or ckpt-daemon)`);
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const records = new Map();
+  const waiters = new Map();
+  const keep = (record) => {
+    const key = `${record.kind}:${record.job}`;
+    records.set(key, record);
+    waiters.get(key)?.(record);
+  };
+  let stderr = '';
+  let stderrPartial = '';
+  child.stderr.on('data', (chunk) => {
+    if (logFile) {
+      try {
+        appendFileSync(logFile, chunk);
+      } catch {
+        // the sandbox is being removed
+      }
+    }
+    stderr = (stderr + chunk.toString()).slice(-4000);
+    stderrPartial += chunk.toString();
+    let newline;
+    while ((newline = stderrPartial.indexOf('\n')) >= 0) {
+      const line = stderrPartial.slice(0, newline);
+      stderrPartial = stderrPartial.slice(newline + 1);
+      // ckpt-daemon: "job J: dump of PID … done in 0.123 s" / "… failed after 0.123 s: why"
+      const match = /job (\S+): (?:refused )?(dump|restore) of .*? (done in|failed after) ([\d.]+) s/.exec(line);
+      if (match) {
+        keep({ kind: match[2] === 'dump' ? 'checkpoint' : 'resume', job: match[1], ok: match[3] === 'done in', durationMs: Number(match[4]) * 1000, line });
+      }
+      // "refused J.checkpoint from uid 0: why": the request was dropped, nothing will come.
+      const refused = /refused (\S+)\.(checkpoint|resume)(?: from uid \d+)?: (.*)$/.exec(line);
+      if (refused) keep({ kind: refused[2], job: refused[1], ok: false, refused: true, reason: refused[3], line });
+    }
+  });
+  let buffer = '';
+  let readyResolve;
+  const ready = new Promise((resolve) => {
+    readyResolve = resolve;
+  });
+  child.stdout.on('data', (chunk) => {
+    buffer += chunk.toString();
+    let newline;
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+      let record;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (record.kind === 'ready') {
+        readyResolve();
+        continue;
+      }
+      keep({ ...record, durationMs: record.doneAt - record.seenAt });
+    }
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  if (kind === 'bench') {
+    await Promise.race([ready, exited.then(() => Promise.reject(new Error(`bench daemon died: ${stderr}`)))]);
+  } else {
+    // Daemons without a ready line: give them a moment to set up their watch, then check they live.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    if (child.exitCode !== null) throw new Error(`${kind} daemon exited at once: ${stderr}`);
+  }
+  const reports = kind !== 'fake';
+  return {
+    kind,
+    pid: child.pid,
+    get stderr() {
+      return stderr;
+    },
+    /** The daemon's record { durationMs, ok } of a request, waiting up to timeoutMs; undefined for a daemon that reports nothing. */
+    reportFor(requestKind, job, timeoutMs = 10_000) {
+      if (!reports) return Promise.resolve(undefined);
+      const key = `${requestKind}:${job}`;
+      if (records.has(key)) return Promise.resolve(records.get(key));
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          waiters.delete(key);
+          resolve(undefined);
+        }, timeoutMs);
+        waiters.set(key, (record) => {
+          clearTimeout(timer);
+          waiters.delete(key);
+          resolve(record);
+        });
+      });
+    },
+    /** Stops the daemon (its process group) and waits, up to 5 s, for it to exit. */
+    async stop() {
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        return;
+      }
+      const timer = new Promise((resolve) => setTimeout(resolve, 5000, 'timeout'));
+      if ((await Promise.race([exited, timer])) === 'timeout') {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    },
+  };
+}
+
+/** The daemon dropped a request without serving it (it logs "refused J.kind: why"). */
+export class DaemonRefused extends Error {
+  constructor(record) {
+    super(`the daemon refused ${record.job}.${record.kind}: ${record.reason}`);
+    this.record = record;
+  }
+}
+
+/** Resolves never, or rejects with DaemonRefused once the daemon says it refused the request. */
+export function refusal(daemon, kind, job, timeoutMs) {
+  const refused = new Promise((_resolve, reject) => {
+    daemon.reportFor(kind, job, timeoutMs).then((record) => {
+      if (record?.refused) reject(new DaemonRefused(record));
+    });
+  });
+  refused.catch(() => undefined); // a race that already ended must not see an unhandled rejection
+  return refused;
+}
+
+/**
+ * The daemon's time for a request, subtracted from the job-side figures: from the request file
+ * appearing in the spool to checkpoint_ok (or the pidfile) appearing, both seen by the bench's
+ * inotify — so the daemon's pick-up and queueing count as daemon time, not job time. Its own
+ * report (which may start later, when it begins serving) stands in when nothing was observed.
+ */
+export function daemonTime(report, requestAt, doneAt) {
+  if (requestAt !== undefined && doneAt !== undefined) return doneAt - requestAt;
+  return report && report.ok !== false ? report.durationMs : undefined;
+}
+
+/** What the daemon itself says the request took (undefined for daemons that say nothing). */
+export function reportedTime(report) {
+  return report && report.ok !== false ? report.durationMs : undefined;
+}

@@ -1,0 +1,242 @@
+/**
+ * The two wrappers under test, started the way a batch job starts them, and what the bench
+ * can see of a running one: its PID, stderr lines with their arrival time, its exit.
+ *
+ *   ckpt-run  node bin/ckpt-run --job-id J --spool-dir S --min-runtime 0 -- bash PROGRAM STAMPS
+ *   baseline  bash ../shared/baseline/seed-job.sh bash PROGRAM STAMPS
+ *             (env OAR_JOB_ID=J, CKPT_SPOOL_DIR=S, RESUME_TIMEOUT; output to a log file)
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fromEpochRealtime, now, sleep } from './clock.mjs';
+import { catchesSignal, childrenOf, cmdline, killTree, peakRssMiB, readLink, treeOf } from './procfs.mjs';
+import { DirWatch, waitUntil } from './watch.mjs';
+
+export const ROOT = join(import.meta.dirname, '..');
+export const PROGRAM = join(ROOT, 'bench/program.sh');
+export let CKPT_RUN = join(ROOT, 'bin/ckpt-run');
+/** Measure another build of ckpt-run (e.g. a candidate fix in a copy of the project). */
+export function useCkptRunBin(path) {
+  CKPT_RUN = path;
+}
+export const BASELINE = join(ROOT, '../shared/baseline/seed-job.sh');
+
+/** Every process tree the bench started, to be killed if anything is left at the end. */
+const started = new Set();
+
+export class Job {
+  constructor(tool, jobId, workdir, child, spawnedAt) {
+    this.tool = tool;
+    this.jobId = jobId;
+    this.workdir = workdir;
+    this.child = child;
+    this.pid = child.pid;
+    this.spawnedAt = spawnedAt;
+    this.lines = [];
+    this.stderr = '';
+    this.peakRss = undefined;
+    this.lineWaiters = [];
+    started.add(child.pid);
+    let partial = '';
+    child.stderr?.on('data', (chunk) => {
+      const at = now();
+      this.stderr = (this.stderr + chunk.toString()).slice(-20_000);
+      partial += chunk.toString();
+      let newline;
+      while ((newline = partial.indexOf('\n')) >= 0) {
+        const line = { at, text: partial.slice(0, newline) };
+        partial = partial.slice(newline + 1);
+        this.lines.push(line);
+        for (const waiter of [...this.lineWaiters]) waiter(line);
+      }
+    });
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        started.delete(child.pid);
+        resolve({ code, signal, at: now() });
+      });
+    });
+  }
+
+  /** Reads VmHWM now and keeps the highest value seen. */
+  sampleRss() {
+    const rss = peakRssMiB(this.pid);
+    if (rss !== undefined && (this.peakRss === undefined || rss > this.peakRss)) this.peakRss = rss;
+    return this.peakRss;
+  }
+
+  /** Resolves with the first stderr line (past or future) matching `pattern`, with its arrival time. */
+  waitForLine(pattern, timeoutMs = 15_000) {
+    const found = this.lines.find((line) => pattern.test(line.text));
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.lineWaiters = this.lineWaiters.filter((w) => w !== waiter);
+        reject(new Error(`${this.tool.name} ${this.jobId}: no line matching ${pattern} within ${timeoutMs} ms\n${this.stderr}`));
+      }, timeoutMs);
+      const waiter = (line) => {
+        if (!pattern.test(line.text)) return;
+        clearTimeout(timer);
+        this.lineWaiters = this.lineWaiters.filter((w) => w !== waiter);
+        resolve(line);
+      };
+      this.lineWaiters.push(waiter);
+    });
+  }
+
+  async exit(timeoutMs = 15_000) {
+    const result = await Promise.race([this.exited, sleep(timeoutMs).then(() => undefined)]);
+    if (!result) throw new Error(`${this.tool.name} ${this.jobId}: did not exit within ${timeoutMs} ms\n${this.stderr}`);
+    return result;
+  }
+
+  kill() {
+    killTree(this.pid, 'SIGKILL');
+  }
+}
+
+/** The program's stamp file: "start T PID" per (re)start, "exit T PID" when it ends. */
+export function readStamps(file) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    // not yet
+  }
+  const starts = [];
+  const exits = [];
+  for (const line of text.split('\n')) {
+    const [kind, at, pid] = line.split(' ');
+    if (kind === 'start' && pid) starts.push({ at: fromEpochRealtime(at), pid: Number(pid) });
+    if (kind === 'exit' && pid) exits.push({ at: fromEpochRealtime(at), pid: Number(pid) });
+  }
+  return { starts, exits };
+}
+
+/** Waits until the program has started `count` times; returns that start {at, pid}. */
+export function waitForStart(stampFile, count, timeoutMs = 15_000) {
+  return waitUntil(() => readStamps(stampFile).starts[count - 1], { timeoutMs, pollMs: 2, what: `start #${count} of the program (${stampFile})` });
+}
+
+/** Waits for the program's exit stamp number `index` (0-based): a restored copy keeps its old $pid. */
+export function waitForProgramExit(stampFile, index, timeoutMs = 10_000) {
+  return waitUntil(() => readStamps(stampFile).exits[index], { timeoutMs, pollMs: 2, what: `the program's exit stamp (${stampFile})` });
+}
+
+/** true for the bench program's own bash (`bash PROGRAM STAMPS`), not a shim that runs it. */
+function isProgram(pid) {
+  const argv = cmdline(pid);
+  return argv !== undefined && /(^|\/)bash$/.test(argv[0]) && argv[1] === PROGRAM;
+}
+
+/** The bench program inside the tree rooted at `rootPid` (the root itself for the baseline). */
+export function findProgram(rootPid) {
+  return treeOf(rootPid).find(isProgram);
+}
+
+/**
+ * Ends a copy of the bench program with SIGTERM, after checking that PID really is one and
+ * waiting until its trap is installed (a copy just restarted may not have run that line yet).
+ */
+export async function signalProgram(pid) {
+  if (!isProgram(pid)) throw new Error(`PID ${pid} is not the bench program (${cmdline(pid)?.join(' ') ?? 'gone'})`);
+  await waitUntil(() => catchesSignal(pid, 15) || undefined, { timeoutMs: 5000, pollMs: 2, what: `the program (PID ${pid}) to trap SIGTERM` });
+  process.kill(pid, 'SIGTERM');
+}
+
+/**
+ * Kills what is left of the runs under `sandbox`: copies of the bench program on its stamp
+ * files, and anything working in its directories (e.g. a `sleep` a daemon's kill left behind).
+ */
+export function killStrays(sandbox) {
+  let entries = [];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    const argv = cmdline(pid);
+    const cwd = readLink(`/proc/${pid}/cwd`);
+    const ours = (argv && argv.includes(PROGRAM) && argv.some((arg) => arg.startsWith(sandbox))) || (cwd !== undefined && cwd.startsWith(`${sandbox}/`));
+    if (ours) killTree(pid, 'SIGKILL');
+  }
+}
+
+export const ckptRun = {
+  name: 'ckpt-run',
+  runDir: (workdir) => join(workdir, '.ckpt-run', 'default'),
+  start({ jobId, workdir, spool, stamps }) {
+    const spawnedAt = now();
+    const child = spawn(
+      process.execPath,
+      [CKPT_RUN, '--job-id', jobId, '--spool-dir', spool, '--min-runtime', '0', '--', 'bash', PROGRAM, stamps],
+      {
+        cwd: workdir,
+        env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', OAR_ARRAY_INDEX: '', CKPT_SPOOL_DIR: '' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    return new Job(ckptRun, jobId, workdir, child, spawnedAt);
+  },
+  /** The moment ckpt-run holds the restored PID: its log line "program restored as PID N". */
+  async resumed(job) {
+    return (await job.waitForLine(/program restored as PID/)).at;
+  },
+  expectedExitAfterResume: 42,
+};
+
+export const baseline = {
+  name: 'baseline',
+  runDir: (workdir) => workdir,
+  start({ jobId, workdir, spool, stamps }) {
+    const log = openSync(join(workdir, 'job.log'), 'a');
+    const spawnedAt = now();
+    const child = spawn('bash', [BASELINE, 'bash', PROGRAM, stamps], {
+      cwd: workdir,
+      env: { ...process.env, OAR_JOB_ID: jobId, CKPT_SPOOL_DIR: spool, RESUME_TIMEOUT: '120' },
+      stdio: ['ignore', log, log],
+    });
+    closeSync(log);
+    return new Job(baseline, jobId, workdir, child, spawnedAt);
+  },
+  /**
+   * The moment the script holds the restored PID: after the pidfile, it sleeps 5 s and then
+   * reads it. Seen from outside as the end of its `sleep 5` child (polled every pollMs).
+   */
+  async resumed(job, pollMs = 5) {
+    const isSleep5 = (pid) => {
+      const argv = cmdline(pid);
+      return argv && argv[0] === 'sleep' && argv[1] === '5';
+    };
+    const pidfile = join(job.workdir, 'checkpoint', 'pidfile');
+    await waitUntil(() => existsSync(pidfile) || undefined, { timeoutMs: 60_000, pollMs: 50, what: 'the pidfile' });
+    const sleeper = await waitUntil(() => childrenOf(job.pid).find(isSleep5), { timeoutMs: 10_000, pollMs, what: 'the baseline\'s "sleep 5"' });
+    await waitUntil(() => !childrenOf(job.pid).includes(sleeper) || undefined, { timeoutMs: 15_000, pollMs, what: 'the end of "sleep 5"' });
+    return now();
+  },
+  expectedExitAfterResume: 99,
+};
+
+export function baselinePresent() {
+  return existsSync(BASELINE);
+}
+
+/** A fresh working directory and stamp file for one run. */
+export function makeRun(sandbox, name) {
+  const workdir = join(sandbox, 'work', name);
+  mkdirSync(workdir, { recursive: true });
+  return { name, workdir, stamps: join(sandbox, 'stamps', `${name}.log`) };
+}
+
+export function runDirWatch(tool, workdir) {
+  return new DirWatch(tool.runDir(workdir), { requireExists: true });
+}
+
+/** Kills whatever the bench started that is still alive. */
+export function killAllStarted() {
+  for (const pid of started) killTree(pid, 'SIGKILL');
+}

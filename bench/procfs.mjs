@@ -1,0 +1,140 @@
+/**
+ * What the bench reads about other processes, all from /proc: trees of descendants, CPU time,
+ * peak RSS. Every function tolerates a process that vanished meanwhile.
+ */
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+let ticksPerSecond;
+/** USER_HZ, the unit of the utime/stime/cutime/cstime fields of /proc/PID/stat. */
+export function clockTicks() {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+function read(path) {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Fields of /proc/PID/stat after the command name; index 0 is the state (field 3 of proc(5)). */
+export function statFields(pid) {
+  const text = read(`/proc/${pid}/stat`);
+  if (text === undefined) return undefined;
+  return text.slice(text.lastIndexOf(')') + 2).trim().split(' ');
+}
+
+/** true while PID exists and is not a zombie. */
+export function isRunning(pid) {
+  const fields = statFields(pid);
+  return fields !== undefined && fields[0] !== 'Z' && fields[0] !== 'X';
+}
+
+/** A stable identity for a process: PID plus its start time (PIDs are reused). */
+export function identity(pid) {
+  const fields = statFields(pid);
+  return fields === undefined ? undefined : `${pid}@${fields[19]}`;
+}
+
+export function childrenOf(pid) {
+  const tasks = (() => {
+    try {
+      return readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return [];
+    }
+  })();
+  const children = [];
+  for (const task of tasks) {
+    const text = read(`/proc/${pid}/task/${task}/children`);
+    if (text) for (const child of text.trim().split(' ')) if (child) children.push(Number(child));
+  }
+  return children;
+}
+
+/** PID and all its descendants, minus the subtrees rooted at the PIDs in `exclude`. */
+export function treeOf(pid, exclude = new Set()) {
+  const seen = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const next = queue.shift();
+    if (exclude.has(next)) continue;
+    seen.push(next);
+    queue.push(...childrenOf(next));
+  }
+  return seen;
+}
+
+export function cmdline(pid) {
+  const text = read(`/proc/${pid}/cmdline`);
+  return text === undefined ? undefined : text.split('\0').filter((part, i, all) => part !== '' || i < all.length - 1);
+}
+
+export function readLink(path) {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time of one process in ms: its threads' on-CPU time in ns from schedstat (exact), plus
+ * what its reaped children used (cutime + cstime, kept in ns by the kernel and shown in ticks).
+ */
+export function cpuMs(pid) {
+  const fields = statFields(pid);
+  if (fields === undefined) return 0;
+  const tick = 1000 / clockTicks();
+  const reaped = (Number(fields[13]) + Number(fields[14])) * tick;
+  let own = 0;
+  let haveSchedstat = true;
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const text = read(`/proc/${pid}/task/${task}/schedstat`);
+      if (text === undefined) {
+        haveSchedstat = false;
+        break;
+      }
+      own += Number(text.split(' ')[0]) / 1e6;
+    }
+  } catch {
+    haveSchedstat = false;
+  }
+  if (!haveSchedstat) own = (Number(fields[11]) + Number(fields[12])) * tick;
+  return own + reaped;
+}
+
+/** Peak resident set (VmHWM) of a process in MiB, undefined once it is gone or a zombie. */
+export function peakRssMiB(pid) {
+  const text = read(`/proc/${pid}/status`);
+  const match = text && /^VmHWM:\s+(\d+) kB/m.exec(text);
+  return match ? Number(match[1]) / 1024 : undefined;
+}
+
+/** Sends a signal to every process of a tree (leaves first), ignoring the ones already gone. */
+export function killTree(pid, signal = 'SIGKILL') {
+  for (const member of treeOf(pid).reverse()) {
+    try {
+      process.kill(member, signal);
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** true when PID has a handler installed for signal number `signo` (SigCgt in /proc/PID/status). */
+export function catchesSignal(pid, signo) {
+  const text = read(`/proc/${pid}/status`);
+  const match = text && /^SigCgt:\s+([0-9a-f]+)/m.exec(text);
+  return match ? (BigInt(`0x${match[1]}`) >> BigInt(signo - 1)) % 2n === 1n : false;
+}

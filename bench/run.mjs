@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: ckpt-run against the bash job script it replaces (the baseline,
+ * ../shared/baseline/seed-job.sh, run in place), on the same program and the same daemon,
+ * alternating A/B over several rounds; then an idle hour (scaled), then a 50-job scale run.
+ *
+ *   node bench/run.mjs [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
+ *                      [--daemon auto|bench|fake|ckpt-daemon] [--json FILE] [--keep]
+ */
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { now } from './clock.mjs';
+import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.mjs';
+import { checkpointCycle } from './figures/cycle.mjs';
+import { idleRun } from './figures/idle.mjs';
+import { resumeAndExit } from './figures/resume.mjs';
+import { scaleRun } from './figures/scale.mjs';
+import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin } from './jobs.mjs';
+import { loadAverage, machineInfo } from './machine.mjs';
+import { buildReport } from './report.mjs';
+import { DirWatch } from './watch.mjs';
+
+const USAGE = `usage: node bench/run.mjs [options]
+  --rounds N            A/B rounds of start → checkpoint → resume → exit (default 5)
+  --idle-seconds S      length of the idle-cost window (default 60)
+  --idle-warmup S       seconds after the program started before that window opens (default 20)
+  --scale-jobs N        concurrent jobs of the scale run, 0 to skip (default 50)
+  --no-scale-baseline   scale run for ckpt-run only (the baseline's takes ~40 s: 30 s + 5 s sleeps)
+  --no-baseline         measure ckpt-run alone (e.g. to compare builds quickly with --ckpt-run-bin)
+  --daemon KIND         auto (default), bench, fake or ckpt-daemon (see bench/daemon.mjs)
+  --json FILE           also write every figure and sample as JSON
+  --keep                keep the sandbox directory (job logs, stamps) for inspection
+  --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)`;
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '5' },
+      'idle-seconds': { type: 'string', default: '60' },
+      'idle-warmup': { type: 'string', default: '20' },
+      'scale-jobs': { type: 'string', default: '50' },
+      'no-scale-baseline': { type: 'boolean', default: false },
+      'no-baseline': { type: 'boolean', default: false },
+      daemon: { type: 'string', default: 'auto' },
+      json: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      'ckpt-run-bin': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const number = (name, min) => {
+    const value = Number(values[name]);
+    if (!Number.isFinite(value) || value < min) {
+      console.error(`bench: --${name} must be a number ≥ ${min}\n${USAGE}`);
+      process.exit(2);
+    }
+    return value;
+  };
+  return {
+    rounds: Math.floor(number('rounds', 1)),
+    idleSeconds: number('idle-seconds', 1),
+    idleWarmup: number('idle-warmup', 0),
+    scaleJobs: Math.floor(number('scale-jobs', 0)),
+    scaleBaseline: !values['no-scale-baseline'],
+    baseline: !values['no-baseline'],
+    daemon: values.daemon,
+    json: values.json,
+    keep: values.keep,
+    ckptRunBin: values['ckpt-run-bin'] ? resolve(values['ckpt-run-bin']) : undefined,
+  };
+}
+
+const progress = (message) => process.stderr.write(`bench: ${message}\n`);
+
+async function main() {
+  const opts = options();
+  const began = now();
+  const machine = machineInfo();
+  if (opts.ckptRunBin) useCkptRunBin(opts.ckptRunBin);
+  const haveBaseline = opts.baseline && baselinePresent();
+  const baselineShown = relative(ROOT, BASELINE);
+  if (opts.baseline && !haveBaseline) {
+    progress(`baseline ${baselineShown} NOT FOUND (looked for ${resolve(BASELINE)}): measuring ckpt-run alone, baseline columns stay empty`);
+  }
+  const tools = haveBaseline ? [ckptRun, baseline] : [ckptRun];
+
+  const sandbox = mkdtempSync(join(tmpdir(), 'ckpt-bench-'));
+  const spool = join(sandbox, 'spool');
+  mkdirSync(spool);
+  chmodSync(spool, 0o1777);
+  mkdirSync(join(sandbox, 'stamps'));
+
+  const choice = chooseDaemon(opts.daemon, ROOT);
+  const daemon = await startDaemon(choice.kind, ROOT, spool, join(sandbox, 'daemon.log'));
+  const spoolWatch = new DirWatch(spool);
+  const ctx = { sandbox, spool, spoolWatch, daemon };
+  const cleanup = () => {
+    killAllStarted();
+    killStrays(sandbox);
+    return daemon.stop();
+  };
+  process.once('SIGINT', () => {
+    cleanup().finally(() => process.exit(130));
+  });
+
+  const samples = {};
+  for (const tool of tools) {
+    samples[tool.name] = { startup: [], reaction: [], cycle: [], dump: [], dumpReported: [], resume: [], restore: [], restoreReported: [], exit: [], rss: [], exitCodes: [] };
+  }
+  const errors = [];
+  const refusals = [];
+  const fail = (what) => (error) => {
+    errors.push(`${what}: ${error.message.split('\n')[0]}`);
+    progress(`ERROR ${what}: ${error.message}`);
+  };
+  const keep = (tool, result) => {
+    const s = samples[tool.name];
+    if (result.startupMs !== undefined) {
+      s.startup.push(result.startupMs);
+      s.reaction.push(result.reactionMs);
+      s.cycle.push(result.cycleMs);
+      s.dump.push(result.dumpMs);
+      s.dumpReported.push(result.dumpReportedMs);
+    }
+    if (result.resumeMs !== undefined) {
+      s.resume.push(result.resumeMs);
+      s.restore.push(result.restoreMs);
+      s.restoreReported.push(result.restoreReportedMs);
+      s.exit.push(result.exitMs);
+      s.exitCodes.push(result.exitCode);
+    }
+    if (result.peakRssMiB !== undefined) s.rss.push(result.peakRssMiB);
+  };
+
+  progress(`daemon: ${choice.kind} (${choice.why}); sandbox ${sandbox}`);
+  progress(
+    haveBaseline
+      ? `${opts.rounds} A/B rounds; the baseline's resumes (30 s + 5 s of sleeps each) run in the background, overlapping the later rounds and the idle run`
+      : `${opts.rounds} rounds of ckpt-run alone`,
+  );
+  const baselineResumes = [];
+  for (let round = 1; round <= opts.rounds; round += 1) {
+    const order = round % 2 === 1 ? tools : [...tools].reverse();
+    for (const tool of order) {
+      const tag = tool === ckptRun ? 'ck' : 'bl';
+      let run;
+      let cycle;
+      for (let attempt = 1; attempt <= 3 && !cycle; attempt += 1) {
+        const name = `${tag}-r${round}${attempt === 1 ? '' : `-try${attempt}`}`;
+        run = makeRun(sandbox, name);
+        try {
+          cycle = await checkpointCycle(tool, ctx, run, `${name}-a`);
+          keep(tool, cycle);
+        } catch (error) {
+          if (error instanceof DaemonRefused) {
+            refusals.push({ tool: tool.name, job: error.record.job, reason: error.record.reason });
+            progress(`${tool.name} round ${round}: ${error.message}; ${attempt < 3 ? 'trying the round again' : 'giving up this round'}`);
+            if (attempt < 3) continue;
+          }
+          fail(`${tool.name} round ${round} checkpoint`)(error);
+          break;
+        }
+      }
+      if (!cycle) continue;
+      const tagged = run.name;
+      const resume = resumeAndExit(tool, ctx, run, `${tagged}-b`).then((result) => keep(tool, result), fail(`${tool.name} round ${round} resume`));
+      if (tool === ckptRun) await resume;
+      else baselineResumes.push(resume);
+    }
+    progress(`round ${round}/${opts.rounds} done`);
+  }
+
+  progress(`idle run: ${opts.idleWarmup} s warm-up + ${opts.idleSeconds} s window, ${tools.map((t) => t.name).join(' and ')} side by side`);
+  const exitWaitMs = 3000;
+  let idle = {};
+  try {
+    idle = await idleRun(
+      tools.map((tool) => ({ tool, run: makeRun(sandbox, `${tool === ckptRun ? 'ck' : 'bl'}-idle`), jobId: `${tool === ckptRun ? 'ck' : 'bl'}-idle` })),
+      ctx,
+      { seconds: opts.idleSeconds, warmupSeconds: opts.idleWarmup, exitWaitMs },
+    );
+    for (const tool of tools) if (idle[tool.name]?.peakRssMiB !== undefined) samples[tool.name].rss.push(idle[tool.name].peakRssMiB);
+  } catch (error) {
+    fail('idle run')(error);
+  }
+  if (baselineResumes.length) progress('waiting for the baseline resumes to finish');
+  await Promise.all(baselineResumes);
+
+  const scale = {};
+  if (opts.scaleJobs > 0) {
+    for (const tool of tools) {
+      if (tool === baseline && !opts.scaleBaseline) continue;
+      progress(`scale run: ${opts.scaleJobs} concurrent ${tool.name} jobs, one daemon`);
+      try {
+        scale[tool.name] = await scaleRun(tool, ctx, { count: opts.scaleJobs, prefix: `${tool === ckptRun ? 'ck' : 'bl'}-scale` });
+      } catch (error) {
+        fail(`${tool.name} scale run`)(error);
+      }
+    }
+  }
+  await cleanup();
+  spoolWatch.close();
+
+  machine.loadavgAtEnd = loadAverage();
+  const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs: now() - began });
+  console.log(report.lines.join('\n'));
+
+  if (opts.json) {
+    writeFileSync(
+      opts.json,
+      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, refusals: report.refusals, notes: report.notes, errors, durationMs: now() - began }, null, 2)}\n`,
+    );
+    progress(`JSON written to ${opts.json}`);
+  }
+  if (!opts.keep) rmSync(sandbox, { recursive: true, force: true });
+  else progress(`sandbox kept: ${sandbox}`);
+  // Pending safety timers (bounded waits that were not needed) must not keep the bench alive.
+  process.exit(errors.length ? 1 : 0);
+}
+
+main().catch((error) => {
+  killAllStarted();
+  console.error(`bench: ${error.stack}`);
+  process.exit(1);
+});
