@@ -8,7 +8,7 @@ import {
   chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmdirSync, unlinkSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { parseRequestName, type RequestKind } from '../protocol/spool-request.js';
+import { MAX_REQUEST_BYTES, parseRequest, parseRequestName, type RequestKind } from '../protocol/spool-request.js';
 
 export const PRIVATE_FOLDER = '.ckpt-daemon';
 
@@ -66,8 +66,12 @@ export function discard(path: string): void {
   }
 }
 
-/** A regular file without its final newline, modified less than the grace period ago. */
-function stillBeingWritten(path: string): boolean {
+/**
+ * A regular file modified less than the grace period ago that is not yet a whole request.
+ * A final newline is not enough: bash's `echo -e "$PID\n$DIR"` writes the two lines in two
+ * write() calls, so a checkpoint request can end in a newline after its first line only.
+ */
+function stillBeingWritten(path: string, kind: RequestKind, jobId: string): boolean {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -76,9 +80,15 @@ function stillBeingWritten(path: string): boolean {
   }
   try {
     const stats = fstatSync(fd);
-    if (!stats.isFile() || Date.now() - stats.mtimeMs > HALF_WRITTEN_GRACE_MS) return false;
-    const last = Buffer.alloc(1);
-    return stats.size === 0 || (readSync(fd, last, 0, 1, stats.size - 1) === 1 && last[0] !== 0x0a);
+    if (!stats.isFile() || stats.size > MAX_REQUEST_BYTES || Date.now() - stats.mtimeMs > HALF_WRITTEN_GRACE_MS) return false;
+    const body = Buffer.alloc(stats.size);
+    const read = stats.size === 0 ? 0 : readSync(fd, body, 0, stats.size, 0);
+    try {
+      parseRequest(kind, jobId, body.subarray(0, read).toString('utf8'));
+      return false;
+    } catch {
+      return true;
+    }
   } finally {
     closeSync(fd);
   }
@@ -95,7 +105,7 @@ export function pickUp(spoolDir: string, privateDir: string, name: string): Pick
   const parsed = parseRequestName(name);
   if (!parsed) return undefined;
   const source = join(spoolDir, name);
-  if (stillBeingWritten(source)) return undefined;
+  if (stillBeingWritten(source, parsed.kind, parsed.jobId)) return undefined;
   const path = join(privateDir, `${name}.${process.pid}.${++taken}`);
   try {
     renameSync(source, path);
