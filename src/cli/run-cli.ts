@@ -15,8 +15,8 @@ export function wholeNumberOption(value: string): number {
   return Number(value);
 }
 
-export async function runCli(name: string, args: string[], build: () => Command): Promise<void> {
-  const program = build();
+export async function runCli(name: string, args: string[], build: () => Command | Promise<Command>): Promise<void> {
+  const program = await build();
   const configure = (command: Command): void => {
     command.exitOverride();
     command.configureOutput({ outputError: (text, write) => write(`${name}: ${text.replace(/^error: /, '')}`) });

@@ -33,8 +33,10 @@ export interface LaunchSettings {
   daemonCheck: boolean;
   /** How long a request may wait unanswered, without a live heartbeat, before we say so. */
   daemonGraceMs: number;
-  /** The safety poll's period: catches anything inotify missed (e.g. on NFS). */
+  /** The safety poll's period while a request is out: catches what inotify missed (e.g. NFS). */
   pollMs: number;
+  /** The same while the program just runs: its exit, output and status all have push events. */
+  idlePollMs: number;
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }
@@ -114,6 +116,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       const next = step(machine, event, Date.now());
       machine = next.state;
       for (const action of next.actions) perform(action);
+      armPoll();
     } catch (error) {
       if (ended) return;
       machine = { ...machine, phase: 'exiting' };
@@ -173,10 +176,20 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     else if (name === 'checkpoint') watchImages();
     else inspect();
   });
-  const poll = setInterval(() => {
-    for (const relay of relays) relay.pump();
-    inspect();
-  }, settings.pollMs);
+  let poll: NodeJS.Timeout | undefined;
+  let pollEvery = 0;
+  /** A fast poll only while waiting on the daemon: idle CPU stays near zero for long jobs. */
+  function armPoll(): void {
+    const waiting = machine.requestOutstanding || machine.phase === 'resuming' || machine.phase === 'checkpointing';
+    const every = waiting ? settings.pollMs : settings.idlePollMs;
+    if (every === pollEvery || ended) return;
+    pollEvery = every;
+    clearInterval(poll);
+    poll = setInterval(() => {
+      for (const relay of relays) relay.pump();
+      inspect();
+    }, every);
+  }
 
   /** The images folder is replaced by every dump: (re)attach a watcher for the pidfile. */
   function watchImages(): void {
@@ -194,7 +207,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
   function sendRequest(request: SpoolRequest): void {
     const path = requestPath(spoolDir, request.kind, jobId);
     try {
-      writeFileAtomic(path, formatRequest(request));
+      writeFileAtomic(path, formatRequest(request), { durable: false });
     } catch (error) {
       throw new CliError(`cannot write the request ${path}: ${(error as Error).message}`, ExitCode.SpoolDir);
     }

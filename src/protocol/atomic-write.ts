@@ -21,8 +21,10 @@ function removePendingTemps(): void {
  * Writes `content` to `path` so that a reader sees either the old file or the whole new one:
  * the data goes to a hidden temp name in the same directory and is renamed over `path`.
  * The temp name starts with "." so that a spool watcher matching "*.checkpoint" skips it.
+ * `durable` adds an fsync (milliseconds under load): for state that must survive a node crash,
+ * not for a request that dies with the job anyway.
  */
-export function writeFileAtomic(path: string, content: string, mode = 0o644): void {
+export function writeFileAtomic(path: string, content: string, { durable = true, mode = 0o644 } = {}): void {
   if (!cleanupInstalled) {
     onExit(removePendingTemps);
     cleanupInstalled = true;
@@ -33,7 +35,7 @@ export function writeFileAtomic(path: string, content: string, mode = 0o644): vo
     const fd = openSync(temp, 'w', mode);
     try {
       writeSync(fd, content);
-      fsyncSync(fd);
+      if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
