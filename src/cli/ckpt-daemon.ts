@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { execa } from 'execa';
 import { openSync } from 'node:fs';
 import { serveQueued, startDaemon, type DaemonOptions } from '../daemon/daemon.js';
+import { DEFAULT_IMAGE_KEY, ImageKeyError, loadImageKey } from '../daemon/image-signature.js';
 import { SpoolError } from '../daemon/spool.js';
 import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/daemon-report.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
@@ -14,7 +15,7 @@ import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
 import { CliError } from './exit-codes.js';
 import { runCli } from './run-cli.js';
 
-export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, Internal: 70 } as const;
+export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;
 
 const HELP = `
 Protocol (the same as the clusters' public CRIU daemon; see ckpt-run --help)
@@ -27,7 +28,7 @@ Protocol (the same as the clusters' public CRIU daemon; see ckpt-run --help)
   DIR/restore_failed, with CRIU's reason; the job side reports it at once. SPOOL/${HEARTBEAT_FILE}
   is refreshed every ${HEARTBEAT_INTERVAL_MS / 1000} s so that jobs can tell the daemon is alive.
 
-Threat model
+Threat model (the full text, with what is not covered: SECURITY.md)
   The daemon runs as root; every user of the node can write requests and owns the folders and
   images it acts on. A request must never let a user act on another user's processes or files,
   gain a uid, group or capability, or make root write, delete or read through a path the user
@@ -40,19 +41,32 @@ Threat model
   - DIR: absolute, equal to its realpath (no symlink anywhere), a directory owned by the
     requester (any for root), DIR/checkpoint a real directory if present. DIR is then held open
     and every later step goes through that descriptor, so swapping a path changes nothing.
-  - the job: where OAR has a cpuset /oar/USER_JOBID for the job id, USER must be the requester.
+  - the job: where OAR has a cpuset /oar/USER_JOBID for the job id, USER must be the requester;
+    a job id with "_" is refused where it would make OAR's cpuset names ambiguous.
   - checkpoint: PID is not 1, not the daemon, and no process of its tree (the daemon included)
     has another uid (real/effective/saved/fs), a group the requester lacks, a capability, or
     lost its "dumpable" flag (ran a setuid program). The dump goes into a new folder that only
-    root can write; old images are deleted by an rm running as the requester.
+    root can write; old images are deleted by an rm running as the requester. criu re-runs these
+    checks on the frozen tree after the dump (post-dump); a tree that changed is not kept.
+  - signed images: a complete dump is signed with an HMAC-SHA256 under the key --image-key (root
+    only) over the name of every image file and the content of all but the memory pages
+    (DIR/checkpoint/ckpt-daemon.sig). A resume of images without a valid signature (crafted,
+    changed, or signed with another key) is refused before criu runs: criu acts on what the images
+    name (opens, creates and truncates files, binds sockets, makes cgroups) before any check of
+    the restored tree. Every node of a cluster must share the same key file.
   - resume: for the time of the restore DIR/checkpoint belongs to root (mode 0700) and may hold
-    only plain files (no symlink such as "parent", no hard link, no subfolder); criu writes its
-    log and pidfile into a private folder. Before the restored tree runs, the action script
-    scripts/criu-pre-resume-check.sh checks every restored process: uid and groups of the
-    requester, no capability, the node's namespaces (its own PID and time namespaces allowed), every open
-    file, file mapping and working directory usable by the requester; otherwise it kills the tree.
-  Not covered: what criu itself does while restoring (it creates files the images name, e.g. for
-  unix sockets, before the check runs). Restoring images is as trustworthy as that.
+    only plain files of the requester's (no symlink such as "parent", no hard link, no subfolder);
+    the signed files are copied into a private folder, checked there, and criu restores that
+    copy; it writes its log and pidfile there too. Before the restored tree runs, the action
+    script scripts/criu-pre-resume-check.sh moves it into the new job's cgroups and checks every
+    restored process: uid and groups of the requester, no capability, no real-time scheduling, no
+    negative nice or oom_score_adj, no cgroup under /oar/ but the requester's own jobs, the node's
+    namespaces (its own PID and time namespaces allowed), every open file, file mapping and
+    working directory usable by the requester; otherwise it kills the tree.
+  Not covered: criu's own actions while it restores images the daemon signed (e.g. one user's
+  images, readable by another, restored for that other: the pre-resume check then kills the
+  tree, after criu opened the files they name), resource limits in the images, and more; see
+  SECURITY.md.
 
 Exit codes
   0   stopped by SIGTERM/SIGINT, or --once served the queue
@@ -60,12 +74,14 @@ Exit codes
   3   the spool folder cannot be prepared (or is not the daemon's)
   4   the criu engine needs root
   5   criu cannot be run (--criu PATH, CKPT_CRIU; install: bash scripts/install-criu.sh)
+  6   the image key cannot be created or is refused (a symlink, not root's, readable by others)
   70  internal error
 `;
 
 interface DaemonCliOptions {
   spoolDir: string;
   criu: string;
+  imageKey: string;
   engine: 'criu' | 'restart';
   log?: string;
   once?: boolean;
@@ -108,7 +124,23 @@ function untilSignal(): Promise<void> {
 async function run(options: DaemonCliOptions): Promise<void> {
   const engine = await chooseEngine(options);
   const logger = createLogger('ckpt-daemon', options.verbose ? 'debug' : 'info', options.log ? openLog(options.log) : 2);
-  const daemonOptions: DaemonOptions = { spoolDir: options.spoolDir, engine, logger };
+  let imageKey: Buffer;
+  try {
+    const loaded = loadImageKey(options.imageKey);
+    imageKey = loaded.key;
+    if (loaded.created) {
+      logger.log(
+        'warn',
+        `created the image key ${options.imageKey} (${loaded.key.length} random bytes, mode 0600): every node of a cluster must share ` +
+          'the same key file (checkpoints move between nodes): copy this one to the same path on every node (root only, mode 0600)',
+      );
+    }
+  } catch (error) {
+    if (error instanceof ImageKeyError) throw new CliError(error.message, DaemonExit.ImageKey);
+    throw error;
+  }
+  logger.log('info', `images are signed and checked with the key ${options.imageKey}`);
+  const daemonOptions: DaemonOptions = { spoolDir: options.spoolDir, engine, logger, imageKey };
   try {
     if (options.once) {
       await serveQueued(daemonOptions);
@@ -130,6 +162,11 @@ export function buildProgram(): Command {
       new Option('--spool-dir <dir>', 'the spool folder jobs write requests into').env('CKPT_SPOOL_DIR').default(DEFAULT_SPOOL_DIR),
     )
     .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
+    .addOption(
+      new Option('--image-key <file>', "the key that signs this cluster's images (root only; created if absent; the same file on every node)")
+        .env('CKPT_IMAGE_KEY')
+        .default(DEFAULT_IMAGE_KEY),
+    )
     .addOption(
       new Option('--engine <name>', 'criu, or restart (no CRIU: starts the program again, keeps no memory state)')
         .choices(['criu', 'restart'])

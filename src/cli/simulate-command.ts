@@ -1,7 +1,9 @@
 /** `ckpt-run simulate`: try a job locally, with the scheduler and the daemon played for you. */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { startDaemon } from '../daemon/daemon.js';
+import { IMAGE_KEY_BYTES } from '../daemon/image-signature.js';
 import { chooseEngine, type EngineRequest } from '../simulate/engine-choice.js';
 import type { SignalSchedule } from '../simulate/schedule.js';
 import { describeSchedule } from '../simulate/schedule.js';
@@ -103,6 +105,9 @@ export function simulateCommand(): Command {
       const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
       if (options.quiet) launcherArgs.push('--quiet');
       if (options.verbose) launcherArgs.push('--verbose');
+      // The embedded daemon's image key: this run's own, never stored (no /etc needed); only this
+      // run's daemon restores what it dumps.
+      const imageKey = randomBytes(IMAGE_KEY_BYTES);
       const summary = await simulate({
         argv,
         workdir: process.cwd(),
@@ -111,7 +116,7 @@ export function simulateCommand(): Command {
         engine: choice.engine.name,
         launcherArgs,
         startDaemon: async (spoolDir, onEvent) => {
-          const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: daemonLogger(options.verbose === true), onEvent });
+          const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: daemonLogger(options.verbose === true), imageKey, onEvent });
           return () => daemon.stop();
         },
       });

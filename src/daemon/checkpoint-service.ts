@@ -6,11 +6,14 @@
  * file (the job side tells a new dump by checkpoint_ok's inode and mtime). A failed dump leaves
  * the last checkpoint, checkpoint_ok and the running program as they were; checkpoint.old, the
  * one before, is removed before the dump to make room.
+ * A complete dump is signed (image-signature.ts) while the folder is still the daemon's alone:
+ * the daemon restores only images it made.
  */
 import { execa } from 'execa';
 import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { CheckpointEngine, Requester } from '../engine/engine.js';
+import { SIGNATURE_FILE, signImages } from './image-signature.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
 import { Refusal } from './refusal.js';
@@ -103,12 +106,13 @@ export function discardPartialDumps(run: PinnedDir): string[] {
 }
 
 /** Dumps PID into the run folder; resolves to the images' size in bytes. */
-export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, pid: number, requester: Requester): Promise<number> {
+export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, pid: number, requester: Requester, imageKey: Buffer): Promise<number> {
   await removeOldImages(run, requester);
   const { name, images } = createImagesDir(run);
   let imageBytes: number;
   try {
     await engine.dump({ pid, imagesDir: images.path(), requester });
+    publishFile(images, SIGNATURE_FILE, signImages(images, imageKey), requester);
     imageBytes = handOver(images, requester);
   } catch (error) {
     discardImages(run, name, images);

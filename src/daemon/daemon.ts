@@ -38,6 +38,11 @@ export interface DaemonOptions {
   spoolDir: string;
   engine: CheckpointEngine;
   logger: Logger;
+  /**
+   * The key the daemon signs its images with, and checks them against before any restore
+   * (image-signature.ts): the same on every node that may restore this node's checkpoints.
+   */
+  imageKey: Buffer;
   onEvent?: (event: DaemonEvent) => void;
 }
 
@@ -127,11 +132,11 @@ class RequestServer {
       logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);
     }
     if (request.kind === 'resume') {
-      const pid = await serveResume(engine, run, request.jobId, requester, logger);
+      const pid = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey);
       return { detail: `: PID ${pid}` };
     }
     checkTargetProcess(request.pid, requester);
-    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester);
+    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey);
     return { detail: ` (${megabytes(imageBytes)})`, imageBytes };
   }
 

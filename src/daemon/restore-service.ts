@@ -7,17 +7,21 @@
  * afterwards: the folder only. Its entries keep their owners, whatever the outcome: an entry that
  * is not the user's plain file is someone else's (moved in by the user: another user's file or
  * folder, a root file), and root must not hand it over.
+ * The images must carry the daemon's own signature (image-signature.ts): they are copied into
+ * the private scratch folder, checked there, and criu restores that copy, so images the daemon did
+ * not make, or that changed since, never reach criu.
  * criu writes its log, pidfile and statistics into a private scratch folder; the pidfile is
  * published into DIR/checkpoint only once the restored tree passed the pre-resume check and
  * sits in the new job's cgroups (where the engine put it before it ran: a process it forked at
  * once would otherwise start, and stay, outside the job).
  */
-import { fchmodSync, fchownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fchmodSync, fchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { RESTORED_CGROUPS_FILE, type CheckpointEngine, type Requester } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
 import { RUN_FILES } from './run-files.js';
+import { stageSignedImages } from './image-signature.js';
 import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, removeCgroups } from './job-cgroups.js';
 import { entriesOf, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
@@ -78,6 +82,7 @@ export async function serveResume(
   jobId: string,
   requester: Requester,
   logger: Logger,
+  imageKey: Buffer,
 ): Promise<number> {
   const images = takeImages(run, requester);
   try {
@@ -88,7 +93,10 @@ export async function serveResume(
     let pid: number;
     let restored: string | undefined;
     try {
-      pid = await engine.restore({ imagesDir: images.path(), scratchDir, requester, jobCgroups: cgroups });
+      const staged = join(scratchDir, 'images');
+      mkdirSync(staged, { mode: 0o700 });
+      stageSignedImages(images, imageKey, staged); // throws before criu runs
+      pid = await engine.restore({ imagesDir: staged, scratchDir, requester, jobCgroups: cgroups });
       restored = readOrUndefined(join(scratchDir, RESTORED_CGROUPS_FILE));
     } finally {
       rmSync(scratchDir, { recursive: true, force: true });

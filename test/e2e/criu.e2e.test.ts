@@ -72,7 +72,9 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     chmodSync(sandbox.spool, 0o1777);
     daemonLogPath = join(sandbox.dir, 'daemon.log');
     criu = criuForUsers();
-    const daemonArgs = [CKPT_DAEMON, '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu'];
+    // The image key in a private folder of the sandbox's (the daemon creates it): never /etc.
+    const imageKey = join(sandbox.dir, 'image-key', 'image.key');
+    const daemonArgs = [CKPT_DAEMON, '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu', '--image-key', imageKey];
     daemon = new Proc(spawn(process.execPath, daemonArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
     await waitUntil(() => existsSync(join(sandbox.spool, HEARTBEAT_FILE)), `the daemon's heartbeat\n${daemon.stderr}`);
   });

@@ -107,7 +107,7 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
     attacker = createUser(ATTACKER);
     victim = createUser(VICTIM);
     box = makeSecuritySandbox([attacker, victim]);
-    daemon = await SecurityDaemon.start(box.spool, join(box.base, 'daemon.log'), criuForUsers() as string);
+    daemon = await SecurityDaemon.start(box.spool, join(box.base, 'daemon.log'), criuForUsers() as string, join(box.rootDir, 'image-key', 'image.key'));
     victimRun = userFolder(victim, join(box.home(victim), 'run'));
     shAsUser(victim, 'echo "a week of results" > "$1/results.dat"', victimRun);
     victimJob = (await userProcess(victim, ['sleep', '1000'], 'sleep')).pid;
@@ -392,6 +392,66 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
     expect(owners(join(dir, 'checkpoint'))).toEqual(before);
     expect(statSync(join(dir, 'checkpoint')).uid).toBe(attacker.uid);
     report("resume of a checkpoint folder holding another user's file and folder and a root-only file", refused(verdict, 'their owners and modes unchanged'));
+  });
+
+  it("refuses images the daemon did not make or that changed since (files.img forged to open root's file with O_TRUNC) before criu runs; its own images still resume", async () => {
+    const dir = attackerFolder('run-forge');
+    const held = join(dir, 'held-file');
+    // Root's canary, at a path as long as the attacker's file: the forged files.img stays well-formed.
+    const canaryPrefix = join(box.rootDir, 'canary-');
+    const canary = canaryPrefix + 'x'.repeat(held.length - canaryPrefix.length);
+    writeFileSync(canary, 'root data\n', { mode: 0o600 });
+    const canary0 = fileState(canary);
+    const { pid, child } = await userProcess(attacker, ['sh', '-c', 'exec 3>>"$1"; exec sleep 1000', 'sh', held], 'sleep');
+    attack('sec-forge.checkpoint', `${pid}\n${dir}\n`);
+    const dump = await daemon.verdict('sec-forge');
+    expect(dump.outcome, dump.line).toBe('done');
+    await exited(child); // reaped: its PID is free for the restore
+    const images = join(dir, 'checkpoint');
+    expect(readdirSync(images)).toContain('ckpt-daemon.sig');
+    shAsUser(attacker, 'cp -p "$1/files.img" "$1/ckpt-daemon.sig" "$2/"', images, dir);
+    // The attacker's forgery of their own images: root's canary instead of their file, and O_TRUNC
+    // (0x200) added to its open flags (O_LARGEFILE|O_APPEND|O_WRONLY, varint 81 88 02 -> 81 8c 02).
+    const forge = [
+      "const fs = require('fs'); const [file, from, to] = process.argv.slice(1); const b = fs.readFileSync(file);",
+      'const at = b.indexOf(from); if (at < 0) process.exit(3); b.write(to, at);',
+      'const flags = b.lastIndexOf(Buffer.from([0x10, 0x81, 0x88, 0x02]), at); if (flags >= 0) b[flags + 2] = 0x8c;',
+      "fs.writeFileSync(file, b); console.log(flags >= 0 ? 'O_TRUNC' : 'path only');",
+    ].join(' ');
+    const forged = asUser(attacker, [process.execPath, '-e', forge, join(images, 'files.img'), held, canary]).trim();
+    attack('sec-forge-resume.resume', `${dir}\n`);
+    const verdict = await daemon.verdict('sec-forge-resume');
+    expect(verdict.outcome, verdict.line).toBe('refused');
+    expect(verdict.reason).toBe(
+      "images not made by this cluster's ckpt-daemon, or changed since: the signature in checkpoint/ckpt-daemon.sig does not match the images (a file was changed, added, removed or renamed, or another key signed them)",
+    );
+    expect(await daemonReport(dir, 'restore_failed')).toBe(verdict.reason);
+    expect(parseDaemonReport(readFileSync(join(dir, 'restore_failed'), 'utf8'))?.retryable).toBe(false);
+    // criu never ran: root's file untouched, the tree not recreated.
+    expect(fileState(canary)).toBe(canary0);
+    expect(isGone(pid)).toBe(true);
+    report(`resume of the user's own images with files.img forged (root's file, ${forged})`, refused(verdict, "criu never ran, root's file untouched"));
+
+    // Images the daemon never signed: the legit files.img back, no signature.
+    shAsUser(attacker, 'cp "$1/files.img" "$2/files.img" && rm "$2/ckpt-daemon.sig" "$1/restore_failed"', dir, images);
+    attack('sec-unsigned-resume.resume', `${dir}\n`);
+    const unsigned = await daemon.verdict('sec-unsigned-resume');
+    expect(unsigned.outcome, unsigned.line).toBe('refused');
+    expect(unsigned.reason).toBe("images not made by this cluster's ckpt-daemon, or changed since: no signature (checkpoint/ckpt-daemon.sig is missing)");
+    expect(await daemonReport(dir, 'restore_failed')).toBe(unsigned.reason);
+    expect(isGone(pid)).toBe(true);
+    report('resume of images without the daemon\'s signature', refused(unsigned, 'criu never ran'));
+
+    // The images as the daemon made them: resumed.
+    shAsUser(attacker, 'cp "$1/ckpt-daemon.sig" "$2/" && rm "$1/restore_failed"', dir, images);
+    attack('sec-legit-resume.resume', `${dir}\n`);
+    const legit = await daemon.verdict('sec-legit-resume');
+    expect(legit.outcome, legit.line).toBe('done');
+    expect(Number(readFileSync(join(images, 'pidfile'), 'utf8'))).toBe(pid);
+    expect(commOf(pid)).toBe('sleep');
+    expect(fingerprint(pid).uid).toBe(`${attacker.uid}\t${attacker.uid}\t${attacker.uid}\t${attacker.uid}`);
+    expect(fileState(canary)).toBe(canary0);
+    report('resume of the same images as the daemon signed them', `done: "${legit.reason}"`);
   });
 
   // --- request files ------------------------------------------------------------------------

@@ -1,4 +1,8 @@
 /** An in-process ckpt-daemon on a temporary spool, with its log and events at hand. */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { IMAGE_KEY_BYTES, SIGNATURE_FILE, signImages } from '../../src/daemon/image-signature.js';
+import { PinnedDir } from '../../src/daemon/pinned-dir.js';
 import { writeFileAtomic } from '../../src/protocol/atomic-write.js';
 import { startDaemon, type DaemonEvent } from '../../src/daemon/daemon.js';
 import type { CheckpointEngine } from '../../src/engine/engine.js';
@@ -18,13 +22,27 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
-export async function startTestDaemon(base: string, engine: CheckpointEngine): Promise<TestDaemon> {
+/** The image key of every in-process test daemon: a daemon started again restores what an earlier one dumped. */
+export const TEST_IMAGE_KEY = randomBytes(IMAGE_KEY_BYTES);
+
+/** Signs the images in DIR as a test daemon would have after its dump. */
+export function signAsTheDaemon(dir: string, imageKey: Buffer = TEST_IMAGE_KEY): void {
+  const images = PinnedDir.open(dir);
+  try {
+    writeFileSync(join(dir, SIGNATURE_FILE), signImages(images, imageKey));
+  } finally {
+    images.close();
+  }
+}
+
+export async function startTestDaemon(base: string, engine: CheckpointEngine, imageKey: Buffer = TEST_IMAGE_KEY): Promise<TestDaemon> {
   const spoolDir = join(base, 'spool');
   const lines: string[] = [];
   const events: DaemonEvent[] = [];
   const daemon = await startDaemon({
     spoolDir,
     engine,
+    imageKey,
     logger: { log: (level, message) => lines.push(`${level}: ${message}`) },
     onEvent: (event) => events.push(event),
   });

@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DEFAULT_SPOOL_DIR } from '../../src/protocol/spool-request.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/daemon-report.js';
 import { waitUntil } from './daemon-fixtures.js';
@@ -105,7 +105,7 @@ export interface NodeDaemon {
 }
 
 /** Starts bin/ckpt-daemon as root on the default spool; refuses when another daemon serves it. */
-export async function startNodeDaemon(criu: string, logPath: string): Promise<NodeDaemon> {
+export async function startNodeDaemon(criu: string, logPath: string, imageKey = join(dirname(logPath), 'image-key', 'image.key')): Promise<NodeDaemon> {
   const spoolDir = DEFAULT_SPOOL_DIR;
   const heartbeat = join(spoolDir, HEARTBEAT_FILE);
   if (existsSync(heartbeat) && Date.now() - statSync(heartbeat).mtimeMs < HEARTBEAT_STALE_MS) {
@@ -113,7 +113,7 @@ export async function startNodeDaemon(criu: string, logPath: string): Promise<No
   }
   const startedAt = Date.now();
   const proc = new Proc(
-    spawn(process.execPath, [join(ROOT, 'bin/ckpt-daemon'), '--spool-dir', spoolDir, '--criu', criu, '--engine', 'criu', '--log', logPath], {
+    spawn(process.execPath, [join(ROOT, 'bin/ckpt-daemon'), '--spool-dir', spoolDir, '--criu', criu, '--engine', 'criu', '--log', logPath, '--image-key', imageKey], {
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );

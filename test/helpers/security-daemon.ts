@@ -40,8 +40,9 @@ export class SecurityDaemon {
     readonly logPath: string,
   ) {}
 
-  static async start(spool: string, logPath: string, criu: string): Promise<SecurityDaemon> {
-    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--criu', criu];
+  /** IMAGEKEY: the key file, in a private folder of the suite's (created by the daemon if absent). */
+  static async start(spool: string, logPath: string, criu: string, imageKey: string): Promise<SecurityDaemon> {
+    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--criu', criu, '--image-key', imageKey];
     const proc = new Proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const daemon = new SecurityDaemon(proc, logPath);
     await waitUntil(

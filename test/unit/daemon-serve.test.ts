@@ -10,7 +10,7 @@ import { EngineError, type CheckpointEngine } from '../../src/engine/engine.js';
 import { RestartEngine } from '../../src/engine/restart.js';
 import { HEARTBEAT_FILE, parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { cleanUp, isGone, killAtCleanUp, startTree, tempDir, waitUntil } from '../helpers/daemon-fixtures.js';
-import { startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';
+import { signAsTheDaemon, startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';
 
 let daemon: TestDaemon | undefined;
 afterEach(async () => {
@@ -45,7 +45,7 @@ describe('ckpt-daemon with the restart engine', () => {
     expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true, dir, imageBytes: expect.any(Number) });
     expect(existsSync(join(daemon.spoolDir, 'j1.checkpoint'))).toBe(false);
     expect(isGone(first)).toBe(true);
-    expect(readdirSync(join(dir, 'checkpoint')).sort()).toEqual(['cmdline', 'cwd', 'environ']);
+    expect(readdirSync(join(dir, 'checkpoint')).sort()).toEqual(['ckpt-daemon.sig', 'cmdline', 'cwd', 'environ']);
     const firstOk = identity(join(dir, 'checkpoint_ok'));
 
     daemon.request({ kind: 'resume', jobId: 'j2', dir });
@@ -149,6 +149,7 @@ describe('ckpt-daemon around a failing or slow engine', () => {
     const dir = runDir(base);
     mkdirSync(join(dir, 'checkpoint'));
     writeFileSync(join(dir, 'checkpoint', 'core-1.img'), 'previous');
+    signAsTheDaemon(join(dir, 'checkpoint')); // a checkpoint the daemon made: its restore reaches the engine
     writeFileSync(join(dir, 'checkpoint_ok'), '');
     const before = identity(join(dir, 'checkpoint_ok'));
     const engine = new ScriptedEngine(new EngineError('The root process 1 is not a session leader', false, 'Error (criu/pstree.c:300): ...'));
