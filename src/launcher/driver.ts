@@ -218,11 +218,13 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
   }
 
   /**
-   * A request still unread after the grace period, with no live heartbeat: nobody serves it.
-   * While the heartbeat is fresh the daemon is only busy; look again, as it may die meanwhile.
+   * Whether a daemon serves our request: one that leaves it unread past the grace period with
+   * no live heartbeat is absent; one whose heartbeat stops while it serves the request died
+   * mid-way (a daemon that never had a heartbeat is trusted once it took the request). While
+   * the heartbeat is fresh the daemon is only busy: look again, as it may die meanwhile.
    */
   function checkDaemon(path: string): void {
-    if (!existsSync(path)) return;
+    if (machine.phase !== 'resuming' && machine.phase !== 'checkpointing') return;
     const heartbeat = join(spoolDir, HEARTBEAT_FILE);
     let age: number | undefined;
     try {
@@ -230,7 +232,8 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     } catch {
       age = undefined;
     }
-    if (age !== undefined && age < HEARTBEAT_STALE_MS) {
+    const unread = existsSync(path);
+    if ((age !== undefined && age < HEARTBEAT_STALE_MS) || (!unread && age === undefined)) {
       daemonCheckTimer = setTimeout(() => checkDaemon(path), settings.daemonGraceMs);
       return;
     }
@@ -238,9 +241,10 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     if (machine.phase === 'resuming') rmSync(path, { force: true });
     dispatch({
       type: 'daemonSilent',
-      detail:
-        `no checkpoint daemon answered: ${path} is still unread after ${settings.daemonGraceMs / 1000} s and ${why} ` +
-        '(is ckpt-daemon running on this node? for a daemon without heartbeat use --no-daemon-check)',
+      detail: unread
+        ? `no checkpoint daemon answered: ${path} is still unread after ${settings.daemonGraceMs / 1000} s and ${why} ` +
+          '(is ckpt-daemon running on this node? for a daemon without heartbeat use --no-daemon-check)'
+        : `the checkpoint daemon stopped while serving ${path}: ${why}`,
     });
   }
 

@@ -170,6 +170,21 @@ describe('resume failures', () => {
     expect(existsSync(join(sandbox.spool, '101.resume'))).toBe(false);
   });
 
+  it('a daemon that dies while serving the dump: said within seconds, the program keeps running', async () => {
+    const sandbox = makeSandbox();
+    const fake = daemon(sandbox, { FAKE_DUMP_DELAY: '60' });
+    const job = runCkpt(sandbox, ['--job-id', '100', '--daemon-grace', '1', '--', COUNTER, '300', '0.05', '4']);
+    await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
+    job.child.kill('SIGUSR2');
+    await fake.proc.waitFor((p) => p.stderr.includes('checkpoint pid='), 'the daemon to take the request');
+    fake.stop();
+    const stopped = Date.now();
+    await job.waitFor((p) => /the checkpoint daemon stopped while serving .*heartbeat .* s old/.test(p.stderr), 'the job to notice', 15_000);
+    expect(Date.now() - stopped).toBeLessThan(10_000);
+    expect(await job.exitCode()).toBe(4);
+    expect(counted(job.stdout)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+  });
+
   it('no daemon when the checkpoint signal comes: the program keeps running, no exit 99', async () => {
     const sandbox = makeSandbox();
     const job = runCkpt(sandbox, ['--job-id', '100', '--daemon-grace', '0.5', '--', COUNTER, '40', '0.05', '0']);
