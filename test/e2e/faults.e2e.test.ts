@@ -19,11 +19,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf } from '../../src/proc/process-liveness.js';
 import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
-import { FaultDaemon } from '../helpers/fault-daemon.js';
+import { RealDaemon } from '../helpers/real-daemon.js';
 import { faultProgram, GHOST_TRIGGER, numbers, range, STOP_TRIGGER } from '../helpers/fault-program.js';
 import {
   checkpointIdentity, filesystemUsage, folderBytes, killAtWalltime, killProcessesUnder, mountTmpfs, occupyPid, resizeTmpfs, runState, spoolLeftovers, touch, unmount,
@@ -41,17 +41,30 @@ const report = (line: string): void => {
 
 describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('faults on real CRIU with ckpt-daemon', () => {
   let base: Sandbox;
-  let daemon: FaultDaemon;
+  let daemon: RealDaemon;
   let daemonLog: string;
   const mounts: string[] = [];
   const suiteStarted = Date.now();
+
+  /**
+   * The daemon on the suite's spool, with its image key next to the log (never the node's /etc):
+   * a daemon started again after a kill finds the same key and restores the images it signed.
+   */
+  function startDaemon(): Promise<RealDaemon> {
+    return RealDaemon.start({
+      spool: base.spool,
+      logPath: daemonLog,
+      criu: process.env.CKPT_CRIU ?? 'criu',
+      imageKey: join(dirname(daemonLog), 'image-key', 'image.key'),
+    });
+  }
 
   beforeAll(async () => {
     execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
     base = makeSandbox('ckpt-faults-e2e-');
     chmodSync(base.dir, 0o755);
     daemonLog = join(base.dir, 'daemon.log');
-    daemon = await FaultDaemon.start(base.spool, daemonLog);
+    daemon = await startDaemon();
   });
 
   afterAll(async () => {
@@ -167,7 +180,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const checkpoint = checkpointIdentity(sandbox.run);
     const firstDump = await daemon.logged(/job cut-1: dump of .* done in ([\d.]+) s \(([\d.]+) MB\)/, 'the first dump');
 
-    const { job, root } = await resumedJob(sandbox, 'cut-2', argv, ['--dump-timeout', '6']);
+    const { job, root } = await resumedJob(sandbox, 'cut-2', argv, ['--daemon-grace', '1']);
     await job.waitFor((p) => numbers(p.stdout).length >= 3, 'the restored program to run on', 30_000);
     job.child.kill('SIGUSR2');
     const requested = Date.now();
@@ -191,12 +204,13 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     expect(isGone(root)).toBe(false);
     expect(checkpointIdentity(sandbox.run)).toEqual(checkpoint);
     expect(runState(sandbox.run).restarts).toBe(1);
-    // The job does not exit 99 (nor anything else): past --dump-timeout it says so and watches on.
-    await job.waitFor((p) => /has not completed the dump after 6 s/.test(p.stderr), 'the dump timeout', 20_000);
+    // The job does not exit 99 (nor anything else): the daemon's heartbeat stopped, so it says
+    // within seconds (not after the 300 s --dump-timeout) that no checkpoint came, and watches on.
+    await job.waitFor((p) => /the checkpoint daemon stopped while serving .*cut-2\.checkpoint/.test(p.stderr), 'the job to notice the dead daemon', 20_000);
     expect(stillRunning(job)).toBe(true);
     expect(existsSync(join(sandbox.run, 'checkpoint_ok'))).toBe(true);
 
-    daemon = await FaultDaemon.start(base.spool, daemonLog);
+    daemon = await startDaemon();
     await killAtWalltime(job, root);
     const { restored } = await finishRun(sandbox, 'cut-3', argv);
     expect(restored).toEqual(range(k + 1, k + restored.length));
@@ -225,7 +239,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
       return folder !== undefined && readdirSync(join(sandbox.run, folder)).some((name) => name.startsWith('pages-') && statSync(join(sandbox.run, folder, name)).size >= 100 * MB);
     }, 'the dump to be under way (100 MB of pages written)', 30_000);
     await daemon.kill();
-    daemon = await FaultDaemon.start(base.spool, daemonLog);
+    daemon = await startDaemon();
     // Until --dump-timeout the job waits for the dump it asked for; then it takes the next signal.
     await job.waitFor((p) => /has not completed the dump after 4 s/.test(p.stderr), 'the dump timeout', 20_000);
     const program = childrenOf(root)[0];

@@ -107,7 +107,12 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
     attacker = createUser(ATTACKER);
     victim = createUser(VICTIM);
     box = makeSecuritySandbox([attacker, victim]);
-    daemon = await SecurityDaemon.start(box.spool, join(box.base, 'daemon.log'), criuForUsers() as string, join(box.rootDir, 'image-key', 'image.key'));
+    daemon = await SecurityDaemon.start({
+      spool: box.spool,
+      logPath: join(box.base, 'daemon.log'),
+      criu: criuForUsers() as string,
+      imageKey: join(box.rootDir, 'image-key', 'image.key'),
+    });
     victimRun = userFolder(victim, join(box.home(victim), 'run'));
     shAsUser(victim, 'echo "a week of results" > "$1/results.dat"', victimRun);
     victimJob = (await userProcess(victim, ['sleep', '1000'], 'sleep')).pid;

@@ -3,14 +3,13 @@
  * prlimit shim where root lacks CAP_SYS_RESOURCE), its log in a file. Every wait is on a line
  * of that log, with a bound; a verdict is the daemon's own words for one request.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { waitUntil } from './daemon-fixtures.js';
-import { Proc, ROOT } from './launcher-harness.js';
+import { ROOT } from './launcher-harness.js';
+import { RealDaemon } from './real-daemon.js';
 import { IN_CI } from './real-parts.js';
 
-const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');
 const PRLIMIT_SHIM = '/opt/ckpt-run/criu/bin/criu-prlimit-shim';
 
 /**
@@ -34,57 +33,8 @@ export interface Verdict {
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-export class SecurityDaemon {
-  private constructor(
-    readonly proc: Proc,
-    readonly logPath: string,
-  ) {}
-
-  /** IMAGEKEY: the key file, in a private folder of the suite's (created by the daemon if absent). */
-  static async start(spool: string, logPath: string, criu: string, imageKey: string): Promise<SecurityDaemon> {
-    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--criu', criu, '--image-key', imageKey];
-    const proc = new Proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    const daemon = new SecurityDaemon(proc, logPath);
-    await waitUntil(
-      () => daemon.log().includes(`serving ${spool} with the criu engine (PID ${daemon.pid})`) || proc.child.exitCode !== null,
-      'ckpt-daemon to start',
-      20_000,
-    );
-    if (proc.child.exitCode !== null) throw new Error(`ckpt-daemon did not start: ${proc.stderr}`);
-    return daemon;
-  }
-
-  get pid(): number {
-    return this.proc.child.pid as number;
-  }
-
-  log(): string {
-    try {
-      return readFileSync(this.logPath, 'utf8');
-    } catch {
-      return '';
-    }
-  }
-
-  lines(): string[] {
-    return this.log().split('\n');
-  }
-
-  /** Waits (bounded) for a log line matching PATTERN; returns it. */
-  async logged(pattern: RegExp, what: string, timeoutMs = 30_000): Promise<string> {
-    let found: string | undefined;
-    await waitUntil(
-      () => {
-        if (this.proc.child.exitCode !== null) throw new Error(`ckpt-daemon exited (${this.proc.child.exitCode}) while waiting for ${what}\n${this.tail()}`);
-        found = this.lines().find((line) => pattern.test(line));
-        return found !== undefined;
-      },
-      `${what} in the daemon's log\n${this.tail()}`,
-      timeoutMs,
-    );
-    return found as string;
-  }
-
+/** The real daemon, read as the adversarial suite needs: its verdict on each request. */
+export class SecurityDaemon extends RealDaemon {
   /**
    * The daemon's verdict on a request of job JOBID: the first one of KIND (dump or restore) whose
    * line holds MATCH (e.g. "PID 123 "), if given.
@@ -93,7 +43,7 @@ export class SecurityDaemon {
     const kind = options.kind ?? '(?:dump|restore)';
     const head = `job ${escape(jobId)}: (?:refused )?${kind} of ${options.match ? `[^\n]*${escape(options.match)}` : ''}`;
     const pattern = new RegExp(`${head}.* (?:done in|failed after|for \\S+ \\(uid \\d+\\):)`);
-    const line = await this.logged(pattern, `the verdict on job ${jobId}`, options.timeoutMs);
+    const line = (await this.logged(pattern, `the verdict on job ${jobId}`, options.timeoutMs)).input as string;
     const refused = /: refused (?:dump|restore) of .*? for \S+ \(uid \d+\): (.*)$/.exec(line);
     if (refused) return { outcome: 'refused', reason: refused[1], line };
     const failed = / failed after [\d.]+ s: (.*)$/.exec(line);
@@ -103,23 +53,9 @@ export class SecurityDaemon {
 
   /** The daemon's refusal of the spool entry NAME, before any request was made of it. */
   async spoolRefusal(name: string, timeoutMs = 30_000): Promise<Verdict> {
-    const line = await this.logged(new RegExp(`warn: refused ${escape(name)}(?: from uid \\d+)?: `), `the refusal of ${name}`, timeoutMs);
+    const line = (await this.logged(new RegExp(`warn: refused ${escape(name)}(?: from uid \\d+)?: `), `the refusal of ${name}`, timeoutMs)).input as string;
     return { outcome: 'refused', reason: line.slice(line.indexOf(': ', line.indexOf(`refused ${name}`)) + 2), line };
   }
 
-  tail(lines = 30): string {
-    return this.lines().slice(-lines).join('\n');
-  }
 
-  /** SIGTERM, then (bounded) the exit code; SIGKILL if it does not stop. */
-  async stop(): Promise<number | null> {
-    if (this.proc.child.exitCode !== null) return this.proc.child.exitCode;
-    this.proc.child.kill('SIGTERM');
-    try {
-      return await this.proc.exitCode(30_000);
-    } catch (error) {
-      this.proc.child.kill('SIGKILL');
-      throw error;
-    }
-  }
 }
