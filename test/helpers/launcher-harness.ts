@@ -99,11 +99,12 @@ export function counted(output: string): number[] {
 }
 
 /** `ckpt-run simulate ARGS` in `workdir`, with a JSON summary written to `<workdir>/summary.json`. */
-export function runSimulate(workdir: string, args: string[]): Proc {
+export function runSimulate(workdir: string, args: string[], as: { uid?: number; gid?: number } = {}): Proc {
   const child = spawn(process.execPath, [CKPT_RUN, 'simulate', '--json', join(workdir, 'summary.json'), ...args], {
     cwd: workdir,
     env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...as,
   });
   return new Proc(child);
 }

@@ -1,8 +1,10 @@
 /** `ckpt-run simulate` with the restart engine: runs anywhere, no root, no CRIU. */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { counted, COUNTER, makeSandbox, ROOT, runSimulate } from '../helpers/launcher-harness.js';
+import { ensureTestUser } from '../helpers/test-user.js';
 
 const RESUMABLE = join(ROOT, 'examples/resumable-counter.sh');
 const summaryOf = (workdir: string) => JSON.parse(readFileSync(join(workdir, 'summary.json'), 'utf8'));
@@ -41,6 +43,27 @@ describe('ckpt-run simulate --engine restart', () => {
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(1);
     expect(summary.cycles[0]).toMatchObject({ finished: true, exitCode: 3, endedBy: 'program exited (code 3)' });
+  });
+
+  it('as an ordinary user, the default engine falls back to restart with a loud notice', async () => {
+    const sandbox = makeSandbox('ckpt-sim-');
+    // As root, play the ordinary user; as anyone else, be it.
+    const user = process.geteuid?.() === 0 ? ensureTestUser() : undefined;
+    if (user) execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, sandbox.dir]);
+    const sim = runSimulate(sandbox.workdir, ['--every', '1', '--', COUNTER, '3', '0.01', '0'], user ?? {});
+    expect(await sim.exitCode(30_000)).toBe(0);
+    expect(sim.stderr).toMatch(/NOTICE: real CRIU is not usable \(CRIU restores only as root and you are not root\)\. This is a SIMULATION with the restart engine/);
+    expect(summaryOf(sandbox.workdir).engine).toBe('restart');
+  });
+
+  it('asking for the criu engine where it cannot work is a clear usage error', async () => {
+    const sandbox = makeSandbox('ckpt-sim-');
+    const user = process.geteuid?.() === 0 ? ensureTestUser() : undefined;
+    if (user) execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, sandbox.dir]);
+    const sim = runSimulate(sandbox.workdir, ['--engine', 'criu', '--', COUNTER, '3'], user ?? {});
+    expect(await sim.exitCode()).toBe(2);
+    expect(sim.stderr).toMatch(/the criu engine cannot work here: CRIU restores only as root/);
+    expect(sim.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('rejects contradictory schedules with a usage error', async () => {
