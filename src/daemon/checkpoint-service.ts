@@ -112,7 +112,7 @@ export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, 
   let imageBytes: number;
   try {
     await engine.dump({ pid, imagesDir: images.path(), requester });
-    publishFile(images, SIGNATURE_FILE, signImages(images, imageKey), requester);
+    publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
     imageBytes = handOver(images, requester);
   } catch (error) {
     discardImages(run, name, images);

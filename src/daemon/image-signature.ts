@@ -73,14 +73,16 @@ function openPlain(path: string, what: string): number {
 }
 
 /**
- * The MAC over the images in DIR: for each signed name (in byte order), "NAME\0DIGEST\0", where
+ * The MAC over the images in DIR made for the user OWNER (a uid: images are signed for the
+ * requester of the dump, so that one user's images handed to another are refused before criu
+ * acts on them as root): then, for each signed name (in byte order), "NAME\0DIGEST\0", where
  * DIGEST is the SHA-256 of the content (or "-" for memory pages). Names hold no NUL, so the
  * encoding is unambiguous. COPYTO, if given, receives a copy of every signed file, and a symlink
  * to the original for each pages file: the MAC is then over exactly what was copied.
  */
-function imagesMac(dir: PinnedDir, key: Buffer, copyTo?: string): Buffer {
+function imagesMac(dir: PinnedDir, key: Buffer, owner: number, copyTo?: string): Buffer {
   const names = readdirSync(dir.path()).filter((name) => !UNSIGNED.has(name)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  const mac: Hmac = createHmac('sha256', key).update(`${SIGNATURE_HEADER}\0`);
+  const mac: Hmac = createHmac('sha256', key).update(`${SIGNATURE_HEADER}\0uid ${owner}\0`);
   for (const name of names) {
     mac.update(`${name}\0`);
     if (isMemoryPages(name)) {
@@ -105,9 +107,9 @@ function imagesMac(dir: PinnedDir, key: Buffer, copyTo?: string): Buffer {
   return mac.digest();
 }
 
-/** The content of the signature file for the images in DIR (just dumped, still the daemon's alone). */
-export function signImages(dir: PinnedDir, key: Buffer): string {
-  return `${SIGNATURE_HEADER} ${imagesMac(dir, key).toString('hex')}\n`;
+/** The content of the signature file for the images in DIR (just dumped, still the daemon's alone), for uid OWNER. */
+export function signImages(dir: PinnedDir, key: Buffer, owner: number): string {
+  return `${SIGNATURE_HEADER} ${imagesMac(dir, key, owner).toString('hex')}\n`;
 }
 
 function readSignature(dir: PinnedDir): Buffer {
@@ -135,18 +137,18 @@ function readSignature(dir: PinnedDir): Buffer {
  * their signature over the copy; throws a Refusal when it is missing or does not match. criu
  * then restores from STAGING.
  */
-export function stageSignedImages(dir: PinnedDir, key: Buffer, staging: string): void {
+export function stageSignedImages(dir: PinnedDir, key: Buffer, owner: number, staging: string): void {
   const expected = readSignature(dir);
-  const actual = imagesMac(dir, key, staging);
+  const actual = imagesMac(dir, key, owner, staging);
   if (!timingSafeEqual(expected, actual)) {
-    throw new Refusal(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images (a file was changed, added, removed or renamed, or another key signed them)`);
+    throw new Refusal(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images (a file was changed, added, removed or renamed, they were made for another user, or another key signed them)`);
   }
 }
 
 /** Checks the signature of the images in DIR in place (no copy): for tests and tools. */
-export function verifyImages(dir: PinnedDir, key: Buffer): void {
+export function verifyImages(dir: PinnedDir, key: Buffer, owner: number): void {
   const expected = readSignature(dir);
-  if (!timingSafeEqual(expected, imagesMac(dir, key))) {
+  if (!timingSafeEqual(expected, imagesMac(dir, key, owner))) {
     throw new Refusal(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images`);
   }
 }

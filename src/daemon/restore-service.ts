@@ -95,7 +95,7 @@ export async function serveResume(
     try {
       const staged = join(scratchDir, 'images');
       mkdirSync(staged, { mode: 0o700 });
-      stageSignedImages(images, imageKey, staged); // throws before criu runs
+      stageSignedImages(images, imageKey, requester.uid, staged); // throws before criu runs
       pid = await engine.restore({ imagesDir: staged, scratchDir, requester, jobCgroups: cgroups });
       restored = readOrUndefined(join(scratchDir, RESTORED_CGROUPS_FILE));
     } finally {

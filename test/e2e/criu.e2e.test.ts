@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEARTBEAT_FILE, parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../../src/protocol/spool-request.js';
 import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
+import { signAsTheDaemon } from '../helpers/daemon-harness.js';
 import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { criuProbe, IN_CI, realPartAvailable, type Probe } from '../helpers/real-parts.js';
 import { ensureTestUser } from '../helpers/test-user.js';
@@ -64,6 +65,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
   let daemonLogPath: string;
   let criu: string | undefined;
   const daemonLog = (): string => readFileSync(daemonLogPath, 'utf8');
+  const imageKeyPath = (): string => join(sandbox.dir, 'image-key', 'image.key');
 
   beforeAll(async () => {
     execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
@@ -73,8 +75,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     daemonLogPath = join(sandbox.dir, 'daemon.log');
     criu = criuForUsers();
     // The image key in a private folder of the sandbox's (the daemon creates it): never /etc.
-    const imageKey = join(sandbox.dir, 'image-key', 'image.key');
-    const daemonArgs = [CKPT_DAEMON, '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu', '--image-key', imageKey];
+    const daemonArgs = [CKPT_DAEMON, '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu', '--image-key', imageKeyPath()];
     daemon = new Proc(spawn(process.execPath, daemonArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
     await waitUntil(() => existsSync(join(sandbox.spool, HEARTBEAT_FILE)), `the daemon's heartbeat\n${daemon.stderr}`);
   });
@@ -296,6 +297,9 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     await waitUntil(() => existsSync(join(rootDir, 'checkpoint_ok')), "root's dump");
     await victimGone; // reaped: its PID is free for the restore
     cpSync(join(rootDir, 'checkpoint'), join(userDir, 'checkpoint'), { recursive: true });
+    // Signed for root, they would be refused before criu runs; re-signed for the user with the
+    // daemon's key (as if it had leaked), they reach the check of the restored processes.
+    signAsTheDaemon(join(userDir, 'checkpoint'), user.uid, readFileSync(imageKeyPath()));
     execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, join(userDir, 'checkpoint')]);
 
     requestAs(sandbox.spool, { kind: 'resume', jobId: 'sec-3', dir: userDir }, user);

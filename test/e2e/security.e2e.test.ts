@@ -87,6 +87,8 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
     const code = "const fs = require('fs'); const d = process.argv[1] + '/checkpoint.old'; fs.mkdirSync(d); for (let i = 0; i < 20000; i++) fs.writeFileSync(d + '/pages-' + i + '.img', '');";
     asUser(attacker, [process.execPath, '-e', code, dir]);
   };
+  /** The daemon's image key, in a folder of root's in the suite's sandbox (never /etc). */
+  const imageKeyPath = (): string => join(box.rootDir, 'image-key', 'image.key');
   /** Root dumps ARGV (started by root, possibly through setpriv) into a folder of root's; returns the dumped PID. */
   const rootImages = async (name: string, argv: string[], comm: string, beforeDump?: (pid: number) => void): Promise<{ pid: number; run: string }> => {
     const run = join(box.rootDir, name);
@@ -111,7 +113,7 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
       spool: box.spool,
       logPath: join(box.base, 'daemon.log'),
       criu: criuForUsers() as string,
-      imageKey: join(box.rootDir, 'image-key', 'image.key'),
+      imageKey: imageKeyPath(),
     });
     victimRun = userFolder(victim, join(box.home(victim), 'run'));
     shAsUser(victim, 'echo "a week of results" > "$1/results.dat"', victimRun);
@@ -299,12 +301,28 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
 
   // --- images -------------------------------------------------------------------------------
 
+  it("refuses root's real images handed to the user as they are (signed for root): refused before criu runs", async () => {
+    const marker = join(box.rootDir, 'marker-asis');
+    const { pid, run } = await rootImages('sec-img-asis', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > "$1"; done', 'sh', marker], 'sh');
+    const marker0 = fileState(marker);
+    const dir = attackerFolder('run-img-asis');
+    handImagesTo(attacker, run, dir);
+    attack('sec-img-asis-resume.resume', `${dir}\n`);
+    const verdict = await daemon.verdict('sec-img-asis-resume');
+    expect(verdict.outcome, verdict.line).not.toBe('done');
+    expect(verdict.reason).toMatch(/^images not made by this cluster's ckpt-daemon, or changed since: the signature .* does not match the images \(.*made for another user/);
+    expect(isGone(pid)).toBe(true);
+    expect(fileState(marker)).toBe(marker0);
+    expect(existsSync(join(dir, 'checkpoint', 'pidfile'))).toBe(false);
+    report("resume of root's real images handed to the user as they are (signed for root)", refused(verdict, 'criu never ran, the process never came back'));
+  });
+
   it('refuses to restore images whose credentials say uid 0 (root\'s real images): the tree is killed before it runs', async () => {
     const marker = join(box.rootDir, 'marker');
     const { pid, run } = await rootImages('sec-img-uid0', ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > "$1"; done', 'sh', marker], 'sh');
     const marker0 = fileState(marker);
     const dir = attackerFolder('run-img-uid0');
-    handImagesTo(attacker, run, dir);
+    handImagesTo(attacker, run, dir, imageKeyPath());
     attack('sec-img-uid0-resume.resume', `${dir}\n`);
     const verdict = await daemon.verdict('sec-img-uid0-resume');
     expect(verdict.outcome, verdict.line).toBe('failed');
@@ -348,7 +366,7 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
     it(`refuses to restore images whose process has ${what}`, async () => {
       const { pid, run } = await rootImages(`sec-img-${name}`, argv(attacker), 'sleep');
       const dir = attackerFolder(`run-img-${name}`);
-      handImagesTo(attacker, run, dir);
+      handImagesTo(attacker, run, dir, imageKeyPath());
       attack(`sec-img-${name}-resume.resume`, `${dir}\n`);
       const verdict = await daemon.verdict(`sec-img-${name}-resume`);
       expect(verdict.outcome, verdict.line).toBe('failed');
@@ -367,7 +385,7 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
     );
     await waitUntil(() => cgroupProcs(cpuset).length === 0, 'the dumped process to leave the cpuset');
     const dir = attackerFolder('run-img-cgroup');
-    handImagesTo(attacker, run, dir);
+    handImagesTo(attacker, run, dir, imageKeyPath());
     attack('sec-img-cgroup-resume.resume', `${dir}\n`);
     const verdict = await daemon.verdict('sec-img-cgroup-resume');
     expect(verdict.outcome, verdict.line).toBe('failed');
@@ -428,7 +446,7 @@ describe.runIf(realPartAvailable('the adversarial suite against the root ckpt-da
     const verdict = await daemon.verdict('sec-forge-resume');
     expect(verdict.outcome, verdict.line).toBe('refused');
     expect(verdict.reason).toBe(
-      "images not made by this cluster's ckpt-daemon, or changed since: the signature in checkpoint/ckpt-daemon.sig does not match the images (a file was changed, added, removed or renamed, or another key signed them)",
+      "images not made by this cluster's ckpt-daemon, or changed since: the signature in checkpoint/ckpt-daemon.sig does not match the images (a file was changed, added, removed or renamed, they were made for another user, or another key signed them)",
     );
     expect(await daemonReport(dir, 'restore_failed')).toBe(verdict.reason);
     expect(parseDaemonReport(readFileSync(join(dir, 'restore_failed'), 'utf8'))?.retryable).toBe(false);

@@ -25,11 +25,11 @@ export interface TestDaemon {
 /** The image key of every in-process test daemon: a daemon started again restores what an earlier one dumped. */
 export const TEST_IMAGE_KEY = randomBytes(IMAGE_KEY_BYTES);
 
-/** Signs the images in DIR as a test daemon would have after its dump. */
-export function signAsTheDaemon(dir: string, imageKey: Buffer = TEST_IMAGE_KEY): void {
+/** Signs the images in DIR for uid OWNER as a test daemon would have after its dump. */
+export function signAsTheDaemon(dir: string, owner: number, imageKey: Buffer = TEST_IMAGE_KEY): void {
   const images = PinnedDir.open(dir);
   try {
-    writeFileSync(join(dir, SIGNATURE_FILE), signImages(images, imageKey));
+    writeFileSync(join(dir, SIGNATURE_FILE), signImages(images, imageKey, owner));
   } finally {
     images.close();
   }

@@ -11,6 +11,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { signAsTheDaemon } from './daemon-harness.js';
 import { waitUntil } from './daemon-fixtures.js';
 import { shAsUser, spawnAsUser, type SuiteUser } from './security-users.js';
 
@@ -185,7 +186,11 @@ export function removeCpusets(): string[] {
 }
 
 /** Root's images of a run, handed to USER as theirs: copied into DIR/checkpoint and given to USER. */
-export function handImagesTo(user: SuiteUser, rootRun: string, dir: string): void {
+export function handImagesTo(user: SuiteUser, rootRun: string, dir: string, resignWith?: string): void {
   execFileSync('cp', ['-a', join(rootRun, 'checkpoint'), join(dir, 'checkpoint')]);
+  // The daemon signed root's images for root: as they are, they are refused before criu runs.
+  // Re-signed for the user with the daemon's key (as if the key had leaked), they reach the
+  // next line of defence, the check of the restored processes before they run.
+  if (resignWith) signAsTheDaemon(join(dir, 'checkpoint'), user.uid, readFileSync(resignWith));
   execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, join(dir, 'checkpoint')]);
 }

@@ -37,6 +37,9 @@ const pin = (path: string): PinnedDir => {
 };
 
 /** A folder shaped like criu's images, signed with KEY. */
+/** The uid the images are signed for (the requester of the dump). */
+const OWNER = 1000;
+
 function signedImages(): string {
   const dir = join(tempDir(), 'checkpoint');
   mkdirSync(dir);
@@ -45,13 +48,13 @@ function signedImages(): string {
   writeFileSync(join(dir, 'pagemap-1.img'), 'pagemap');
   writeFileSync(join(dir, 'pages-1.img'), 'the memory of the program');
   writeFileSync(join(dir, 'dump.log'), 'criu said\n');
-  writeFileSync(join(dir, SIGNATURE_FILE), signImages(pin(dir), KEY));
+  writeFileSync(join(dir, SIGNATURE_FILE), signImages(pin(dir), KEY, OWNER));
   return dir;
 }
 
-const verdict = (dir: string, key = KEY): string => {
+const verdict = (dir: string, key = KEY, owner = OWNER): string => {
   try {
-    verifyImages(pin(dir), key);
+    verifyImages(pin(dir), key, owner);
     return 'valid';
   } catch (error) {
     return (error as Error).message;
@@ -124,11 +127,18 @@ describe('image signatures', () => {
     expect(verdict(linked)).toMatch(new RegExp(`^${IMAGES_REFUSED}: cannot open checkpoint/${SIGNATURE_FILE} \\(ELOOP\\)`));
   });
 
+  it("refuses images signed for another user: one user's images handed to another never reach criu", () => {
+    const dir = signedImages();
+    expect(verdict(dir, KEY, OWNER)).toBe('valid');
+    expect(verdict(dir, KEY, OWNER + 1)).toMatch(new RegExp(`^${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match`));
+    expect(verdict(dir, KEY, 0)).toMatch(new RegExp(`^${IMAGES_REFUSED}: `));
+  });
+
   it('stages a private copy for criu: signed files copied, pages linked to the pinned originals', () => {
     const dir = signedImages();
     const images = pin(dir);
     const staging = tempDir();
-    stageSignedImages(images, KEY, staging);
+    stageSignedImages(images, KEY, OWNER, staging);
     expect(readdirSync(staging).sort()).toEqual(['core-1.img', 'dump.log', 'files.img', 'pagemap-1.img', 'pages-1.img']);
     expect(readlinkSync(join(staging, 'pages-1.img'))).toBe(images.path('pages-1.img'));
     expect(lstatSync(join(staging, 'files.img')).isFile()).toBe(true);
@@ -139,7 +149,7 @@ describe('image signatures', () => {
 
     const changed = signedImages();
     writeFileSync(join(changed, 'files.img'), 'O_TRUNC /etc/passwd');
-    expect(() => stageSignedImages(pin(changed), KEY, tempDir())).toThrow(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match`);
+    expect(() => stageSignedImages(pin(changed), KEY, OWNER, tempDir())).toThrow(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match`);
   });
 });
 
@@ -218,7 +228,7 @@ describe('ckpt-daemon and signed images', () => {
     daemon.request({ kind: 'resume', jobId: 'changed', dir });
     const changed = await daemon.event('restore', 'changed');
     expect(changed).toMatchObject({ ok: false });
-    expect(changed.reason).toBe(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images (a file was changed, added, removed or renamed, or another key signed them)`);
+    expect(changed.reason).toBe(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images (a file was changed, added, removed or renamed, they were made for another user, or another key signed them)`);
     expect(parseDaemonReport(readFileSync(join(dir, 'restore_failed'), 'utf8'))).toEqual({ reason: changed.reason, retryable: false, log: undefined });
     expect(await daemon.logged(/refused restore of .* images not made by this cluster's ckpt-daemon/)).toBeTruthy();
     expect(engine.restores).toBe(0);

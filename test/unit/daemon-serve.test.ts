@@ -149,7 +149,7 @@ describe('ckpt-daemon around a failing or slow engine', () => {
     const dir = runDir(base);
     mkdirSync(join(dir, 'checkpoint'));
     writeFileSync(join(dir, 'checkpoint', 'core-1.img'), 'previous');
-    signAsTheDaemon(join(dir, 'checkpoint')); // a checkpoint the daemon made: its restore reaches the engine
+    signAsTheDaemon(join(dir, 'checkpoint'), process.getuid?.() ?? 0); // a checkpoint the daemon made: its restore reaches the engine
     writeFileSync(join(dir, 'checkpoint_ok'), '');
     const before = identity(join(dir, 'checkpoint_ok'));
     const engine = new ScriptedEngine(new EngineError('The root process 1 is not a session leader', false, 'Error (criu/pstree.c:300): ...'));
