@@ -9,7 +9,7 @@ import type { SignalSchedule } from '../simulate/schedule.js';
 import { describeSchedule } from '../simulate/schedule.js';
 import { simulate } from '../simulate/simulate.js';
 import { formatSummary } from '../simulate/summary.js';
-import type { Logger } from '../log/logger.js';
+import { createLogger } from '../log/logger.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { secondsOption, wholeNumberOption } from './run-cli.js';
 
@@ -66,17 +66,6 @@ function positive(value: string): number {
   return seconds;
 }
 
-/** The embedded daemon's lines go to stderr like the jobs' own: only problems, unless -v. */
-function daemonLogger(verbose: boolean): Logger {
-  return {
-    log(level, message) {
-      if (verbose || level === 'warn' || level === 'error') {
-        process.stderr.write(`ckpt-daemon: ${new Date().toISOString()} ${level === 'info' ? '' : `${level}: `}${message}\n`);
-      }
-    },
-  };
-}
-
 export function simulateCommand(): Command {
   return new Command('simulate')
     .description('try a job locally: simulated checkpoint signals, an embedded daemon, resubmission on exit 99')
@@ -116,7 +105,7 @@ export function simulateCommand(): Command {
         engine: choice.engine.name,
         launcherArgs,
         startDaemon: async (spoolDir, onEvent) => {
-          const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: daemonLogger(options.verbose === true), imageKey, onEvent });
+          const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: createLogger('ckpt-daemon', options.verbose ? 'debug' : 'warn'), imageKey, onEvent });
           return () => daemon.stop();
         },
       });

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync, statSync, watch, type FSWatcher } fro
 import { CliError, ExitCode } from '../cli/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
-import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, parseDaemonReport } from '../protocol/daemon-report.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import { OutputRelay } from '../proc/output-relay.js';
 import { childrenOf, ProcessHandle } from '../proc/process-liveness.js';
@@ -136,17 +136,28 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     }, 20);
   }
 
+  /** The program's exit status, once the shim has published it whole. */
+  function readExitStatus(): number | undefined {
+    const text = readIfPresent(paths.exitStatus);
+    return text !== undefined && /^\d+\n$/.test(text) ? Number(text) : undefined;
+  }
+
+  /** The daemon's report in PATH (dump_failed, restore_failed), once written whole. */
+  function readReport(path: string): DaemonReport | undefined {
+    const text = readIfPresent(path);
+    return text === undefined ? undefined : parseDaemonReport(text);
+  }
+
   /** Looks at every file that can move the run forward; the watchers and the poll call it. */
   function inspect(): void {
     if (machine.phase === 'exiting') return;
-    const exitStatus = readIfPresent(paths.exitStatus);
-    if (exitStatus !== undefined && /^\d+\n$/.test(exitStatus)) {
-      dispatch({ type: 'programExited', exitCode: Number(exitStatus) });
+    const exitCode = readExitStatus();
+    if (exitCode !== undefined) {
+      dispatch({ type: 'programExited', exitCode });
       return;
     }
     if (machine.phase === 'resuming') {
-      const report = readIfPresent(paths.restoreFailed);
-      const parsed = report === undefined ? undefined : parseDaemonReport(report);
+      const parsed = readReport(paths.restoreFailed);
       if (parsed) {
         dispatch({ type: 'restoreFailed', reason: parsed.reason, retryable: parsed.retryable });
         return;
@@ -157,17 +168,15 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       return;
     }
     if (machine.requestOutstanding) {
-      const report = readIfPresent(paths.dumpFailed);
-      const parsed = report === undefined ? undefined : parseDaemonReport(report);
+      const parsed = readReport(paths.dumpFailed);
       if (parsed) dispatch({ type: 'dumpFailed', reason: parsed.reason });
       const identity = fileIdentity(paths.checkpointOk);
       if (identity !== undefined && identity !== checkpointOkBefore) dispatch({ type: 'checkpointOk' });
     }
     if (program && !program.isAlive()) {
       // The shim may have written the status just before going away.
-      const status = readIfPresent(paths.exitStatus);
-      if (status !== undefined && /^\d+\n$/.test(status)) dispatch({ type: 'programExited', exitCode: Number(status) });
-      else dispatch({ type: 'programGone' });
+      const status = readExitStatus();
+      dispatch(status === undefined ? { type: 'programGone' } : { type: 'programExited', exitCode: status });
     }
   }
 
