@@ -1,11 +1,7 @@
 /** `ckpt-run simulate` on real CRIU (root): the demo path a new user runs first. */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { counted, COUNTER, makeSandbox, runSimulate } from '../helpers/launcher-harness.js';
+import { counted, COUNTER, makeSandbox, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
-
-const summaryOf = (workdir: string) => JSON.parse(readFileSync(join(workdir, 'summary.json'), 'utf8'));
 
 describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run simulate --engine criu', () => {
   it('K real checkpoints then completion: every line once, state kept, the exit code', async () => {

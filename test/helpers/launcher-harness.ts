@@ -1,6 +1,6 @@
 /** Runs bin/ckpt-run (and the fake daemon) as real processes, for the integration tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -96,6 +96,11 @@ export function counted(output: string): number[] {
     .split('\n')
     .filter((line) => /^\d+$/.test(line))
     .map(Number);
+}
+
+/** The JSON summary that runSimulate asked for. */
+export function summaryOf(workdir: string) {
+  return JSON.parse(readFileSync(join(workdir, 'summary.json'), 'utf8'));
 }
 
 /** `ckpt-run simulate ARGS` in `workdir`, with a JSON summary written to `<workdir>/summary.json`. */

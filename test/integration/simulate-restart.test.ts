@@ -1,14 +1,11 @@
 /** `ckpt-run simulate` with the restart engine: runs anywhere, no root, no CRIU. */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { counted, COUNTER, makeSandbox, ROOT, runSimulate } from '../helpers/launcher-harness.js';
+import { counted, COUNTER, makeSandbox, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
 import { ensureTestUser } from '../helpers/test-user.js';
 
 const RESUMABLE = join(ROOT, 'examples/resumable-counter.sh');
-const summaryOf = (workdir: string) => JSON.parse(readFileSync(join(workdir, 'summary.json'), 'utf8'));
-
 describe('ckpt-run simulate --engine restart', () => {
   it('K cycles then completion: a self-checkpointing program finishes with its exit code', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
