@@ -65,6 +65,15 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
   let daemonLogPath: string;
   let criu: string | undefined;
   const daemonLog = (): string => readFileSync(daemonLogPath, 'utf8');
+  /** What a timed-out wait for the daemon shows: its log then, and what every criu was doing. */
+  const daemonState = (what: string) => (): string => {
+    const criuProcesses = execFileSync('ps', ['-eo', 'pid,ppid,stat,etimes,wchan:32,args'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line, index) => index === 0 || /criu/.test(line));
+    return `${what}\n--- daemon log ---\n${daemonLog()}--- criu processes ---\n${criuProcesses.join('\n')}`;
+  };
+  /** A real CRIU step of a small tree: well under a second here, but never a timing test. */
+  const CRIU_STEP_MS = 60_000;
   const imageKeyPath = (): string => join(sandbox.dir, 'image-key', 'image.key');
 
   beforeAll(async () => {
@@ -75,9 +84,9 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     daemonLogPath = join(sandbox.dir, 'daemon.log');
     criu = criuForUsers();
     // The image key in a private folder of the sandbox's (the daemon creates it): never /etc.
-    const daemonArgs = [CKPT_DAEMON, '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu', '--image-key', imageKeyPath()];
+    const daemonArgs = [CKPT_DAEMON, '--verbose', '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu', '--image-key', imageKeyPath()];
     daemon = new Proc(spawn(process.execPath, daemonArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    await waitUntil(() => existsSync(join(sandbox.spool, HEARTBEAT_FILE)), `the daemon's heartbeat\n${daemon.stderr}`);
+    await waitUntil(() => existsSync(join(sandbox.spool, HEARTBEAT_FILE)), () => `the daemon's heartbeat\n${daemon.stderr}`);
   });
 
   afterAll(async () => {
@@ -169,12 +178,13 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     const program = spawn('sleep', ['1000'], { stdio: 'ignore' });
     const stopped = new Promise((resolve) => program.once('exit', resolve));
     const pid = program.pid as number;
+    await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', 'the program to run sleep');
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'shell-1', pid, dir }, { uid: 0, gid: 0 });
-    await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), `the dump\n${daemonLog()}`);
+    await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), daemonState('the dump'), CRIU_STEP_MS);
     await stopped;
     expect(readdirSync(join(dir, 'checkpoint'))).toContain('ckpt-daemon-shell-job');
     requestAs(sandbox.spool, { kind: 'resume', jobId: 'shell-2', dir }, { uid: 0, gid: 0 });
-    await waitUntil(() => existsSync(join(dir, 'checkpoint', 'pidfile')), `the restore\n${daemonLog()}`);
+    await waitUntil(() => existsSync(join(dir, 'checkpoint', 'pidfile')), daemonState('the restore'), CRIU_STEP_MS);
     const restored = Number(readFileSync(join(dir, 'checkpoint', 'pidfile'), 'utf8'));
     try {
       expect(restored).toBe(pid);
@@ -211,12 +221,12 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     try {
       for (const controller of controllers) writeFileSync(join(cgroup(controller, dumpedJob), 'cgroup.procs'), `${pid}\n`);
       requestAs(sandbox.spool, { kind: 'checkpoint', jobId: dumpedJob, pid, dir }, { uid: 0, gid: 0 });
-      await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), `the dump\n${daemonLog()}`);
+      await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), daemonState('the dump'), CRIU_STEP_MS);
       await stopped;
       removeJobCgroups(dumpedJob); // the job ended
       createJobCgroups(newJob);
       requestAs(sandbox.spool, { kind: 'resume', jobId: newJob, dir }, { uid: 0, gid: 0 });
-      await waitUntil(() => existsSync(join(dir, 'checkpoint', 'pidfile')), `the restore\n${daemonLog()}`);
+      await waitUntil(() => existsSync(join(dir, 'checkpoint', 'pidfile')), daemonState('the restore'), CRIU_STEP_MS);
       restored = Number(readFileSync(join(dir, 'checkpoint', 'pidfile'), 'utf8'));
       const membership = readFileSync(`/proc/${restored}/cgroup`, 'utf8');
       console.log(`real CRIU, job cgroups after the restore:\n${membership.trim()}`);

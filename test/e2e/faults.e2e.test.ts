@@ -126,7 +126,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const from = statSync(log).size;
     const restoredOutput = (): string => readFileSync(log).subarray(from).toString();
     const { job, root } = await resumedJob(sandbox, jobId, argv);
-    await waitUntil(() => numbers(restoredOutput()).length >= 5, `5 lines from the program restored in job ${jobId}\n${job.stderr}`, 30_000);
+    await waitUntil(() => numbers(restoredOutput()).length >= 5, () => `5 lines from the program restored in job ${jobId}\n${job.stderr}`, 30_000);
     whileRunning(root);
     touch(join(sandbox.workdir, STOP_TRIGGER));
     const code = await job.exitCode(60_000);
