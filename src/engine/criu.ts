@@ -6,6 +6,10 @@
  *    leaves a marker file in the images so that the restore knows.
  *  - --tcp-established / --tcp-close: a program with TCP connections can still be dumped; it
  *    finds them closed after the restore, as a program on a new node must.
+ *  - --file-locks: without it criu refuses to dump a tree holding a file lock ("Some file locks
+ *    are hold by dumping tasks"), and HPC programs hold them: HDF5 locks the files it opens,
+ *    SQLite its database. The restored tree holds its locks again; a lock another process took
+ *    meanwhile fails the restore, as it must.
  *  - -v4 -o LOG: the failure reason is taken from the log (criu-log.ts).
  *  - restore -d (detached) with -W in the daemon's private scratch folder, so that criu writes
  *    its log, pidfile and statistics there and never into a folder that the user controls.
@@ -72,7 +76,7 @@ export class CriuEngine implements CheckpointEngine {
   async dump({ pid, imagesDir, requester }: DumpTarget): Promise<void> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
-    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--action-script', PRE_RESUME_CHECK];
+    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
     await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester));
   }
 
@@ -93,7 +97,7 @@ export class CriuEngine implements CheckpointEngine {
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
     const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
-    args.push('--pidfile', pidfile, '--tcp-close', '--action-script', PRE_RESUME_CHECK);
+    args.push('--pidfile', pidfile, '--tcp-close', '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
     await this.run(args, logFile, {
       ...requesterEnv(requester),

@@ -5,7 +5,7 @@
  * a user who tries to get root's process dumped, or crafted root images restored. In CI this
  * suite runs (criu is installed if missing); elsewhere it is skipped loudly without root or criu.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, statSync, writeFileSync,
 } from 'node:fs';
@@ -21,6 +21,7 @@ import { ensureTestUser } from '../helpers/test-user.js';
 
 const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');
 const COUNTER = join(ROOT, 'examples/stateful-counter.mjs');
+const COUNTER_SH = join(ROOT, 'examples/counter.sh');
 
 /** In CI a missing criu is installed, as scripts/test-all.sh does, rather than failing the suite. */
 const criuReady: Probe = () => {
@@ -170,6 +171,30 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     }
     await waitUntil(() => stressTree().length === 0, 'the stress tree to end with its job');
   }, 300_000);
+
+  it('a program holding a file lock (as HDF5 and SQLite hold theirs): dumped, restored holding it again, every line once', async () => {
+    const lockFile = join(sandbox.workdir, 'results.lock');
+    writeFileSync(lockFile, '');
+    /** Whether some process holds the lock: flock -n fails at once then. */
+    const lockHeld = (): boolean => spawnSync('flock', ['-n', lockFile, 'true']).status === 1;
+    const args = ['--run-id', 'locked', '--min-runtime', '0', '--', 'flock', lockFile, COUNTER_SH, '40', '0.05', '5'];
+    const first = runCkpt(sandbox, ['--job-id', 'locked-1', ...args]);
+    await first.waitFor((p) => p.stdout.split('\n').length > 5, '5 lines', 30_000);
+    expect(lockHeld()).toBe(true);
+    first.child.kill('SIGUSR2');
+    expect(await first.exitCode(60_000)).toBe(99);
+    expect(lockHeld()).toBe(false); // the dumped tree is gone, and its lock with it
+
+    const second = runCkpt(sandbox, ['--job-id', 'locked-2', ...args]);
+    await second.waitFor((p) => /program restored as PID \d+/.test(p.stderr), 'the restore', 60_000);
+    const heldAfterRestore = lockHeld();
+    const exitCode = await second.exitCode(60_000);
+    const numbers = (first.stdout + second.stdout).trim().split('\n').map(Number);
+    console.log(`real CRIU, file lock: held before the dump=true, after the restore=${heldAfterRestore}; lines=${numbers.length} exit code=${exitCode}`);
+    expect(heldAfterRestore).toBe(true);
+    expect(numbers).toEqual(Array.from({ length: 40 }, (_, k) => k + 1));
+    expect(exitCode).toBe(5);
+  }, 180_000);
 
   it("dumps and restores a program that does not lead its session (a job script's `prog &`), with --shell-job", async () => {
     const dir = join(sandbox.dir, 'shell-job');
