@@ -4,6 +4,7 @@ import { constants } from 'node:os';
 import { runLauncher, type LaunchSettings } from '../launcher/driver.js';
 import { holdSignal } from '../launcher/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
+import { rollBackOutput } from '../launcher/output-rollback.js';
 import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger, type LogLevel } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
@@ -126,6 +127,8 @@ export function launch(
   const fsWarning = scheduler.name === 'none' ? undefined : localFilesystemWarning(workdir);
   if (fsWarning) logger.log('warn', fsWarning);
   logger.log('info', `job ${jobId}, run ${runId}: ${run.reason}`);
+  const rollback = run.mode === 'resume' ? rollBackOutput(run.paths, run.state) : undefined;
+  if (rollback) logger.log('warn', rollback);
 
   const settings: LaunchSettings = {
     argv,

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, rmSync, statSync, watch, type FSWatcher } fro
 import { CliError, ExitCode } from '../cli/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
+import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import { OutputRelay } from '../proc/output-relay.js';
@@ -56,16 +57,6 @@ function commandLine(pid: number): string | undefined {
   return readIfPresent(`/proc/${pid}/cmdline`);
 }
 
-/** Identity of checkpoint_ok: every new dump replaces the file, so a change means a new dump. */
-function fileIdentity(path: string): string | undefined {
-  try {
-    const stats = statSync(path, { bigint: true });
-    return `${stats.ino}:${stats.mtimeNs}`;
-  } catch {
-    return undefined;
-  }
-}
-
 export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise<number> {
   const { logger, spoolDir, jobId } = settings;
   const { paths, state: runState } = run;
@@ -97,6 +88,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     finish = resolve;
   });
 
+  const checkpointAtStart = checkpointIdentity(paths.checkpointOk);
   runState.status = 'running';
   runState.history.push({ jobId, startedAt: new Date(startedAt).toISOString(), mode: run.mode });
   saveRunState(paths.state, runState);
@@ -170,7 +162,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     if (machine.requestOutstanding) {
       const parsed = readReport(paths.dumpFailed);
       if (parsed) dispatch({ type: 'dumpFailed', reason: parsed.reason });
-      const identity = fileIdentity(paths.checkpointOk);
+      const identity = checkpointIdentity(paths.checkpointOk);
       if (identity !== undefined && identity !== checkpointOkBefore) dispatch({ type: 'checkpointOk' });
     }
     if (program && !program.isAlive()) {
@@ -307,7 +299,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
         );
         return;
       case 'requestCheckpoint':
-        checkpointOkBefore = fileIdentity(paths.checkpointOk);
+        checkpointOkBefore = checkpointIdentity(paths.checkpointOk);
         rmSync(paths.dumpFailed, { force: true });
         sendRequest({ kind: 'checkpoint', jobId, pid: action.pid, dir: paths.dir });
         return;
@@ -358,6 +350,10 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       rmSync(requestPath(spoolDir, 'resume', jobId), { force: true });
       rmSync(requestPath(spoolDir, 'checkpoint', jobId), { force: true });
       runState.relayed = { stdout: relays[0].offset, stderr: relays[1].offset };
+      // A dump completed during this job and ended the program: the output files end where the
+      // checkpoint's program left them (a job that resumes it after a kill rolls back to there).
+      const checkpoint = checkpointIdentity(paths.checkpointOk);
+      if (checkpoint !== undefined && checkpoint !== checkpointAtStart) runState.checkpointOutput = { checkpoint, ...runState.relayed };
       // A failure keeps the status that decides the next job: a run with a checkpoint resumes.
       if (outcome === 'checkpointed') runState.status = 'checkpointed';
       if (outcome === 'finished') runState.status = 'finished';

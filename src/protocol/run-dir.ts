@@ -21,6 +21,9 @@ export interface RunDirPaths {
   /** The program's output files, opened O_APPEND by the tree and relayed by ckpt-run. */
   stdoutLog: string;
   stderrLog: string;
+  /** Output that a resume rolled back (launcher/output-rollback.ts), kept rather than lost. */
+  stdoutRolledBack: string;
+  stderrRolledBack: string;
   /** ckpt-run's record of the run (see src/state/run-state.ts). */
   state: string;
 }
@@ -39,6 +42,8 @@ export function runDirPaths(dir: string): RunDirPaths {
     exitStatus: join(dir, 'exit_status'),
     stdoutLog: join(dir, 'stdout.log'),
     stderrLog: join(dir, 'stderr.log'),
+    stdoutRolledBack: join(dir, 'stdout.rolled-back.log'),
+    stderrRolledBack: join(dir, 'stderr.rolled-back.log'),
     state: join(dir, 'state.json'),
   };
 }

@@ -34,6 +34,12 @@ export interface RunState {
   restarts: number;
   /** Bytes of the program's output already relayed to a job's stdout/stderr. */
   relayed: { stdout: number; stderr: number };
+  /**
+   * The sizes of the output files when the checkpoint CHECKPOINT (its checkpoint_ok's identity)
+   * was made: a job that resumes it rolls back what a later job, killed without a new
+   * checkpoint, had appended (launcher/output-rollback.ts).
+   */
+  checkpointOutput?: { checkpoint: string; stdout: number; stderr: number };
   history: JobRecord[];
 }
 
@@ -63,6 +69,11 @@ function isCount(value: unknown): value is number {
   return Number.isInteger(value) && (value as number) >= 0;
 }
 
+function isOutputMark(value: unknown): value is RunState['checkpointOutput'] {
+  const mark = value as Record<string, unknown> | null;
+  return mark !== null && typeof mark === 'object' && typeof mark.checkpoint === 'string' && isCount(mark.stdout) && isCount(mark.stderr);
+}
+
 /** Reads a state file; undefined when there is none, CliError when it is damaged. */
 export function loadRunState(path: string): RunState | undefined {
   let text: string;
@@ -90,6 +101,7 @@ export function loadRunState(path: string): RunState | undefined {
     typeof value.relayed === 'object' &&
     isCount(value.relayed.stdout) &&
     isCount(value.relayed.stderr) &&
+    (value.checkpointOutput === undefined || isOutputMark(value.checkpointOutput)) &&
     Array.isArray(value.history);
   if (!valid) throw corrupt(path, 'fields missing or of the wrong type');
   return value;

@@ -114,16 +114,17 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   /**
    * The last job of a run: resumes it, lets the restored program print a few lines, stops it
    * (fault-stop) and checks its exit code. Returns what the restored program printed, read
-   * from its log (the job's own output also replays what a killed job had not accounted for).
+   * from its log past the checkpoint's end, which is also all that the job printed: a killed
+   * job's output after the checkpoint was rolled back into stdout.rolled-back.log, returned too.
    */
   async function finishRun(
     sandbox: Sandbox & { run: string },
     jobId: string,
     argv: string[],
     whileRunning: (root: number) => void = () => undefined,
-  ): Promise<{ restored: number[]; job: Proc }> {
+  ): Promise<{ restored: number[]; rolledBack: number[]; job: Proc }> {
     const log = join(sandbox.run, 'stdout.log');
-    const from = statSync(log).size;
+    const from = runState(sandbox.run).checkpointOutput?.stdout ?? Number.NaN;
     const restoredOutput = (): string => readFileSync(log).subarray(from).toString();
     const { job, root } = await resumedJob(sandbox, jobId, argv);
     await waitUntil(() => numbers(restoredOutput()).length >= 5, () => `5 lines from the program restored in job ${jobId}\n${job.stderr}`, 30_000);
@@ -134,10 +135,23 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     expect(job.stderr).toMatch(/ballast intact/);
     expect(code).toBe(EXIT);
     expect(runState(sandbox.run)).toMatchObject({ status: 'finished', exitCode: EXIT });
-    return { restored: numbers(restoredOutput()), job };
+    const restored = numbers(restoredOutput());
+    expect(numbers(job.stdout)).toEqual(restored);
+    const rolledBackLog = join(sandbox.run, 'stdout.rolled-back.log');
+    return { restored, rolledBack: existsSync(rolledBackLog) ? numbers(readFileSync(rolledBackLog, 'utf8')) : [], job };
   }
 
   const stillRunning = (job: Proc): boolean => job.child.exitCode === null && job.child.signalCode === null;
+
+  /**
+   * What a job killed after its resume of the checkpoint at line K printed is rolled back, all
+   * of it (and what its program wrote before the kill and the job had not relayed yet).
+   */
+  function expectRolledBack(rolledBack: number[], k: number, killed: Proc): void {
+    expect(rolledBack).toEqual(range(k + 1, k + rolledBack.length));
+    expect(rolledBack.length).toBeGreaterThanOrEqual(numbers(killed.stdout).length);
+    expect(killed.stdout.length).toBeGreaterThan(0);
+  }
 
   it('1a. CRIU refuses the next dump (a deleted open file of 2 MB): the program runs on, no exit 99, the last checkpoint is kept and restored', async () => {
     const sandbox = caseDir('dump-refused');
@@ -165,11 +179,13 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
 
     rmSync(join(sandbox.workdir, GHOST_TRIGGER));
     await killAtWalltime(job, root);
-    const { restored } = await finishRun(sandbox, 'refused-3', argv);
+    const { restored, rolledBack } = await finishRun(sandbox, 'refused-3', argv);
+    expectRolledBack(rolledBack, k, job);
     expect(restored).toEqual(range(k + 1, k + restored.length));
     report(
       `fault: dump refused by CRIU ("${reason}") → program kept running, job not 99, checkpoint intact; ` +
-        `next job restored it: lines 1..${k} then ${k + 1}..${k + restored.length} continuous, exit ${EXIT}`,
+        `next job restored it: lines 1..${k} then ${k + 1}..${k + restored.length} continuous, exit ${EXIT}; ` +
+        `the killed job's ${rolledBack.length} lines past the checkpoint rolled back, not relayed again`,
     );
   }, 120_000);
 
@@ -212,7 +228,8 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
 
     daemon = await startDaemon();
     await killAtWalltime(job, root);
-    const { restored } = await finishRun(sandbox, 'cut-3', argv);
+    const { restored, rolledBack } = await finishRun(sandbox, 'cut-3', argv);
+    expectRolledBack(rolledBack, k, job);
     expect(restored).toEqual(range(k + 1, k + restored.length));
     // The cut-off dump's folder (root's, mode 0700: a user could not delete it) went with the next request.
     const partialName = partial.split('/').pop() as string;
@@ -222,7 +239,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
       `fault: dump cut off (daemon + criu SIGKILLed ${(killedAt / 1000).toFixed(1)} s into a dump of ${firstDump[2]} MB, ` +
         `${Math.round(pagesAtKill / MB)} MB written; a full dump takes ${firstDump[1]} s) → program kept running, job not 99, ` +
         `checkpoint intact; next job restored it (the partial dump removed): lines 1..${k} then ${k + 1}..${k + restored.length} ` +
-        `continuous, exit ${EXIT}`,
+        `continuous, exit ${EXIT}; the killed job's ${rolledBack.length} lines past the checkpoint rolled back, not relayed again`,
     );
   }, 180_000);
 
@@ -295,12 +312,14 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
       expect(runState(sandbox.run).restarts).toBe(1);
 
       await killAtWalltime(job, root);
-      const { restored } = await finishRun(sandbox, 'full-3', argv);
+      const { restored, rolledBack } = await finishRun(sandbox, 'full-3', argv);
+      expectRolledBack(rolledBack, k, job);
       expect(restored).toEqual(range(k + 1, k + restored.length));
       report(
         `fault: disk full during a dump (tmpfs of ${Math.round(size / MB)} MB, checkpoint ${Math.round(images / MB)} MB; "${reason}") → ` +
           `program kept running, job not 99, checkpoint intact, space freed; next job restored it: ` +
-          `lines 1..${k} then ${k + 1}..${k + restored.length} continuous, exit ${EXIT}`,
+          `lines 1..${k} then ${k + 1}..${k + restored.length} continuous, exit ${EXIT}; ` +
+          `the killed job's ${rolledBack.length} lines past the checkpoint rolled back, not relayed again`,
       );
     } finally {
       await killProcessesUnder(sandbox.workdir);
@@ -320,7 +339,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const holder = await occupyPid(dumped);
     try {
       let namespacePids = '';
-      const { restored, job } = await finishRun(sandbox, 'pidns-2', argv, (root) => {
+      const { restored, rolledBack, job } = await finishRun(sandbox, 'pidns-2', argv, (root) => {
         namespacePids = (/^NSpid:\s*(.*)$/m.exec(readFileSync(`/proc/${root}/status`, 'utf8'))?.[1] ?? '').split(/\s+/).join(' ');
       });
       const restoredRoot = Number(/program restored as PID (\d+)/.exec(job.stderr)?.[1]);
@@ -328,6 +347,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
       // The restored root is PID 1 of its own namespace (whose PID 1 and 2 are taken on the node, always).
       expect(namespacePids).toBe(`${restoredRoot} 1`);
       expect(restored).toEqual(range(k + 1, k + restored.length));
+      expect(rolledBack).toEqual([]); // no job was killed
       expect(runState(sandbox.run).restarts).toBe(1);
       report(
         `fault: PID ${dumped} of the dumped root taken on restore (--pid-namespace on) → restored as PID ${restoredRoot} ` +
@@ -364,7 +384,8 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     expect(checkpointIdentity(sandbox.run)).toEqual(checkpoint);
     expect(runState(sandbox.run)).toMatchObject({ status: 'checkpointed', restarts: 2 });
 
-    const { restored, job } = await finishRun(sandbox, 'pid-3', argv);
+    const { restored, rolledBack, job } = await finishRun(sandbox, 'pid-3', argv);
+    expect(rolledBack).toEqual([]); // the job whose restore failed ran nothing
     const restoredRoot = Number(/program restored as PID (\d+)/.exec(job.stderr)?.[1]);
     expect(restoredRoot).toBe(dumped);
     expect(restored).toEqual(range(k + 1, k + restored.length));

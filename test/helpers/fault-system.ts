@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadRunState, type RunState } from '../../src/state/run-state.js';
 import { isGone, waitUntil } from './daemon-fixtures.js';
 import type { Proc } from './launcher-harness.js';
 
@@ -165,15 +166,11 @@ export function checkpointIdentity(runDir: string): string[] {
   ];
 }
 
-export interface RunStateView {
-  status: string;
-  restarts: number;
-  exitCode?: number;
-  history: Array<{ jobId: string; mode: string; outcome?: string; exitCode?: number }>;
-}
-
-export function runState(runDir: string): RunStateView {
-  return JSON.parse(readFileSync(join(runDir, 'state.json'), 'utf8')) as RunStateView;
+/** The run's state.json, read as ckpt-run reads it. */
+export function runState(runDir: string): RunState {
+  const state = loadRunState(join(runDir, 'state.json'));
+  if (!state) throw new Error(`no state.json in ${runDir}`);
+  return state;
 }
 
 /**
