@@ -30,6 +30,8 @@ Files (in the working directory, which must be on a shared filesystem)
     state.json                 run record: status, restarts, output offsets, job history
     checkpoint/ checkpoint_ok  the daemon's images and its "dump complete" mark
     stdout.log stderr.log      the program's output (relayed once to each job's output)
+    *.rolled-back.log          output written after the last checkpoint by a job that was
+                               killed without a new one: the resumed program does it again
     exit_status                the program's exit code, written by the shim at the tree's root
     dump_failed restore_failed ckpt-daemon's reason when a dump or a restore failed
 
