@@ -1,5 +1,7 @@
 /** Shared by both commands: option parsers, and the rule "one line and a distinct code, never a stack trace". */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { CliError, ExitCode } from './exit-codes.js';
 
 export function secondsOption(value: string): number {
@@ -15,8 +17,15 @@ export function wholeNumberOption(value: string): number {
   return Number(value);
 }
 
+/** The package's version, as the one copy installed on the node says it. */
+function packageVersion(): string {
+  const manifest = fileURLToPath(new URL('../../package.json', import.meta.url));
+  return (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
+}
+
 export async function runCli(name: string, args: string[], build: () => Command | Promise<Command>): Promise<void> {
   const program = await build();
+  program.version(packageVersion(), '-V, --version', 'print the version and exit');
   const configure = (command: Command): void => {
     command.exitOverride();
     command.configureOutput({ outputError: (text, write) => write(`${name}: ${text.replace(/^error: /, '')}`) });

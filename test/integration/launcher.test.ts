@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { counted, COUNTER, makeSandbox, runCkpt, startFakeDaemon, type Sandbox } from '../helpers/launcher-harness.js';
+import { counted, COUNTER, makeSandbox, ROOT, runCkpt, startFakeDaemon, type Sandbox } from '../helpers/launcher-harness.js';
 
 const stops: Array<() => void> = [];
 afterEach(() => {
@@ -192,6 +192,19 @@ describe('resume failures', () => {
     job.child.kill('SIGUSR2');
     expect(await job.exitCode()).toBe(0);
     expect(job.stderr).toMatch(/no checkpoint daemon answered.*the program keeps running/);
+  });
+});
+
+describe('--version', () => {
+  it("prints the package's version and exits 0; after `--` it is the program's", async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const sandbox = makeSandbox();
+    const asked = runCkpt(sandbox, ['--version']);
+    expect(await asked.exitCode()).toBe(0);
+    expect(asked.stdout).toBe(`${version}\n`);
+    const passed = runCkpt(sandbox, ['--job-id', '1', '--', 'echo', '--version']);
+    expect(await passed.exitCode()).toBe(0);
+    expect(passed.stdout).toBe('--version\n');
   });
 });
 
