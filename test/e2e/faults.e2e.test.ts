@@ -12,8 +12,9 @@
  *         counted; once the PID is free the next job resumes and the run completes;
  *   3. the resubmission cap (--max-restarts): exit 10, not 99, the checkpoint kept, and a job
  *      with a higher cap resumes it;
+ *   4. SIGTERM to the job while CRIU dumps its program (the other signal cases need no CRIU:
+ *      test/integration/faults.test.ts, with 6, the local-filesystem warning);
  *   5. output continuity over 10 consecutive checkpoint/restore cycles (100 SIGUSR2 per cycle).
- * (4, signals, and 6, the local-filesystem warning, need no CRIU: test/integration/faults.test.ts.)
  * A job killed "at walltime" is SIGKILLed together with its program's tree, as OAR does.
  * In CI this suite runs (a missing part fails it); elsewhere it is skipped loudly.
  */
@@ -143,6 +144,18 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
 
   const stillRunning = (job: Proc): boolean => job.child.exitCode === null && job.child.signalCode === null;
 
+  /** Mid-dump: the daemon's new images folder exists and criu has written 100 MB of pages into it. Returns the folder. */
+  async function dumpUnderWay(run: string): Promise<string> {
+    let partial = '';
+    await waitUntil(() => {
+      const folder = readdirSync(run).find((name) => name.startsWith('checkpoint.new-'));
+      if (!folder) return false;
+      partial = join(run, folder);
+      return readdirSync(partial).some((name) => name.startsWith('pages-') && statSync(join(partial, name)).size >= 100 * MB);
+    }, 'the dump to be under way (100 MB of pages written)', 30_000);
+    return partial;
+  }
+
   /**
    * What a job killed after its resume of the checkpoint at line K printed is rolled back, all
    * of it (and what its program wrote before the kill and the job had not relayed yet).
@@ -200,14 +213,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     await job.waitFor((p) => numbers(p.stdout).length >= 3, 'the restored program to run on', 30_000);
     job.child.kill('SIGUSR2');
     const requested = Date.now();
-    // Mid-dump: the daemon's new images folder exists and criu has written 100 MB of pages into it.
-    let partial = '';
-    await waitUntil(() => {
-      const folder = readdirSync(sandbox.run).find((name) => name.startsWith('checkpoint.new-'));
-      if (!folder) return false;
-      partial = join(sandbox.run, folder);
-      return readdirSync(partial).some((name) => name.startsWith('pages-') && statSync(join(partial, name)).size >= 100 * MB);
-    }, 'the dump to be under way (100 MB of pages written)', 30_000);
+    const partial = await dumpUnderWay(sandbox.run);
     const killedAt = Date.now() - requested;
     const pagesAtKill = folderBytes(partial);
     const criu = await daemon.kill();
@@ -251,10 +257,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const { job, root } = await resumedJob(sandbox, 'recover-2', argv, ['--dump-timeout', '4']);
     await job.waitFor((p) => numbers(p.stdout).length >= 3, 'the restored program to run on', 30_000);
     job.child.kill('SIGUSR2');
-    await waitUntil(() => {
-      const folder = readdirSync(sandbox.run).find((name) => name.startsWith('checkpoint.new-'));
-      return folder !== undefined && readdirSync(join(sandbox.run, folder)).some((name) => name.startsWith('pages-') && statSync(join(sandbox.run, folder, name)).size >= 100 * MB);
-    }, 'the dump to be under way (100 MB of pages written)', 30_000);
+    await dumpUnderWay(sandbox.run);
     await daemon.kill();
     daemon = await startDaemon();
     // Until --dump-timeout the job waits for the dump it asked for; then it takes the next signal.
@@ -427,6 +430,31 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
         `job with --max-restarts 5 resumed it: lines 1..${all.length} each once, exit ${EXIT}`,
     );
   }, 120_000);
+
+  it('4. SIGTERM to the job while CRIU dumps its program (1 GB): the dump completes, exit 99 with the checkpoint, and the next job resumes a program that runs on', async () => {
+    const sandbox = caseDir('sigterm-mid-dump');
+    const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 50, megabytes: 1024, exitCode: EXIT });
+    const job = ckpt(sandbox, 'term-1', argv);
+    await job.waitFor((p) => numbers(p.stdout).length >= 3, '3 lines', 30_000);
+    job.child.kill('SIGUSR2');
+    await dumpUnderWay(sandbox.run);
+    job.child.kill('SIGTERM');
+    expect(await job.exitCode(120_000)).toBe(99);
+    expect(job.stderr).toMatch(/SIGTERM received: passing it to the program/);
+    expect(job.stderr).toMatch(/checkpoint complete, program stopped; exit 99/);
+    const k = numbers(job.stdout).length;
+    expect(numbers(job.stdout)).toEqual(range(1, k));
+
+    // criu saved the tree's pending signals before its memory: a SIGTERM that came after (while
+    // the pages were written) is in no image, and the frozen program never saw it (measured).
+    const { restored, rolledBack } = await finishRun(sandbox, 'term-2', argv);
+    expect(restored).toEqual(range(k + 1, k + restored.length));
+    expect(rolledBack).toEqual([]);
+    report(
+      `fault: SIGTERM to the job during a real dump of 1 GB → passed to the frozen program, the dump completed, exit 99; ` +
+        `next job restored it, the program ran on (the signal not delivered again): lines 1..${k + restored.length} continuous, exit ${EXIT}`,
+    );
+  }, 180_000);
 
   it('5. output continuity over 10 consecutive checkpoint/restore cycles (100 SIGUSR2 each): every line once, in order, memory intact, the exit code', async () => {
     const sandbox = caseDir('continuity');
