@@ -142,6 +142,7 @@ export function launch(
     dumpTimeoutMs: options.dumpTimeout * 1000,
     minRuntimeMs: (options.minRuntime ?? scheduler.minRuntimeSec) * 1000,
     maxRestarts: options.maxRestarts,
+    walltimeEndsAt: scheduler.walltimeEndsAt,
     pidNamespace: options.pidNamespace === 'on' || (options.pidNamespace === 'auto' && process.geteuid?.() === 0),
     daemonCheck: options.daemonCheck,
     daemonGraceMs: options.daemonGrace * 1000,

@@ -29,6 +29,8 @@ export interface LaunchSettings {
   dumpTimeoutMs: number;
   minRuntimeMs: number;
   maxRestarts: number;
+  /** When the scheduler kills the job (epoch ms), where it says. */
+  walltimeEndsAt?: number;
   pidNamespace: boolean;
   /** Fail fast when no daemon heartbeat answers a request (off for daemons without one). */
   daemonCheck: boolean;
@@ -69,6 +71,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       minRuntimeMs: settings.minRuntimeMs,
       restarts: runState.restarts,
       maxRestarts: settings.maxRestarts,
+      walltimeEndsAt: settings.walltimeEndsAt,
     },
     startedAt,
   );

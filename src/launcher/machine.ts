@@ -26,6 +26,8 @@ export interface MachineConfig {
   restarts: number;
   /** Past this many resubmissions, stop with an error instead of exiting 99. */
   maxRestarts: number;
+  /** When the scheduler kills the job (the driver's clock), where it says. */
+  walltimeEndsAt?: number;
 }
 
 export interface MachineState {
@@ -39,6 +41,8 @@ export interface MachineState {
   signalPending: boolean;
   /** A checkpoint request is out and not yet answered (success, failure or timeout). */
   requestOutstanding: boolean;
+  /** When the last checkpoint request went out. */
+  checkpointRequestedAt?: number;
   /** A new checkpoint_ok appeared since our last request. */
   checkpointComplete: boolean;
   /** The program's tree is gone without an exit status (killed, e.g. by the dump). */
@@ -108,13 +112,14 @@ function failWith(state: MachineState, code: number, message: string): Step {
 }
 
 /** Sends the checkpoint request for a known PID and arms the dump bound. */
-function requestCheckpoint(state: MachineState, pid: number, actions: MachineAction[]): Step {
+function requestCheckpoint(state: MachineState, pid: number, now: number, actions: MachineAction[]): Step {
   return {
     state: {
       ...state,
       phase: 'checkpointing',
       signalPending: false,
       requestOutstanding: true,
+      checkpointRequestedAt: now,
       checkpointComplete: false,
     },
     actions: [
@@ -127,11 +132,11 @@ function requestCheckpoint(state: MachineState, pid: number, actions: MachineAct
 }
 
 /** The program's root PID is known (spawned or restored): watch it, serve a pending signal. */
-function programKnown(state: MachineState, pid: number, actions: MachineAction[]): Step {
+function programKnown(state: MachineState, pid: number, now: number, actions: MachineAction[]): Step {
   const next: MachineState = { ...state, phase: 'running', pid };
   const watched = [...actions, { type: 'watchProgram', pid } as MachineAction];
   if (state.signalPending) {
-    return requestCheckpoint(next, pid, [
+    return requestCheckpoint(next, pid, now, [
       ...watched,
       log('info', 'serving the checkpoint signal that arrived before the program was running'),
     ]);
@@ -172,14 +177,35 @@ function resubmit(state: MachineState, now: number, reason: string): Step {
   });
 }
 
+const walltimeLeft = (state: MachineState, now: number): string =>
+  state.config.walltimeEndsAt === undefined ? '' : ` (the walltime ends in ${seconds(state.config.walltimeEndsAt - now)})`;
+
+/**
+ * A dump that takes more than half of what the walltime left when it was asked for is close to
+ * being killed with the job: a bigger state, a busier filesystem, and the work since the
+ * previous checkpoint is lost. The job cannot read the --checkpoint delay, only the walltime.
+ */
+function walltimeMargin(state: MachineState, dumpMs: number): MachineAction[] {
+  const { walltimeEndsAt } = state.config;
+  if (walltimeEndsAt === undefined || state.checkpointRequestedAt === undefined) return [];
+  const leftMs = walltimeEndsAt - state.checkpointRequestedAt;
+  if (leftMs <= 0 || dumpMs <= leftMs / 2) return [];
+  return [
+    log(
+      'warn',
+      `the dump took ${seconds(dumpMs)} of the ${seconds(leftMs)} left before the walltime when it was asked for: ` +
+        `a dump still running at the walltime is killed with the job, and the work since the previous checkpoint ` +
+        `is lost. Leave it more time: oarsub --checkpoint ${Math.ceil((2 * dumpMs) / 1000)} or more`,
+    ),
+  ];
+}
+
 /** Exit 99 iff the program is gone and a checkpoint completed after our request. */
 function checkCheckpointDone(state: MachineState, now: number): Step {
   if (state.programGone && state.checkpointComplete) {
-    return resubmit(
-      { ...state, requestOutstanding: false },
-      now,
-      'checkpoint complete, program stopped',
-    );
+    const dumpMs = now - (state.checkpointRequestedAt ?? now);
+    const done = resubmit({ ...state, requestOutstanding: false }, now, `checkpoint complete in ${seconds(dumpMs)}, program stopped`);
+    return { state: done.state, actions: [...walltimeMargin(state, dumpMs), ...done.actions] };
   }
   return { state, actions: [] };
 }
@@ -204,7 +230,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       };
 
     case 'spawned': {
-      const known = programKnown(state, event.pid, []);
+      const known = programKnown(state, event.pid, now, []);
       if (!state.terminating) return known;
       // A termination signal came while the program was being started: it gets it now.
       return { state: known.state, actions: [...known.actions, { type: 'forwardSignal', signal: state.terminating }] };
@@ -212,7 +238,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
 
     case 'restored':
       if (state.phase !== 'resuming') return { state, actions: [] };
-      return programKnown(state, event.pid, [
+      return programKnown(state, event.pid, now, [
         { type: 'clearTimer', name: 'resume' },
         log('info', `program restored as PID ${event.pid}`),
       ]);
@@ -242,7 +268,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       if (state.phase === 'checkpointing') {
         return { state, actions: [log('info', 'checkpoint signal ignored: a checkpoint is already in progress')] };
       }
-      return requestCheckpoint(state, state.pid as number, [log('info', 'checkpoint signal received')]);
+      return requestCheckpoint(state, state.pid as number, now, [log('info', `checkpoint signal received${walltimeLeft(state, now)}`)]);
 
     case 'checkpointOk': {
       if (!state.requestOutstanding) return { state, actions: [] };

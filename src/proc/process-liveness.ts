@@ -36,6 +36,18 @@ export class ProcessHandle {
   }
 }
 
+/**
+ * When the process PID started (epoch ms): the node's boot time plus the process's start in
+ * clock ticks, which /proc counts in USER_HZ (100 on Linux). Kept across exec: for ckpt-run
+ * exec'd by a job's shell, the job's start.
+ */
+export function startedAtMs(pid: number): number | undefined {
+  const ticks = Number(readStat(pid)?.startTime);
+  const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
+  return bootSeconds * 1000 + ticks * 10;
+}
+
 /** The direct children of a process (the program under the shim). */
 export function childrenOf(pid: number): number[] {
   try {

@@ -3,9 +3,11 @@
  *  - the checkpoint signal goes to ONE process, the job's `bash -c "<command>"`: ckpt-run must
  *    be that process (a plain command is exec'd by bash; a script must `exec ckpt-run …`);
  *  - exit 99 resubmits only a job that ran more than 60 s;
- *  - a resubmitted job gets a new OAR_JOB_ID but keeps OAR_ARRAY_ID/OAR_ARRAY_INDEX.
+ *  - a resubmitted job gets a new OAR_JOB_ID but keeps OAR_ARRAY_ID/OAR_ARRAY_INDEX;
+ *  - the job's environment has OAR_JOB_WALLTIME_SECONDS, but not the --checkpoint delay.
  */
 import { readFileSync } from 'node:fs';
+import { startedAtMs } from '../proc/process-liveness.js';
 import type { SchedulerContext } from './scheduler.js';
 
 /** 60 s is OAR's rule; 2 s of margin for clock granularity between OAR's checks. */
@@ -33,6 +35,10 @@ export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContex
         `"exec ckpt-run -- …" in your job script.`,
     );
   }
+  // ckpt-run is the job's shell, exec'd: its start is the job's, which the walltime counts from.
+  const walltimeSec = Number(env.OAR_JOB_WALLTIME_SECONDS);
+  const jobStartedAt = startedAtMs(process.pid);
+  const walltimeEndsAt = walltimeSec > 0 && jobStartedAt !== undefined ? jobStartedAt + walltimeSec * 1000 : undefined;
   const arrayId = env.OAR_ARRAY_ID ?? jobId;
   const arrayIndex = env.OAR_ARRAY_INDEX ?? '1';
   return {
@@ -40,6 +46,7 @@ export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContex
     jobId,
     runId: `oar-${arrayId}-${arrayIndex}`,
     minRuntimeSec: OAR_MIN_RUNTIME_SEC,
+    walltimeEndsAt,
     warnings,
   };
 }

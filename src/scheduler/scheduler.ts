@@ -7,6 +7,8 @@ export interface SchedulerContext {
   runId?: string;
   /** The scheduler resubmits only jobs that ran at least this long (seconds). */
   minRuntimeSec: number;
+  /** When the scheduler kills the job (epoch ms), where it says. */
+  walltimeEndsAt?: number;
   /** Things about this job's setup that would stop checkpoints from working. */
   warnings: string[];
 }

@@ -66,6 +66,30 @@ describe('fresh start → checkpoint → exit 99', () => {
     expect(run.exits).toHaveLength(0);
   });
 
+  const messages = (run: ReturnType<typeof drive>, level: string): string[] =>
+    run.of('log').flatMap((action) => (action.type === 'log' && action.level === level ? [action.message] : []));
+
+  it('says how long the dump took; under a walltime, warns when the dump took over half of what was left', () => {
+    // The signal at 600 s of a 720 s walltime (oarsub --checkpoint 120); the dump takes 70 s.
+    const tight = drive({ walltimeEndsAt: 720_000 }, [
+      ...fresh,
+      [600_000, { type: 'checkpointSignal' }],
+      [670_000, { type: 'checkpointOk' }],
+      [670_100, { type: 'programGone' }],
+    ]);
+    expect(messages(tight, 'info')).toContain('checkpoint complete in 70.1 s, program stopped; exit 99 so that the job is resubmitted');
+    expect(messages(tight, 'warn')).toEqual([
+      'the dump took 70.1 s of the 120 s left before the walltime when it was asked for: a dump still running at the walltime ' +
+        'is killed with the job, and the work since the previous checkpoint is lost. Leave it more time: oarsub --checkpoint 141 or more',
+    ]);
+    expect(tight.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+
+    const roomy = drive({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }], [630_000, { type: 'programGone' }], [630_000, { type: 'checkpointOk' }]]);
+    expect(messages(roomy, 'warn')).toEqual([]);
+    const noWalltime = drive({}, [...fresh, [600_000, { type: 'checkpointSignal' }], [700_000, { type: 'programGone' }], [700_000, { type: 'checkpointOk' }]]);
+    expect(messages(noWalltime, 'warn')).toEqual([]);
+  });
+
   it('serves a signal that arrived before the program started as soon as its PID is known', () => {
     const run = drive({}, [
       [0, { type: 'start', mode: 'fresh' }],
