@@ -42,6 +42,7 @@ OAR job script (the signal goes to the job's shell: ckpt-run must replace it, he
   exec ckpt-run -- ./my-simulation --steps 1000000
 
 Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000
+Where a run stands (status, restarts, last job, last checkpoint): ckpt-run status
 
 Exit codes
 ${EXIT_CODE_HELP.map(([code, meaning]) => `  ${code.padEnd(6)} ${meaning}`).join('\n')}
@@ -172,19 +173,27 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Whether the words before `--` may name the simulate subcommand (or ask for help). */
-function mayNeedSimulate(args: string[]): boolean {
+/**
+ * The subcommands, loaded only when the words before `--` may name one (or ask for help): the
+ * simulation pulls in the daemon, the CRIU engine and execa, ~80 ms and ~6 MB that every real
+ * job would otherwise pay at start.
+ */
+const SUBCOMMANDS: Record<string, () => Promise<Command>> = {
+  simulate: async () => (await import('./simulate-command.js')).simulateCommand(),
+  status: async () => (await import('./status-command.js')).statusCommand(),
+};
+
+function subcommandsNamed(args: string[]): string[] {
   const end = args.indexOf('--');
   const head = end === -1 ? args : args.slice(0, end);
-  return head.some((word) => ['simulate', 'help', '--help', '-h'].includes(word));
+  const help = head.some((word) => ['help', '--help', '-h'].includes(word));
+  return Object.keys(SUBCOMMANDS).filter((name) => help || head.includes(name));
 }
 
 export function main(args: string[]): Promise<void> {
   return runCli('ckpt-run', args, async () => {
     const program = buildProgram();
-    // The simulation pulls in the daemon, the CRIU engine and execa: ~80 ms and ~6 MB that
-    // every real job would otherwise pay at start.
-    if (mayNeedSimulate(args)) program.addCommand((await import('./simulate-command.js')).simulateCommand());
+    for (const name of subcommandsNamed(args)) program.addCommand(await SUBCOMMANDS[name]());
     return program;
   });
 }

@@ -195,6 +195,35 @@ describe('resume failures', () => {
   });
 });
 
+describe('ckpt-run status', () => {
+  it('shows a checkpointed run (restarts, last job, checkpoint), then the same run finished; a damaged one named with its fix; --json', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    const status = async (...args: string[]) => {
+      const shown = runCkpt(sandbox, ['status', ...args]);
+      expect(await shown.exitCode()).toBe(0);
+      return shown.stdout;
+    };
+    expect(await status()).toBe(`no ckpt-run run in ${sandbox.workdir} (no .ckpt-run/ folder with runs)\n`);
+
+    await checkpointFirstJob(sandbox, ['40', '0.02', '3']);
+    const checkpointed = await status();
+    expect(checkpointed).toMatch(/^default: checkpointed: the next job resumes the last checkpoint\n/);
+    expect(checkpointed).toContain(`  command:    ${COUNTER} 40 0.02 3\n`);
+    expect(checkpointed).toContain('  restarts:   1\n');
+    expect(checkpointed).toContain('  last job:   job 100 (fresh): checkpointed, exit 99\n');
+    expect(checkpointed).toMatch(/ {2}checkpoint: \d{4}-\d\d-\d\dT[\d:.]+Z, [\d.]+ MB\n/);
+
+    expect(await runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '3']).exitCode()).toBe(3);
+    const [run] = JSON.parse(await status('--json', sandbox.workdir));
+    expect(run).toMatchObject({ runId: 'default', status: 'finished', exitCode: 3, restarts: 1, lastJob: { jobId: '101', mode: 'resume', outcome: 'finished', exitCode: 3 } });
+    expect(run.checkpoint).toBeUndefined();
+
+    writeFileSync(join(runDir(sandbox), 'state.json'), '{"schema": 1, "runId"');
+    expect(await status()).toMatch(/^default: unusable\n {2}state file .*state\.json is unusable \(not valid JSON, truncated\?\).*rm -r /);
+  });
+});
+
 describe('--version', () => {
   it("prints the package's version and exits 0; after `--` it is the program's", async () => {
     const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
