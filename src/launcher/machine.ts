@@ -95,7 +95,8 @@ export function initialState(config: MachineConfig, startedAt: number): MachineS
   };
 }
 
-const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
+/** Under a second in ms (a dump of a small program), else in tenths of a second. */
+const duration = (ms: number): string => (ms < 1000 ? `${Math.round(ms)} ms` : `${Math.round(ms / 100) / 10} s`);
 
 const log = (level: 'info' | 'warn' | 'error' | 'debug', message: string): MachineAction => ({
   type: 'log',
@@ -163,8 +164,8 @@ function resubmit(state: MachineState, now: number, reason: string): Step {
       actions: [
         log(
           'info',
-          `${reason}; waiting ${seconds(remaining)} before exit 99: the scheduler resubmits ` +
-            `only jobs that ran more than ${seconds(minRuntimeMs - 2000)} (--min-runtime)`,
+          `${reason}; waiting ${duration(remaining)} before exit 99: the scheduler resubmits ` +
+            `only jobs that ran more than ${duration(Math.max(0, minRuntimeMs - 2000))} (--min-runtime)`,
         ),
         { type: 'setTimer', name: 'minRuntime', ms: remaining },
       ],
@@ -178,7 +179,7 @@ function resubmit(state: MachineState, now: number, reason: string): Step {
 }
 
 const walltimeLeft = (state: MachineState, now: number): string =>
-  state.config.walltimeEndsAt === undefined ? '' : ` (the walltime ends in ${seconds(state.config.walltimeEndsAt - now)})`;
+  state.config.walltimeEndsAt === undefined ? '' : ` (the walltime ends in ${duration(state.config.walltimeEndsAt - now)})`;
 
 /**
  * A dump that takes more than half of what the walltime left when it was asked for is close to
@@ -193,7 +194,7 @@ function walltimeMargin(state: MachineState, dumpMs: number): MachineAction[] {
   return [
     log(
       'warn',
-      `the dump took ${seconds(dumpMs)} of the ${seconds(leftMs)} left before the walltime when it was asked for: ` +
+      `the dump took ${duration(dumpMs)} of the ${duration(leftMs)} left before the walltime when it was asked for: ` +
         `a dump still running at the walltime is killed with the job, and the work since the previous checkpoint ` +
         `is lost. Leave it more time: oarsub --checkpoint ${Math.ceil((2 * dumpMs) / 1000)} or more`,
     ),
@@ -204,7 +205,7 @@ function walltimeMargin(state: MachineState, dumpMs: number): MachineAction[] {
 function checkCheckpointDone(state: MachineState, now: number): Step {
   if (state.programGone && state.checkpointComplete) {
     const dumpMs = now - (state.checkpointRequestedAt ?? now);
-    const done = resubmit({ ...state, requestOutstanding: false }, now, `checkpoint complete in ${seconds(dumpMs)}, program stopped`);
+    const done = resubmit({ ...state, requestOutstanding: false }, now, `checkpoint complete in ${duration(dumpMs)}, program stopped`);
     return { state: done.state, actions: [...walltimeMargin(state, dumpMs), ...done.actions] };
   }
   return { state, actions: [] };
@@ -353,7 +354,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
           return failWith(
             state,
             ExitCode.ResumeTimeout,
-            `resume timed out after ${seconds(state.config.resumeTimeoutMs)}: no checkpoint/pidfile ` +
+            `resume timed out after ${duration(state.config.resumeTimeoutMs)}: no checkpoint/pidfile ` +
               'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
           );
         case 'dump':
@@ -363,7 +364,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
               state,
               ExitCode.ProgramLost,
               `the program stopped but the daemon did not confirm the checkpoint within ` +
-                `${seconds(state.config.dumpTimeoutMs)} (no new checkpoint_ok); not exiting 99`,
+                `${duration(state.config.dumpTimeoutMs)} (no new checkpoint_ok); not exiting 99`,
             );
           }
           return {
@@ -372,7 +373,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
             actions: [
               log(
                 'warn',
-                `the daemon has not completed the dump after ${seconds(state.config.dumpTimeoutMs)} ` +
+                `the daemon has not completed the dump after ${duration(state.config.dumpTimeoutMs)} ` +
                   '(--dump-timeout); the program keeps running, the next checkpoint signal asks again',
               ),
             ],

@@ -319,9 +319,9 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
     // ckpt-run read the walltime from OAR (OAR_JOB_WALLTIME_SECONDS and the job shell's start):
     // what it says is left at the signal is what OAR's own clock says, within OAR's launch time.
     const left = Number(/checkpoint signal received \(the walltime ends in ([\d.]+) s\)/.exec(a.stderr[0])?.[1]);
-    console.log(`[a] ckpt-run at the signal: the walltime ends in ${left} s (by OAR's start time: ${(A.walltime - (signalOffset ?? 0)).toFixed(1)} s); ${/checkpoint complete in [\d.]+ s/.exec(a.stderr[0])?.[0]}`);
+    console.log(`[a] ckpt-run at the signal: the walltime ends in ${left} s (by OAR's start time: ${(A.walltime - (signalOffset ?? 0)).toFixed(1)} s); ${/checkpoint complete in [\d.]+ m?s/.exec(a.stderr[0])?.[0]}`);
     expect(Math.abs(left - (A.walltime - (signalOffset as number)))).toBeLessThan(3);
-    expect(a.stderr[0]).toMatch(/checkpoint complete in [\d.]+ s, program stopped; exit 99/);
+    expect(a.stderr[0]).toMatch(/checkpoint complete in [\d.]+ m?s, program stopped; exit 99/);
     // examples/oar-job.sh exec'd ckpt-run: no shell in between to die of the signal.
     expect(a.stderr[0]).not.toMatch(/parent is a shell/);
     expect(a.stderr[1]).toMatch(/program restored as PID \d+/);
