@@ -6,11 +6,14 @@
 n=${1:-30}; tick=${2:-0.2}; code=${3:-0}
 stop=0
 trap 'stop=1' TERM
-i=$(cat counter.progress 2>/dev/null || echo 1)
+# Builtins only around the progress file (read, echo >): see below.
+read -r i < counter.progress 2>/dev/null || i=1
 while [ "$stop" = 0 ] && [ "$i" -le "$n" ]; do
   echo "$i"
   i=$((i + 1))
-  echo "$i" > counter.progress.tmp && mv counter.progress.tmp counter.progress
+  # The shell's own redirection, not `mv`: a stop signals every process of the job, and an mv
+  # (or a cat) killed halfway would lose the progress, and steps would be printed again.
+  echo "$i" > counter.progress
   sleep "$tick"
 done
 [ "$stop" = 1 ] && exit 143
