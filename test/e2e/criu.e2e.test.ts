@@ -5,7 +5,7 @@
  * a user who tries to get root's process dumped, or crafted root images restored. In CI this
  * suite runs (criu is installed if missing); elsewhere it is skipped loudly without root or criu.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, statSync, writeFileSync,
 } from 'node:fs';
@@ -52,6 +52,18 @@ function requestAs(spool: string, request: SpoolRequest, owner: { uid: number; g
   writeFileSync(temp, formatRequest(request));
   chownSync(temp, owner.uid, owner.gid);
   renameSync(temp, path);
+}
+
+/**
+ * `sleep 1000`, our child, returned once it runs sleep: a job asks for the dump of a running
+ * program, never of a PID still between Node's fork and its exec. STOPPED: once it has exited.
+ */
+async function sleeper(options: { detached: boolean }): Promise<{ child: ChildProcess; pid: number; stopped: Promise<unknown> }> {
+  const child = spawn('sleep', ['1000'], { detached: options.detached, stdio: 'ignore' });
+  const stopped = new Promise((resolve) => child.once('exit', resolve));
+  const pid = child.pid as number;
+  await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', `PID ${pid} to run sleep`);
+  return { child, pid, stopped };
 }
 
 /** "job J: dump of PID … done in 0.163 s (114.7 MB)" → seconds, in log order. */
@@ -200,10 +212,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     const dir = join(sandbox.dir, 'shell-job');
     mkdirSync(dir);
     // Our own child, in our session: reaped as soon as the dump stops it, so its PID is free again.
-    const program = spawn('sleep', ['1000'], { stdio: 'ignore' });
-    const stopped = new Promise((resolve) => program.once('exit', resolve));
-    const pid = program.pid as number;
-    await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', 'the program to run sleep');
+    const { pid, stopped } = await sleeper({ detached: false });
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'shell-1', pid, dir }, { uid: 0, gid: 0 });
     await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), daemonState('the dump'), CRIU_STEP_MS);
     await stopped;
@@ -239,9 +248,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     const dir = join(sandbox.dir, 'cgroups');
     mkdirSync(dir);
     createJobCgroups(dumpedJob);
-    const program = spawn('sleep', ['1000'], { detached: true, stdio: 'ignore' });
-    const stopped = new Promise((resolve) => program.once('exit', resolve));
-    const pid = program.pid as number;
+    const { child: program, pid, stopped } = await sleeper({ detached: true });
     let restored: number | undefined;
     try {
       for (const controller of controllers) writeFileSync(join(cgroup(controller, dumpedJob), 'cgroup.procs'), `${pid}\n`);
@@ -317,19 +324,17 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     mkdirSync(userDir);
     chownSync(userDir, user.uid, user.gid);
     mkdirSync(rootDir);
-    const victim = spawn('sleep', ['1000'], { detached: true, stdio: 'ignore' });
-    const victimGone = new Promise((resolve) => victim.once('exit', resolve));
-    const pid = victim.pid as number;
+    const { pid, stopped: victimGone } = await sleeper({ detached: true });
 
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'sec-1', pid, dir: userDir }, user);
-    await waitUntil(() => existsSync(join(userDir, 'dump_failed')), "the daemon's refusal");
+    await waitUntil(() => existsSync(join(userDir, 'dump_failed')), daemonState("the daemon's refusal"), CRIU_STEP_MS);
     const dumpRefusal = parseDaemonReport(readFileSync(join(userDir, 'dump_failed'), 'utf8'))?.reason;
     expect(dumpRefusal).toBe(`process ${pid} (in the tree of PID ${pid}) runs as uid 0/0/0/0, unlike ${user.name}'s own processes`);
     expect(isGone(pid)).toBe(false);
 
     // Root's own checkpoint of its process: the images a user then passes off as theirs.
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'sec-2', pid, dir: rootDir }, { uid: 0, gid: 0 });
-    await waitUntil(() => existsSync(join(rootDir, 'checkpoint_ok')), "root's dump");
+    await waitUntil(() => existsSync(join(rootDir, 'checkpoint_ok')), daemonState("root's dump"), CRIU_STEP_MS);
     await victimGone; // reaped: its PID is free for the restore
     cpSync(join(rootDir, 'checkpoint'), join(userDir, 'checkpoint'), { recursive: true });
     // Signed for root, they would be refused before criu runs; re-signed for the user with the
@@ -338,7 +343,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, join(userDir, 'checkpoint')]);
 
     requestAs(sandbox.spool, { kind: 'resume', jobId: 'sec-3', dir: userDir }, user);
-    await waitUntil(() => existsSync(join(userDir, 'restore_failed')), "the daemon's answer to the crafted restore", 30_000);
+    await waitUntil(() => existsSync(join(userDir, 'restore_failed')), daemonState("the daemon's answer to the crafted restore"), CRIU_STEP_MS);
     const restoreRefusal = parseDaemonReport(readFileSync(join(userDir, 'restore_failed'), 'utf8'))?.reason;
     console.log(`real CRIU, security: user checkpoint of root's PID refused: "${dumpRefusal}"; crafted uid-0 images refused: "${restoreRefusal}"`);
     expect(restoreRefusal).toBe(`restored process ${pid} runs as uid 0 0 0 0, not as uid ${user.uid}; the restored tree is killed`);
