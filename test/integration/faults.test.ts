@@ -147,7 +147,8 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
       const { signal } = await job.exited;
       // Stopped either way: 143 from ckpt-run, or (before its handlers exist) by the signal itself.
       expect([code, signal], job.stderr).toSatisfy(([c, s]) => c === 143 || (c === null && s === 'SIGTERM'));
-      await waitUntil(() => processesIn(sandbox.workdir).length === 0, () => `no process left in ${sandbox.workdir} (orphaned program)\n${job.stderr}`, 2000);
+      // An orphaned program would stay for good: the bound only has to outlast a loaded machine.
+      await waitUntil(() => processesIn(sandbox.workdir).length === 0, () => `no process left in ${sandbox.workdir} (orphaned program)\n${job.stderr}`);
       const how = code === 143 ? (/while the program starts/.test(job.stderr) ? 'during the spawn' : 'passed to the program') : 'before the handlers';
       outcomes.set(how, (outcomes.get(how) ?? 0) + 1);
     }
