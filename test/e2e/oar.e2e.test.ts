@@ -317,10 +317,11 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
     expect(checkpointRequests(first)).toEqual([expect.stringMatching(/^User oar \(sarko\) requested a checkpoint on the job \d+/)]);
     expect(signalOffset).toBeGreaterThanOrEqual(A.walltime - A.checkpoint - 1);
     // ckpt-run read the walltime from OAR (OAR_JOB_WALLTIME_SECONDS and the job shell's start):
-    // what it says is left at the signal is what OAR's own clock says, within OAR's launch time.
+    // what it says is left at the signal is what OAR's own clock says, but for OAR's launch time
+    // (1.2-1.4 s here) and whole-second clocks. A misread walltime would be off by far more.
     const left = Number(/checkpoint signal received \(the walltime ends in ([\d.]+) s\)/.exec(a.stderr[0])?.[1]);
     console.log(`[a] ckpt-run at the signal: the walltime ends in ${left} s (by OAR's start time: ${(A.walltime - (signalOffset ?? 0)).toFixed(1)} s); ${/checkpoint complete in [\d.]+ m?s/.exec(a.stderr[0])?.[0]}`);
-    expect(Math.abs(left - (A.walltime - (signalOffset as number)))).toBeLessThan(3);
+    expect(Math.abs(left - (A.walltime - (signalOffset as number)))).toBeLessThan(5);
     expect(a.stderr[0]).toMatch(/checkpoint complete in [\d.]+ m?s, program stopped; exit 99/);
     // examples/oar-job.sh exec'd ckpt-run: no shell in between to die of the signal.
     expect(a.stderr[0]).not.toMatch(/parent is a shell/);
