@@ -9,7 +9,7 @@ import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../laun
 import { createLogger, type LogLevel } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
 import { detectOar } from '../scheduler/oar.js';
-import { NO_SCHEDULER } from '../scheduler/scheduler.js';
+import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
 import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
 
@@ -65,6 +65,7 @@ export interface LauncherCliOptions {
   resumeTimeout: number;
   dumpTimeout: number;
   minRuntime?: number;
+  walltime?: number;
   maxRestarts: number;
   pidNamespace: 'auto' | 'on' | 'off';
   daemonCheck: boolean;
@@ -143,7 +144,7 @@ export function launch(
     dumpTimeoutMs: options.dumpTimeout * 1000,
     minRuntimeMs: (options.minRuntime ?? scheduler.minRuntimeSec) * 1000,
     maxRestarts: options.maxRestarts,
-    walltimeEndsAt: scheduler.walltimeEndsAt,
+    walltimeEndsAt: options.walltime === undefined ? scheduler.walltimeEndsAt : walltimeEndsAt(options.walltime),
     pidNamespace: options.pidNamespace === 'on' || (options.pidNamespace === 'auto' && process.geteuid?.() === 0),
     daemonCheck: options.daemonCheck,
     daemonGraceMs: options.daemonGrace * 1000,
@@ -163,6 +164,7 @@ export function buildProgram(): Command {
     .option('--job-id <id>', 'this job\'s id, names the spool requests (default: $OAR_JOB_ID)')
     .option('--run-id <id>', 'the run\'s stable key across resubmissions (default: from $OAR_ARRAY_ID/$OAR_ARRAY_INDEX, else "default")')
     .option('--min-runtime <seconds>', 'do not exit 99 before the job has run this long (default: 62 under OAR, else 0)', secondsOption)
+    .option('--walltime <seconds>', "the job's walltime, from its start, where the scheduler does not give it (OAR does): the log then says how much of it each dump leaves", secondsOption)
     .passThroughOptions()
     .enablePositionalOptions()
     .addHelpText('after', PROTOCOL_HELP);

@@ -38,6 +38,10 @@ restore time and what ended it, then the verdict.
 Engines: real CRIU when you are root and criu works (sudo bash scripts/install-criu.sh);
 otherwise "restart", which starts the program again from scratch at each resume (announced).
 
+With --walltime/--checkpoint each job knows its walltime, as under OAR, and says how long each
+dump took of the time the checkpoint signal left: the way to choose oarsub's --checkpoint for
+your program's size before you queue it (the dry run does not kill a job at its walltime).
+
 Examples
   ckpt-run simulate --every 4 -- examples/counter.sh 40 0.25 7
   ckpt-run simulate --walltime 120 --checkpoint 30 --max-cycles 3 -- ./my-simulation
@@ -94,6 +98,8 @@ export function simulateCommand(): Command {
       const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
       if (options.quiet) launcherArgs.push('--quiet');
       if (options.verbose) launcherArgs.push('--verbose');
+      // Each job then says how much of its walltime the dump leaves, as under OAR.
+      if (schedule.kind === 'walltime') launcherArgs.push('--walltime', String(schedule.walltimeSec));
       // The embedded daemon's image key: this run's own, never stored (no /etc needed); only this
       // run's daemon restores what it dumps.
       const imageKey = randomBytes(IMAGE_KEY_BYTES);

@@ -7,8 +7,7 @@
  *  - the job's environment has OAR_JOB_WALLTIME_SECONDS, but not the --checkpoint delay.
  */
 import { readFileSync } from 'node:fs';
-import { startedAtMs } from '../proc/process-liveness.js';
-import type { SchedulerContext } from './scheduler.js';
+import { walltimeEndsAt, type SchedulerContext } from './scheduler.js';
 
 /** 60 s is OAR's rule; 2 s of margin for clock granularity between OAR's checks. */
 export const OAR_MIN_RUNTIME_SEC = 62;
@@ -35,10 +34,6 @@ export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContex
         `"exec ckpt-run -- …" in your job script.`,
     );
   }
-  // ckpt-run is the job's shell, exec'd: its start is the job's, which the walltime counts from.
-  const walltimeSec = Number(env.OAR_JOB_WALLTIME_SECONDS);
-  const jobStartedAt = startedAtMs(process.pid);
-  const walltimeEndsAt = walltimeSec > 0 && jobStartedAt !== undefined ? jobStartedAt + walltimeSec * 1000 : undefined;
   const arrayId = env.OAR_ARRAY_ID ?? jobId;
   const arrayIndex = env.OAR_ARRAY_INDEX ?? '1';
   return {
@@ -46,7 +41,7 @@ export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContex
     jobId,
     runId: `oar-${arrayId}-${arrayIndex}`,
     minRuntimeSec: OAR_MIN_RUNTIME_SEC,
-    walltimeEndsAt,
+    walltimeEndsAt: walltimeEndsAt(Number(env.OAR_JOB_WALLTIME_SECONDS)),
     warnings,
   };
 }

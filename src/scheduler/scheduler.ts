@@ -1,3 +1,5 @@
+import { startedAtMs } from '../proc/process-liveness.js';
+
 /** What ckpt-run needs to know from the batch scheduler it runs under. */
 export interface SchedulerContext {
   name: string;
@@ -14,3 +16,12 @@ export interface SchedulerContext {
 }
 
 export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [] };
+
+/**
+ * When a walltime of WALLTIME_SEC ends (epoch ms). ckpt-run is the job's shell, exec'd: the job
+ * started when this process did.
+ */
+export function walltimeEndsAt(walltimeSec: number): number | undefined {
+  const jobStartedAt = startedAtMs(process.pid);
+  return walltimeSec > 0 && jobStartedAt !== undefined ? jobStartedAt + walltimeSec * 1000 : undefined;
+}

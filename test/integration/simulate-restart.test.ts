@@ -1,5 +1,6 @@
 /** `ckpt-run simulate` with the restart engine: runs anywhere, no root, no CRIU. */
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { counted, COUNTER, makeSandbox, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
@@ -21,6 +22,20 @@ describe('ckpt-run simulate --engine restart', () => {
     expect(counted(sim.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     expect(sim.stdout).toMatch(/Simulation summary \(engine: restart\)/);
     expect(sim.stdout).toMatch(/OK: the program finished with exit code 7/);
+  });
+
+  it('--walltime/--checkpoint: each job knows its walltime, and a dump that takes most of the margin is called out', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-');
+    // A program that needs 1.5 s to save its state and stop: more than half of the ~2 s margin.
+    const slow = join(workdir, 'slow-stop.sh');
+    writeFileSync(slow, "#!/bin/sh\ntrap 'sleep 1.5; exit 143' TERM\ni=0\nwhile :; do i=$((i+1)); echo $i; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '4', '--checkpoint', '2', '--max-cycles', '1', '--', slow]);
+    expect(await sim.exitCode(60_000)).toBe(0);
+    expect(sim.stderr).toMatch(/checkpoint signal received \(the walltime ends in [\d.]+ m?s\)/);
+    expect(sim.stderr).toMatch(
+      /warn: the dump took [\d.]+ s of the [\d.]+ m?s left before the walltime when it was asked for: a dump still running at the walltime is killed with the job/,
+    );
+    expect(summaryOf(workdir).cycles[0]).toMatchObject({ endedBy: 'checkpoint (exit 99)' });
   });
 
   it('stops after --max-cycles with the run still checkpointed', async () => {
