@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
-import { loadRunState, type RunState } from '../state/run-state.js';
+import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 import { CliError, ExitCode } from './exit-codes.js';
 
 export interface RunStatus {
@@ -12,7 +12,7 @@ export interface RunStatus {
   status: string;
   restarts?: number;
   exitCode?: number;
-  lastJob?: { jobId: string; mode: string; outcome?: string; exitCode?: number; endedAt?: string };
+  lastJob?: JobRecord;
   /** The last complete checkpoint: when the daemon marked it, and its images' size. */
   checkpoint?: { at: string; bytes: number };
   command?: string[];
@@ -36,7 +36,6 @@ function statusOf(workdir: string, runId: string): RunStatus {
     return { runId, status: 'unusable', problem: (error as Error).message };
   }
   if (!state) return { runId, status: 'unusable', problem: `${paths.state} is missing` };
-  const last = state.history[state.history.length - 1];
   const checkpoint = state.status !== 'finished' && existsSync(paths.checkpointOk)
     ? { at: statSync(paths.checkpointOk).mtime.toISOString(), bytes: existsSync(paths.images) ? folderBytes(paths.images) : 0 }
     : undefined;
@@ -45,7 +44,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
     status: state.status,
     restarts: state.restarts,
     exitCode: state.exitCode,
-    lastJob: last && { jobId: last.jobId, mode: last.mode, outcome: last.outcome, exitCode: last.exitCode, endedAt: last.endedAt },
+    lastJob: state.history.at(-1),
     checkpoint,
     command: state.command,
   };
@@ -76,7 +75,7 @@ function describeStatus(run: RunStatus): string {
   return `stopped: its last job ended without a checkpoint; ${next}`;
 }
 
-function describeLastJob(job: NonNullable<RunStatus['lastJob']>): string {
+function describeLastJob(job: JobRecord): string {
   const ended = job.outcome === undefined ? 'no end recorded (running, or killed)' : `${job.outcome}, exit ${job.exitCode}`;
   return `job ${job.jobId} (${job.mode}): ${ended}`;
 }
