@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
+import { imagesBytes, runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 import { CliError, ExitCode } from './exit-codes.js';
 
@@ -20,13 +20,6 @@ export interface RunStatus {
   problem?: string;
 }
 
-/** The images folder is flat (CRIU's files, the daemon's signature). */
-function folderBytes(dir: string): number {
-  return readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .reduce((sum, entry) => sum + statSync(join(dir, entry.name)).size, 0);
-}
-
 function statusOf(workdir: string, runId: string): RunStatus {
   const paths = runDirPaths(runDirFor(workdir, runId));
   let state: RunState | undefined;
@@ -37,7 +30,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
   }
   if (!state) return { runId, status: 'unusable', problem: `${paths.state} is missing` };
   const checkpoint = state.status !== 'finished' && existsSync(paths.checkpointOk)
-    ? { at: statSync(paths.checkpointOk).mtime.toISOString(), bytes: existsSync(paths.images) ? folderBytes(paths.images) : 0 }
+    ? { at: statSync(paths.checkpointOk).mtime.toISOString(), bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0 }
     : undefined;
   return {
     runId,

@@ -1,3 +1,4 @@
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -51,4 +52,11 @@ export function runDirPaths(dir: string): RunDirPaths {
 /** Where a run lives: one folder per run id under the working directory's `.ckpt-run/`. */
 export function runDirFor(workdir: string, runId: string): string {
   return join(workdir, RUNS_FOLDER, runId);
+}
+
+/** The size of an images folder (CRIU's files and the daemon's, no subfolder), complete or not. */
+export function imagesBytes(dir: string): number {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .reduce((sum, entry) => sum + statSync(join(dir, entry.name)).size, 0);
 }

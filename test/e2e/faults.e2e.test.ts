@@ -23,11 +23,12 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, st
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf } from '../../src/proc/process-liveness.js';
+import { imagesBytes } from '../../src/protocol/run-dir.js';
 import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { faultProgram, GHOST_TRIGGER, numbers, range, STOP_TRIGGER } from '../helpers/fault-program.js';
 import {
-  checkpointIdentity, filesystemUsage, folderBytes, killAtWalltime, killProcessesUnder, mountTmpfs, occupyPid, resizeTmpfs, runState, spoolLeftovers, touch, unmount,
+  checkpointIdentity, filesystemUsage, killAtWalltime, killProcessesUnder, mountTmpfs, occupyPid, resizeTmpfs, runState, spoolLeftovers, touch, unmount,
 } from '../helpers/fault-system.js';
 import { makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
@@ -215,7 +216,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const requested = Date.now();
     const partial = await dumpUnderWay(sandbox.run);
     const killedAt = Date.now() - requested;
-    const pagesAtKill = folderBytes(partial);
+    const pagesAtKill = imagesBytes(partial);
     const criu = await daemon.kill();
     expect(criu.length).toBeGreaterThan(0);
 
@@ -293,7 +294,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
       const k = await firstJob(sandbox, 'full-1', argv, 10);
       const checkpoint = checkpointIdentity(sandbox.run);
       // Room for the first checkpoint and half of a second one.
-      const images = folderBytes(join(sandbox.run, 'checkpoint'));
+      const images = imagesBytes(join(sandbox.run, 'checkpoint'));
       const size = Math.ceil((filesystemUsage(sandbox.workdir).used + images / 2) / 4096) * 4096;
       resizeTmpfs(sandbox.workdir, size);
 

@@ -36,11 +36,6 @@ export function unmount(dir: string): void {
   if (isMountPoint(dir)) execFileSync('umount', [dir], { stdio: 'pipe' });
 }
 
-/** Total size in bytes of the files in a flat folder. */
-export function folderBytes(dir: string): number {
-  return readdirSync(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
-}
-
 // ---- a PID taken ----
 
 export interface PidHolder {
