@@ -93,15 +93,15 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   const ckpt = (sandbox: Sandbox, jobId: string, argv: string[], options: string[] = []): Proc =>
     runCkpt(sandbox, ['--job-id', jobId, '--min-runtime', '0', ...options, '--', ...argv]);
 
-  /** A fresh job: runs until the program printed LINES lines, is checkpointed, exits 99. Returns the last line. */
-  async function firstJob(sandbox: Sandbox, jobId: string, argv: string[], lines: number, extra: string[] = []): Promise<number> {
+  /** A fresh job: runs until the program printed LINES lines, is checkpointed, exits 99. Returns the job and its last line K. */
+  async function firstJob(sandbox: Sandbox, jobId: string, argv: string[], lines: number, extra: string[] = []): Promise<{ job: Proc; k: number }> {
     const job = ckpt(sandbox, jobId, argv, extra);
     await job.waitFor((p) => numbers(p.stdout).length >= lines, `${lines} lines in job ${jobId}`, 30_000);
     job.child.kill('SIGUSR2');
     expect(await job.exitCode(60_000)).toBe(99);
     const printed = numbers(job.stdout);
     expect(printed).toEqual(range(1, printed.length));
-    return printed.length;
+    return { job, k: printed.length };
   }
 
   /** A job that resumes the run: returns it once the program is restored, with the restored root's PID. */
@@ -170,7 +170,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   it('1a. CRIU refuses the next dump (a deleted open file of 2 MB): the program runs on, no exit 99, the last checkpoint is kept and restored', async () => {
     const sandbox = caseDir('dump-refused');
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 32, exitCode: EXIT });
-    const k = await firstJob(sandbox, 'refused-1', argv, 10);
+    const { k } = await firstJob(sandbox, 'refused-1', argv, 10);
     const checkpoint = checkpointIdentity(sandbox.run);
 
     const { job, root } = await resumedJob(sandbox, 'refused-2', argv);
@@ -206,7 +206,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   it('1b. the dump is cut off (ckpt-daemon and its criu SIGKILLed mid-dump of 1 GB): the program runs on, no exit 99, the last checkpoint is kept and restored', async () => {
     const sandbox = caseDir('dump-cut-off');
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 50, megabytes: 1024, exitCode: EXIT });
-    const k = await firstJob(sandbox, 'cut-1', argv, 3);
+    const { k } = await firstJob(sandbox, 'cut-1', argv, 3);
     const checkpoint = checkpointIdentity(sandbox.run);
     const firstDump = await daemon.logged(/job cut-1: dump of .* done in ([\d.]+) s \(([\d.]+) MB\)/, 'the first dump');
 
@@ -253,7 +253,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   it("1b'. after a cut-off dump, with ckpt-daemon back, the job's next checkpoint signal checkpoints the program that survived, and the next job resumes it", async () => {
     const sandbox = caseDir('dump-cut-off-recovery');
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 50, megabytes: 512, exitCode: EXIT });
-    const k = await firstJob(sandbox, 'recover-1', argv, 3);
+    const { k } = await firstJob(sandbox, 'recover-1', argv, 3);
 
     const { job, root } = await resumedJob(sandbox, 'recover-2', argv, ['--dump-timeout', '4']);
     await job.waitFor((p) => numbers(p.stdout).length >= 3, 'the restored program to run on', 30_000);
@@ -291,7 +291,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     mounts.push(sandbox.workdir);
     try {
       const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 64, exitCode: EXIT });
-      const k = await firstJob(sandbox, 'full-1', argv, 10);
+      const { k } = await firstJob(sandbox, 'full-1', argv, 10);
       const checkpoint = checkpointIdentity(sandbox.run);
       // Room for the first checkpoint and half of a second one.
       const images = imagesBytes(join(sandbox.run, 'checkpoint'));
@@ -334,11 +334,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   it('2a. PID taken on restore, in its own PID namespace (--pid-namespace on): the restore succeeds anyway and the run completes', async () => {
     const sandbox = caseDir('pid-taken-ns');
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 16, exitCode: EXIT });
-    const job1 = ckpt(sandbox, 'pidns-1', argv, ['--pid-namespace', 'on']);
-    await job1.waitFor((p) => numbers(p.stdout).length >= 10, '10 lines');
-    job1.child.kill('SIGUSR2');
-    expect(await job1.exitCode(60_000)).toBe(99);
-    const k = numbers(job1.stdout).length;
+    const { job: job1, k } = await firstJob(sandbox, 'pidns-1', argv, 10, ['--pid-namespace', 'on']);
     const dumped = Number(/checkpoint requested for PID (\d+)/.exec(job1.stderr)?.[1]);
     const holder = await occupyPid(dumped);
     try {
@@ -365,11 +361,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   it('2b. PID taken on restore, no PID namespace (--pid-namespace off): retryable failure, exit 99 with the checkpoint intact (counted); once the PID is free the next job completes the run', async () => {
     const sandbox = caseDir('pid-taken');
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 16, exitCode: EXIT });
-    const job1 = ckpt(sandbox, 'pid-1', argv, ['--pid-namespace', 'off']);
-    await job1.waitFor((p) => numbers(p.stdout).length >= 10, '10 lines');
-    job1.child.kill('SIGUSR2');
-    expect(await job1.exitCode(60_000)).toBe(99);
-    const k = numbers(job1.stdout).length;
+    const { job: job1, k } = await firstJob(sandbox, 'pid-1', argv, 10, ['--pid-namespace', 'off']);
     const dumped = Number(/checkpoint requested for PID (\d+)/.exec(job1.stderr)?.[1]);
     const checkpoint = checkpointIdentity(sandbox.run);
 
@@ -406,7 +398,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   it('3. resubmission cap: past --max-restarts a clear error and exit 10, not 99, the checkpoint kept; a job with a higher cap resumes it', async () => {
     const sandbox = caseDir('max-restarts');
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 16, exitCode: EXIT });
-    const k1 = await firstJob(sandbox, 'cap-1', argv, 10, ['--max-restarts', '1']);
+    const { k: k1 } = await firstJob(sandbox, 'cap-1', argv, 10, ['--max-restarts', '1']);
 
     const job2 = ckpt(sandbox, 'cap-2', argv, ['--max-restarts', '1']);
     await job2.waitFor((p) => numbers(p.stdout).length >= 10, 'the restored program to run on', 30_000);
