@@ -222,6 +222,21 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
     return verdict;
   }
 
+  /**
+   * A run checkpointed once: the first job exited 99 and OAR resubmitted it; the second
+   * resumed it and ended with the program's CODE; every line once across the two.
+   */
+  function expectResubmittedOnce(chain: ChainResult, expected: { count: number; code: number }): void {
+    const [first, last] = chain.jobs;
+    expect(outputCheck(chain, expected.count)).toBe('OK');
+    expect(chain.jobs).toHaveLength(2);
+    expect(chain.jobs.map((job) => job.state)).toEqual(['Terminated', 'Terminated']);
+    expect(exitStatusOf(first)).toEqual({ code: 99, signal: 0 });
+    expect(exitStatusOf(last)).toEqual({ code: expected.code, signal: 0 });
+    expect(last.resubmitJobId).toBe(first.id);
+    expect(first.events.map((event) => event.type)).toContain('RESUBMIT_JOB_AUTOMATICALLY');
+  }
+
   beforeAll(async () => {
     const criu = ensureCriu();
     cluster = startCluster();
@@ -306,13 +321,7 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
     console.log(
       `[a] OAR's checkpoint signal ${signalOffset?.toFixed(1)} s after job ${first.id} started (walltime ${A.walltime} s - checkpoint ${A.checkpoint} s = ${A.walltime - A.checkpoint} s)`,
     );
-    expect(outputCheck(a, A.count)).toBe('OK');
-    expect(a.jobs).toHaveLength(2);
-    expect(a.jobs.map((job) => job.state)).toEqual(['Terminated', 'Terminated']);
-    expect(exitStatusOf(first)).toEqual({ code: 99, signal: 0 });
-    expect(exitStatusOf(last)).toEqual({ code: A.code, signal: 0 });
-    expect(last.resubmitJobId).toBe(first.id);
-    expect(first.events.map((event) => event.type)).toContain('RESUBMIT_JOB_AUTOMATICALLY');
+    expectResubmittedOnce(a, A);
     // OAR's own signal: its walltime watcher (sarko) asked for it, at walltime - N or later; not the user.
     expect(checkpointRequests(first)).toEqual([expect.stringMatching(/^User oar \(sarko\) requested a checkpoint on the job \d+/)]);
     expect(signalOffset).toBeGreaterThanOrEqual(A.walltime - A.checkpoint - 1);
@@ -333,15 +342,9 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
 
   it('b. manual: oardel --checkpoint on a running job, exit 99 after 60 s of job time, resubmitted, resumed; every line once, the exit code', async () => {
     const b = await chainB;
-    const [first, last] = b.jobs;
-    expect(outputCheck(b, B.count)).toBe('OK');
-    expect(b.jobs).toHaveLength(2);
-    expect(b.jobs.map((job) => job.state)).toEqual(['Terminated', 'Terminated']);
-    expect(exitStatusOf(first)).toEqual({ code: 99, signal: 0 });
-    expect(exitStatusOf(last)).toEqual({ code: B.code, signal: 0 });
-    expect(last.resubmitJobId).toBe(first.id);
+    const [first] = b.jobs;
+    expectResubmittedOnce(b, B);
     expect(checkpointRequests(first)).toEqual([`User ${user.name} requested a checkpoint on the job ${first.id}`]);
-    expect(first.events.map((event) => event.type)).toContain('RESUBMIT_JOB_AUTOMATICALLY');
     // The signal came early in the job: ckpt-run held exit 99 until OAR's 60 s rule was met.
     expect(first.stopTime - first.startTime).toBeGreaterThan(60);
     expect(b.stderr[0]).toMatch(/before exit 99: the scheduler resubmits only jobs that ran more than 60 s/);
