@@ -54,15 +54,27 @@ function requestAs(spool: string, request: SpoolRequest, owner: { uid: number; g
   renameSync(temp, path);
 }
 
+/** What /proc says of PID, for a wait that gave up on it. */
+function procState(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').filter((line) => /^(State|PPid|TracerPid|SigPnd|ShdPnd):/.test(line)).join(', ');
+  } catch {
+    return `no /proc/${pid}`;
+  }
+}
+
 /**
  * `sleep 1000`, our child, returned once it runs sleep: a job asks for the dump of a running
- * program, never of a PID still between Node's fork and its exec. STOPPED: once it has exited.
+ * program, never of a PID still between Node's fork and its exec. STOPPED(): once Node has
+ * reaped it (its PID is then free for a restore), bounded.
  */
-async function sleeper(options: { detached: boolean }): Promise<{ child: ChildProcess; pid: number; stopped: Promise<unknown> }> {
+async function sleeper(options: { detached: boolean }): Promise<{ child: ChildProcess; pid: number; stopped: () => Promise<void> }> {
   const child = spawn('sleep', ['1000'], { detached: options.detached, stdio: 'ignore' });
-  const stopped = new Promise((resolve) => child.once('exit', resolve));
+  let reaped = false;
+  child.once('exit', () => (reaped = true));
   const pid = child.pid as number;
   await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', `PID ${pid} to run sleep`);
+  const stopped = () => waitUntil(() => reaped, () => `our child ${pid} to be reaped after the dump (${procState(pid)})`);
   return { child, pid, stopped };
 }
 
@@ -85,7 +97,10 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
       .filter((line, index) => index === 0 || /criu/.test(line));
     return `${what}\n--- daemon log ---\n${daemonLog()}--- criu processes ---\n${criuProcesses.join('\n')}`;
   };
-  /** A real CRIU step of a small tree: well under a second here, but never a timing test. */
+  /**
+   * A real CRIU step of a small tree: well under a second here, but never a timing test. A
+   * test's own timeout is above the sum of its steps, so that a stuck step says which and why.
+   */
   const CRIU_STEP_MS = 60_000;
   const imageKeyPath = (): string => join(sandbox.dir, 'image-key', 'image.key');
 
@@ -216,7 +231,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     const { pid, stopped } = await sleeper({ detached: false });
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'shell-1', pid, dir }, { uid: 0, gid: 0 });
     await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), daemonState('the dump'), CRIU_STEP_MS);
-    await stopped;
+    await stopped();
     expect(readdirSync(join(dir, 'checkpoint'))).toContain('ckpt-daemon-shell-job');
     requestAs(sandbox.spool, { kind: 'resume', jobId: 'shell-2', dir }, { uid: 0, gid: 0 });
     await waitUntil(() => existsSync(join(dir, 'checkpoint', 'pidfile')), daemonState('the restore'), CRIU_STEP_MS);
@@ -227,7 +242,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     } finally {
       process.kill(restored, 'SIGKILL');
     }
-  }, 60_000);
+  }, 180_000);
 
   it("moves a restored tree into the new job's OAR cgroups and removes the dumped job's, which criu recreated", async () => {
     const controllers = ['cpuset', 'cpu'];
@@ -255,7 +270,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
       for (const controller of controllers) writeFileSync(join(cgroup(controller, dumpedJob), 'cgroup.procs'), `${pid}\n`);
       requestAs(sandbox.spool, { kind: 'checkpoint', jobId: dumpedJob, pid, dir }, { uid: 0, gid: 0 });
       await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), daemonState('the dump'), CRIU_STEP_MS);
-      await stopped;
+      await stopped();
       removeJobCgroups(dumpedJob); // the job ended
       createJobCgroups(newJob);
       requestAs(sandbox.spool, { kind: 'resume', jobId: newJob, dir }, { uid: 0, gid: 0 });
@@ -274,7 +289,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
       removeJobCgroups(dumpedJob);
       removeJobCgroups(newJob);
     }
-  }, 60_000);
+  }, 180_000);
 
   it("an ordinary user's job: checkpointed and restored by the root daemon, which waits for the dumped PIDs to be reaped", async (context) => {
     if (!criu) {
@@ -336,7 +351,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     // Root's own checkpoint of its process: the images a user then passes off as theirs.
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'sec-2', pid, dir: rootDir }, { uid: 0, gid: 0 });
     await waitUntil(() => existsSync(join(rootDir, 'checkpoint_ok')), daemonState("root's dump"), CRIU_STEP_MS);
-    await victimGone; // reaped: its PID is free for the restore
+    await victimGone(); // reaped: its PID is free for the restore
     cpSync(join(rootDir, 'checkpoint'), join(userDir, 'checkpoint'), { recursive: true });
     // Signed for root, they would be refused before criu runs; re-signed for the user with the
     // daemon's key (as if it had leaked), they reach the check of the restored processes.
@@ -351,5 +366,5 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     await waitUntil(() => isGone(pid), 'the refused tree to be dead');
     expect(existsSync(join(userDir, 'checkpoint', 'pidfile'))).toBe(false);
     expect(statSync(join(userDir, 'checkpoint')).uid).toBe(user.uid);
-  }, 120_000);
+  }, 240_000);
 });
