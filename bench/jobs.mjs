@@ -195,7 +195,11 @@ export const baseline = {
   start({ jobId, workdir, spool, stamps }) {
     const log = openSync(join(workdir, 'job.log'), 'a');
     const spawnedAt = now();
+    // A session of its own, as a job's shell has: its `nohup prog &` stays in that session, and
+    // criu refuses to dump a tree whose session began outside its PID namespace (the bench's own,
+    // when it runs under a container's init).
     const child = spawn('bash', [BASELINE, 'bash', PROGRAM, stamps], {
+      detached: true,
       cwd: workdir,
       env: { ...process.env, OAR_JOB_ID: jobId, CKPT_SPOOL_DIR: spool, RESUME_TIMEOUT: '120' },
       stdio: ['ignore', log, log],

@@ -10,6 +10,21 @@ const ERROR_LINE = /\bError \([^)]*\):\s*(.*)$/;
 /** Errors that say nothing about the cause: logged on every run here, or a closing summary. */
 const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restoring) FAILED\.?$/];
 
+/**
+ * Causes whose CRIU wording does not tell the user what to do, and what to add. A program started
+ * by a plain `prog &` stays in its shell's session; where that session began outside the node's
+ * PID namespace (session 0: the job runs under a container's init), criu refuses the dump even with
+ * --shell-job. ckpt-run starts every program in a session of its own, so only other launchers meet it.
+ */
+const ADVICE: Array<[RegExp, string]> = [
+  [/A session leader of .* is outside of its pid namespace/, 'the program is in a session begun outside this PID namespace: start it in a session of its own (setsid), as ckpt-run does'],
+];
+
+function withAdvice(cause: string): string {
+  const advice = ADVICE.find(([pattern]) => pattern.test(cause))?.[1];
+  return advice ? `${cause} (${advice})` : cause;
+}
+
 /** A restore that failed because a PID of the tree is in use (or not reaped yet) on this node. */
 const PID_IN_USE = /Can't fork for (\d+): File exists|clone.*File exists/;
 
@@ -32,7 +47,7 @@ export function criuFailure(logText: string, fallback: string): CriuFailure {
     .filter((message): message is string => message !== undefined);
   const causes = errors.filter((message) => !NOISE.some((pattern) => pattern.test(message)));
   return {
-    reason: causes[0] ?? fallback,
+    reason: causes[0] === undefined ? fallback : withAdvice(causes[0]),
     retryable: causes.some((message) => PID_IN_USE.test(message)),
     log: errors.slice(-10).join('\n'),
   };

@@ -19,9 +19,11 @@
  *    checks the dumped tree once criu has frozen it ("post-dump"): the daemon checked the tree
  *    before, but a process may have changed since (run a setuid program, or a new PID holder),
  *    and only a frozen tree is the one in the images. Refused, criu resumes it and fails.
- *  - a restore that finds a PID of the tree taken waits (up to PID_WAIT_MS) for that PID to
- *    leave /proc and tries again: right after a dump, the dumped processes linger as zombies
- *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists").
+ *  - a restore that finds a PID of the tree taken waits for that PID to leave /proc and tries
+ *    again, for PID_WAIT_MS in all: right after a dump, the dumped processes linger as zombies
+ *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists"). The deadline
+ *    bounds the tries themselves, since criu may name a PID that /proc does not show (seen under
+ *    a nested PID namespace whose init never reaps).
  * criu is never killed on a timeout: a dump cut short could leave the program frozen.
  */
 import { execa } from 'execa';
@@ -37,8 +39,10 @@ export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-re
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
 
-/** How long a restore waits for the PIDs it needs to be reaped. */
+/** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
+/** Between two tries: criu's PID may be taken while /proc does not show it. */
+const RETRY_PAUSE_MS = 50;
 
 /** criu logs a failing pre-resume script and carries on; the script kills the tree, but be sure. */
 const PRE_RESUME_FAILED = 'Pre-resume script ret code';
@@ -52,10 +56,10 @@ function leadsItsSession(pid: number): boolean {
 
 /** Waits until PID is gone from /proc (a zombie still holds it); false at the deadline. */
 async function vanishes(pid: number, deadline: number): Promise<boolean> {
-  while (existsSync(`/proc/${pid}`)) {
+  do {
+    await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
     if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  } while (existsSync(`/proc/${pid}`));
   return true;
 }
 
@@ -71,7 +75,10 @@ function requesterEnv(requester: Requester): Record<string, string> {
 export class CriuEngine implements CheckpointEngine {
   readonly name = 'criu';
 
-  constructor(private readonly criu: string) {}
+  constructor(
+    private readonly criu: string,
+    private readonly pidWaitMs = PID_WAIT_MS,
+  ) {}
 
   async dump({ pid, imagesDir, requester }: DumpTarget): Promise<void> {
     const shellJob = !leadsItsSession(pid);
@@ -81,7 +88,7 @@ export class CriuEngine implements CheckpointEngine {
   }
 
   async restore(target: RestoreTarget): Promise<number> {
-    const deadline = Date.now() + PID_WAIT_MS;
+    const deadline = Date.now() + this.pidWaitMs;
     for (;;) {
       try {
         return await this.restoreOnce(target);

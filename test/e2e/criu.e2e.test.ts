@@ -64,17 +64,22 @@ function procState(pid: number): string {
 }
 
 /**
- * `sleep 1000`, our child, returned once it runs sleep: a job asks for the dump of a running
- * program, never of a PID still between Node's fork and its exec. STOPPED(): once Node has
- * reaped it (its PID is then free for a restore), bounded.
+ * `sleep 1000`, returned once it runs sleep: a job asks for the dump of a running program, never
+ * of a PID still between fork and exec. It leads a session of its own (as ckpt-run starts
+ * programs) or, UNDER_SHELL, is the `prog &` of a shell that leads the session (a job script's):
+ * never in the test runner's session, which in CI is session 0 (inherited from the container's
+ * init, outside its PID namespace), and criu refuses to dump such a tree even with --shell-job.
+ * STOPPED(): once the sleep is dead and reaped (its PID free for a restore), bounded.
  */
-async function sleeper(options: { detached: boolean }): Promise<{ child: ChildProcess; pid: number; stopped: () => Promise<void> }> {
-  const child = spawn('sleep', ['1000'], { detached: options.detached, stdio: 'ignore' });
-  let reaped = false;
+async function sleeper({ underShell }: { underShell: boolean }): Promise<{ child: ChildProcess; pid: number; stopped: () => Promise<void> }> {
+  const child = underShell
+    ? spawn('sh', ['-c', 'sleep 1000 >/dev/null & echo $!; wait'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] })
+    : spawn('sleep', ['1000'], { detached: true, stdio: 'ignore' });
+  let reaped = false; // the shell exits once its wait has reaped the sleep
   child.once('exit', () => (reaped = true));
-  const pid = child.pid as number;
+  const pid = underShell ? await new Promise<number>((resolve) => child.stdout?.once('data', (line) => resolve(Number(String(line))))) : (child.pid as number);
   await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', `PID ${pid} to run sleep`);
-  const stopped = () => waitUntil(() => reaped, () => `our child ${pid} to be reaped after the dump (${procState(pid)})`);
+  const stopped = () => waitUntil(() => reaped, () => `PID ${pid} to be dead and reaped after the dump (${procState(pid)})`);
   return { child, pid, stopped };
 }
 
@@ -103,6 +108,13 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
    */
   const CRIU_STEP_MS = 60_000;
   const imageKeyPath = (): string => join(sandbox.dir, 'image-key', 'image.key');
+  /** Waits for the daemon's answer in DIR: DONE, or its failure report, whose reason then fails the test at once. */
+  const daemonAnswer = async (dir: string, done: string, failed: string, what: string): Promise<void> => {
+    await waitUntil(() => existsSync(join(dir, done)) || existsSync(join(dir, failed)), daemonState(what), CRIU_STEP_MS);
+    if (!existsSync(join(dir, done))) throw new Error(`${what} failed: ${parseDaemonReport(readFileSync(join(dir, failed), 'utf8'))?.reason}`);
+  };
+  const awaitDump = (dir: string): Promise<void> => daemonAnswer(dir, 'checkpoint_ok', 'dump_failed', 'the dump');
+  const awaitRestore = (dir: string): Promise<void> => daemonAnswer(dir, 'checkpoint/pidfile', 'restore_failed', 'the restore');
 
   beforeAll(async () => {
     execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
@@ -227,14 +239,13 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
   it("dumps and restores a program that does not lead its session (a job script's `prog &`), with --shell-job", async () => {
     const dir = join(sandbox.dir, 'shell-job');
     mkdirSync(dir);
-    // Our own child, in our session: reaped as soon as the dump stops it, so its PID is free again.
-    const { pid, stopped } = await sleeper({ detached: false });
+    const { pid, stopped } = await sleeper({ underShell: true });
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'shell-1', pid, dir }, { uid: 0, gid: 0 });
-    await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), daemonState('the dump'), CRIU_STEP_MS);
+    await awaitDump(dir);
     await stopped();
     expect(readdirSync(join(dir, 'checkpoint'))).toContain('ckpt-daemon-shell-job');
     requestAs(sandbox.spool, { kind: 'resume', jobId: 'shell-2', dir }, { uid: 0, gid: 0 });
-    await waitUntil(() => existsSync(join(dir, 'checkpoint', 'pidfile')), daemonState('the restore'), CRIU_STEP_MS);
+    await awaitRestore(dir);
     const restored = Number(readFileSync(join(dir, 'checkpoint', 'pidfile'), 'utf8'));
     try {
       expect(restored).toBe(pid);
@@ -264,17 +275,17 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     const dir = join(sandbox.dir, 'cgroups');
     mkdirSync(dir);
     createJobCgroups(dumpedJob);
-    const { child: program, pid, stopped } = await sleeper({ detached: true });
+    const { child: program, pid, stopped } = await sleeper({ underShell: false });
     let restored: number | undefined;
     try {
       for (const controller of controllers) writeFileSync(join(cgroup(controller, dumpedJob), 'cgroup.procs'), `${pid}\n`);
       requestAs(sandbox.spool, { kind: 'checkpoint', jobId: dumpedJob, pid, dir }, { uid: 0, gid: 0 });
-      await waitUntil(() => existsSync(join(dir, 'checkpoint_ok')), daemonState('the dump'), CRIU_STEP_MS);
+      await awaitDump(dir);
       await stopped();
       removeJobCgroups(dumpedJob); // the job ended
       createJobCgroups(newJob);
       requestAs(sandbox.spool, { kind: 'resume', jobId: newJob, dir }, { uid: 0, gid: 0 });
-      await waitUntil(() => existsSync(join(dir, 'checkpoint', 'pidfile')), daemonState('the restore'), CRIU_STEP_MS);
+      await awaitRestore(dir);
       restored = Number(readFileSync(join(dir, 'checkpoint', 'pidfile'), 'utf8'));
       const membership = readFileSync(`/proc/${restored}/cgroup`, 'utf8');
       console.log(`real CRIU, job cgroups after the restore:\n${membership.trim()}`);
@@ -340,7 +351,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     mkdirSync(userDir);
     chownSync(userDir, user.uid, user.gid);
     mkdirSync(rootDir);
-    const { pid, stopped: victimGone } = await sleeper({ detached: true });
+    const { pid, stopped: victimGone } = await sleeper({ underShell: false });
 
     requestAs(sandbox.spool, { kind: 'checkpoint', jobId: 'sec-1', pid, dir: userDir }, user);
     await waitUntil(() => existsSync(join(userDir, 'dump_failed')), daemonState("the daemon's refusal"), CRIU_STEP_MS);

@@ -38,6 +38,14 @@ describe('criuFailure', () => {
     expect(criuFailure(log, 'fallback').reason).toBe('restored process 19916 runs as uid 0 0 0 0, not as uid 1001; the restored tree is killed');
   });
 
+  it('adds what to do where criu does not say it: a tree in a session begun outside the PID namespace (CI, containers)', () => {
+    const log = `${NOISE}\n(00.039694) Error (criu/cr-dump.c:1664): A session leader of 87(87) is outside of its pid namespace\n(00.055325) Error (criu/cr-dump.c:2111): Dumping FAILED.`;
+    expect(criuFailure(log, 'fallback')).toMatchObject({
+      reason: 'A session leader of 87(87) is outside of its pid namespace (the program is in a session begun outside this PID namespace: start it in a session of its own (setsid), as ckpt-run does)',
+      retryable: false,
+    });
+  });
+
   it('falls back when the log has no error (criu stopped before logging)', () => {
     expect(criuFailure(`${NOISE}\n`, 'criu: excessive parameter')).toMatchObject({ reason: 'criu: excessive parameter', retryable: false });
   });
