@@ -40,7 +40,8 @@ otherwise "restart", which starts the program again from scratch at each resume 
 
 With --walltime/--checkpoint each job knows its walltime, as under OAR, and says how long each
 dump took of the time the checkpoint signal left: the way to choose oarsub's --checkpoint for
-your program's size before you queue it (the dry run does not kill a job at its walltime).
+your program's size before you queue it. A job still running at its walltime is killed with
+all its processes and not resubmitted, as OAR does: the simulation then fails and says so.
 
 Examples
   ckpt-run simulate --every 4 -- examples/counter.sh 40 0.25 7

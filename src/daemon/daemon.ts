@@ -32,6 +32,8 @@ export interface DaemonEvent {
   ms: number;
   reason?: string;
   imageBytes?: number;
+  /** A restore's restored root. */
+  pid?: number;
 }
 
 export interface DaemonOptions {
@@ -108,10 +110,10 @@ class RequestServer {
       checkServable(requester);
       run = openRunDir(request.dir, requester);
       checkJobOwner(request.jobId, requester);
-      const { detail, imageBytes } = await this.act(request, run, requester);
+      const { detail, imageBytes, pid } = await this.act(request, run, requester);
       const ms = Date.now() - started;
       logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}`);
-      onEvent?.({ ...event, ok: true, ms, imageBytes });
+      onEvent?.({ ...event, ok: true, ms, imageBytes, pid });
     } catch (error) {
       const ms = Date.now() - started;
       const reason = (error as Error).message;
@@ -126,14 +128,14 @@ class RequestServer {
   }
 
   /** The dump or the restore itself, once the request passed the checks common to both. */
-  private async act(request: SpoolRequest, run: PinnedDir, requester: Requester): Promise<{ detail: string; imageBytes?: number }> {
+  private async act(request: SpoolRequest, run: PinnedDir, requester: Requester): Promise<{ detail: string; imageBytes?: number; pid?: number }> {
     const { engine, logger } = this.options;
     for (const name of discardPartialDumps(run)) {
       logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);
     }
     if (request.kind === 'resume') {
       const pid = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey);
-      return { detail: `: PID ${pid}` };
+      return { detail: `: PID ${pid}`, pid };
     }
     checkTargetProcess(request.pid, requester);
     const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey);

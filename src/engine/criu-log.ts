@@ -7,8 +7,11 @@
 /** `(00.028834)   1165: Error (criu/files-reg.c:2175): File x has bad size 19 (expect 14)` */
 const ERROR_LINE = /\bError \([^)]*\):\s*(.*)$/;
 
-/** Errors that say nothing about the cause: logged on every run here, or a closing summary. */
-const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restoring) FAILED\.?$/];
+/**
+ * Errors that say nothing about the cause: logged on every run here, a closing summary, or the
+ * raw signal data criu logs before the line that says which process died and how.
+ */
+const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restoring) FAILED\.?$/, /^si_code=\d+ si_pid=\d+ si_status=\d+$/];
 
 /**
  * Causes whose CRIU wording does not tell the user what to do, and what to add. A program started
@@ -18,6 +21,7 @@ const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restori
  */
 const ADVICE: Array<[RegExp, string]> = [
   [/A session leader of .* is outside of its pid namespace/, 'the program is in a session begun outside this PID namespace: start it in a session of its own (setsid), as ckpt-run does'],
+  [/^\d+ was killed by 9 unexpectedly/, 'a process of the tree was killed during the dump: its job ended (walltime) or someone killed it'],
 ];
 
 function withAdvice(cause: string): string {

@@ -2,21 +2,24 @@
  * The local dry run: plays OAR and the node daemon around the real launcher. Each "job" is a
  * real `ckpt-run` process (the same code path as on the cluster) with a synthetic job id and a
  * private spool dir; the checkpoint signal comes on a schedule (or by hand); exit 99 starts the
- * next job with a new id, as OAR's resubmission does.
+ * next job with a new id, as OAR's resubmission does; with a walltime, a job still running at
+ * its walltime is killed and not resubmitted, as OAR does.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonEvent } from '../daemon/daemon.js';
 import { EXIT_CODE_HELP, ExitCode } from '../cli/exit-codes.js';
 import { releaseSignal } from '../launcher/early-signals.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
+import { ProcessHandle } from '../proc/process-liveness.js';
 import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
 import { StatusLine } from './status-line.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
+import { killAtWalltime } from './walltime-kill.js';
 
 export interface SimulationOptions {
   argv: string[];
@@ -32,6 +35,8 @@ export interface SimulationOptions {
 
 const CKPT_RUN = fileURLToPath(new URL('../../bin/ckpt-run', import.meta.url));
 export const SIMULATION_RUN_ID = 'simulate';
+
+const KILLED_AT_WALLTIME = 'killed at its walltime (not resubmitted)';
 
 /** What ended a job, from the run's own record (an exit code alone is ambiguous). */
 function endedBy(workdir: string, exitCode: number): { text: string; finished: boolean } {
@@ -54,8 +59,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
   rmSync(runDirFor(options.workdir, SIMULATION_RUN_ID), { recursive: true, force: true });
   const events: DaemonEvent[] = [];
   const daemonFailures: string[] = [];
+  /** Each job's restored program, taken as the daemon restores it (a later PID could be another process). */
+  const restoredPrograms = new Map<string, ProcessHandle>();
   const stopDaemon = await options.startDaemon(spoolDir, (event) => {
     events.push(event);
+    if (event.kind === 'restore' && event.ok && event.pid) restoredPrograms.set(event.jobId, new ProcessHandle(event.pid));
     if (!event.ok && event.reason) daemonFailures.push(`${event.kind} of job ${event.jobId} failed: ${event.reason}`);
   });
   const status = new StatusLine(process.stderr);
@@ -83,23 +91,29 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
         { cwd: options.workdir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OAR_JOB_ID: '' } },
       );
       current = child;
+      const ckptRun = new ProcessHandle(child.pid as number);
       child.stdout.on('data', (chunk: Buffer) => status.write(process.stdout, chunk));
       child.stderr.on('data', (chunk: Buffer) => status.write(process.stderr, chunk));
       const delay = signalDelaySec(options.schedule);
       const signalAt = delay === undefined ? undefined : jobStart + delay * 1000;
       const signalTimer = signalAt === undefined ? undefined : setTimeout(() => child.kill('SIGUSR2'), signalAt - jobStart);
+      let killed = false;
+      const walltimeTimer = options.schedule.kind !== 'walltime'
+        ? undefined
+        : setTimeout(() => (killed = killAtWalltime(ckptRun, restoredPrograms.get(jobId))), options.schedule.walltimeSec * 1000);
       const ticker = setInterval(() => {
         const next = signalAt === undefined ? 'by hand' : `in ${Math.max(0, Math.ceil((signalAt - Date.now()) / 1000))} s`;
         status.update(`[cycle ${cycle} · ${Math.round((Date.now() - started) / 1000)} s elapsed · next checkpoint ${next}]`);
       }, 1000);
       const exitCode: number = await new Promise((resolve) => {
-        child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? 15 : 0)));
+        child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
       });
       clearTimeout(signalTimer);
+      clearTimeout(walltimeTimer);
       clearInterval(ticker);
       const dump = events.find((event) => event.kind === 'dump' && event.jobId === jobId && event.ok);
       const restore = events.find((event) => event.kind === 'restore' && event.jobId === jobId);
-      const ended = endedBy(options.workdir, exitCode);
+      const ended = killed ? { text: KILLED_AT_WALLTIME, finished: false } : endedBy(options.workdir, exitCode);
       cycles.push({
         jobId,
         runSec: (Date.now() - jobStart) / 1000,
@@ -126,6 +140,18 @@ function verdict(options: SimulationOptions, cycles: CycleRecord[], daemonFailur
   const checkpoints = cycles.filter((cycle) => cycle.exitCode === ExitCode.Resubmit).length;
   const base = { engine: options.engine, command: options.argv, cycles, checkpoints };
   const reasons = daemonFailures.length ? ` The daemon said: ${daemonFailures.join('; ')}` : '';
+  if (last.endedBy === KILLED_AT_WALLTIME && options.schedule.kind === 'walltime') {
+    const { walltimeSec, checkpointSec } = options.schedule;
+    return {
+      ...base,
+      ok: false,
+      exitCode: last.exitCode,
+      verdict:
+        `cycle ${cycles.length} was still running at its walltime (${walltimeSec} s): OAR kills such a job and does not resubmit it, so the run would stop here. ` +
+        `The checkpoint signal came ${checkpointSec} s before the walltime, too late for the job to exit 99 in time: raise --checkpoint (here and in oarsub) ` +
+        `to the dump time plus ~15 s, since OAR's signal comes up to 10-15 s late.${reasons}`,
+    };
+  }
   if (last.exitCode === ExitCode.Resubmit && !last.finished) {
     return {
       ...base,

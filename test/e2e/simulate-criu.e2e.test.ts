@@ -1,6 +1,9 @@
 /** `ckpt-run simulate` on real CRIU (root): the demo path a new user runs first. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { counted, COUNTER, makeSandbox, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
+import { waitUntil } from '../helpers/daemon-fixtures.js';
+import { counted, COUNTER, liveProcessesIn, makeSandbox, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
 
 describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run simulate --engine criu', () => {
@@ -31,6 +34,25 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '5', '--', COUNTER, '2', '0.01', '3']);
     expect(await sim.exitCode(30_000)).toBe(3);
     expect(summaryOf(workdir).cycles).toHaveLength(1);
+  });
+
+  it('a restored program whose next dump outlasts the walltime: killed mid-dump with its job, not resubmitted, nothing left running', async () => {
+    const { workdir } = makeSandbox('ckpt-simcriu-');
+    // Small in the first job (dumped at line 30 at most, in ~0.1 s), 3 GB once restored (line
+    // 35): that dump takes ~3 s here, and the checkpoint signal leaves 1 s.
+    const grower = join(workdir, 'grower.mjs');
+    writeFileSync(grower, 'let i = 0; const held = [];\nsetInterval(() => { console.log(++i); if (i === 35) held.push(Buffer.alloc(3 * 2 ** 30, 1)); }, 100);\n');
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '4', '--checkpoint', '1', '--', process.execPath, grower]);
+    expect(await sim.exitCode(60_000)).toBe(137);
+    const summary = summaryOf(workdir);
+    expect(summary.cycles).toHaveLength(2);
+    expect(summary.cycles[0]).toMatchObject({ endedBy: 'checkpoint (exit 99)' });
+    expect(summary.cycles[1]).toMatchObject({ endedBy: 'killed at its walltime (not resubmitted)', exitCode: 137 });
+    expect(typeof summary.cycles[1].restoreMs).toBe('number');
+    expect(summary.verdict).toMatch(/^cycle 2 was still running at its walltime \(4 s\)/);
+    // The restored program, which is not under ckpt-run, was killed too.
+    await waitUntil(() => liveProcessesIn(workdir).length === 0, () => `the restored program (${liveProcessesIn(workdir).join(', ')}) to be killed`, 5_000);
+    console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
   });
 
   it('a dump CRIU refuses: the reason is shown, the program keeps running and finishes', async () => {

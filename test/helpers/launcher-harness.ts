@@ -1,6 +1,6 @@
 /** Runs bin/ckpt-run (and the fake daemon) as real processes, for the integration tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -96,6 +96,17 @@ export function counted(output: string): number[] {
     .split('\n')
     .filter((line) => /^\d+$/.test(line))
     .map(Number);
+}
+
+/** The live processes (zombies excepted) whose working directory is DIR: what a job left running there. */
+export function liveProcessesIn(dir: string): number[] {
+  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
+    try {
+      return readlinkSync(`/proc/${pid}/cwd`) === dir && !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false; // gone, or not ours to look at
+    }
+  });
 }
 
 /** The JSON summary that runSimulate asked for. */

@@ -1,12 +1,14 @@
 /** `ckpt-run simulate` with the restart engine: runs anywhere, no root, no CRIU. */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { counted, COUNTER, makeSandbox, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
+import { counted, COUNTER, liveProcessesIn, makeSandbox, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
+import { waitUntil } from '../helpers/daemon-fixtures.js';
 import { ensureTestUser } from '../helpers/test-user.js';
 
 const RESUMABLE = join(ROOT, 'examples/resumable-counter.sh');
+
 describe('ckpt-run simulate --engine restart', () => {
   it('K cycles then completion: a self-checkpointing program finishes with its exit code', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
@@ -26,16 +28,36 @@ describe('ckpt-run simulate --engine restart', () => {
 
   it('--walltime/--checkpoint: each job knows its walltime, and a dump that takes most of the margin is called out', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
-    // A program that needs 1.5 s to save its state and stop: more than half of the ~2 s margin.
+    // A program that needs 2 s to save its state and stop: more than half of the ~3.5 s margin,
+    // and done well before the walltime (a job still running then is killed, next test).
     const slow = join(workdir, 'slow-stop.sh');
-    writeFileSync(slow, "#!/bin/sh\ntrap 'sleep 1.5; exit 143' TERM\ni=0\nwhile :; do i=$((i+1)); echo $i; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
-    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '4', '--checkpoint', '2', '--max-cycles', '1', '--', slow]);
+    writeFileSync(slow, "#!/bin/sh\ntrap 'sleep 2; exit 143' TERM\ni=0\nwhile :; do i=$((i+1)); echo $i; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '8', '--checkpoint', '3.5', '--max-cycles', '1', '--', slow]);
     expect(await sim.exitCode(60_000)).toBe(0);
     expect(sim.stderr).toMatch(/checkpoint signal received \(the walltime ends in [\d.]+ m?s\)/);
     expect(sim.stderr).toMatch(
       /warn: the dump took [\d.]+ s of the [\d.]+ m?s left before the walltime when it was asked for: a dump still running at the walltime is killed with the job/,
     );
     expect(summaryOf(workdir).cycles[0]).toMatchObject({ endedBy: 'checkpoint (exit 99)' });
+  });
+
+  it('a job still running at its walltime is killed with all its processes, not resubmitted, and the verdict says to raise --checkpoint', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-');
+    // Its stop takes 30 s (a `sleep` of its own): the walltime comes 1 s after the signal.
+    const stubborn = join(workdir, 'stubborn.sh');
+    writeFileSync(stubborn, "#!/bin/sh\ntrap 'sleep 30 & echo $! > saver.pid; wait $!; exit 143' TERM\nwhile :; do echo tick; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '3', '--checkpoint', '1', '--max-cycles', '3', '--', stubborn]);
+    expect(await sim.exitCode(30_000)).toBe(137); // ckpt-run SIGKILLed, as under OAR
+    const summary = summaryOf(workdir);
+    expect(summary.cycles).toHaveLength(1);
+    expect(summary.cycles[0]).toMatchObject({ endedBy: 'killed at its walltime (not resubmitted)', finished: false, exitCode: 137 });
+    expect(summary.ok).toBe(false);
+    expect(summary.verdict).toMatch(/^cycle 1 was still running at its walltime \(3 s\): OAR kills such a job and does not resubmit it.*: raise --checkpoint/);
+    expect(sim.stdout).toMatch(/FAILED: cycle 1 was still running at its walltime/);
+    // The program and its saver (started: it wrote its PID) are dead: no live process is left in
+    // the job's folder (PIDs written from the program's own PID namespace would not name them here).
+    expect(existsSync(join(workdir, 'saver.pid'))).toBe(true);
+    await waitUntil(() => liveProcessesIn(workdir).length === 0, () => `the job's processes (${liveProcessesIn(workdir).join(', ')}) to be killed`, 5_000);
   });
 
   it('stops after --max-cycles with the run still checkpointed', async () => {

@@ -46,6 +46,14 @@ describe('criuFailure', () => {
     });
   });
 
+  it('a tree killed mid-dump: the process and the signal, not the raw signal data before them', () => {
+    // What criu's SIGCHLD handler logs (compel/src/lib/infect.c, criu/parasite-syscall.c); seen when a simulated walltime killed a dumped job.
+    const log = `${NOISE}\n(00.512345) Error (compel/src/lib/infect.c:1293): si_code=2 si_pid=8323 si_status=9\n(00.512350) Error (compel/src/lib/infect.c:1298): 8323 was killed by 9 unexpectedly: Killed`;
+    expect(criuFailure(log, 'fallback').reason).toBe(
+      '8323 was killed by 9 unexpectedly: Killed (a process of the tree was killed during the dump: its job ended (walltime) or someone killed it)',
+    );
+  });
+
   it('falls back when the log has no error (criu stopped before logging)', () => {
     expect(criuFailure(`${NOISE}\n`, 'criu: excessive parameter')).toMatchObject({ reason: 'criu: excessive parameter', retryable: false });
   });
