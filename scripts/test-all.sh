@@ -1,6 +1,6 @@
 #!/bin/bash
 # The whole test run, exactly as CI runs it on a fresh machine: installs what each suite needs
-# (npm packages; as root also CRIU, stress, and a one-node OAR cluster), then runs every suite.
+# (npm packages; as root also CRIU, stress, and one-node OAR and Slurm clusters), then runs every suite.
 # Real-part suites (test/e2e) run only as root; with CI=true they fail instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,9 @@ if [ "$(id -u)" = 0 ]; then
   bash scripts/install-criu.sh --with-prlimit-shim
   say "starting the local OAR cluster"
   bash scripts/oar-local.sh start
-  trap 'bash scripts/oar-local.sh stop || true' EXIT
+  say "starting the local Slurm cluster"
+  bash scripts/slurm-local.sh start
+  trap 'bash scripts/oar-local.sh stop || true; bash scripts/slurm-local.sh stop || true' EXIT
 else
   say "not root: the real CRIU and OAR suites will be skipped (they need root)"
 fi

@@ -9,7 +9,9 @@ import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../laun
 import { createLogger, type LogLevel } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
 import { detectOar } from '../scheduler/oar.js';
+import { requeueJob } from '../scheduler/requeue.js';
 import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
+import { detectSlurm } from '../scheduler/slurm.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
 import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
 
@@ -39,6 +41,14 @@ OAR job script (the signal goes to the job's shell: ckpt-run must replace it, he
   #OAR -t idempotent
   #OAR --checkpoint 120
   #OAR -l walltime=2:00:00
+  exec ckpt-run -- ./my-simulation --steps 1000000
+
+Slurm job script (the same rule with --signal=B:; exit 99 alone resubmits nothing, so after a
+checkpoint ckpt-run runs "scontrol requeue" itself: Slurm ends the job and runs it again, same
+job id, after its requeue delay (2 minutes by default); append, or the requeued job truncates the output)
+  #SBATCH --requeue
+  #SBATCH --signal=B:USR2@120
+  #SBATCH --open-mode=append
   exec ckpt-run -- ./my-simulation --steps 1000000
 
 Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000
@@ -110,11 +120,11 @@ export function launch(
 ): Promise<number> {
   holdSignal(options.signal);
   const logger = createLogger('ckpt-run', logLevelOf(options));
-  const scheduler = detectOar(env, process.ppid) ?? NO_SCHEDULER;
+  const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? NO_SCHEDULER;
   const jobId = options.jobId ?? scheduler.jobId;
   if (!jobId) {
     throw new CliError(
-      'no job id: OAR_JOB_ID is not set and --job-id was not given (to try a job locally: ckpt-run simulate -- COMMAND)',
+      'no job id: neither OAR_JOB_ID nor SLURM_JOB_ID is set and --job-id was not given (to try a job locally: ckpt-run simulate -- COMMAND)',
       ExitCode.NoJobId,
     );
   }
@@ -131,6 +141,8 @@ export function launch(
   const fsWarning = scheduler.name === 'none' ? undefined : localFilesystemWarning(workdir);
   if (fsWarning) logger.log('warn', fsWarning);
   logger.log('info', `job ${jobId}, run ${runId}: ${run.reason}`);
+  const outputWarning = run.mode === 'resume' ? scheduler.resumedOutputWarning?.(run.state.relayed.stdout) : undefined;
+  if (outputWarning) logger.log('warn', outputWarning);
   const rollback = run.mode === 'resume' ? rollBackOutput(run.paths, run.state) : undefined;
   if (rollback) logger.log('warn', rollback);
 
@@ -153,7 +165,10 @@ export function launch(
     env,
     logger,
   };
-  return runLauncher(settings, run);
+  const requeue = scheduler.requeueCommand;
+  return runLauncher(settings, run).then(async (code) =>
+    code === ExitCode.Resubmit && requeue && !(await requeueJob(requeue, logger)) ? ExitCode.RequeueFailed : code,
+  );
 }
 
 export function buildProgram(): Command {
@@ -161,8 +176,8 @@ export function buildProgram(): Command {
     .description('Run a batch job that survives its walltime: checkpoint on the scheduler\'s signal, exit 99, resume when resubmitted.')
     .usage('[options] -- <command> [args...]')
     .argument('<command...>', 'the program to run, and its arguments')
-    .option('--job-id <id>', 'this job\'s id, names the spool requests (default: $OAR_JOB_ID)')
-    .option('--run-id <id>', 'the run\'s stable key across resubmissions (default: from $OAR_ARRAY_ID/$OAR_ARRAY_INDEX, else "default")')
+    .option('--job-id <id>', 'this job\'s id, names the spool requests (default: $OAR_JOB_ID, or from $SLURM_JOB_ID)')
+    .option('--run-id <id>', 'the run\'s stable key across resubmissions (default: from $OAR_ARRAY_ID/$OAR_ARRAY_INDEX or $SLURM_JOB_ID, else "default")')
     .option('--min-runtime <seconds>', 'do not exit 99 before the job has run this long (default: 62 under OAR, else 0)', secondsOption)
     .option('--walltime <seconds>', "the job's walltime, from its start, where the scheduler does not give it (OAR does): the log then says how much of it each dump leaves", secondsOption)
     .passThroughOptions()

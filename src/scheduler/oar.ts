@@ -6,34 +6,15 @@
  *  - a resubmitted job gets a new OAR_JOB_ID but keeps OAR_ARRAY_ID/OAR_ARRAY_INDEX;
  *  - the job's environment has OAR_JOB_WALLTIME_SECONDS, but not the --checkpoint delay.
  */
-import { readFileSync } from 'node:fs';
-import { walltimeEndsAt, type SchedulerContext } from './scheduler.js';
+import { notExecWarning, walltimeEndsAt, type SchedulerContext } from './scheduler.js';
 
 /** 60 s is OAR's rule; 2 s of margin for clock granularity between OAR's checks. */
 export const OAR_MIN_RUNTIME_SEC = 62;
 
-const SHELLS = new Set(['bash', 'sh', 'dash', 'zsh', 'ksh', 'csh', 'tcsh']);
-
-function parentCommand(ppid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
 export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContext | undefined {
   const jobId = env.OAR_JOB_ID;
   if (!jobId) return undefined;
-  const warnings: string[] = [];
-  const parent = parentCommand(ppid);
-  if (parent && SHELLS.has(parent)) {
-    warnings.push(
-      `ckpt-run's parent is a shell (${parent}, PID ${ppid}): OAR sends the checkpoint signal to ` +
-        `that shell, which dies of it and the job is not resubmitted. Start ckpt-run with ` +
-        `"exec ckpt-run -- …" in your job script.`,
-    );
-  }
+  const warning = notExecWarning('OAR', ppid);
   const arrayId = env.OAR_ARRAY_ID ?? jobId;
   const arrayIndex = env.OAR_ARRAY_INDEX ?? '1';
   return {
@@ -42,6 +23,6 @@ export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContex
     runId: `oar-${arrayId}-${arrayIndex}`,
     minRuntimeSec: OAR_MIN_RUNTIME_SEC,
     walltimeEndsAt: walltimeEndsAt(Number(env.OAR_JOB_WALLTIME_SECONDS)),
-    warnings,
+    warnings: warning ? [warning] : [],
   };
 }

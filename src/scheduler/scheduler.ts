@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { startedAtMs } from '../proc/process-liveness.js';
 
 /** What ckpt-run needs to know from the batch scheduler it runs under. */
@@ -13,6 +14,16 @@ export interface SchedulerContext {
   walltimeEndsAt?: number;
   /** Things about this job's setup that would stop checkpoints from working. */
   warnings: string[];
+  /**
+   * The command that resubmits this job once a checkpoint completed (Slurm: scontrol requeue);
+   * without one, exit 99 is the request (OAR).
+   */
+  requeueCommand?: string[];
+  /**
+   * For a job that resumes a run: what is wrong with its output file, given how many bytes of
+   * the program's stdout the run's earlier jobs relayed to it (Slurm: truncated on requeue).
+   */
+  resumedOutputWarning?: (relayedBytes: number) => string | undefined;
 }
 
 export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [] };
@@ -24,4 +35,29 @@ export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, 
 export function walltimeEndsAt(walltimeSec: number): number | undefined {
   const jobStartedAt = startedAtMs(process.pid);
   return walltimeSec > 0 && jobStartedAt !== undefined ? jobStartedAt + walltimeSec * 1000 : undefined;
+}
+
+const SHELLS = new Set(['bash', 'sh', 'dash', 'zsh', 'ksh', 'csh', 'tcsh']);
+
+function parentCommand(ppid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * OAR and Slurm (--signal=B:) send the checkpoint signal to the job's shell alone: a ckpt-run
+ * that is that shell's child never gets it, and the shell dies of it. Says so, if ckpt-run's
+ * parent (PPID) is a shell.
+ */
+export function notExecWarning(scheduler: string, ppid: number): string | undefined {
+  const parent = parentCommand(ppid);
+  if (!parent || !SHELLS.has(parent)) return undefined;
+  return (
+    `ckpt-run's parent is a shell (${parent}, PID ${ppid}): ${scheduler} sends the checkpoint signal to ` +
+    `that shell, which dies of it and the job is not resubmitted. Start ckpt-run with ` +
+    `"exec ckpt-run -- …" in your job script.`
+  );
 }

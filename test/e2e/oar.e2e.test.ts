@@ -14,16 +14,15 @@
  * Root only; in CI it always runs (OAR and CRIU are installed if missing), elsewhere it is
  * skipped loudly without root.
  */
-import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/launcher-harness.js';
+import { readOr } from '../helpers/launcher-harness.js';
 import {
   deleteActiveJobs, ensureOarUser, exitStatusOf, followChain, formatChain, oarJob, oarProbe, oardelCheckpoint, oarsub, pollFor, startCluster,
   stopCluster, type ClusterHandle, type OarJob, type OarUser,
 } from '../helpers/oar-cluster.js';
-import { ensureCriu, installWrapper, packageForUser, startNodeDaemon, type NodeDaemon } from '../helpers/oar-node.js';
+import { prepareSchedulerNode, type NodeDaemon, type SchedulerNode } from '../helpers/oar-node.js';
 import { realPartAvailable } from '../helpers/real-parts.js';
 
 const USER = 'ckptoar';
@@ -87,14 +86,6 @@ function processTree(pid: number): number[] {
   return tree;
 }
 
-const readOr = (path: string, fallback = ''): string => {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return fallback;
-  }
-};
-
 /**
  * Who asked OAR to checkpoint JOB, from its CHECKPOINT events: "User <name> requested a
  * checkpoint on the job N" for `oardel --checkpoint`, "User oar (sarko) requested …" for OAR's
@@ -112,8 +103,8 @@ function loggedAt(stderr: string, what: RegExp): number | undefined {
 describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('ckpt-run under a real OAR 2.5.9 (oar-local.sh) with ckpt-daemon on real CRIU', () => {
   let cluster: ClusterHandle | undefined;
   let user: OarUser;
+  let node: SchedulerNode | undefined;
   let daemon: NodeDaemon | undefined;
-  let removeWrapper: (() => void) | undefined;
   let pkg: string;
   let base: string;
   const restores: RestoreCheck[] = [];
@@ -238,18 +229,10 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
   }
 
   beforeAll(async () => {
-    const criu = ensureCriu();
     cluster = startCluster();
     user = ensureOarUser(USER);
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
-    pkg = packageForUser(user);
-    removeWrapper = installWrapper(user, pkg);
-    // Earlier runs' folders (their jobs are long gone); the user's home, never /tmp.
-    for (const entry of readdirSync(user.home).filter((name) => name.startsWith('oar-e2e-'))) rmSync(join(user.home, entry), { recursive: true, force: true });
-    base = mkdtempSync(join(user.home, 'oar-e2e-'));
-    chownSync(base, user.uid, user.gid);
-    daemon = await startNodeDaemon(criu, join(base, 'ckpt-daemon.log'));
-    console.log(`oar e2e: user ${user.name} (uid ${user.uid}), package ${pkg}, daemon on ${daemon.spoolDir} with ${criu}, folders in ${base}`);
+    node = await prepareSchedulerNode(user, 'oar-e2e');
+    ({ pkg, base, daemon } = node);
 
     const ojob = join(pkg, 'examples/oar-job.sh');
     const counter = join(pkg, 'examples/counter.sh');
@@ -304,12 +287,7 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
 
   afterAll(async () => {
     if (user) await deleteActiveJobs(user).catch((error) => console.warn(`oar e2e: ${error}`));
-    if (daemon) {
-      const code = await daemon.stop();
-      console.log(`oar e2e: ckpt-daemon stopped (exit code ${code}); its log: ${daemon.logPath}`);
-    }
-    removeWrapper?.();
-    if (pkg && pkg !== ROOT) rmSync(pkg, { recursive: true, force: true });
+    await node?.tearDown();
     if (cluster && !cluster.wasUp) stopCluster();
   }, 240_000);
 

@@ -90,6 +90,15 @@ export function startFakeDaemon(sandbox: Sandbox, knobs: Record<string, string> 
   };
 }
 
+/** A file's text, or FALLBACK while it does not exist (yet). */
+export function readOr(path: string, fallback = ''): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
 /** Lines printed by the counter, as numbers. */
 export function counted(output: string): number[] {
   return output

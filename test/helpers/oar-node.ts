@@ -1,11 +1,11 @@
 /**
- * The node side of the OAR end-to-end tests: ckpt-run on the PATH of the jobs' user, and
- * ckpt-daemon running as root on the default spool folder (OAR does not pass the submitter's
- * environment into jobs, and examples/oar-job.sh passes no option to ckpt-run: the jobs use
- * the default /var/lib/checkpoints).
+ * The node side of the scheduler end-to-end tests (OAR, Slurm): ckpt-run on the PATH of the
+ * jobs' user, and ckpt-daemon running as root on the default spool folder (OAR does not pass the
+ * submitter's environment into jobs, and the example job scripts pass no option to ckpt-run:
+ * the jobs use the default /var/lib/checkpoints).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DEFAULT_SPOOL_DIR } from '../../src/protocol/spool-request.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/daemon-report.js';
@@ -131,6 +131,43 @@ export async function startNodeDaemon(criu: string, logPath: string, imageKey = 
     async stop() {
       proc.child.kill('SIGTERM');
       return proc.exitCode(60_000);
+    },
+  };
+}
+
+export interface SchedulerNode {
+  /** The package USER runs (the checkout, or a copy of it). */
+  pkg: string;
+  /** A fresh folder of USER's, in USER's home, for the suite's jobs and the daemon's log. */
+  base: string;
+  daemon: NodeDaemon;
+  /** Stops the daemon (saying where its log is), removes the wrapper and a package copy. */
+  tearDown(): Promise<void>;
+}
+
+/**
+ * Builds the package, makes it runnable by USER (wrapper on the PATH), makes a fresh folder
+ * PREFIX-XXXXXX in USER's home (the suite's earlier ones removed: their jobs are long gone;
+ * never /tmp, which OAR wipes when a user's last job ends) and starts the node daemon.
+ */
+export async function prepareSchedulerNode(user: OarUser, prefix: string): Promise<SchedulerNode> {
+  const criu = ensureCriu();
+  execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+  const pkg = packageForUser(user);
+  const removeWrapper = installWrapper(user, pkg);
+  for (const entry of readdirSync(user.home).filter((name) => name.startsWith(`${prefix}-`))) rmSync(join(user.home, entry), { recursive: true, force: true });
+  const base = mkdtempSync(join(user.home, `${prefix}-`));
+  chownSync(base, user.uid, user.gid);
+  const daemon = await startNodeDaemon(criu, join(base, 'ckpt-daemon.log'));
+  console.log(`${prefix}: user ${user.name} (uid ${user.uid}), package ${pkg}, daemon on ${daemon.spoolDir} with ${criu}, folders in ${base}`);
+  return {
+    pkg,
+    base,
+    daemon,
+    async tearDown() {
+      console.log(`${prefix}: ckpt-daemon stopped (exit code ${await daemon.stop()}); its log: ${daemon.logPath}`);
+      removeWrapper();
+      if (pkg !== ROOT) rmSync(pkg, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,54 @@
+/**
+ * Slurm 22.05 as measured on a local one-node cluster (scripts/slurm-local.sh):
+ *  - `sbatch --signal=B:USR2@N` signals the batch shell alone ("B:"), as OAR does: the script
+ *    must `exec ckpt-run …`; `scancel --batch --signal=USR2 ID` sends it by hand;
+ *  - an exit code resubmits nothing (unless the site set RequeueExit): the job asks with
+ *    `scontrol requeue ID`, which Slurm answers at once by ending the job (SIGTERM), then makes
+ *    it pending again under the SAME id, SLURM_RESTART_COUNT one higher, eligible once the ended
+ *    run's job credential expired (AuthInfo cred_expire, 120 s by default);
+ *  - a requeued job's output file is truncated, unless submitted with --open-mode=append;
+ *  - the job's environment has no end time (SLURM_JOB_END_TIME came with 23.02).
+ */
+import { fstatSync } from 'node:fs';
+import { notExecWarning, type SchedulerContext } from './scheduler.js';
+
+/** The size of ckpt-run's stdout when it is a file, before ckpt-run writes to it; undefined otherwise. */
+function stdoutFileBytes(): number | undefined {
+  try {
+    const stdout = fstatSync(1);
+    return stdout.isFile() ? stdout.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A requeued job starts with its output file truncated unless it was submitted with
+ * --open-mode=append (Slurm opens it O_APPEND either way: the mode cannot be seen before). So an
+ * output file that held less, when ckpt-run started, than what the run's earlier jobs relayed to
+ * it was truncated. STARTBYTES must be taken before ckpt-run logs anything (stderr may be the same file).
+ */
+function truncatedOutputWarning(startBytes: number | undefined, relayedBytes: number): string | undefined {
+  if (startBytes === undefined || startBytes >= relayedBytes) return undefined;
+  return 'Slurm truncated the job\'s output file when it requeued the job: what the earlier jobs printed is gone from it (the program\'s whole output stays in the run folder, stdout.log and stderr.log). Submit with --open-mode=append (#SBATCH --open-mode=append).';
+}
+
+export function detectSlurm(env: NodeJS.ProcessEnv, ppid: number): SchedulerContext | undefined {
+  const slurmJobId = env.SLURM_JOB_ID;
+  if (!slurmJobId) return undefined;
+  const restarts = env.SLURM_RESTART_COUNT ?? '0';
+  // A requeued job keeps its id: the restart count tells its runs apart in the spool and the history.
+  const jobId = `slurm-${slurmJobId}-${restarts}`;
+  const runId = env.SLURM_ARRAY_JOB_ID ? `slurm-${env.SLURM_ARRAY_JOB_ID}-${env.SLURM_ARRAY_TASK_ID}` : `slurm-${slurmJobId}`;
+  const startBytes = stdoutFileBytes();
+  const warning = notExecWarning('Slurm (--signal=B:…)', ppid);
+  return {
+    name: 'Slurm',
+    jobId,
+    runId,
+    minRuntimeSec: 0,
+    warnings: warning ? [warning] : [],
+    requeueCommand: ['scontrol', 'requeue', slurmJobId],
+    resumedOutputWarning: (relayedBytes) => truncatedOutputWarning(startBytes, relayedBytes),
+  };
+}
