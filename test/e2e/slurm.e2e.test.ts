@@ -6,7 +6,8 @@
  *      program's exit code; the output file (--open-mode=append) has every line once;
  *   b. a job that may not be requeued (--no-requeue): exit 12, the checkpoint kept;
  *   c. a job submitted without --open-mode=append: Slurm truncates its output file at the
- *      requeue; the requeued ckpt-run says so, and the whole output is in the run folder.
+ *      requeue; the requeued ckpt-run says so, and the whole output is in the run folder;
+ *   d. Slurm's own signal before the time limit (--signal=B:USR2@60), beside a to c.
  * Slurm makes a requeued job wait before it is eligible, for the lifetime of the ended run's
  * job credential (AuthInfo cred_expire): 120 s by default, 10 s on the local cluster.
  * Root only; in CI it always runs (Slurm and CRIU are installed if missing).
@@ -21,6 +22,8 @@ import { realPartAvailable } from '../helpers/real-parts.js';
 import { asUser, sbatch, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
 
 const USER = 'ckptoar';
+/** d: a counter longer than the first run gets before Slurm's signal (time limit 2 min, signal 60 s before it). */
+const D = { count: 100, code: 43 };
 /** Job states of a job that has not ended. */
 const ACTIVE = /^(PENDING|CONFIGURING|RUNNING|REQUEUED|REQUEUE_HOLD|COMPLETING|SUSPENDED)$/;
 
@@ -50,11 +53,20 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
     }, `${what} (${state(id)}; daemon log:\n${daemon.log()})`, timeoutMs, 250);
   const counter = (count: number, tick: number, code: number): string[] => [join(pkg, 'examples/counter.sh'), String(count), String(tick), String(code)];
 
+  /** d runs beside a, b and c (two cores): Slurm's own signal comes about a minute into each run. */
+  let chainD: Promise<{ job: { id: number; output: string }; done: Record<string, string> }>;
+
   beforeAll(async () => {
     wasUp = startSlurm();
     user = ensureOarUser(USER);
     node = await prepareSchedulerNode(user, 'slurm-e2e');
     ({ pkg, base, daemon } = node);
+    chainD = (async () => {
+      const job = submit('d', ['--time=2', '--signal=B:USR2@60'], counter(D.count, 1, D.code));
+      const done = await untilState(job.id, (j) => !ACTIVE.test(j.JobState), "the job's runs to end", 420_000);
+      return { job, done };
+    })();
+    chainD.catch(() => undefined); // awaited by test d
   }, 300_000);
 
   afterAll(async () => {
@@ -112,4 +124,15 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
     expect(counted(output)[0]).toBeGreaterThan(1); // the first job's lines are gone from it
     expect(counted(readOr(join(job.dir, '.ckpt-run', `slurm-${job.id}`, 'stdout.log')))).toEqual(Array.from({ length: 20 }, (_, k) => k + 1));
   }, 300_000);
+
+  it("d. Slurm's own signal (--time=2 --signal=B:USR2@60): checkpoint before the time limit, requeue, resume; every line once, the exit code", async () => {
+    const { job, done } = await chainD;
+    const output = readOr(job.output);
+    const signals = output.split('\n').filter((line) => line.includes('checkpoint signal received'));
+    console.log(`slurm e2e d: job ${job.id}: ${done.JobState} ExitCode=${done.ExitCode} Restarts=${done.Restarts}; ${signals.length} checkpoint signal(s) from Slurm:\n${signals.join('\n')}`);
+    expect(done).toMatchObject({ JobState: 'FAILED', ExitCode: `${D.code}:0` });
+    expect(Number(done.Restarts)).toBeGreaterThanOrEqual(1); // no signal but Slurm's: the test sends none
+    expect(signals.length).toBe(Number(done.Restarts));
+    expect(counted(output)).toEqual(Array.from({ length: D.count }, (_, k) => k + 1));
+  }, 480_000);
 });
