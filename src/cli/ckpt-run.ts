@@ -21,14 +21,16 @@ How it works
   files in the run folder and relayed live to ckpt-run's stdout/stderr). On the checkpoint
   signal it writes "PID\\nDIR\\n" to SPOOL/JOBID.checkpoint; the node's checkpoint daemon
   (ckpt-daemon, or the cluster's CRIU daemon) dumps the program into DIR/checkpoint/ and creates
-  DIR/checkpoint_ok. ckpt-run then exits 99 and OAR resubmits the job (type "idempotent").
+  DIR/checkpoint_ok. ckpt-run then exits 99 and OAR resubmits the job (type "idempotent";
+  under Slurm, ckpt-run requeues the job itself).
   The resubmitted job finds the checkpoint, writes "DIR\\n" to SPOOL/JOBID.resume, waits for the
   daemon's DIR/checkpoint/pidfile, and watches the restored program until it ends; ckpt-run
   then exits with the program's own exit code. A finished run is never resumed again.
 
 Files (in the working directory, which must be on a shared filesystem)
   .ckpt-run/RUNID/             one folder per run; RUNID comes from OAR_ARRAY_ID and
-                               OAR_ARRAY_INDEX, which stay the same across resubmissions
+                               OAR_ARRAY_INDEX (Slurm: SLURM_JOB_ID), which stay the same
+                               across resubmissions
     state.json                 run record: status, restarts, output offsets, job history
     checkpoint/ checkpoint_ok  the daemon's images and its "dump complete" mark
     stdout.log stderr.log      the program's output (relayed once to each job's output)
