@@ -12,10 +12,14 @@
 #   1. packages — slurm-wlm (slurmctld, slurmd, sbatch, scontrol…) and munge, which
 #                 authenticates every Slurm message. Skipped when installed. The package
 #                 creates /etc/munge/munge.key.
-#   2. config   — /etc/slurm/slurm.conf for one node (this host's online cores) and one
-#                 partition; written only when absent or written by this script before (a
-#                 site's own configuration is never touched). proctrack/linuxproc and
-#                 task/none: no cgroup plugin to set up; accounting off; JobRequeue=1 so
+#   2. config   — /etc/slurm/slurm.conf (and cgroup.conf) for one node (this host's online
+#                 cores) and one partition; written only when absent or written by this
+#                 script before (a site's own configuration is never touched).
+#                 proctrack/cgroup, as on real clusters (each job's processes in
+#                 /slurm_HOST/uid_U/job_J/step_S of the cgroup v1 freezer hierarchy: where a
+#                 restored tree lands is then visible), or proctrack/linuxproc where no
+#                 freezer hierarchy is mounted; task/none, no resource constraints;
+#                 accounting off; JobRequeue=1 so
 #                 that jobs may requeue themselves (what ckpt-run does after a checkpoint);
 #                 AuthInfo=cred_expire=10: a requeued job is eligible 10 s after its requeue,
 #                 not the default 120 s (the lifetime of the ended run's revoked credential:
@@ -67,8 +71,9 @@ step_config() {
     log "config: $CONF is a site's own: used as it is"
     return
   fi
-  local cpus
+  local cpus proctrack=proctrack/cgroup
   cpus=$(nproc)
+  [ -d /sys/fs/cgroup/freezer ] || proctrack=proctrack/linuxproc
   mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd "$LOG_DIR"
   cat >"$CONF" <<EOF
 $MARK
@@ -83,7 +88,7 @@ SlurmctldPidFile=$CTLD_PIDFILE
 SlurmdPidFile=$SLURMD_PIDFILE
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=$proctrack
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
@@ -96,7 +101,18 @@ JobRequeue=1
 NodeName=localhost CPUs=$cpus State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
-  log "config: wrote $CONF (localhost, $cpus CPUs)"
+  if [ -f /etc/slurm/cgroup.conf ] && ! grep -qF "$MARK" /etc/slurm/cgroup.conf; then
+    log "config: /etc/slurm/cgroup.conf is a site's own: used as it is"
+  else
+    cat >/etc/slurm/cgroup.conf <<EOF
+$MARK
+CgroupPlugin=cgroup/v1
+ConstrainCores=no
+ConstrainRAMSpace=no
+ConstrainDevices=no
+EOF
+  fi
+  log "config: wrote $CONF (localhost, $cpus CPUs, $proctrack)"
 }
 
 step_munge() {

@@ -12,13 +12,14 @@
  * job credential (AuthInfo cred_expire): 120 s by default, 10 s on the local cluster.
  * Root only; in CI it always runs (Slurm and CRIU are installed if missing).
  */
-import { chownSync, mkdirSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chownSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counted, readOr } from '../helpers/launcher-harness.js';
 import { ensureOarUser, pollFor, type OarUser } from '../helpers/oar-cluster.js';
 import { prepareSchedulerNode, type NodeDaemon, type SchedulerNode } from '../helpers/oar-node.js';
-import { realPartAvailable } from '../helpers/real-parts.js';
+import { IN_CI, realPartAvailable } from '../helpers/real-parts.js';
 import { asUser, sbatch, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
 
 const USER = 'ckptoar';
@@ -79,18 +80,28 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
     if (!wasUp) stopSlurm();
   }, 120_000);
 
-  /** Once LINES lines are out: the batch signal, the requeue ckpt-run asks for, the requeued job's end. */
-  const checkpointAndRequeue = async (job: { id: number; output: string }, lines: number) => {
+  /**
+   * Once LINES lines are out: the batch signal, the requeue ckpt-run asks for, the requeued job's
+   * end; WHEN_RESTORED sees the restored program while it runs.
+   */
+  const checkpointAndRequeue = async (job: { id: number; output: string }, lines: number, whenRestored?: (pid: number) => void) => {
     await pollFor(() => (counted(readOr(job.output)).length >= lines ? true : undefined), `${lines} lines in ${job.output} (${state(job.id)})`, 60_000, 200);
     asUser(user, ['scancel', '--batch', '--signal=USR2', String(job.id)]);
     const requeued = await untilState(job.id, (j) => j.JobState === 'PENDING' && j.Restarts === '1', 'the job requeued by ckpt-run', 60_000);
+    if (whenRestored) {
+      const pid = await pollFor(() => /program restored as PID (\d+)/.exec(readOr(job.output))?.[1], `the restore (${state(job.id)})`, 120_000, 50);
+      whenRestored(Number(pid));
+    }
     const done = await untilState(job.id, ended, 'the requeued job to start again and end', 120_000);
     return { requeued, done };
   };
 
   it('a. checkpoint on the batch signal, ckpt-run requeues the job, the requeued job resumes: every line once, the exit code', async () => {
     const job = submit('a', [], counter(40, 0.25, 42));
-    const { requeued, done } = await checkpointAndRequeue(job, 8);
+    let restoredCgroup: string | undefined;
+    const { requeued, done } = await checkpointAndRequeue(job, 8, (pid) => {
+      restoredCgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((line) => /^\d+:freezer:/.test(line));
+    });
     const output = readOr(job.output);
     console.log(
       `slurm e2e a: job ${job.id}: requeued (${requeued.JobState}, Restarts=${requeued.Restarts}, Reason=${requeued.Reason}), then ${done.JobState} ExitCode=${done.ExitCode}\n` +
@@ -105,6 +116,13 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
     expect(output).toMatch(/program restored as PID \d+/);
     expect(daemon.log()).toMatch(new RegExp(`job slurm-${job.id}-0: dump of PID \\d+ .* done`));
     expect(daemon.log()).toMatch(new RegExp(`job slurm-${job.id}-1: restore of .* done`));
+    // proctrack/cgroup: the requeued job keeps its id, so its batch step has the dumped one's
+    // cgroup path, and criu restores the tree there: Slurm tracks (and ends) the restored program.
+    const proctrack = /ProctrackType\s*=\s*(\S+)/.exec(execFileSync('scontrol', ['show', 'config'], { encoding: 'utf8' }))?.[1];
+    console.log(`slurm e2e a: ${proctrack}; the restored program's cgroup: ${restoredCgroup}`);
+    if (IN_CI) expect(proctrack).toBe('proctrack/cgroup');
+    if (proctrack === 'proctrack/cgroup') expect(restoredCgroup).toMatch(new RegExp(`^\\d+:freezer:/slurm_[^/]+/uid_${user.uid}/job_${job.id}/step_batch$`));
+    else console.warn(`\n*** slurm e2e a: NOT CHECKED where the restored program runs: ${proctrack}, not proctrack/cgroup (no freezer cgroup hierarchy) ***\n`);
   }, 300_000);
 
   it('b. a job that may not be requeued: exit 12 after the checkpoint, which is kept for a new submission', async () => {
