@@ -55,7 +55,7 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
     pollFor(() => {
       const job = slurmJob(id);
       return job && wanted(job) ? job : undefined;
-    }, `${what} (${state(id)}; daemon log:\n${daemon.log()})`, timeoutMs, 250);
+    }, () => `${what} (${state(id)}; daemon log:\n${daemon.log()})`, timeoutMs, 250);
   const counter = (count: number, tick: number, code: number): string[] => [join(pkg, 'examples/counter.sh'), String(count), String(tick), String(code)];
 
   /** d runs beside a, b and c (two cores): Slurm's own signal comes about a minute into each run. */
@@ -85,11 +85,11 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
    * end; WHEN_RESTORED sees the restored program while it runs.
    */
   const checkpointAndRequeue = async (job: { id: number; output: string }, lines: number, whenRestored?: (pid: number) => void) => {
-    await pollFor(() => (counted(readOr(job.output)).length >= lines ? true : undefined), `${lines} lines in ${job.output} (${state(job.id)})`, 60_000, 200);
+    await pollFor(() => (counted(readOr(job.output)).length >= lines ? true : undefined), () => `${lines} lines in ${job.output} (${state(job.id)})`, 60_000, 200);
     asUser(user, ['scancel', '--batch', '--signal=USR2', String(job.id)]);
     const requeued = await untilState(job.id, (j) => j.JobState === 'PENDING' && j.Restarts === '1', 'the job requeued by ckpt-run', 60_000);
     if (whenRestored) {
-      const pid = await pollFor(() => /program restored as PID (\d+)/.exec(readOr(job.output))?.[1], `the restore (${state(job.id)})`, 120_000, 50);
+      const pid = await pollFor(() => /program restored as PID (\d+)/.exec(readOr(job.output))?.[1], () => `the restore (${state(job.id)})`, 120_000, 50);
       whenRestored(Number(pid));
     }
     const done = await untilState(job.id, ended, 'the requeued job to start again and end', 120_000);
@@ -127,7 +127,7 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
 
   it('b. a job that may not be requeued: exit 12 after the checkpoint, which is kept for a new submission', async () => {
     const job = submit('b', ['--no-requeue'], counter(1000, 0.25, 0));
-    await pollFor(() => (counted(readOr(job.output)).length >= 4 ? true : undefined), `4 lines in ${job.output} (${state(job.id)})`, 60_000, 200);
+    await pollFor(() => (counted(readOr(job.output)).length >= 4 ? true : undefined), () => `4 lines in ${job.output} (${state(job.id)})`, 60_000, 200);
     asUser(user, ['scancel', '--batch', '--signal=USR2', String(job.id)]);
     const done = await untilState(job.id, ended, 'the job to end', 60_000);
     const output = readOr(job.output);

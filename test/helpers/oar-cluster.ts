@@ -163,13 +163,16 @@ export function oardelCheckpoint(user: OarUser, id: number): string {
   return execFileSync('runuser', ['-u', user.name, '--', 'oardel', '--checkpoint', String(id)], { encoding: 'utf8', stdio: 'pipe' }).trim();
 }
 
-/** Polls FN every PERIOD ms until it returns a value (not undefined); bounded. */
-export async function pollFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs: number, periodMs = 1000): Promise<T> {
+/**
+ * Polls FN every PERIOD ms until it returns a value (not undefined); bounded. WHAT may be a
+ * function, called at the timeout, so that the state it shows is the state then.
+ */
+export async function pollFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string | (() => string), timeoutMs: number, periodMs = 1000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await fn();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((resolve) => setTimeout(resolve, periodMs));
   }
 }
