@@ -196,7 +196,8 @@ function walltimeMargin(state: MachineState, dumpMs: number): MachineAction[] {
       'warn',
       `the dump took ${duration(dumpMs)} of the ${duration(leftMs)} left before the walltime when it was asked for: ` +
         `a dump still running at the walltime is killed with the job, and the work since the previous checkpoint ` +
-        `is lost. Leave it more time: oarsub --checkpoint ${Math.ceil((2 * dumpMs) / 1000)} or more`,
+        `is lost. Leave it more time: the checkpoint signal ${Math.ceil((2 * dumpMs) / 1000)} s or more before the walltime ` +
+        `(OAR: oarsub --checkpoint; Slurm: sbatch --signal=B:USR2@)`,
     ),
   ];
 }

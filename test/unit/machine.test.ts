@@ -80,7 +80,8 @@ describe('fresh start → checkpoint → exit 99', () => {
     expect(messages(tight, 'info')).toContain('checkpoint complete in 70.1 s, program stopped; exit 99 so that the job is resubmitted');
     expect(messages(tight, 'warn')).toEqual([
       'the dump took 70.1 s of the 120 s left before the walltime when it was asked for: a dump still running at the walltime ' +
-        'is killed with the job, and the work since the previous checkpoint is lost. Leave it more time: oarsub --checkpoint 141 or more',
+        'is killed with the job, and the work since the previous checkpoint is lost. Leave it more time: the checkpoint signal 141 s or more ' +
+        'before the walltime (OAR: oarsub --checkpoint; Slurm: sbatch --signal=B:USR2@)',
     ]);
     expect(tight.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
 
