@@ -143,10 +143,11 @@ export function launch(
   const fsWarning = scheduler.name === 'none' ? undefined : localFilesystemWarning(workdir);
   if (fsWarning) logger.log('warn', fsWarning);
   logger.log('info', `job ${jobId}, run ${runId}: ${run.reason}`);
-  const outputWarning = run.mode === 'resume' ? scheduler.resumedOutputWarning?.(run.state.relayed.stdout) : undefined;
-  if (outputWarning) logger.log('warn', outputWarning);
-  const rollback = run.mode === 'resume' ? rollBackOutput(run.paths, run.state) : undefined;
-  if (rollback) logger.log('warn', rollback);
+  if (run.mode === 'resume') {
+    // The output check reads the relayed count before the roll-back lowers it.
+    const outputWarning = scheduler.resumedOutputWarning?.(run.state.relayed.stdout);
+    for (const warning of [outputWarning, rollBackOutput(run.paths, run.state)]) if (warning) logger.log('warn', warning);
+  }
 
   const settings: LaunchSettings = {
     argv,
