@@ -10,6 +10,7 @@ import { EngineError, type CheckpointEngine, type Requester } from '../engine/en
 import type { Logger } from '../log/logger.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type SpoolRequest } from '../protocol/spool-request.js';
+import { readAnswerBy } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -133,12 +134,13 @@ class RequestServer {
     for (const name of discardPartialDumps(run)) {
       logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);
     }
+    const deadline = readAnswerBy(run);
     if (request.kind === 'resume') {
-      const pid = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey);
+      const pid = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline);
       return { detail: `: PID ${pid}`, pid };
     }
     checkTargetProcess(request.pid, requester);
-    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey);
+    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, deadline);
     return { detail: ` (${megabytes(imageBytes)})`, imageBytes };
   }
 
@@ -146,7 +148,7 @@ class RequestServer {
   private report(run: PinnedDir, kind: 'dump' | 'restore', error: Error, requester: Requester): void {
     const name = kind === 'dump' ? RUN_FILES.dumpFailed : RUN_FILES.restoreFailed;
     const report = error instanceof EngineError
-      ? { reason: error.reason, retryable: error.retryable, log: error.log }
+      ? { reason: error.reason, retryable: error.retryable, log: error.log, program: error.program }
       : { reason: error.message, retryable: false };
     try {
       publishFile(run, name, formatDaemonReport(report), requester);

@@ -83,6 +83,7 @@ export async function serveResume(
   requester: Requester,
   logger: Logger,
   imageKey: Buffer,
+  deadline?: number,
 ): Promise<number> {
   const images = takeImages(run, requester);
   try {
@@ -96,7 +97,7 @@ export async function serveResume(
       const staged = join(scratchDir, 'images');
       mkdirSync(staged, { mode: 0o700 });
       stageSignedImages(images, imageKey, requester.uid, staged); // throws before criu runs
-      pid = await engine.restore({ imagesDir: staged, scratchDir, requester, jobCgroups: cgroups });
+      pid = await engine.restore({ imagesDir: staged, scratchDir, requester, jobCgroups: cgroups, deadline });
       restored = readOrUndefined(join(scratchDir, RESTORED_CGROUPS_FILE));
     } finally {
       rmSync(scratchDir, { recursive: true, force: true });

@@ -21,6 +21,8 @@ export interface DumpTarget {
   imagesDir: string;
   /** Whom the images are for: the frozen tree is checked against them before the images count. */
   requester: Requester;
+  /** Epoch ms by which the job needs an answer (engine/criu.ts kills a criu still running then). */
+  deadline?: number;
 }
 
 export interface RestoreTarget {
@@ -35,6 +37,8 @@ export interface RestoreTarget {
    * scratchDir/RESTORED_CGROUPS_FILE (the lines of /proc/PID/cgroup).
    */
   jobCgroups?: string[];
+  /** Epoch ms by which the job needs an answer. */
+  deadline?: number;
 }
 
 export const RESTORED_CGROUPS_FILE = 'restored-cgroups';
@@ -47,6 +51,9 @@ export interface CheckpointEngine {
   restore(target: RestoreTarget): Promise<number>;
 }
 
+/** How a failed dump left the program, as the engine saw it afterwards. */
+export type ProgramAfterFailure = 'running' | 'frozen' | 'gone';
+
 /** A failed dump or restore: what the job side is told (src/protocol/daemon-report.ts). */
 export class EngineError extends Error {
   constructor(
@@ -55,6 +62,8 @@ export class EngineError extends Error {
     readonly retryable: boolean,
     /** The end of the engine's log, for the user who wants the details. */
     readonly log?: string,
+    /** Said when a dump was cut short: the job then tells the truth about its program. */
+    readonly program?: ProgramAfterFailure,
   ) {
     super(reason);
   }

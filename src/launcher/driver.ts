@@ -11,7 +11,7 @@ import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import { OutputRelay } from '../proc/output-relay.js';
-import { childrenOf, ProcessHandle } from '../proc/process-liveness.js';
+import { childrenOf, processState, ProcessHandle } from '../proc/process-liveness.js';
 import { spawnProgramTree } from '../proc/program-tree.js';
 import { saveRunState } from '../state/run-state.js';
 import { join } from 'node:path';
@@ -164,7 +164,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     }
     if (machine.requestOutstanding) {
       const parsed = readReport(paths.dumpFailed);
-      if (parsed) dispatch({ type: 'dumpFailed', reason: parsed.reason });
+      if (parsed) dispatch({ type: 'dumpFailed', reason: parsed.reason, program: parsed.program });
       const identity = checkpointIdentity(paths.checkpointOk);
       if (identity !== undefined && identity !== checkpointOkBefore) dispatch({ type: 'checkpointOk' });
     }
@@ -304,11 +304,13 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       case 'requestCheckpoint':
         checkpointOkBefore = checkpointIdentity(paths.checkpointOk);
         rmSync(paths.dumpFailed, { force: true });
+        writeFileAtomic(paths.answerBy, `${action.answerBy}\n`);
         sendRequest({ kind: 'checkpoint', jobId, pid: action.pid, dir: paths.dir });
         return;
       case 'requestResume':
         rmSync(paths.pidfile, { force: true });
         rmSync(paths.restoreFailed, { force: true });
+        writeFileAtomic(paths.answerBy, `${action.answerBy}\n`);
         sendRequest({ kind: 'resume', jobId, dir: paths.dir });
         watchImages();
         return;
@@ -318,7 +320,13 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
         return;
       case 'setTimer':
         clearTimeout(timers.get(action.name));
-        timers.set(action.name, setTimeout(() => dispatch({ type: 'timer', name: action.name }), action.ms));
+        timers.set(
+          action.name,
+          setTimeout(() => {
+            const programState = action.name === 'dump' && program ? processState(program.pid) : undefined;
+            dispatch({ type: 'timer', name: action.name, programState });
+          }, action.ms),
+        );
         return;
       case 'clearTimer':
         clearTimeout(timers.get(action.name));

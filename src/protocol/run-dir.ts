@@ -27,6 +27,11 @@ export interface RunDirPaths {
   stderrRolledBack: string;
   /** ckpt-run's record of the run (see src/state/run-state.ts). */
   state: string;
+  /**
+   * Epoch ms by which the job needs the daemon's answer to its request (walltime, --dump-timeout):
+   * ckpt-daemon bounds criu by it. An extension of the protocol: other daemons ignore it.
+   */
+  answerBy: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
@@ -46,6 +51,7 @@ export function runDirPaths(dir: string): RunDirPaths {
     stdoutRolledBack: join(dir, 'stdout.rolled-back.log'),
     stderrRolledBack: join(dir, 'stderr.rolled-back.log'),
     state: join(dir, 'state.json'),
+    answerBy: join(dir, 'answer_by'),
   };
 }
 
