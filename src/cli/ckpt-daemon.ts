@@ -10,7 +10,7 @@ import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS } from '../engine/criu.js';
 import { formatFindings, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
 import { CliError } from './exit-codes.js';
 import { runCli, secondsOption } from './run-cli.js';
@@ -113,7 +113,7 @@ async function probe(options: DaemonCliOptions): Promise<CriuFindings> {
 }
 
 /** The criu engine in the mode the probe found, or a CliError that says why criu cannot work here. */
-async function criuEngine(options: DaemonCliOptions, notice: (message: string) => void): Promise<CheckpointEngine> {
+async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<CheckpointEngine> {
   if (process.getuid?.() !== 0) {
     throw new CliError(
       "the criu engine needs root (CRIU dumps and restores other users' processes); as a user, try --engine restart",
@@ -122,7 +122,13 @@ async function criuEngine(options: DaemonCliOptions, notice: (message: string) =
   }
   const findings = await probe(options);
   if (findings.problem) throw new CliError(`criu cannot checkpoint on this node: ${findings.problem}`, DaemonExit.NoCriu);
-  notice(`criu ${findings.version}: ${findings.breakpoints}; network lock ${findings.settings.networkLock}; canary dumped and restored in ${findings.canaryMs ?? '?'} ms`);
+  logger.log(
+    'info',
+    `criu ${findings.version}: ${findings.breakpoints}; network lock ${findings.settings.networkLock}; ` +
+      `${findings.canaryMs === undefined ? 'no canary (--criu-breakpoints)' : `canary dumped and restored in ${findings.canaryMs} ms`}; ` +
+      `each criu run is bounded to ${options.criuDeadline} s`,
+  );
+  const notice = (message: string): void => logger.log('warn', message);
   return new CriuEngine(options.criu, { settings: findings.settings, deadlineMs: options.criuDeadline * 1000, notice });
 }
 
@@ -149,7 +155,7 @@ function untilSignal(): Promise<void> {
 async function run(options: DaemonCliOptions): Promise<void> {
   if (options.check) return check(options);
   const logger = createLogger('ckpt-daemon', options.verbose ? 'debug' : 'info', options.log ? openLog(options.log) : 2);
-  const engine = options.engine === 'restart' ? new RestartEngine() : await criuEngine(options, (message) => logger.log('warn', message));
+  const engine = options.engine === 'restart' ? new RestartEngine() : await criuEngine(options, logger);
   let imageKey: Buffer;
   try {
     const loaded = loadImageKey(options.imageKey);

@@ -32,10 +32,13 @@ export interface CriuSettings {
 
 export const NO_BREAKPOINTS_ENV = { CRIU_FAULT: '130' } as const;
 
-/** criu's arguments and environment for SETTINGS. */
-export function criuMode(settings: CriuSettings): { args: string[]; env: Record<string, string> } {
+/**
+ * criu's arguments and environment for SETTINGS. The network lock matters only for a tree with
+ * established TCP connections (LOCKSNETWORK): the nftables one costs about a second per dump.
+ */
+export function criuMode(settings: CriuSettings, locksNetwork: boolean): { args: string[]; env: Record<string, string> } {
   return {
-    args: settings.networkLock === 'nftables' ? ['--network-lock', 'nftables'] : [],
+    args: locksNetwork && settings.networkLock === 'nftables' ? ['--network-lock', 'nftables'] : [],
     env: settings.breakpoints === 'off' ? { ...NO_BREAKPOINTS_ENV } : {},
   };
 }

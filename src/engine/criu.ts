@@ -31,7 +31,8 @@
  *    gets SIGCONT), and the failure says at which stage and in what state the program is.
  *    A dump that stalled at the breakpoint step turns breakpoints off for every later call.
  *  - CriuSettings (criu-probe.ts): breakpoints off (CRIU_FAULT=130) and the nftables network
- *    lock where the node needs them.
+ *    lock where the node needs them; the lock only for a tree with established TCP connections
+ *    (proc/tcp-connections.ts), marked in the images for the restore.
  */
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { treeOf } from '../daemon/process-tree.js';
 import { processState } from '../proc/process-liveness.js';
+import { holdsEstablishedTcp } from '../proc/tcp-connections.js';
 import { busyPid, criuFailure } from './criu-log.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
@@ -57,6 +59,8 @@ export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-re
 
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
+/** Left in the images by a dump of established TCP connections: the restore locks the network the same way. */
+const TCP_MARKER = 'ckpt-daemon-tcp';
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
@@ -155,8 +159,12 @@ export class CriuEngine implements CheckpointEngine {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
     const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
-    const before = new Map(treeOf(pid).map((member) => [member, processState(member)]));
+    const tree = treeOf(pid);
+    const tcp = holdsEstablishedTcp(tree);
+    if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
+    const before = new Map(tree.map((member) => [member, processState(member)]));
     await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester), this.deadlineOf(deadline), {
+      locksNetwork: tcp,
       onDeadline: (child) => this.stopDump(child, join(imagesDir, 'dump.log'), before),
     });
   }
@@ -186,7 +194,10 @@ export class CriuEngine implements CheckpointEngine {
     args.push('--pidfile', pidfile, '--tcp-close', '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
     const env = { ...requesterEnv(requester), CKPT_JOB_CGROUPS: jobCgroups.join(' '), CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE) };
-    await this.run(args, logFile, env, this.deadlineOf(deadline), { onDeadline: (child) => this.stopRestore(child) });
+    await this.run(args, logFile, env, this.deadlineOf(deadline), {
+      locksNetwork: existsSync(join(imagesDir, TCP_MARKER)),
+      onDeadline: (child) => this.stopRestore(child),
+    });
     return Number(readFileSync(pidfile, 'utf8').trim());
   }
 
@@ -226,9 +237,9 @@ export class CriuEngine implements CheckpointEngine {
     logFile: string,
     env: Record<string, string>,
     deadline: number,
-    { onDeadline }: { onDeadline: (child: ResultPromise) => Promise<EngineError> },
+    { locksNetwork, onDeadline }: { locksNetwork: boolean; onDeadline: (child: ResultPromise) => Promise<EngineError> },
   ): Promise<void> {
-    const mode = criuMode(this.settings);
+    const mode = criuMode(this.settings, locksNetwork);
     // Its own session: a --shell-job restore puts the tree in criu's session, not the daemon's;
     // and a process group to kill at the deadline.
     const child = execa(this.criu, [...args, ...mode.args], { reject: false, stdin: 'ignore', detached: true, env: { ...env, ...mode.env } });

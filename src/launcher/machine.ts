@@ -119,15 +119,17 @@ function programNow(state: string | undefined): string {
   return 'the program is running; the next checkpoint signal asks again';
 }
 
-/** The daemon answers this long before the job stops waiting, so that the job can report why. */
+/**
+ * The daemon answers this long before the job stops waiting (a fifth of a short wait), so that
+ * the job can report why, and before the walltime (a dump still running then is killed with the job).
+ */
 export const ANSWER_MARGIN_MS = 5000;
 
-/**
- * When the daemon must answer a request: before the job's own bound on the wait, and before the
- * walltime (a dump still running then is killed with the job). At least a second from now.
- */
+/** When the daemon must answer a request that the job waits WAITMS for. At least a second from now. */
 export function answerBy(now: number, waitMs: number, walltimeEndsAt?: number): number {
-  return Math.max(now + 1000, Math.min(now + waitMs, walltimeEndsAt ?? Infinity) - ANSWER_MARGIN_MS);
+  const beforeTimeout = now + waitMs - Math.min(ANSWER_MARGIN_MS, waitMs / 5);
+  const beforeWalltime = (walltimeEndsAt ?? Infinity) - ANSWER_MARGIN_MS;
+  return Math.max(now + 1000, Math.min(beforeTimeout, beforeWalltime));
 }
 
 function failWith(state: MachineState, code: number, message: string): Step {

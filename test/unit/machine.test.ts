@@ -175,6 +175,8 @@ describe('the daemon\'s deadline and what the job says when a dump goes wrong', 
     expect(answerBy(1000, 300_000, 61_000)).toBe(61_000 - ANSWER_MARGIN_MS);
     // the walltime already (nearly) over: still a second, not a deadline in the past
     expect(answerBy(1000, 300_000, 3000)).toBe(2000);
+    // a short --dump-timeout keeps most of itself for the daemon
+    expect(answerBy(1000, 4000)).toBe(1000 + 4000 - 800);
     const run = drive({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }]]);
     expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 715_000 }]);
   });
