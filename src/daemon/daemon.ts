@@ -21,6 +21,7 @@ import { checkJobOwner, checkServable, checkTargetProcess, openRunDir } from './
 import { readRequestFile } from './request-file.js';
 import { lookupRequester } from './requester.js';
 import { serveResume } from './restore-service.js';
+import { killTree } from './process-tree.js';
 import { RUN_FILES } from './run-files.js';
 import { discard, pickUp, prepareSpool } from './spool.js';
 import { SpoolWatcher } from './spool-watcher.js';
@@ -35,6 +36,8 @@ export interface DaemonEvent {
   imageBytes?: number;
   /** A restore's restored root. */
   pid?: number;
+  /** A lazy restore: ms is when the program ran; every page was in after allInMs. */
+  allInMs?: number;
 }
 
 export interface DaemonOptions {
@@ -111,10 +114,16 @@ class RequestServer {
       checkServable(requester);
       run = openRunDir(request.dir, requester);
       checkJobOwner(request.jobId, requester);
-      const { detail, imageBytes, pid } = await this.act(request, run, requester);
+      let runningMs: number | undefined;
+      const running = (pid: number): void => {
+        runningMs = Date.now() - started;
+        logger.log('debug', `job ${request.jobId}: program running after ${seconds(runningMs)} (PID ${pid})`);
+      };
+      const { detail, imageBytes, pid, pagesIn } = await this.act(request, run, requester, running);
       const ms = Date.now() - started;
-      logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}`);
-      onEvent?.({ ...event, ok: true, ms, imageBytes, pid });
+      const lazy = pagesIn ? `; program running after ${seconds(runningMs ?? ms)}, all ${megabytes(pagesIn.bytes)} in after ${seconds(ms)} (lazy restore)` : '';
+      logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}${lazy}`);
+      onEvent?.({ ...event, ok: true, ms: pagesIn ? (runningMs ?? ms) : ms, imageBytes, pid, allInMs: pagesIn ? ms : undefined });
     } catch (error) {
       const ms = Date.now() - started;
       const reason = (error as Error).message;
@@ -123,21 +132,27 @@ class RequestServer {
       logger.log('warn', `job ${request.jobId}: ${verdict}: ${reason}`);
       onEvent?.({ ...event, ok: false, ms, reason });
       if (run && requester) this.report(run, kind, error as Error, requester);
+      if (error instanceof EngineError && error.thenKill !== undefined) killTree(error.thenKill);
     } finally {
       run?.close();
     }
   }
 
   /** The dump or the restore itself, once the request passed the checks common to both. */
-  private async act(request: SpoolRequest, run: PinnedDir, requester: Requester): Promise<{ detail: string; imageBytes?: number; pid?: number }> {
+  private async act(
+    request: SpoolRequest,
+    run: PinnedDir,
+    requester: Requester,
+    running: (pid: number) => void,
+  ): Promise<{ detail: string; imageBytes?: number; pid?: number; pagesIn?: { ms: number; bytes: number } }> {
     const { engine, logger } = this.options;
     for (const name of discardPartialDumps(run)) {
       logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);
     }
     const deadline = readAnswerBy(run);
     if (request.kind === 'resume') {
-      const pid = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline);
-      return { detail: `: PID ${pid}`, pid };
+      const { pid, pagesIn } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, running);
+      return { detail: `: PID ${pid}`, pid, pagesIn };
     }
     checkTargetProcess(request.pid, requester);
     const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, deadline);

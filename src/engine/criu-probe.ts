@@ -28,6 +28,8 @@ export interface CriuSettings {
    * the libnftables that criu links.
    */
   networkLock: 'iptables' | 'nftables';
+  /** Restore lazily (engine/lazy-pages.ts): where userfaultfd works, unless the admin said no. */
+  lazyPages?: boolean;
 }
 
 export const NO_BREAKPOINTS_ENV = { CRIU_FAULT: '130' } as const;
@@ -171,6 +173,7 @@ export async function probeCriu(criu: string, options: ProbeOptions = {}): Promi
   }
   findings.softDirty = await feature(criu, 'mem_dirty_track');
   findings.userfaultfd = await feature(criu, 'uffd-noncoop');
+  findings.settings.lazyPages = findings.userfaultfd === true;
   const wanted = options.breakpoints ?? 'auto';
   if (wanted !== 'auto') {
     findings.settings.breakpoints = wanted;
@@ -207,7 +210,7 @@ export function formatFindings(findings: CriuFindings): string[] {
     `capabilities:  ${findings.missingCapabilities.length === 0 ? 'all that criu needs' : `missing ${findings.missingCapabilities.join(', ')}`}`,
     `prlimit shim:  ${findings.needsPrlimitShim ? 'needed (root lacks CAP_SYS_RESOURCE: bash scripts/install-criu.sh --with-prlimit-shim, then --criu PREFIX/bin/criu-prlimit-shim)' : 'not needed'}`,
     `soft-dirty:    ${yesNo(findings.softDirty)} (incremental pre-dumps)`,
-    `userfaultfd:   ${yesNo(findings.userfaultfd)} (lazy restore)`,
+    `userfaultfd:   ${yesNo(findings.userfaultfd)} (lazy restore: ${findings.settings.lazyPages ? 'used' : 'not used, restores read every page first'})`,
     findings.problem ? `verdict:       NOT USABLE: ${findings.problem}` : 'verdict:       usable',
   ];
 }

@@ -51,8 +51,10 @@ import {
   type DumpTarget,
   type ProgramAfterFailure,
   type Requester,
+  type RestoredTree,
   type RestoreTarget,
 } from './engine.js';
+import { LazyPagesServer } from './lazy-pages.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
@@ -169,7 +171,7 @@ export class CriuEngine implements CheckpointEngine {
     });
   }
 
-  async restore(target: RestoreTarget): Promise<number> {
+  async restore(target: RestoreTarget): Promise<RestoredTree> {
     const deadline = Date.now() + this.pidWaitMs;
     for (;;) {
       try {
@@ -186,7 +188,7 @@ export class CriuEngine implements CheckpointEngine {
     return requested === undefined ? own : Math.min(own, requested);
   }
 
-  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [], deadline }: RestoreTarget): Promise<number> {
+  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [], deadline }: RestoreTarget): Promise<RestoredTree> {
     const pidfile = join(scratchDir, 'pidfile');
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
@@ -194,11 +196,20 @@ export class CriuEngine implements CheckpointEngine {
     args.push('--pidfile', pidfile, '--tcp-close', '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
     const env = { ...requesterEnv(requester), CKPT_JOB_CGROUPS: jobCgroups.join(' '), CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE) };
-    await this.run(args, logFile, env, this.deadlineOf(deadline), {
-      locksNetwork: existsSync(join(imagesDir, TCP_MARKER)),
-      onDeadline: (child) => this.stopRestore(child),
-    });
-    return Number(readFileSync(pidfile, 'utf8').trim());
+    const until = this.deadlineOf(deadline);
+    const server = this.settings.lazyPages ? await LazyPagesServer.start(this.criu, imagesDir, scratchDir, criuMode(this.settings, false).env) : undefined;
+    try {
+      await this.run(server ? [...args, '--lazy-pages'] : args, logFile, env, until, {
+        locksNetwork: existsSync(join(imagesDir, TCP_MARKER)),
+        onDeadline: (child) => this.stopRestore(child),
+      });
+    } catch (error) {
+      server?.stop();
+      throw error;
+    }
+    const pid = Number(readFileSync(pidfile, 'utf8').trim());
+    // The transfer has the whole deadline of the restore, not what the restore left of it.
+    return server ? { pid, pagesIn: server.transfer(pid, this.deadlineOf(undefined)) } : { pid };
   }
 
   /**

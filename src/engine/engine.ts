@@ -43,12 +43,23 @@ export interface RestoreTarget {
 
 export const RESTORED_CGROUPS_FILE = 'restored-cgroups';
 
+/** A restored tree: it runs; a lazy restore is still bringing its memory in. */
+export interface RestoredTree {
+  /** The PID of its root. */
+  pid: number;
+  /**
+   * A lazy restore (engine/lazy-pages.ts): resolves once every page is in, rejects (with the
+   * tree killed) when the transfer failed. The images must stay as they are until then.
+   */
+  pagesIn?: Promise<{ ms: number; bytes: number }>;
+}
+
 export interface CheckpointEngine {
   readonly name: string;
   /** Dumps the tree and stops it; throws EngineError and leaves it running on failure. */
   dump(target: DumpTarget): Promise<void>;
-  /** Restores the tree, detached from the daemon; resolves to the PID of its root. */
-  restore(target: RestoreTarget): Promise<number>;
+  /** Restores the tree, detached from the daemon; resolves once it runs. */
+  restore(target: RestoreTarget): Promise<RestoredTree>;
 }
 
 /** How a failed dump left the program, as the engine saw it afterwards. */
@@ -64,6 +75,11 @@ export class EngineError extends Error {
     readonly log?: string,
     /** Said when a dump was cut short: the job then tells the truth about its program. */
     readonly program?: ProgramAfterFailure,
+    /**
+     * The root of a tree to kill once the job has the report (a lazy restore whose memory
+     * transfer failed): killed first, the job would see its program vanish with no reason.
+     */
+    readonly thenKill?: number,
   ) {
     super(reason);
   }

@@ -171,7 +171,10 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     if (program && !program.isAlive()) {
       // The shim may have written the status just before going away.
       const status = readExitStatus();
-      dispatch(status === undefined ? { type: 'programGone' } : { type: 'programExited', exitCode: status });
+      // A lazy restore whose memory transfer failed: the daemon killed the restored program.
+      const lazyFailure = status === undefined && run.mode === 'resume' ? readReport(paths.restoreFailed) : undefined;
+      if (lazyFailure) dispatch({ type: 'restoreFailed', reason: lazyFailure.reason, retryable: lazyFailure.retryable });
+      else dispatch(status === undefined ? { type: 'programGone' } : { type: 'programExited', exitCode: status });
     }
   }
 

@@ -270,7 +270,8 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       ]);
 
     case 'restoreFailed': {
-      if (state.phase !== 'resuming') return { state, actions: [] };
+      // While running: a lazy restore whose memory never all came in (the daemon killed the tree).
+      if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.requestOutstanding)) return { state, actions: [] };
       const cleared: MachineAction = { type: 'clearTimer', name: 'resume' };
       if (event.retryable) {
         const retry = resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`);

@@ -252,6 +252,14 @@ describe('resume', () => {
     expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
   });
 
+  it('a lazy restore whose memory transfer failed after the program ran (the daemon killed it) resubmits: the checkpoint is intact', () => {
+    const run = drive({ restarts: 1 }, [...resume, [300, { type: 'restored', pid: 5 }], [900, { type: 'restoreFailed', reason: 'criu lazy-pages was killed', retryable: true }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+    // but not while a checkpoint of the running program is under way: that request decides
+    const dumping = drive({}, [...resume, [300, { type: 'restored', pid: 5 }], [400, { type: 'checkpointSignal' }], [900, { type: 'restoreFailed', reason: 'x', retryable: true }]]);
+    expect(dumping.exits).toEqual([]);
+  });
+
   it('a signal during the resume is served once the program is restored', () => {
     const run = drive({}, [...resume, [100, { type: 'checkpointSignal' }], [300, { type: 'restored', pid: 5 }]]);
     expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 5, answerBy: 300 + 295_000 }]);
