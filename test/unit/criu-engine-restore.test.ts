@@ -40,7 +40,7 @@ echo ${restoredPid} > "$pidfile"
 }
 
 function restoreWith(criu: string, pidWaitMs: number, scratchDir: string): Promise<number> {
-  return new CriuEngine(criu, { pidWaitMs }).restore({ imagesDir: join(scratchDir, 'images'), scratchDir, requester: SELF });
+  return new CriuEngine(criu, { pidWaitMs }).restore({ imagesDir: join(scratchDir, 'images'), scratchDir, requester: SELF }).then((tree) => tree.pid);
 }
 
 describe('CriuEngine.restore with a PID taken', () => {
