@@ -8,6 +8,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EngineError, type CheckpointEngine, type Requester } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
+import { megabytes } from '../log/units.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type SpoolRequest } from '../protocol/spool-request.js';
 import { readAnswerBy } from './answer-by.js';
@@ -53,7 +54,6 @@ export interface DaemonOptions {
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`;
-const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 
 class RequestServer {
   private readonly queue: KeyedQueue;
@@ -149,9 +149,11 @@ class RequestServer {
     for (const name of discardPartialDumps(run)) {
       logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);
     }
+    const requested = Date.now();
     const deadline = readAnswerBy(run);
     if (request.kind === 'resume') {
       const { pid, pagesIn } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, running);
+      if (pagesIn) publishFile(run, RUN_FILES.pagesIn, `${JSON.stringify({ ms: Date.now() - requested, bytes: pagesIn.bytes })}\n`, requester);
       return { detail: `: PID ${pid}`, pid, pagesIn };
     }
     checkTargetProcess(request.pid, requester);

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { CliError, ExitCode } from '../cli/exit-codes.js';
 import type { Logger } from '../log/logger.js';
+import { megabytes } from '../log/units.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.js';
@@ -178,8 +179,23 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     }
   }
 
+  /** A lazy restore's memory is all in: said once, with the daemon's figures. */
+  let pagesInSaid = false;
+  function reportPagesIn(): void {
+    const text = readIfPresent(paths.pagesIn);
+    if (pagesInSaid || run.mode !== 'resume' || text === undefined || !text.endsWith('\n')) return;
+    pagesInSaid = true;
+    try {
+      const { ms, bytes } = JSON.parse(text) as { ms: number; bytes: number };
+      logger.log('info', `all ${megabytes(bytes)} of the program's memory in after ${(ms / 1000).toFixed(1)} s (lazy restore)`);
+    } catch {
+      // not the daemon's file: nothing to say
+    }
+  }
+
   const runDirWatcher = watch(paths.dir, (_event, name) => {
     if (name === 'stdout.log' || name === 'stderr.log') scheduleRelay();
+    else if (name === 'pages_in') reportPagesIn();
     else if (name === 'checkpoint') watchImages();
     else inspect();
   });
@@ -313,6 +329,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       case 'requestResume':
         rmSync(paths.pidfile, { force: true });
         rmSync(paths.restoreFailed, { force: true });
+        rmSync(paths.pagesIn, { force: true });
         writeFileAtomic(paths.answerBy, `${action.answerBy}\n`);
         sendRequest({ kind: 'resume', jobId, dir: paths.dir });
         watchImages();

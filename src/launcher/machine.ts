@@ -266,7 +266,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       if (state.phase !== 'resuming') return { state, actions: [] };
       return programKnown(state, event.pid, now, [
         { type: 'clearTimer', name: 'resume' },
-        log('info', `program restored as PID ${event.pid}`),
+        log('info', `program restored as PID ${event.pid}, running ${duration(now - state.startedAt)} after the job started`),
       ]);
 
     case 'restoreFailed': {

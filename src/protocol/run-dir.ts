@@ -32,6 +32,11 @@ export interface RunDirPaths {
    * ckpt-daemon bounds criu by it. An extension of the protocol: other daemons ignore it.
    */
   answerBy: string;
+  /**
+   * Written by ckpt-daemon once every page of a lazy restore is in (the program ran before):
+   * {"ms": since the request, "bytes": the memory brought in}. ckpt-daemon's own extension.
+   */
+  pagesIn: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
@@ -52,6 +57,7 @@ export function runDirPaths(dir: string): RunDirPaths {
     stderrRolledBack: join(dir, 'stderr.rolled-back.log'),
     state: join(dir, 'state.json'),
     answerBy: join(dir, 'answer_by'),
+    pagesIn: join(dir, 'pages_in'),
   };
 }
 

@@ -70,6 +70,7 @@ describe.runIf(realPartAvailable('lazy restore on real CRIU', criuProbe))('lazy 
       const current = job(sandbox, id, 40);
       if (cycle > 0) {
         await daemon.logged(lazyLine(id), `the lazy restore of ${id}`, 60_000);
+        await current.waitFor((p) => /all [\d.]+ MB of the program's memory in after [\d.]+ s \(lazy restore\)/.test(p.stderr), `${id} to say the memory is in`, 30_000);
       }
       if (cycle < 3) {
         await current.waitFor((p) => checkedLines(p.stdout).length >= 3, `3 lines in ${id}`, 60_000);
