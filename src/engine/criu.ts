@@ -4,8 +4,18 @@
  *    way): the restored tree then gets a session of its own. A root that is not a session
  *    leader (a job script's `nohup prog &`) needs --shell-job at dump and restore; the dump
  *    leaves a marker file in the images so that the restore knows.
- *  - --tcp-established / --tcp-close: a program with TCP connections can still be dumped; it
- *    finds them closed after the restore, as a program on a new node must.
+ *  - --tcp-established at dump AND restore, with --network-lock nftables: a program's TCP
+ *    connections come back established. MPI needs it: under `mpirun` each rank holds a TCP
+ *    connection to the PMIx server in mpirun (127.0.0.1); restored closed (--tcp-close), the rank's
+ *    PMIx client takes the lost server as fatal and the rank exits 195 (PMIX_ERR_LOST_CONNECTION,
+ *    -61) right after the restore. --tcp-close at dump fails the restore instead: the killed tree's
+ *    connections close normally and leave TIME_WAIT sockets on the listener's port, whose bind then
+ *    fails ("Can't bind inet socket: Address already in use"); a tree dumped with
+ *    --tcp-established is killed with its sockets in repair mode, silently. The lock: criu's
+ *    default (iptables) needs the iptables command, absent on many nodes ("Iptables configuration
+ *    failed ... status=127"); nftables needs only the kernel and the libnftables criu links.
+ *    A connection comes back with its own local address: loopback ones (all of a one-node MPI
+ *    job's) restore anywhere, one bound to the node's own IP only on a node that has that IP.
  *  - --file-locks: without it criu refuses to dump a tree holding a file lock ("Some file locks
  *    are hold by dumping tasks"), and HPC programs hold them: HDF5 locks the files it opens,
  *    SQLite its database. The restored tree holds its locks again; a lock another process took
@@ -38,6 +48,9 @@ export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-re
 
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
+
+/** The same at dump and restore: established connections, locked with nftables (see the top). */
+const TCP_OPTIONS = ['--tcp-established', '--network-lock', 'nftables'];
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
@@ -83,7 +96,7 @@ export class CriuEngine implements CheckpointEngine {
   async dump({ pid, imagesDir, requester }: DumpTarget): Promise<void> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
-    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
+    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', ...TCP_OPTIONS, '--file-locks', '--action-script', PRE_RESUME_CHECK];
     await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester));
   }
 
@@ -104,7 +117,7 @@ export class CriuEngine implements CheckpointEngine {
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
     const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
-    args.push('--pidfile', pidfile, '--tcp-close', '--file-locks', '--action-script', PRE_RESUME_CHECK);
+    args.push('--pidfile', pidfile, ...TCP_OPTIONS, '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
     await this.run(args, logFile, {
       ...requesterEnv(requester),
