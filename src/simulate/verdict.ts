@@ -52,12 +52,15 @@ function failedVerdict(failures: DaemonFailure[], cycles: CycleRecord[], checkpo
   return `${what} failed (${said(failures)}); ${lastCycle(cycles, checkpoints)}. A dry run with a failed checkpoint or restore fails: ${todo}.`;
 }
 
+/** The program was gone: criu's words when it ended during the dump, the daemon's when before. */
+const PROGRAM_GONE = /No such process|^no process \d+ on this node/;
+
 /**
- * A dump that found the program gone (criu: "No such process") in the job where it finished on
- * its own: the signal came as the program was ending, as it may on the cluster; nothing is lost.
+ * A dump that found the program gone in the job where it finished on its own: the signal came
+ * as the program was ending, as it may on the cluster; nothing is lost.
  */
 function endedDuringDump(failure: DaemonFailure, cycles: CycleRecord[]): boolean {
-  return failure.kind === 'dump' && /No such process/.test(failure.reason) && cycles.some((cycle) => cycle.jobId === failure.jobId && cycle.finished);
+  return failure.kind === 'dump' && PROGRAM_GONE.test(failure.reason) && cycles.some((cycle) => cycle.jobId === failure.jobId && cycle.finished);
 }
 
 export function verdict({ engine, command, schedule, maxCycles, cycles, failures: reported }: VerdictInput): SimulationSummary {

@@ -42,6 +42,8 @@ describe('simulate verdict', () => {
   it('a dump that found the program gone in the job where it finished is no failure (the signal came as it ended)', () => {
     const gone = { kind: 'dump' as const, jobId: 'j2', reason: 'Unable to detach from 15550: No such process' };
     expect(verdict(input([checkpointed('j1'), finished('j2', 7)], [gone]))).toMatchObject({ ok: true, exitCode: 7 });
+    // The daemon's words when the program had ended before the request reached it.
+    expect(verdict(input([finished('j1')], [{ ...gone, jobId: 'j1', reason: 'no process 26944 on this node' }]))).toMatchObject({ ok: true, exitCode: 0 });
     // The same words in a job whose program did not finish are a failure.
     expect(verdict(input([checkpointed('j1'), finished('j2', 7)], [{ ...gone, jobId: 'j1' }]))).toMatchObject({ ok: false, exitCode: 13 });
   });
