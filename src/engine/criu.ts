@@ -4,18 +4,24 @@
  *    way): the restored tree then gets a session of its own. A root that is not a session
  *    leader (a job script's `nohup prog &`) needs --shell-job at dump and restore; the dump
  *    leaves a marker file in the images so that the restore knows.
- *  - --tcp-established at dump AND restore, with --network-lock nftables: a program's TCP
- *    connections come back established. MPI needs it: under `mpirun` each rank holds a TCP
- *    connection to the PMIx server in mpirun (127.0.0.1); restored closed (--tcp-close), the rank's
+ *  - --tcp-established at dump AND restore: a program's TCP connections come back established.
+ *    MPI needs it: under `mpirun` each rank holds a TCP connection to the PMIx server in mpirun
+ *    (127.0.0.1); restored closed (--tcp-close, the option before), the rank's
  *    PMIx client takes the lost server as fatal and the rank exits 195 (PMIX_ERR_LOST_CONNECTION,
  *    -61) right after the restore. --tcp-close at dump fails the restore instead: the killed tree's
  *    connections close normally and leave TIME_WAIT sockets on the listener's port, whose bind then
  *    fails ("Can't bind inet socket: Address already in use"); a tree dumped with
- *    --tcp-established is killed with its sockets in repair mode, silently. The lock: criu's
- *    default (iptables) needs the iptables command, absent on many nodes ("Iptables configuration
- *    failed ... status=127"); nftables needs only the kernel and the libnftables criu links.
+ *    --tcp-established is killed with its sockets in repair mode, silently. A tree that holds TCP
+ *    sockets gets --network-lock nftables at dump and restore (a marker file in the images tells
+ *    the restore): criu's default lock (iptables) needs the iptables command, absent on many
+ *    nodes ("Iptables configuration failed ... status=127"); nftables needs only the kernel and
+ *    the libnftables criu links, but costs ~1 s of each dump and restore here even with no
+ *    connection, so trees without TCP sockets go without it, as before.
  *    A connection comes back with its own local address: loopback ones (all of a one-node MPI
- *    job's) restore anywhere, one bound to the node's own IP only on a node that has that IP.
+ *    job's) restore anywhere; one bound to an address the restoring node lacks (the first node's
+ *    own IP) fails the restore ("Can't bind inet socket back: Cannot assign requested
+ *    address"), which is then tried again with --tcp-close: such connections come back closed,
+ *    as on a new node they must.
  *  - --file-locks: without it criu refuses to dump a tree holding a file lock ("Some file locks
  *    are hold by dumping tasks"), and HPC programs hold them: HDF5 locks the files it opens,
  *    SQLite its database. The restored tree holds its locks again; a lock another process took
@@ -40,6 +46,7 @@ import { execa } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { treeHoldsTcp } from '../proc/tcp-sockets.js';
 import { busyPid, criuFailure } from './criu-log.js';
 import { EngineError, RESTORED_CGROUPS_FILE, type CheckpointEngine, type DumpTarget, type Requester, type RestoreTarget } from './engine.js';
 
@@ -49,8 +56,11 @@ export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-re
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
 
-/** The same at dump and restore: established connections, locked with nftables (see the top). */
-const TCP_OPTIONS = ['--tcp-established', '--network-lock', 'nftables'];
+/** Left in the images by a dump of a tree holding TCP sockets; the restore locks the same way. */
+const TCP_MARKER = 'ckpt-daemon-tcp';
+const NFT_LOCK = ['--network-lock', 'nftables'];
+/** Why a restore with a connection established fails where its local address is not: then --tcp-close. */
+const ADDRESS_NOT_HERE = /Can't bind inet socket back: Cannot assign requested address/;
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
@@ -96,29 +106,37 @@ export class CriuEngine implements CheckpointEngine {
   async dump({ pid, imagesDir, requester }: DumpTarget): Promise<void> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
-    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', ...TCP_OPTIONS, '--file-locks', '--action-script', PRE_RESUME_CHECK];
-    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester));
+    const tcp = treeHoldsTcp(pid);
+    if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
+    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
+    await this.run([...args, ...(shellJob ? ['--shell-job'] : []), ...(tcp ? NFT_LOCK : [])], join(imagesDir, 'dump.log'), requesterEnv(requester));
   }
 
   async restore(target: RestoreTarget): Promise<number> {
     const deadline = Date.now() + this.pidWaitMs;
+    let tcp = '--tcp-established';
     for (;;) {
       try {
-        return await this.restoreOnce(target);
+        return await this.restoreOnce(target, tcp);
       } catch (error) {
+        if (tcp === '--tcp-established' && error instanceof EngineError && ADDRESS_NOT_HERE.test(error.reason)) {
+          tcp = '--tcp-close';
+          continue;
+        }
         const pid = error instanceof EngineError ? busyPid(error.reason) : undefined;
         if (pid === undefined || !(await vanishes(pid, deadline))) throw error;
       }
     }
   }
 
-  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [] }: RestoreTarget): Promise<number> {
+  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [] }: RestoreTarget, tcp: string): Promise<number> {
     const pidfile = join(scratchDir, 'pidfile');
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
     const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
-    args.push('--pidfile', pidfile, ...TCP_OPTIONS, '--file-locks', '--action-script', PRE_RESUME_CHECK);
+    args.push('--pidfile', pidfile, tcp, '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
+    if (existsSync(join(imagesDir, TCP_MARKER))) args.push(...NFT_LOCK);
     await this.run(args, logFile, {
       ...requesterEnv(requester),
       CKPT_JOB_CGROUPS: jobCgroups.join(' '),
