@@ -1,14 +1,6 @@
 /** Whether a process tree holds TCP sockets, from /proc: CRIU must then lock the network. */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { treeOf } from '../daemon/process-tree.js';
-
-function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
+import { readdirSync, readlinkSync } from 'node:fs';
+import { readOrEmpty, treeOf } from '../daemon/process-tree.js';
 
 /** The socket inodes a process's descriptors point to. */
 function socketInodes(pid: number): string[] {
