@@ -8,10 +8,10 @@
  *    MPI needs it: under `mpirun` each rank holds a TCP connection to the PMIx server in mpirun
  *    (127.0.0.1); restored closed (--tcp-close, the option before), the rank's
  *    PMIx client takes the lost server as fatal and the rank exits 195 (PMIX_ERR_LOST_CONNECTION,
- *    -61) right after the restore. --tcp-close at dump fails the restore instead: the killed tree's
- *    connections close normally and leave TIME_WAIT sockets on the listener's port, whose bind then
- *    fails ("Can't bind inet socket: Address already in use"); a tree dumped with
- *    --tcp-established is killed with its sockets in repair mode, silently. A tree that holds TCP
+ *    -61) right after the restore. --tcp-close at dump too is worse: the killed tree's connections
+ *    close normally and leave TIME_WAIT sockets (seen), and where one holds the port of mpirun's
+ *    listener the restore fails ("Can't bind inet socket: Address already in use", seen once in
+ *    two); a tree dumped with --tcp-established is killed with its sockets in repair mode, silently. A tree that holds TCP
  *    sockets gets --network-lock nftables at dump and restore (a marker file in the images tells
  *    the restore): criu's default lock (iptables) needs the iptables command, absent on many
  *    nodes ("Iptables configuration failed ... status=127"); nftables needs only the kernel and
