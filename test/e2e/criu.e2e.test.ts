@@ -259,13 +259,20 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     const controllers = ['cpuset', 'cpu'];
     const [dumpedJob, newJob] = [`cg${process.pid}a`, `cg${process.pid}b`];
     const cgroup = (controller: string, job: string): string => `/sys/fs/cgroup/${controller}/oar/root_${job}`;
-    /** What OAR's job resource manager does at a job's start (cpuset: CPU 0, memory node 0). */
+    /**
+     * What OAR's job resource manager does at a job's start (cpuset: CPU 0, memory node 0). /oar,
+     * made here when no OAR job ran yet, gets all of the node's CPUs and memory as OAR gives it:
+     * with CPU 0 alone, the local OAR cluster's next job on CPU 1 fails (CPUSET_ERROR, seen).
+     */
     const createJobCgroups = (job: string): void => {
       for (const controller of controllers) {
         for (const dir of [`/sys/fs/cgroup/${controller}/oar`, cgroup(controller, job)]) {
           if (!existsSync(dir)) mkdirSync(dir);
           if (controller !== 'cpuset') continue;
-          for (const file of ['cpuset.cpus', 'cpuset.mems']) if (readFileSync(join(dir, file), 'utf8').trim() === '') writeFileSync(join(dir, file), '0');
+          for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+            const all = dir.endsWith('/oar') ? readFileSync(join(dir, '..', file), 'utf8').trim() : '0';
+            if (readFileSync(join(dir, file), 'utf8').trim() === '') writeFileSync(join(dir, file), all);
+          }
         }
       }
     };
