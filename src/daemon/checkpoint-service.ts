@@ -6,6 +6,7 @@
  * file (the job side tells a new dump by checkpoint_ok's inode and mtime). A failed dump leaves
  * the last checkpoint, checkpoint_ok and the running program as they were; checkpoint.old, the
  * one before, is removed before the dump to make room.
+ * Before the dump, the run folder's filesystem must have room for it (dump-room.ts).
  * A complete dump is signed (image-signature.ts) while the folder is still the daemon's alone:
  * the daemon restores only images it made.
  */
@@ -13,11 +14,12 @@ import { execa } from 'execa';
 import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { CheckpointEngine, Requester } from '../engine/engine.js';
+import { checkDumpRoom } from './dump-room.js';
 import { SIGNATURE_FILE, signImages } from './image-signature.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
+import { PARTIAL_IMAGES_PREFIX } from '../protocol/run-dir.js';
 import { PinnedDir } from './pinned-dir.js';
 import { Refusal } from './refusal.js';
-import { PARTIAL_IMAGES_PREFIX } from '../protocol/run-dir.js';
 import { RUN_FILES } from './run-files.js';
 
 /** The rm of the previous checkpoint runs with the user's uid, so the user can stop it: it gets this long. */
@@ -107,6 +109,8 @@ export function discardPartialDumps(run: PinnedDir): string[] {
 /** Dumps PID into the run folder; resolves to the images' size in bytes. */
 export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, pid: number, requester: Requester, imageKey: Buffer): Promise<number> {
   await removeOldImages(run, requester);
+  // After the previous checkpoint's removal, which frees room; before anything is written.
+  if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester);
   const { name, images } = createImagesDir(run);
   let imageBytes: number;
   try {
