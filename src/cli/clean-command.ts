@@ -5,11 +5,12 @@
  */
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { relative } from 'node:path';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
 import { diskUse, imageFolders, imagesVerdict, megabytes, removeImages, runIdsIn } from '../state/run-images.js';
 import { loadRunState, type RunState } from '../state/run-state.js';
-import { CliError, ExitCode } from './exit-codes.js';
+import { ExitCode } from './exit-codes.js';
+import { workdirArgument } from './status-command.js';
 
 function stateOrUndefined(path: string): RunState | undefined {
   try {
@@ -60,8 +61,6 @@ export function cleanCommand(): Command {
     .argument('[dir]', 'the working directory (default: the current one)')
     .option('--yes', 'remove the images listed as removable')
     .action((dir: string | undefined, options: { yes?: boolean }) => {
-      const workdir = resolve(dir ?? process.cwd());
-      if (!existsSync(workdir)) throw new CliError(`no such directory: ${workdir}`, ExitCode.Usage);
-      process.exitCode = clean(workdir, options.yes === true, (text) => process.stdout.write(text));
+      process.exitCode = clean(workdirArgument(dir), options.yes === true, (text) => process.stdout.write(text));
     });
 }

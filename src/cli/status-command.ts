@@ -86,14 +86,20 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
   return `${blocks.join('\n\n')}\n`;
 }
 
+/** The [dir] argument of status and clean: a working directory, the current one by default. */
+export function workdirArgument(dir: string | undefined): string {
+  const workdir = resolve(dir ?? process.cwd());
+  if (!existsSync(workdir)) throw new CliError(`no such directory: ${workdir}`, ExitCode.Usage);
+  return workdir;
+}
+
 export function statusCommand(): Command {
   return new Command('status')
     .description("show each run of a working directory: status, restarts, last job, last checkpoint, disk use")
     .argument('[dir]', 'the working directory (default: the current one)')
     .option('--json', 'print the runs as JSON')
     .action((dir: string | undefined, options: { json?: boolean }) => {
-      const workdir = resolve(dir ?? process.cwd());
-      if (!existsSync(workdir)) throw new CliError(`no such directory: ${workdir}`, ExitCode.Usage);
+      const workdir = workdirArgument(dir);
       const runs = runStatuses(workdir);
       process.stdout.write(options.json ? `${JSON.stringify(runs, null, 2)}\n` : formatStatuses(workdir, runs));
     });
