@@ -25,25 +25,25 @@ export function clean(workdir: string, remove: boolean, write: (text: string) =>
   let removable = 0;
   let freed = 0;
   let failed = false;
+  const names = (dirs: string[]): string => dirs.map((dir) => `${relative(workdir, dir)}/`).join(' ');
   for (const runId of runIdsIn(workdir)) {
     const paths = runDirPaths(runDirFor(workdir, runId));
     const folders = imageFolders(paths);
     if (folders.length === 0) continue;
     const verdict = imagesVerdict(stateOrUndefined(paths.state), existsSync(paths.checkpointOk));
-    const names = folders.map((dir) => `${relative(workdir, dir)}/`).join(' ');
     const bytes = diskUse(paths).images;
     if (!verdict.removable) {
-      write(`kept      ${names} (${megabytes(bytes)}): ${verdict.why}\n`);
+      write(`kept      ${names(folders)} (${megabytes(bytes)}): ${verdict.why}\n`);
       continue;
     }
     removable += bytes;
     if (!remove) {
-      write(`removable ${names} (${megabytes(bytes)}): ${verdict.why}\n`);
+      write(`removable ${names(folders)} (${megabytes(bytes)}): ${verdict.why}\n`);
       continue;
     }
     const result = removeImages(paths);
     freed += result.freed;
-    write(`removed   ${names} (${megabytes(result.freed)}): ${verdict.why}\n`);
+    if (result.removed.length > 0) write(`removed   ${names(result.removed)} (${megabytes(result.freed)}): ${verdict.why}\n`);
     for (const problem of result.problems) write(`  ${problem}\n`);
     failed ||= result.problems.length > 0;
   }

@@ -70,23 +70,25 @@ export function imagesVerdict(state: RunState | undefined, hasCheckpointOk: bool
   return { removable: true, why: 'failed: no complete checkpoint, the next job starts it from the beginning' };
 }
 
-/** Removes the run's image folders; what it freed, and one line per folder it could not remove. */
-export function removeImages(paths: RunDirPaths): { freed: number; problems: string[] } {
+/** Removes the run's image folders; what it removed and freed, and one line per folder it could not remove. */
+export function removeImages(paths: RunDirPaths): { removed: string[]; freed: number; problems: string[] } {
   let freed = 0;
+  const removed: string[] = [];
   const problems: string[] = [];
   for (const dir of imageFolders(paths)) {
     const bytes = bytesOf(dir);
     try {
       rmSync(dir, { recursive: true, force: true });
+      removed.push(dir);
       freed += bytes;
     } catch (error) {
       const partial = basename(dir).startsWith(PARTIAL_IMAGES_PREFIX)
-        ? ' (a dump that never completed, still root\'s: the node daemon removes it at the next request for this folder)'
+        ? " (a dump that never completed, still root's: the node daemon removes it at its next request for this run folder, or ask the node's admin)"
         : '';
       problems.push(`cannot remove ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}${partial}`);
     }
   }
-  return { freed, problems };
+  return { removed, freed, problems };
 }
 
 /**
