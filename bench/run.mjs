@@ -7,6 +7,8 @@
  *
  *   node bench/run.mjs [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
  *                      [--share-seconds 5] [--daemon auto|bench|fake|ckpt-daemon] [--json FILE] [--keep]
+ *                      [--restore-mib 2048]
+ * As root with criu and userfaultfd, it also restores one image fully and lazily, side by side.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,7 @@ import { now } from './clock.mjs';
 import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.mjs';
 import { checkpointCycle } from './figures/cycle.mjs';
 import { idleRun } from './figures/idle.mjs';
+import { restoreModes, restoreModesLines } from './figures/restore-modes.mjs';
 import { resumeAndExit } from './figures/resume.mjs';
 import { scaleRun } from './figures/scale.mjs';
 import { shareRun } from './figures/share.mjs';
@@ -35,7 +38,9 @@ const USAGE = `usage: node bench/run.mjs [options]
   --daemon KIND         auto (default), bench, fake or ckpt-daemon (see bench/daemon.mjs)
   --json FILE           also write every figure and sample as JSON
   --keep                keep the sandbox directory (job logs, stamps) for inspection
-  --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)`;
+  --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)
+  --restore-mib N       full vs lazy restore of one N MiB image, --rounds times each (root, criu,
+                        userfaultfd; 0 to skip; default 2048)`;
 
 function options() {
   const { values } = parseArgs({
@@ -51,6 +56,7 @@ function options() {
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'ckpt-run-bin': { type: 'string' },
+      'restore-mib': { type: 'string', default: '2048' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -78,6 +84,7 @@ function options() {
     json: values.json,
     keep: values.keep,
     ckptRunBin: values['ckpt-run-bin'] ? resolve(values['ckpt-run-bin']) : undefined,
+    restoreMib: Math.floor(number('restore-mib', 0)),
   };
 }
 
@@ -221,14 +228,24 @@ async function main() {
   await cleanup();
   spoolWatch.close();
 
+  let restore = { skipped: '--restore-mib 0' };
+  if (opts.restoreMib > 0) {
+    try {
+      restore = await restoreModes({ mib: opts.restoreMib, rounds: opts.rounds, progress });
+    } catch (error) {
+      fail('restore modes')(error);
+    }
+  }
+
   machine.loadavgAtEnd = loadAverage();
   const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, share, refusals, errors, elapsedMs: now() - began });
   console.log(report.lines.join('\n'));
+  console.log(restoreModesLines(restore).join('\n'));
 
   if (opts.json) {
     writeFileSync(
       opts.json,
-      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, errors, durationMs: now() - began }, null, 2)}\n`,
+      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, restore, errors, durationMs: now() - began }, null, 2)}\n`,
     );
     progress(`JSON written to ${opts.json}`);
   }

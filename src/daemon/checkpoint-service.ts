@@ -106,15 +106,22 @@ export function discardPartialDumps(run: PinnedDir): string[] {
   return removed;
 }
 
-/** Dumps PID into the run folder; resolves to the images' size in bytes. */
-export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, pid: number, requester: Requester, imageKey: Buffer): Promise<number> {
+/** Dumps PID into the run folder (by DEADLINE, epoch ms, when the job gave one); resolves to the images' size in bytes. */
+export async function serveCheckpoint(
+  engine: CheckpointEngine,
+  run: PinnedDir,
+  pid: number,
+  requester: Requester,
+  imageKey: Buffer,
+  deadline?: number,
+): Promise<number> {
   await removeOldImages(run, requester);
   // After the previous checkpoint's removal, which frees room; before anything is written.
   if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester);
   const { name, images } = createImagesDir(run);
   let imageBytes: number;
   try {
-    await engine.dump({ pid, imagesDir: images.path(), requester });
+    await engine.dump({ pid, imagesDir: images.path(), requester, deadline });
     publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
     imageBytes = handOver(images, requester);
   } catch (error) {

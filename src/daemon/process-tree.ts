@@ -31,6 +31,17 @@ export function treeOf(pid: number): number[] {
   return tree;
 }
 
+/** SIGKILL to every process of the tree rooted at PID (those already gone are skipped). */
+export function killTree(pid: number): void {
+  for (const member of treeOf(pid)) {
+    try {
+      process.kill(member, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+}
+
 const NO_CAPABILITIES = /^0+$/;
 
 /**

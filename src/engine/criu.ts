@@ -24,25 +24,60 @@
  *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists"). The deadline
  *    bounds the tries themselves, since criu may name a PID that /proc does not show (seen under
  *    a nested PID namespace whose init never reaps).
- * criu is never killed on a timeout: a dump cut short could leave the program frozen.
+ *  - every criu run has a deadline (the daemon's --criu-deadline, or sooner when the job must
+ *    have an answer sooner: its walltime, its --dump-timeout). A criu past it is killed where the
+ *    tree can go on (criu-stage.ts: not while a parasite is inside a task, given a grace to get
+ *    out), the tree is checked to run again (a killed tracer releases it; a task left stopped
+ *    gets SIGCONT), and the failure says at which stage and in what state the program is.
+ *    A dump that stalled at the breakpoint step turns breakpoints off for every later call.
+ *  - CriuSettings (criu-probe.ts): breakpoints off (CRIU_FAULT=130) and the nftables network
+ *    lock where the node needs them; the lock only for a tree with established TCP connections
+ *    (proc/tcp-connections.ts), marked in the images for the restore.
  */
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { treeOf } from '../daemon/process-tree.js';
+import { processState } from '../proc/process-liveness.js';
+import { holdsEstablishedTcp } from '../proc/tcp-connections.js';
 import { busyPid, criuFailure } from './criu-log.js';
-import { EngineError, RESTORED_CGROUPS_FILE, type CheckpointEngine, type DumpTarget, type Requester, type RestoreTarget } from './engine.js';
+import { criuMode, type CriuSettings } from './criu-probe.js';
+import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
+import {
+  EngineError,
+  RESTORED_CGROUPS_FILE,
+  type CheckpointEngine,
+  type DumpTarget,
+  type ProgramAfterFailure,
+  type Requester,
+  type RestoredTree,
+  type RestoreTarget,
+} from './engine.js';
+import { LazyPagesServer } from './lazy-pages.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
 
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
+/** Left in the images by a dump of established TCP connections: the restore locks the network the same way. */
+const TCP_MARKER = 'ckpt-daemon-tcp';
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
 /** Between two tries: criu's PID may be taken while /proc does not show it. */
 const RETRY_PAUSE_MS = 50;
+
+/** The daemon's default bound on one criu run (ckpt-daemon --criu-deadline). */
+export const DEFAULT_CRIU_DEADLINE_MS = 10 * 60_000;
+/** Past its deadline, a criu with a parasite inside a task gets this long to take it out. */
+const PARASITE_GRACE_MS = 10_000;
+/** After criu is killed, how long the tree may take to show it runs again. */
+const RELEASE_WAIT_MS = 3000;
+const POLL_MS = 50;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** criu logs a failing pre-resume script and carries on; the script kills the tree, but be sure. */
 const PRE_RESUME_FAILED = 'Pre-resume script ret code';
@@ -72,22 +107,71 @@ function requesterEnv(requester: Requester): Record<string, string> {
   };
 }
 
+/** Stopped (T) or traced (t): the program does not run. */
+const isHeld = (state: string | undefined): boolean => state === 'T' || state === 't';
+
+/**
+ * After criu was killed mid-dump: waits (bounded) for the dumped tree to run again and says how
+ * it is. A task criu left group-stopped that was running before the dump is continued.
+ */
+async function releasedTree(before: Map<number, string | undefined>): Promise<ProgramAfterFailure> {
+  const deadline = Date.now() + RELEASE_WAIT_MS;
+  for (;;) {
+    const held = [...before].filter(([pid, was]) => isHeld(processState(pid)) && !isHeld(was)).map(([pid]) => pid);
+    for (const pid of held) if (processState(pid) === 'T') process.kill(pid, 'SIGCONT');
+    const [root] = before.keys();
+    if (processState(root) === undefined || processState(root) === 'Z') return 'gone';
+    if (held.length === 0) return 'running';
+    if (Date.now() > deadline) return 'frozen';
+    await sleep(POLL_MS);
+  }
+}
+
+const PROGRAM_WORDS: Record<ProgramAfterFailure, string> = {
+  running: 'the program runs on',
+  frozen: 'the program is still FROZEN (stopped): it may need a kill -CONT by hand',
+  gone: 'the program is gone',
+};
+
+export interface CriuEngineOptions {
+  settings?: CriuSettings;
+  /** The bound on one criu run when the request gives no sooner one. */
+  deadlineMs?: number;
+  pidWaitMs?: number;
+  /** Told once when the engine changes how it runs criu (breakpoints turned off). */
+  notice?: (message: string) => void;
+}
+
 export class CriuEngine implements CheckpointEngine {
   readonly name = 'criu';
+  private settings: CriuSettings;
+  private readonly deadlineMs: number;
+  private readonly pidWaitMs: number;
 
   constructor(
     private readonly criu: string,
-    private readonly pidWaitMs = PID_WAIT_MS,
-  ) {}
+    private readonly options: CriuEngineOptions = {},
+  ) {
+    this.settings = { ...(options.settings ?? { breakpoints: 'on', networkLock: 'iptables' }) };
+    this.deadlineMs = options.deadlineMs ?? DEFAULT_CRIU_DEADLINE_MS;
+    this.pidWaitMs = options.pidWaitMs ?? PID_WAIT_MS;
+  }
 
-  async dump({ pid, imagesDir, requester }: DumpTarget): Promise<void> {
+  async dump({ pid, imagesDir, requester, deadline }: DumpTarget): Promise<void> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
     const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
-    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester));
+    const tree = treeOf(pid);
+    const tcp = holdsEstablishedTcp(tree);
+    if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
+    const before = new Map(tree.map((member) => [member, processState(member)]));
+    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester), this.deadlineOf(deadline), {
+      locksNetwork: tcp,
+      onDeadline: (child) => this.stopDump(child, join(imagesDir, 'dump.log'), before),
+    });
   }
 
-  async restore(target: RestoreTarget): Promise<number> {
+  async restore(target: RestoreTarget): Promise<RestoredTree> {
     const deadline = Date.now() + this.pidWaitMs;
     for (;;) {
       try {
@@ -99,33 +183,109 @@ export class CriuEngine implements CheckpointEngine {
     }
   }
 
-  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [] }: RestoreTarget): Promise<number> {
+  private deadlineOf(requested: number | undefined): number {
+    const own = Date.now() + this.deadlineMs;
+    return requested === undefined ? own : Math.min(own, requested);
+  }
+
+  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [], deadline }: RestoreTarget): Promise<RestoredTree> {
     const pidfile = join(scratchDir, 'pidfile');
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
     const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
     args.push('--pidfile', pidfile, '--tcp-close', '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
-    await this.run(args, logFile, {
-      ...requesterEnv(requester),
-      CKPT_JOB_CGROUPS: jobCgroups.join(' '),
-      CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE),
-    });
-    return Number(readFileSync(pidfile, 'utf8').trim());
+    const env = { ...requesterEnv(requester), CKPT_JOB_CGROUPS: jobCgroups.join(' '), CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE) };
+    const until = this.deadlineOf(deadline);
+    const server = this.settings.lazyPages ? await LazyPagesServer.start(this.criu, imagesDir, scratchDir, criuMode(this.settings, false).env) : undefined;
+    try {
+      await this.run(server ? [...args, '--lazy-pages'] : args, logFile, env, until, {
+        locksNetwork: existsSync(join(imagesDir, TCP_MARKER)),
+        onDeadline: (child) => this.stopRestore(child),
+      });
+    } catch (error) {
+      server?.stop();
+      throw error;
+    }
+    const pid = Number(readFileSync(pidfile, 'utf8').trim());
+    // The transfer has the whole deadline of the restore, not what the restore left of it.
+    return server ? { pid, pagesIn: server.transfer(pid, this.deadlineOf(undefined)) } : { pid };
   }
 
-  private async run(args: string[], logFile: string, env: Record<string, string>): Promise<void> {
-    // Its own session: a --shell-job restore puts the tree in criu's session, not the daemon's.
-    const result = await execa(this.criu, args, { reject: false, stdin: 'ignore', detached: true, env });
-    let logText = '';
-    try {
-      logText = readFileSync(logFile, 'utf8');
-    } catch {
-      // criu stopped before opening its log: its stderr says why
+  /**
+   * Past the deadline of a dump: waits (bounded) for any parasite to leave, kills criu, and says
+   * where it was and how the program is. A stall at the breakpoint step turns breakpoints off.
+   */
+  private async stopDump(child: ResultPromise, logFile: string, before: Map<number, string | undefined>): Promise<EngineError> {
+    const graceEnd = Date.now() + PARASITE_GRACE_MS;
+    let progress = dumpProgress(readOrEmpty(logFile));
+    while (!safeToKill(progress.stage) && Date.now() < graceEnd && child.exitCode === null) {
+      await sleep(POLL_MS);
+      progress = dumpProgress(readOrEmpty(logFile));
     }
+    await killGroup(child);
+    const program = await releasedTree(before);
+    let reason = `criu dump ran past its deadline and was killed at the "${progress.stage}" stage (last log line: ${progress.lastLine || 'none'}); ${PROGRAM_WORDS[program]}`;
+    if (stalledAtBreakpoint(progress) && this.settings.breakpoints === 'on') {
+      this.settings = { ...this.settings, breakpoints: 'off' };
+      const notice = 'hardware breakpoints do not trap on this node (criu stalled at the breakpoint step): criu runs without them from now on (CRIU_FAULT=130)';
+      this.options.notice?.(notice);
+      reason += `; ${notice}: the next checkpoint signal tries again`;
+    }
+    return new EngineError(reason, true, progress.lastLine, program);
+  }
+
+  /** Past the deadline of a restore: the half-restored tree (criu's children) goes with criu. */
+  private async stopRestore(child: ResultPromise): Promise<EngineError> {
+    const restored = child.pid === undefined ? [] : treeOf(child.pid).slice(1);
+    for (const pid of restored) signal(pid, 'SIGKILL');
+    await killGroup(child);
+    return new EngineError(`criu restore ran past its deadline and was killed with the ${restored.length} process(es) it had restored; the checkpoint is kept`, true);
+  }
+
+  private async run(
+    args: string[],
+    logFile: string,
+    env: Record<string, string>,
+    deadline: number,
+    { locksNetwork, onDeadline }: { locksNetwork: boolean; onDeadline: (child: ResultPromise) => Promise<EngineError> },
+  ): Promise<void> {
+    const mode = criuMode(this.settings, locksNetwork);
+    // Its own session: a --shell-job restore puts the tree in criu's session, not the daemon's;
+    // and a process group to kill at the deadline.
+    const child = execa(this.criu, [...args, ...mode.args], { reject: false, stdin: 'ignore', detached: true, env: { ...env, ...mode.env } });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()));
+    });
+    const result = await Promise.race([child, late]).finally(() => clearTimeout(timer));
+    if (result === 'late') throw await onDeadline(child);
+    const logText = readOrEmpty(logFile); // empty when criu stopped before opening its log: its stderr says why
     if (result.exitCode === 0 && !logText.includes(PRE_RESUME_FAILED)) return;
     const said = `${result.stderr}`.trim().split('\n').pop();
     const failure = criuFailure(logText, said || `${this.criu} ${args[0]} failed: ${result.shortMessage}`);
     throw new EngineError(failure.reason, failure.retryable, failure.log);
   }
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+/** Kills criu and whatever it started (its action script) and waits for it to be reaped. */
+async function killGroup(child: ResultPromise): Promise<void> {
+  if (child.pid !== undefined) signal(-child.pid, 'SIGKILL');
+  await child;
 }

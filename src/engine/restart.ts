@@ -11,7 +11,7 @@ import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { treeOf } from '../daemon/process-tree.js';
 import { ProcessHandle } from '../proc/process-liveness.js';
-import { EngineError, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
+import { EngineError, type CheckpointEngine, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
 
 /** How long the program may take to save its own state and exit after SIGTERM. */
 const STOP_GRACE_MS = 10_000;
@@ -66,7 +66,7 @@ export class RestartEngine implements CheckpointEngine {
     await stopTree(pid);
   }
 
-  async restore({ imagesDir, requester }: RestoreTarget): Promise<number> {
+  async restore({ imagesDir, requester }: RestoreTarget): Promise<RestoredTree> {
     const nulSeparated = (name: string): string[] =>
       readFileSync(join(imagesDir, name), 'utf8').split('\0').filter(Boolean);
     const [command, ...args] = nulSeparated('cmdline');
@@ -88,6 +88,6 @@ export class RestartEngine implements CheckpointEngine {
       child.once('error', (error) => reject(new EngineError(`cannot start ${command}: ${error.message}`, false)));
     });
     child.unref();
-    return child.pid as number;
+    return { pid: child.pid as number };
   }
 }

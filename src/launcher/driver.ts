@@ -6,12 +6,13 @@
 import { existsSync, readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { CliError, ExitCode } from '../cli/exit-codes.js';
 import type { Logger } from '../log/logger.js';
+import { megabytes } from '../log/units.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import { OutputRelay } from '../proc/output-relay.js';
-import { childrenOf, ProcessHandle } from '../proc/process-liveness.js';
+import { childrenOf, processState, ProcessHandle } from '../proc/process-liveness.js';
 import { spawnProgramTree } from '../proc/program-tree.js';
 import { saveRunState } from '../state/run-state.js';
 import { join } from 'node:path';
@@ -164,19 +165,37 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
     }
     if (machine.requestOutstanding) {
       const parsed = readReport(paths.dumpFailed);
-      if (parsed) dispatch({ type: 'dumpFailed', reason: parsed.reason });
+      if (parsed) dispatch({ type: 'dumpFailed', reason: parsed.reason, program: parsed.program });
       const identity = checkpointIdentity(paths.checkpointOk);
       if (identity !== undefined && identity !== checkpointOkBefore) dispatch({ type: 'checkpointOk' });
     }
     if (program && !program.isAlive()) {
       // The shim may have written the status just before going away.
       const status = readExitStatus();
-      dispatch(status === undefined ? { type: 'programGone' } : { type: 'programExited', exitCode: status });
+      // A lazy restore whose memory transfer failed: the daemon killed the restored program.
+      const lazyFailure = status === undefined && run.mode === 'resume' ? readReport(paths.restoreFailed) : undefined;
+      if (lazyFailure) dispatch({ type: 'restoreFailed', reason: lazyFailure.reason, retryable: lazyFailure.retryable });
+      else dispatch(status === undefined ? { type: 'programGone' } : { type: 'programExited', exitCode: status });
+    }
+  }
+
+  /** A lazy restore's memory is all in: said once, with the daemon's figures. */
+  let pagesInSaid = false;
+  function reportPagesIn(): void {
+    const text = readIfPresent(paths.pagesIn);
+    if (pagesInSaid || run.mode !== 'resume' || text === undefined || !text.endsWith('\n')) return;
+    pagesInSaid = true;
+    try {
+      const { ms, bytes } = JSON.parse(text) as { ms: number; bytes: number };
+      logger.log('info', `all ${megabytes(bytes)} of the program's memory in after ${(ms / 1000).toFixed(1)} s (lazy restore)`);
+    } catch {
+      // not the daemon's file: nothing to say
     }
   }
 
   const runDirWatcher = watch(paths.dir, (_event, name) => {
     if (name === 'stdout.log' || name === 'stderr.log') scheduleRelay();
+    else if (name === 'pages_in') reportPagesIn();
     else if (name === 'checkpoint') watchImages();
     else inspect();
   });
@@ -304,11 +323,14 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
       case 'requestCheckpoint':
         checkpointOkBefore = checkpointIdentity(paths.checkpointOk);
         rmSync(paths.dumpFailed, { force: true });
+        writeFileAtomic(paths.answerBy, `${action.answerBy}\n`);
         sendRequest({ kind: 'checkpoint', jobId, pid: action.pid, dir: paths.dir });
         return;
       case 'requestResume':
         rmSync(paths.pidfile, { force: true });
         rmSync(paths.restoreFailed, { force: true });
+        rmSync(paths.pagesIn, { force: true });
+        writeFileAtomic(paths.answerBy, `${action.answerBy}\n`);
         sendRequest({ kind: 'resume', jobId, dir: paths.dir });
         watchImages();
         return;
@@ -318,7 +340,13 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
         return;
       case 'setTimer':
         clearTimeout(timers.get(action.name));
-        timers.set(action.name, setTimeout(() => dispatch({ type: 'timer', name: action.name }), action.ms));
+        timers.set(
+          action.name,
+          setTimeout(() => {
+            const programState = action.name === 'dump' && program ? processState(program.pid) : undefined;
+            dispatch({ type: 'timer', name: action.name, programState });
+          }, action.ms),
+        );
         return;
       case 'clearTimer':
         clearTimeout(timers.get(action.name));

@@ -58,19 +58,22 @@ export type MachineEvent =
   | { type: 'restoreFailed'; reason: string; retryable: boolean }
   | { type: 'checkpointSignal' }
   | { type: 'checkpointOk' }
-  | { type: 'dumpFailed'; reason: string }
+  /** program: how the daemon found the program after a dump it cut short (its deadline). */
+  | { type: 'dumpFailed'; reason: string; program?: 'running' | 'frozen' | 'gone' }
   | { type: 'daemonSilent'; detail: string }
   | { type: 'programExited'; exitCode: number }
   | { type: 'programGone' }
-  | { type: 'timer'; name: TimerName }
+  /** programState: for the dump timer, the program's state letter in /proc (T/t: stopped). */
+  | { type: 'timer'; name: TimerName; programState?: string }
   | { type: 'terminate'; signal: NodeJS.Signals };
 
 export type Outcome = 'checkpointed' | 'finished' | 'failed';
 
 export type MachineAction =
   | { type: 'spawn' }
-  | { type: 'requestCheckpoint'; pid: number }
-  | { type: 'requestResume' }
+  /** answerBy: epoch ms by which the daemon must have answered (its criu deadline, answerBy()). */
+  | { type: 'requestCheckpoint'; pid: number; answerBy: number }
+  | { type: 'requestResume'; answerBy: number }
   | { type: 'watchProgram'; pid: number }
   | { type: 'setTimer'; name: TimerName; ms: number }
   | { type: 'clearTimer'; name: TimerName }
@@ -108,6 +111,27 @@ function exiting(state: MachineState, actions: MachineAction[], exit: MachineAct
   return { state: { ...state, phase: 'exiting' }, actions: [...actions, exit] };
 }
 
+/** What /proc says of the program when the daemon does not answer: the truth, not a guess. */
+function programNow(state: string | undefined): string {
+  if (state === 't' || state === 'T') {
+    return `the program is STOPPED (state ${state}: a criu that is still running holds it frozen); the next checkpoint signal asks again, ask the node's admin (ckpt-daemon --check)`;
+  }
+  return 'the program is running; the next checkpoint signal asks again';
+}
+
+/**
+ * The daemon answers this long before the job stops waiting (a fifth of a short wait), so that
+ * the job can report why, and before the walltime (a dump still running then is killed with the job).
+ */
+export const ANSWER_MARGIN_MS = 5000;
+
+/** When the daemon must answer a request that the job waits WAITMS for. At least a second from now. */
+export function answerBy(now: number, waitMs: number, walltimeEndsAt?: number): number {
+  const beforeTimeout = now + waitMs - Math.min(ANSWER_MARGIN_MS, waitMs / 5);
+  const beforeWalltime = (walltimeEndsAt ?? Infinity) - ANSWER_MARGIN_MS;
+  return Math.max(now + 1000, Math.min(beforeTimeout, beforeWalltime));
+}
+
 function failWith(state: MachineState, code: number, message: string): Step {
   return exiting(state, [log('error', message)], { type: 'exit', code, outcome: 'failed' });
 }
@@ -126,7 +150,7 @@ function requestCheckpoint(state: MachineState, pid: number, now: number, action
     actions: [
       ...actions,
       log('info', `checkpoint requested for PID ${pid}`),
-      { type: 'requestCheckpoint', pid },
+      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, state.config.dumpTimeoutMs, state.config.walltimeEndsAt) },
       { type: 'setTimer', name: 'dump', ms: state.config.dumpTimeoutMs },
     ],
   };
@@ -226,7 +250,7 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       return {
         state: { ...state, phase: 'resuming' },
         actions: [
-          { type: 'requestResume' },
+          { type: 'requestResume', answerBy: answerBy(now, state.config.resumeTimeoutMs) },
           { type: 'setTimer', name: 'resume', ms: state.config.resumeTimeoutMs },
         ],
       };
@@ -242,11 +266,12 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
       if (state.phase !== 'resuming') return { state, actions: [] };
       return programKnown(state, event.pid, now, [
         { type: 'clearTimer', name: 'resume' },
-        log('info', `program restored as PID ${event.pid}`),
+        log('info', `program restored as PID ${event.pid}, running ${duration(now - state.startedAt)} after the job started`),
       ]);
 
     case 'restoreFailed': {
-      if (state.phase !== 'resuming') return { state, actions: [] };
+      // While running: a lazy restore whose memory never all came in (the daemon killed the tree).
+      if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.requestOutstanding)) return { state, actions: [] };
       const cleared: MachineAction = { type: 'clearTimer', name: 'resume' };
       if (event.retryable) {
         const retry = resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`);
@@ -286,7 +311,12 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
         state: { ...state, phase: 'running', requestOutstanding: false },
         actions: [
           { type: 'clearTimer', name: 'dump' },
-          log('error', `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`),
+          log(
+            'error',
+            event.program === 'frozen'
+              ? `checkpoint failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
+              : `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
+          ),
         ],
       };
 
@@ -374,8 +404,8 @@ export function step(state: MachineState, event: MachineEvent, now: number): Ste
             actions: [
               log(
                 'warn',
-                `the daemon has not completed the dump after ${duration(state.config.dumpTimeoutMs)} ` +
-                  '(--dump-timeout); the program keeps running, the next checkpoint signal asks again',
+                `the daemon has not answered the dump request after ${duration(state.config.dumpTimeoutMs)} ` +
+                  `(--dump-timeout; ckpt-daemon answers before it, so this node's daemon is another one or stuck): ${programNow(event.programState)}`,
               ),
             ],
           };

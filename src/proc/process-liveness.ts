@@ -22,6 +22,14 @@ function readStat(pid: number): ProcStat | undefined {
   return { state: fields[0], startTime: fields[19] };
 }
 
+/**
+ * The process's state letter from /proc/PID/stat (R, S, D, T stopped, t traced, Z...), or
+ * undefined when it is gone.
+ */
+export function processState(pid: number): string | undefined {
+  return readStat(pid)?.state;
+}
+
 export class ProcessHandle {
   private readonly startTime: string | undefined;
 

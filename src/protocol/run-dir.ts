@@ -29,6 +29,16 @@ export interface RunDirPaths {
   stderrRolledBack: string;
   /** ckpt-run's record of the run (see src/state/run-state.ts). */
   state: string;
+  /**
+   * Epoch ms by which the job needs the daemon's answer to its request (walltime, --dump-timeout):
+   * ckpt-daemon bounds criu by it. An extension of the protocol: other daemons ignore it.
+   */
+  answerBy: string;
+  /**
+   * Written by ckpt-daemon once every page of a lazy restore is in (the program ran before):
+   * {"ms": since the request, "bytes": the memory brought in}. ckpt-daemon's own extension.
+   */
+  pagesIn: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
@@ -52,6 +62,8 @@ export function runDirPaths(dir: string): RunDirPaths {
     stdoutRolledBack: join(dir, 'stdout.rolled-back.log'),
     stderrRolledBack: join(dir, 'stderr.rolled-back.log'),
     state: join(dir, 'state.json'),
+    answerBy: join(dir, 'answer_by'),
+    pagesIn: join(dir, 'pages_in'),
   };
 }
 

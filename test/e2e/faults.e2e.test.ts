@@ -263,7 +263,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     await daemon.kill();
     daemon = await startDaemon();
     // Until --dump-timeout the job waits for the dump it asked for; then it takes the next signal.
-    await job.waitFor((p) => /has not completed the dump after 4 s/.test(p.stderr), 'the dump timeout', 20_000);
+    await job.waitFor((p) => /has not answered the dump request after 4 s .*: the program is running;/.test(p.stderr), 'the dump timeout', 20_000);
     const program = childrenOf(root)[0];
     const leftovers = program === undefined ? 0 : (readFileSync(`/proc/${program}/maps`, 'utf8').match(/CRIUMFD/g) ?? []).length;
     job.child.kill('SIGUSR2');

@@ -19,6 +19,8 @@ export interface DaemonStart {
   criu: string;
   /** The key file, in a private folder of the suite's (the daemon creates it if absent). */
   imageKey: string;
+  /** More ckpt-daemon options (--criu-deadline, --criu-breakpoints). */
+  extraArgs?: string[];
 }
 
 export class RealDaemon {
@@ -32,7 +34,7 @@ export class RealDaemon {
   /** Starts a daemon and waits (bounded) until it says it serves the spool dir. */
   static async start<T extends RealDaemon>(
     this: new (proc: Proc, logPath: string, logStart: number) => T,
-    { spool, logPath, criu, imageKey }: DaemonStart,
+    { spool, logPath, criu, imageKey, extraArgs = [] }: DaemonStart,
   ): Promise<T> {
     let logStart = 0;
     try {
@@ -40,7 +42,7 @@ export class RealDaemon {
     } catch {
       // a new log
     }
-    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--criu', criu, '--image-key', imageKey];
+    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--criu', criu, '--image-key', imageKey, ...extraArgs];
     const proc = new Proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const daemon = new this(proc, logPath, logStart);
     await waitUntil(

@@ -141,7 +141,7 @@ class ScriptedEngine implements CheckpointEngine {
     if (this.failure) throw this.failure;
   }
 
-  async restore(): Promise<number> {
+  async restore(): Promise<never> {
     throw new EngineError("Can't fork for 4242: File exists", true, 'log');
   }
 }
