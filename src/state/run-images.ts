@@ -106,5 +106,6 @@ export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void 
   if (state?.status !== 'finished') return;
   const { freed, problems } = removeImages(paths);
   if (freed > 0) logger.log('info', `the run finished: removed its checkpoint images (${megabytes(freed)}; --keep-images keeps them)`);
-  for (const problem of problems) logger.log('warn', problem);
+  // E.g. a lazy restore's images, still the daemon's until every page is in: clean finds them later.
+  for (const problem of problems) logger.log('warn', `${problem} (ckpt-run clean lists what is left)`);
 }
