@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { imagesBytes, runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
-import { diskUse, megabytes, runIdsIn, type DiskUse } from '../state/run-images.js';
+import { megabytes } from '../log/units.js';
+import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 import { CliError, ExitCode } from './exit-codes.js';
 

@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import type { Requester } from '../engine/engine.js';
-import { megabytes } from '../state/run-images.js';
+import { megabytes } from '../log/units.js';
 import { runsAsRoot } from './owned-files.js';
 import type { PinnedDir } from './pinned-dir.js';
 import { treeOf } from './process-tree.js';

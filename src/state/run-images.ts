@@ -10,6 +10,7 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
+import { megabytes } from '../log/units.js';
 import { imagesBytes, PARTIAL_IMAGES_PREFIX, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, type RunState } from './run-state.js';
 
@@ -19,8 +20,6 @@ export interface DiskUse {
   /** Its checkpoint images (checkpoint/, checkpoint.old/, unfinished dumps). */
   images: number;
 }
-
-export const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 
 /** The run ids of WORKDIR's run folders, sorted. */
 export function runIdsIn(workdir: string): string[] {
