@@ -2,7 +2,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import type { Requester } from '../engine/engine.js';
 
-function readOrEmpty(path: string): string {
+/** A /proc file's text, or nothing when the process is gone. */
+export function readOrEmpty(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch {

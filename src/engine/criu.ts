@@ -4,8 +4,24 @@
  *    way): the restored tree then gets a session of its own. A root that is not a session
  *    leader (a job script's `nohup prog &`) needs --shell-job at dump and restore; the dump
  *    leaves a marker file in the images so that the restore knows.
- *  - --tcp-established / --tcp-close: a program with TCP connections can still be dumped; it
- *    finds them closed after the restore, as a program on a new node must.
+ *  - --tcp-established at dump AND restore: a program's TCP connections come back established.
+ *    MPI needs it: under `mpirun` each rank holds a TCP connection to the PMIx server in mpirun
+ *    (127.0.0.1); restored closed (--tcp-close, the option before), the rank's
+ *    PMIx client takes the lost server as fatal and the rank exits 195 (PMIX_ERR_LOST_CONNECTION,
+ *    -61) right after the restore. --tcp-close at dump too is worse: the killed tree's connections
+ *    close normally and leave TIME_WAIT sockets (seen), and where one holds the port of mpirun's
+ *    listener the restore fails ("Can't bind inet socket: Address already in use", seen once in
+ *    two); a tree dumped with --tcp-established is killed with its sockets in repair mode, silently. A tree that holds TCP
+ *    sockets gets --network-lock nftables at dump and restore (a marker file in the images tells
+ *    the restore): criu's default lock (iptables) needs the iptables command, absent on many
+ *    nodes ("Iptables configuration failed ... status=127"); nftables needs only the kernel and
+ *    the libnftables criu links, but costs ~1 s of each dump and restore here even with no
+ *    connection, so trees without TCP sockets go without it, as before.
+ *    A connection comes back with its own local address: loopback ones (all of a one-node MPI
+ *    job's) restore anywhere; one bound to an address the restoring node lacks (the first node's
+ *    own IP) fails the restore ("Can't bind inet socket back: Cannot assign requested
+ *    address"), which is then tried again with --tcp-close: such connections come back closed,
+ *    as on a new node they must.
  *  - --file-locks: without it criu refuses to dump a tree holding a file lock ("Some file locks
  *    are hold by dumping tasks"), and HPC programs hold them: HDF5 locks the files it opens,
  *    SQLite its database. The restored tree holds its locks again; a lock another process took
@@ -31,8 +47,7 @@
  *    gets SIGCONT), and the failure says at which stage and in what state the program is.
  *    A dump that stalled at the breakpoint step turns breakpoints off for every later call.
  *  - CriuSettings (criu-probe.ts): breakpoints off (CRIU_FAULT=130) and the nftables network
- *    lock where the node needs them; the lock only for a tree with established TCP connections
- *    (proc/tcp-connections.ts), marked in the images for the restore.
+ *    lock where the node lacks iptables-restore (see --tcp-established above for when).
  */
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,7 +55,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { treeOf } from '../daemon/process-tree.js';
 import { processState } from '../proc/process-liveness.js';
-import { holdsEstablishedTcp } from '../proc/tcp-connections.js';
+import { treeHoldsTcp } from '../proc/tcp-sockets.js';
 import { busyPid, criuFailure } from './criu-log.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
@@ -61,8 +76,10 @@ export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-re
 
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
-/** Left in the images by a dump of established TCP connections: the restore locks the network the same way. */
+/** Left in the images by a dump of a tree holding TCP sockets; the restore locks the same way. */
 const TCP_MARKER = 'ckpt-daemon-tcp';
+/** Why a restore with a connection established fails where its local address is not: then --tcp-close. */
+const ADDRESS_NOT_HERE = /Can't bind inet socket back: Cannot assign requested address/;
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
@@ -160,11 +177,10 @@ export class CriuEngine implements CheckpointEngine {
   async dump({ pid, imagesDir, requester, deadline }: DumpTarget): Promise<void> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
-    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
-    const tree = treeOf(pid);
-    const tcp = holdsEstablishedTcp(tree);
+    const tcp = treeHoldsTcp(pid);
     if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
-    const before = new Map(tree.map((member) => [member, processState(member)]));
+    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
+    const before = new Map(treeOf(pid).map((member) => [member, processState(member)]));
     await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester), this.deadlineOf(deadline), {
       locksNetwork: tcp,
       onDeadline: (child) => this.stopDump(child, join(imagesDir, 'dump.log'), before),
@@ -173,10 +189,15 @@ export class CriuEngine implements CheckpointEngine {
 
   async restore(target: RestoreTarget): Promise<RestoredTree> {
     const deadline = Date.now() + this.pidWaitMs;
+    let tcp = '--tcp-established';
     for (;;) {
       try {
-        return await this.restoreOnce(target);
+        return await this.restoreOnce(target, tcp);
       } catch (error) {
+        if (tcp === '--tcp-established' && error instanceof EngineError && ADDRESS_NOT_HERE.test(error.reason)) {
+          tcp = '--tcp-close';
+          continue;
+        }
         const pid = error instanceof EngineError ? busyPid(error.reason) : undefined;
         if (pid === undefined || !(await vanishes(pid, deadline))) throw error;
       }
@@ -188,12 +209,12 @@ export class CriuEngine implements CheckpointEngine {
     return requested === undefined ? own : Math.min(own, requested);
   }
 
-  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [], deadline }: RestoreTarget): Promise<RestoredTree> {
+  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [], deadline }: RestoreTarget, tcp: string): Promise<RestoredTree> {
     const pidfile = join(scratchDir, 'pidfile');
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
     const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
-    args.push('--pidfile', pidfile, '--tcp-close', '--file-locks', '--action-script', PRE_RESUME_CHECK);
+    args.push('--pidfile', pidfile, tcp, '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
     const env = { ...requesterEnv(requester), CKPT_JOB_CGROUPS: jobCgroups.join(' '), CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE) };
     const until = this.deadlineOf(deadline);

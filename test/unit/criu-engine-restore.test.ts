@@ -106,3 +106,33 @@ describe('CriuEngine.restore past its deadline', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
+
+describe('CriuEngine.restore of a connection whose local address this node lacks', () => {
+  afterEach(cleanUp);
+
+  it('tries again with the connections closed (criu 4.2.1 on a removed address), once', async () => {
+    const dir = tempDir();
+    const argsFile = join(dir, 'args');
+    const criu = join(dir, 'criu');
+    // Fails as criu does while restoring such a connection established; restores it closed.
+    writeFileSync(
+      criu,
+      `#!/bin/sh
+echo "$*" >> '${argsFile}'
+for a in "$@"; do [ "$prev" = -W ] && work=$a; [ "$prev" = --pidfile ] && pidfile=$a; prev=$a; done
+case " $* " in *" --tcp-established "*)
+  echo "(00.057115)   9351: Error (soccr/soccr.c:499): Can't bind inet socket back: Cannot assign requested address" > "$work/restore.log"
+  exit 1 ;;
+esac
+echo 4321 > "$pidfile"
+`,
+    );
+    chmodSync(criu, 0o755);
+    await expect(restoreWith(criu, 1_000, dir)).resolves.toBe(4321);
+    const runs = readFileSync(argsFile, 'utf8').trim().split('\n');
+    expect(runs).toHaveLength(2);
+    expect(runs[0]).toMatch(/ --tcp-established /);
+    expect(runs[1]).toMatch(/ --tcp-close /);
+    expect(runs[1]).not.toMatch(/--tcp-established/);
+  });
+});
