@@ -32,7 +32,7 @@ export function atMost(summary, limit, unit) {
 }
 
 /** Everything measured → { rows, lines, notes, refusals }. */
-export function buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs }) {
+export function buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, share, refusals, errors, elapsedMs }) {
   const S = (tool, key) => (samples[tool] ? summarize(samples[tool][key]) : undefined);
   const row = (label, key, unit, target) => {
     const ckpt = S('ckpt-run', key);
@@ -110,6 +110,13 @@ export function buildReport({ opts, machine, choice, haveBaseline, baselineShown
     out.push(`  resume overhead ${f(s.resumeMs)}; exit detection ${f(s.exitMs)}; failures: ${s.failures.length ? s.failures.join('; ') : 'none'}`);
   }
   if (Object.keys(scale).length) out.push('');
+  if (share) {
+    const f = (summary) => (summary ? `${formatNumber(summary.median)} % [${formatNumber(summary.min)}–${formatNumber(summary.max)}]` : '—');
+    out.push(`CPU share: the program (${share.width} busy loops) against another session's ${share.width}, ${share.plain?.n ?? 0} A/B windows of ${formatNumber(share.seconds)} s`);
+    out.push(`  plainly, in the job's session: ${f(share.plain)}; under ckpt-run, in a session of its own: ${f(share.ckptRun)}; ratio ${formatRatio(ratio(share.plain, share.ckptRun))}`);
+    out.push(`  ${share.grouping.why}`);
+    out.push('');
+  }
   const notes = [];
   notes.push('targets: ✓ when every sample is within (the worst one decides); ratios are baseline median / ckpt-run median.');
   notes.push('times: bench-side inotify and child-exit timestamps, the program\'s own $EPOCHREALTIME stamps and the daemon\'s reports share one wall clock (µs resolution).');

@@ -2,10 +2,12 @@
 /**
  * `npm run bench`: ckpt-run against the bash job script it replaces (the baseline,
  * ../shared/baseline/seed-job.sh, run in place), on the same program and the same daemon,
- * alternating A/B over several rounds; then an idle hour (scaled), then a 50-job scale run.
+ * alternating A/B over several rounds; then an idle hour (scaled), then a 50-job scale run,
+ * then the program's CPU share under contention, plainly and under ckpt-run.
  *
  *   node bench/run.mjs [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
- *                      [--daemon auto|bench|fake|ckpt-daemon] [--json FILE] [--keep] [--restore-mib 2048]
+ *                      [--share-seconds 5] [--daemon auto|bench|fake|ckpt-daemon] [--json FILE] [--keep]
+ *                      [--restore-mib 2048]
  * As root with criu and userfaultfd, it also restores one image fully and lazily, side by side.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { idleRun } from './figures/idle.mjs';
 import { restoreModes, restoreModesLines } from './figures/restore-modes.mjs';
 import { resumeAndExit } from './figures/resume.mjs';
 import { scaleRun } from './figures/scale.mjs';
+import { shareRun } from './figures/share.mjs';
 import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin } from './jobs.mjs';
 import { loadAverage, machineInfo } from './machine.mjs';
 import { buildReport } from './report.mjs';
@@ -31,6 +34,7 @@ const USAGE = `usage: node bench/run.mjs [options]
   --scale-jobs N        concurrent jobs of the scale run, 0 to skip (default 50)
   --no-scale-baseline   scale run for ckpt-run only (the baseline's takes ~40 s: 30 s + 5 s sleeps)
   --no-baseline         measure ckpt-run alone (e.g. to compare builds quickly with --ckpt-run-bin)
+  --share-seconds S     each window of the CPU-share run (--rounds A/B windows), 0 to skip (default 5)
   --daemon KIND         auto (default), bench, fake or ckpt-daemon (see bench/daemon.mjs)
   --json FILE           also write every figure and sample as JSON
   --keep                keep the sandbox directory (job logs, stamps) for inspection
@@ -47,6 +51,7 @@ function options() {
       'scale-jobs': { type: 'string', default: '50' },
       'no-scale-baseline': { type: 'boolean', default: false },
       'no-baseline': { type: 'boolean', default: false },
+      'share-seconds': { type: 'string', default: '5' },
       daemon: { type: 'string', default: 'auto' },
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
@@ -74,6 +79,7 @@ function options() {
     scaleJobs: Math.floor(number('scale-jobs', 0)),
     scaleBaseline: !values['no-scale-baseline'],
     baseline: !values['no-baseline'],
+    shareSeconds: number('share-seconds', 0),
     daemon: values.daemon,
     json: values.json,
     keep: values.keep,
@@ -210,6 +216,15 @@ async function main() {
       }
     }
   }
+  let share;
+  if (opts.shareSeconds > 0) {
+    progress(`CPU share: the program against another session's busy loops, ${opts.rounds} A/B windows of ${opts.shareSeconds} s, plainly and under ckpt-run`);
+    try {
+      share = await shareRun(ctx, { rounds: opts.rounds, seconds: opts.shareSeconds, width: machine.nproc });
+    } catch (error) {
+      fail('CPU share run')(error);
+    }
+  }
   await cleanup();
   spoolWatch.close();
 
@@ -223,14 +238,14 @@ async function main() {
   }
 
   machine.loadavgAtEnd = loadAverage();
-  const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs: now() - began });
+  const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, share, refusals, errors, elapsedMs: now() - began });
   console.log(report.lines.join('\n'));
   console.log(restoreModesLines(restore).join('\n'));
 
   if (opts.json) {
     writeFileSync(
       opts.json,
-      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, refusals: report.refusals, notes: report.notes, restore, errors, durationMs: now() - began }, null, 2)}\n`,
+      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, restore, errors, durationMs: now() - began }, null, 2)}\n`,
     );
     progress(`JSON written to ${opts.json}`);
   }

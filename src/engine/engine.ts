@@ -56,6 +56,11 @@ export interface RestoredTree {
 
 export interface CheckpointEngine {
   readonly name: string;
+  /**
+   * True when the images hold no memory (the restart engine's: a command line): a dump then
+   * needs no room for the tree's memory. Unset: it does, as CRIU's.
+   */
+  readonly keepsNoMemory?: boolean;
   /** Dumps the tree and stops it; throws EngineError and leaves it running on failure. */
   dump(target: DumpTarget): Promise<void>;
   /** Restores the tree, detached from the daemon; resolves once it runs. */

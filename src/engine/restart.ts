@@ -53,6 +53,7 @@ async function stopTree(pid: number): Promise<void> {
 
 export class RestartEngine implements CheckpointEngine {
   readonly name = 'restart';
+  readonly keepsNoMemory = true;
 
   async dump({ pid, imagesDir }: DumpTarget): Promise<void> {
     try {

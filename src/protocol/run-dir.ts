@@ -9,6 +9,8 @@ export interface RunDirPaths {
   dir: string;
   /** CRIU images of the last complete checkpoint. */
   images: string;
+  /** The checkpoint before it, kept by the daemon until its next dump; nothing resumes it. */
+  oldImages: string;
   /** Created by the daemon once a dump is complete; replaced (new inode) by every new dump. */
   checkpointOk: string;
   /** Written by the daemon after a restore: the restored root's PID. */
@@ -41,11 +43,15 @@ export interface RunDirPaths {
 
 export const RUNS_FOLDER = '.ckpt-run';
 
+/** The daemon dumps into `checkpoint.new-XXXXXX` (root's, mode 0700) and renames it once complete. */
+export const PARTIAL_IMAGES_PREFIX = 'checkpoint.new-';
+
 export function runDirPaths(dir: string): RunDirPaths {
   const images = join(dir, 'checkpoint');
   return {
     dir,
     images,
+    oldImages: `${images}.old`,
     checkpointOk: join(dir, 'checkpoint_ok'),
     pidfile: join(images, 'pidfile'),
     dumpFailed: join(dir, 'dump_failed'),

@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
-  chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, statSync, writeFileSync,
+  chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, statSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -331,6 +331,9 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     await jobs[0].waitFor((p) => p.stdout.split('\n').length > 10, '10 lines', 30_000);
     jobs[0].child.kill('SIGUSR2');
     expect(await jobs[0].exitCode(60_000)).toBe(99);
+    // The daemon handed its images over: the folder and every file in it are the user's.
+    const images = join(workdir, '.ckpt-run', 'default', 'checkpoint');
+    expect([images, ...readdirSync(images).map((name) => join(images, name))].filter((path) => lstatSync(path).uid !== user.uid)).toEqual([]);
     // Without a PID namespace (root only) the dumped PIDs linger until init reaps them. The daemon
     // waits for that (10 s at most); past it, "Can't fork … File exists" is retryable: exit 99 again.
     let exitCode: number | null = 99;
@@ -348,7 +351,9 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     );
     expect(exitCode).toBe(7);
     expect(numbers).toEqual(Array.from({ length: count }, (_, k) => k + 1));
-    expect(statSync(join(workdir, '.ckpt-run', 'default', 'checkpoint')).uid).toBe(user.uid);
+    // The run finished: the user's own ckpt-run removed the images, which no job will resume.
+    expect(jobs.at(-1)?.stderr).toMatch(/the run finished: removed its checkpoint images \([\d.]+ MB; --keep-images keeps them\)/);
+    expect(readdirSync(join(workdir, '.ckpt-run', 'default')).filter((name) => name.startsWith('checkpoint'))).toEqual([]);
   }, 180_000);
 
   it("refuses a user's checkpoint of root's process, and a user's restore of images whose credentials say uid 0", async () => {
