@@ -159,13 +159,13 @@ export async function probeCriu(criu: string, options: ProbeOptions = {}): Promi
     missingCapabilities: Object.entries(NEEDED_CAPABILITIES).filter(([, bit]) => !has(caps, bit)).map(([name]) => name),
     needsPrlimitShim: process.geteuid?.() === 0 && !has(caps, CAP_SYS_RESOURCE),
   };
+  if (process.geteuid?.() !== 0) return { ...findings, problem: 'CRIU restores only as root and you are not root' };
   const version = await execa(criu, ['--version'], { all: true, reject: false, timeout: VERSION_TIMEOUT_MS });
   if (version.exitCode !== 0) {
     const why = (version.shortMessage ?? `exit code ${version.exitCode}`).split('\n')[0];
     return { ...findings, problem: `cannot run ${criu}: ${why} (install it: sudo bash scripts/install-criu.sh, or give --criu PATH)` };
   }
   findings.version = /Version:\s*(\S+)/.exec(version.all ?? '')?.[1] ?? (version.all ?? '').trim().split('\n')[0];
-  if (process.geteuid?.() !== 0) return { ...findings, problem: 'criu dumps and restores only as root' };
   const check = await execa(criu, ['check'], { all: true, reject: false, timeout: CHECK_TIMEOUT_MS });
   if (!(check.all ?? '').includes('Looks good')) {
     const detail = (check.all ?? '').trim().split('\n').pop() ?? '';
