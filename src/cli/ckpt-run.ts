@@ -1,7 +1,7 @@
 /** `ckpt-run`: the command an OAR job script runs. Options, --help, and exit codes live here. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { constants } from 'node:os';
-import { runLauncher, type LaunchSettings } from '../launcher/driver.js';
+import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
 import { holdSignal } from '../launcher/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
 import { rollBackOutput } from '../launcher/output-rollback.js';
@@ -12,7 +12,7 @@ import { detectOar } from '../scheduler/oar.js';
 import { requeueJob } from '../scheduler/requeue.js';
 import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
-import { CliError, EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
+import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `

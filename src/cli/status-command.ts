@@ -4,7 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { imagesBytes, runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
-import { CliError, ExitCode } from './exit-codes.js';
+import { CliError, ExitCode } from '../base/exit-codes.js';
 
 export interface RunStatus {
   runId: string;

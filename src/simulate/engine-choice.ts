@@ -3,7 +3,7 @@
  * `criu check`), else the restart engine, announced loudly because it keeps no memory state.
  */
 import { execa } from 'execa';
-import { CliError, ExitCode } from '../cli/exit-codes.js';
+import { CliError, ExitCode } from '../base/exit-codes.js';
 import { CriuEngine } from '../engine/criu.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';

@@ -11,7 +11,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonEvent } from '../daemon/daemon.js';
-import { EXIT_CODE_HELP, ExitCode } from '../cli/exit-codes.js';
+import { EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { releaseSignal } from '../launcher/early-signals.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
 import { ProcessHandle } from '../proc/process-liveness.js';

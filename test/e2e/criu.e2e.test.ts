@@ -11,7 +11,8 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEARTBEAT_FILE, parseDaemonReport } from '../../src/protocol/daemon-report.js';
+import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
+import { HEARTBEAT_FILE } from '../../src/protocol/heartbeat.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../../src/protocol/spool-request.js';
 import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
 import { signAsTheDaemon } from '../helpers/daemon-harness.js';

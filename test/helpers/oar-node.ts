@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DEFAULT_SPOOL_DIR } from '../../src/protocol/spool-request.js';
-import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/daemon-report.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/heartbeat.js';
 import { waitUntil } from './daemon-fixtures.js';
 import { Proc, ROOT } from './launcher-harness.js';
 import type { OarUser } from './oar-cluster.js';

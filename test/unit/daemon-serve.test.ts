@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EngineError, type CheckpointEngine } from '../../src/engine/engine.js';
 import { RestartEngine } from '../../src/engine/restart.js';
-import { HEARTBEAT_FILE, parseDaemonReport } from '../../src/protocol/daemon-report.js';
+import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
+import { HEARTBEAT_FILE } from '../../src/protocol/heartbeat.js';
 import { cleanUp, isGone, killAtCleanUp, startTree, tempDir, waitUntil } from '../helpers/daemon-fixtures.js';
 import { signAsTheDaemon, startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';
 
