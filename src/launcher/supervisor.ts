@@ -18,6 +18,7 @@ import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { saveRunState } from '../state/run-state.js';
 import { DaemonLink, type CheckpointLink } from './daemon-link.js';
 import { endOfJobRecord, eventsFromFiles } from './decisions.js';
+import { EventQueue } from './event-queue.js';
 import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
 import type { PreparedRun } from './preflight.js';
 import { ProgramWatch } from './program-watch.js';
@@ -56,8 +57,7 @@ export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise
 
 class Supervisor {
   private state: MachineState;
-  private readonly queue: MachineEvent[] = [];
-  private handling = false;
+  private readonly events = new EventQueue<MachineEvent>((event) => this.handle(event));
   private ended = false;
   private readonly timers = new Map<TimerName, NodeJS.Timeout>();
   private readonly watch: ProgramWatch;
@@ -92,7 +92,7 @@ class Supervisor {
       daemonCheck: settings.daemonCheck,
       graceMs: settings.daemonGraceMs,
       awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
-      silent: (detail) => this.post({ type: 'daemonSilent', detail }),
+      silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
     });
   }
 
@@ -104,25 +104,11 @@ class Supervisor {
     runState.status = 'running';
     runState.history.push({ jobId: this.settings.jobId, startedAt: new Date(this.state.startedAt).toISOString(), mode });
     saveRunState(paths.state, runState);
-    const signals = listenToSignals(this.settings.signal, (event) => this.post(event));
+    const signals = listenToSignals(this.settings.signal, (event) => this.events.post(event));
     this.stopSignals = signals.stop;
-    this.post({ type: 'start', mode });
-    if (signals.early > 0) this.post({ type: 'checkpointSignal' });
+    this.events.post({ type: 'start', mode });
+    if (signals.early > 0) this.events.post({ type: 'checkpointSignal' });
     return done;
-  }
-
-  /** Queues EVENT; handles the queue unless an event is being handled already (it then comes next). */
-  private post(event: MachineEvent): void {
-    if (this.ended) return;
-    this.queue.push(event);
-    if (this.handling) return;
-    this.handling = true;
-    try {
-      for (let next = this.queue.shift(); next !== undefined && !this.ended; next = this.queue.shift()) this.handle(next);
-    } finally {
-      this.handling = false;
-      this.queue.length = 0;
-    }
   }
 
   /**
@@ -145,7 +131,7 @@ class Supervisor {
   /** Reads what the run directory says and posts the events it means (decisions.ts decides which). */
   private look(): void {
     if (this.ended || this.state.phase === 'holding') return;
-    for (const event of eventsFromFiles(this.state, this.watch.readFiles(this.link.checkpointOkAtRequest))) this.post(event);
+    for (const event of eventsFromFiles(this.state, this.watch.readFiles(this.link.checkpointOkAtRequest))) this.events.post(event);
   }
 
   private perform(action: MachineAction): void {
@@ -157,7 +143,7 @@ class Supervisor {
       case 'spawn':
         spawnProgram(
           { argv: settings.argv, paths: this.prepared.paths, cwd: settings.workdir, env: settings.env, pidNamespace: settings.pidNamespace },
-          (event) => this.post(event),
+          (event) => this.events.post(event),
           () => this.look(),
         );
         return;
@@ -173,7 +159,7 @@ class Supervisor {
         return;
       case 'setTimer':
         clearTimeout(this.timers.get(action.name));
-        this.timers.set(action.name, setTimeout(() => this.post({ type: 'timer', name: action.name }), action.ms));
+        this.timers.set(action.name, setTimeout(() => this.events.post({ type: 'timer', name: action.name }), action.ms));
         return;
       case 'clearTimer':
         clearTimeout(this.timers.get(action.name));
@@ -192,6 +178,7 @@ class Supervisor {
   private end(code: number, outcome: Outcome, exitCode?: number): void {
     if (this.ended) return;
     this.ended = true;
+    this.events.close();
     const { paths, state: runState } = this.prepared;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.watch.stop();
