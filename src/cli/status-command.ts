@@ -2,9 +2,10 @@
 import { Command } from 'commander';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { CliError, ExitCode } from '../base/exit-codes.js';
+import { formatMegabytes } from '../base/sizes.js';
 import { imagesBytes, runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
-import { CliError, ExitCode } from '../base/exit-codes.js';
 
 export interface RunStatus {
   runId: string;
@@ -53,8 +54,6 @@ export function runStatuses(workdir: string): RunStatus[] {
     .sort((a, b) => a.runId.localeCompare(b.runId));
 }
 
-const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
-
 /**
  * state.json keeps "running" after a job that ended without a checkpoint (the status decides
  * the next job); a person wants to know whether anything runs and what the next job will do.
@@ -81,7 +80,7 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.command) lines.push(`  command:    ${run.command.join(' ')}`);
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
     if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
-    if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${megabytes(run.checkpoint.bytes)}`);
+    if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${formatMegabytes(run.checkpoint.bytes)}`);
     return lines.join('\n');
   });
   return `${blocks.join('\n\n')}\n`;

@@ -12,7 +12,8 @@
 import { execa } from 'execa';
 import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { CheckpointEngine, Requester } from '../engine/engine.js';
+import type { CheckpointEngine } from '../engine/engine.js';
+import type { Requester } from '../protocol/spool-request.js';
 import { SIGNATURE_FILE, signImages } from './image-signature.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';

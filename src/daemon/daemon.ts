@@ -6,10 +6,11 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { EngineError, type CheckpointEngine, type Requester } from '../engine/engine.js';
+import { formatMegabytes } from '../base/sizes.js';
+import { EngineError, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
-import { parseRequest, type SpoolRequest } from '../protocol/spool-request.js';
+import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -49,7 +50,6 @@ export interface DaemonOptions {
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`;
-const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 
 class RequestServer {
   private readonly queue: KeyedQueue;
@@ -139,7 +139,7 @@ class RequestServer {
     }
     checkTargetProcess(request.pid, requester);
     const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey);
-    return { detail: ` (${megabytes(imageBytes)})`, imageBytes };
+    return { detail: ` (${formatMegabytes(imageBytes)})`, imageBytes };
   }
 
   /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */

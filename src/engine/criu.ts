@@ -31,7 +31,9 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyPid, criuFailure } from './criu-log.js';
-import { EngineError, RESTORED_CGROUPS_FILE, type CheckpointEngine, type DumpTarget, type Requester, type RestoreTarget } from './engine.js';
+import { readStat, sleep } from '../proc/processes.js';
+import type { Requester } from '../protocol/spool-request.js';
+import { EngineError, RESTORED_CGROUPS_FILE, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
@@ -48,16 +50,15 @@ const RETRY_PAUSE_MS = 50;
 const PRE_RESUME_FAILED = 'Pre-resume script ret code';
 
 function leadsItsSession(pid: number): boolean {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name: state ppid pgrp session ...
-  const session = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3];
-  return Number(session) === pid;
+  const stat = readStat(pid);
+  if (!stat) throw new EngineError(`no process ${pid} on this node`, false);
+  return stat.session === pid;
 }
 
 /** Waits until PID is gone from /proc (a zombie still holds it); false at the deadline. */
 async function vanishes(pid: number, deadline: number): Promise<boolean> {
   do {
-    await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+    await sleep(RETRY_PAUSE_MS);
     if (Date.now() > deadline) return false;
   } while (existsSync(`/proc/${pid}`));
   return true;

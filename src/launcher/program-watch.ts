@@ -9,7 +9,7 @@ import { parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import type { RunDirPaths } from '../protocol/run-dir.js';
 import { OutputRelay } from '../proc/output-relay.js';
-import { ProcessHandle } from '../proc/process-liveness.js';
+import { ProcessHandle } from '../proc/processes.js';
 import type { RunState } from '../state/run-state.js';
 import { parseExitStatus, parsePidfile, type RunFiles } from './decisions.js';
 

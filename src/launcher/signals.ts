@@ -4,9 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../log/logger.js';
-import { childrenOf, type ProcessHandle } from '../proc/process-liveness.js';
+import { childrenOf, killAll, type ProcessHandle } from '../proc/processes.js';
 import { signalTargets } from './decisions.js';
-import { releaseSignal } from './early-signals.js';
+import { releaseSignal } from '../proc/early-signals.js';
 import type { MachineEvent } from './machine.js';
 
 const TERMINATION_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
@@ -57,13 +57,7 @@ export function forwardSignal(shim: ProcessHandle, signal: NodeJS.Signals, jobEn
       return;
     }
     logger.log('debug', `passing ${signal} to PID ${targets.pids.join(', ') || '(none)'} under ${shim.pid}`);
-    for (const pid of targets.pids) {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        // already gone
-      }
-    }
+    killAll(targets.pids, signal);
   };
   attempt();
 }

@@ -3,8 +3,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Requester } from '../../src/engine/engine.js';
-import { ProcessHandle } from '../../src/proc/process-liveness.js';
+import type { Requester } from '../../src/protocol/spool-request.js';
+import { ProcessHandle } from '../../src/proc/processes.js';
 
 export const AS_ROOT = process.getuid?.() === 0;
 

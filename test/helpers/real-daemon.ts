@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { childrenOf } from '../../src/proc/process-liveness.js';
+import { childrenOf } from '../../src/proc/processes.js';
 import { isGone, waitUntil } from './daemon-fixtures.js';
 import { Proc, ROOT } from './launcher-harness.js';
 

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, 
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { childrenOf } from '../../src/proc/process-liveness.js';
+import { childrenOf } from '../../src/proc/processes.js';
 import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
 import { isMountPoint, mountTmpfs, runState, spoolLeftovers, unmount } from '../helpers/fault-system.js';
 import { counted, COUNTER, makeSandbox, runCkpt, startFakeDaemon, type Proc, type Sandbox } from '../helpers/launcher-harness.js';

@@ -1,6 +1,7 @@
-/** What /proc says about a process tree: its members and their powers. */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import type { Requester } from '../engine/engine.js';
+/** What /proc says about the powers of a process: more than its user's own processes have? */
+import { readFileSync, statSync } from 'node:fs';
+import { threadsOf } from '../proc/processes.js';
+import type { Requester } from '../protocol/spool-request.js';
 
 function readOrEmpty(path: string): string {
   try {
@@ -8,27 +9,6 @@ function readOrEmpty(path: string): string {
   } catch {
     return '';
   }
-}
-
-function threadsOf(pid: number): string[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return [];
-  }
-}
-
-/** Every process of the tree rooted at PID, root first. Any thread may have forked a child. */
-export function treeOf(pid: number): number[] {
-  const tree: number[] = [];
-  const queue = [pid];
-  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-    tree.push(next);
-    for (const tid of threadsOf(next)) {
-      queue.push(...readOrEmpty(`/proc/${next}/task/${tid}/children`).split(' ').filter(Boolean).map(Number));
-    }
-  }
-  return tree;
 }
 
 const NO_CAPABILITIES = /^0+$/;

@@ -1,0 +1,103 @@
+/**
+ * What /proc says about processes, read in one place: a process's stat line, its children and
+ * whole tree, whether it still lives, and signalling a set of them. The supervisor, the daemon,
+ * the engines, the simulation and the tests all look through this module.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** The fields of /proc/PID/stat that ckpt-run reads. */
+export interface ProcStat {
+  /** R, S, D, Z (zombie), X (dead), T/t (stopped), … */
+  state: string;
+  ppid: number;
+  session: number;
+  /** In clock ticks since boot: with the PID, tells a process from a later one that reuses its PID. */
+  startTime: string;
+}
+
+export function readStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0], ppid: Number(fields[1]), session: Number(fields[3]), startTime: fields[19] };
+}
+
+/** The threads of PID (their ids); none when it is gone. */
+export function threadsOf(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
+/** The direct children of PID, whichever of its threads forked them. */
+export function childrenOf(pid: number): number[] {
+  return threadsOf(pid).flatMap((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Every process of the tree rooted at PID, root first. */
+export function treeOf(pid: number): number[] {
+  const tree: number[] = [];
+  const queue = [pid];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    tree.push(next);
+    queue.push(...childrenOf(next));
+  }
+  return tree;
+}
+
+/** Sends SIGNAL to each of PIDS; one already gone is no error. */
+export function killAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A process that is not necessarily our child (a restored tree is adopted by init), watched
+ * through /proc. A dumped tree's root can linger as a zombie until init reaps it, slowly on
+ * some nodes, so a zombie counts as gone; the start time guards against the PID being reused.
+ */
+export class ProcessHandle {
+  private readonly startTime: string | undefined;
+
+  constructor(readonly pid: number) {
+    this.startTime = readStat(pid)?.startTime;
+  }
+
+  isAlive(): boolean {
+    const stat = readStat(this.pid);
+    if (!stat || this.startTime === undefined) return false;
+    return stat.startTime === this.startTime && stat.state !== 'Z' && stat.state !== 'X';
+  }
+}
+
+/**
+ * When the process PID started (epoch ms): the node's boot time plus the process's start in
+ * clock ticks, which /proc counts in USER_HZ (100 on Linux). Kept across exec: for ckpt-run
+ * exec'd by a job's shell, the job's start.
+ */
+export function startedAtMs(pid: number): number | undefined {
+  const ticks = Number(readStat(pid)?.startTime);
+  const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
+  return bootSeconds * 1000 + ticks * 10;
+}
