@@ -131,9 +131,9 @@ describe("the daemon's liveness verdict", () => {
 });
 
 describe('whom a forwarded signal reaches', () => {
-  const SHIM = 'sh\0-c\0shim';
+  const SHIM = 'sh\x00-c\x00shim';
   it('the program under the shim, once the shim has exec-ed it', () => {
-    expect(signalTargets({ children: [{ pid: 8, commandLine: 'sleep\0100' }], shimCommandLine: SHIM, programAlive: true, now: 0, deadline: 2000 })).toEqual({ retry: false, pids: [8] });
+    expect(signalTargets({ children: [{ pid: 8, commandLine: 'sleep\x00100' }], shimCommandLine: SHIM, programAlive: true, now: 0, deadline: 2000 })).toEqual({ retry: false, pids: [8] });
   });
 
   it('waits while the shim has no child yet, or a child still running the shim (it would swallow the signal)', () => {
