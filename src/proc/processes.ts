@@ -90,6 +90,16 @@ export class ProcessHandle {
   }
 }
 
+/** The effective capability set of PID (this process by default), as a bit mask; none if unreadable. */
+export function effectiveCapabilities(pid: number | 'self' = 'self'): bigint {
+  try {
+    const mask = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return mask === undefined ? 0n : BigInt(`0x${mask}`);
+  } catch {
+    return 0n;
+  }
+}
+
 /**
  * When the process PID started (epoch ms): the node's boot time plus the process's start in
  * clock ticks, which /proc counts in USER_HZ (100 on Linux). Kept across exec: for ckpt-run

@@ -2,9 +2,9 @@
  * Which engine the dry run uses: real CRIU when it can work here (root, and a criu that passes
  * `criu check`), else the restart engine, announced loudly because it keeps no memory state.
  */
-import { execa } from 'execa';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { CriuEngine } from '../engine/criu.js';
+import { criuUnusable } from '../engine/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
 
@@ -16,22 +16,9 @@ export interface EngineChoice {
   notice?: string;
 }
 
-/** Why CRIU cannot be used here, or undefined when it can. */
-async function criuUnusable(criu: string): Promise<string | undefined> {
-  if (process.geteuid?.() !== 0) return 'CRIU restores only as root and you are not root';
-  try {
-    const check = await execa(criu, ['check'], { all: true, reject: false, timeout: 30_000 });
-    if (check.exitCode === 0) return undefined;
-    const detail = (check.all ?? '').trim().split('\n').pop() ?? '';
-    return `"${criu} check" failed: ${detail} (install a working CRIU: sudo bash scripts/install-criu.sh)`;
-  } catch (error) {
-    return `cannot run ${criu}: ${(error as Error).message} (install it: sudo bash scripts/install-criu.sh)`;
-  }
-}
-
 export async function chooseEngine(request: EngineRequest, criu: string): Promise<EngineChoice> {
   if (request === 'restart') return { engine: new RestartEngine() };
-  const problem = await criuUnusable(criu);
+  const problem = criuUnusable(criu);
   if (!problem) return { engine: new CriuEngine(criu) };
   if (request === 'criu') throw new CliError(`the criu engine cannot work here: ${problem}`, ExitCode.Usage);
   return {

@@ -14,37 +14,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { HEARTBEAT_FILE } from '../../src/protocol/heartbeat.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../../src/protocol/spool-request.js';
-import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
+import { isGone } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { signAsTheDaemon } from '../helpers/daemon-harness.js';
 import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
-import { criuProbe, IN_CI, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { criuForUsers, criuReady, realPartAvailable } from '../helpers/real-parts.js';
 import { ensureTestUser } from '../helpers/test-user.js';
 
 const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');
 const COUNTER = join(ROOT, 'examples/stateful-counter.mjs');
 const COUNTER_SH = join(ROOT, 'examples/counter.sh');
-
-/** In CI a missing criu is installed, as scripts/test-all.sh does, rather than failing the suite. */
-const criuReady: Probe = () => {
-  const problem = criuProbe();
-  if (problem === undefined || !IN_CI || process.geteuid?.() !== 0) return problem;
-  execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh')], { stdio: 'inherit' });
-  return criuProbe();
-};
-
-/**
- * A root without CAP_SYS_RESOURCE in its bounding set (containers, this sandbox) cannot dump
- * another user's process ("Can't get rlimit 0: Operation not permitted") without the opt-in
- * prlimit shim of scripts/install-criu.sh --with-prlimit-shim; real nodes use criu itself.
- */
-function criuForUsers(): string | undefined {
-  if (process.env.CKPT_CRIU) return process.env.CKPT_CRIU;
-  const bounding = BigInt(`0x${/^CapBnd:\s*(\w+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]}`);
-  if ((bounding >> 24n) & 1n) return 'criu';
-  const shim = '/opt/ckpt-run/criu/bin/criu-prlimit-shim';
-  if (!existsSync(shim) && IN_CI) execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh'), '--with-prlimit-shim'], { stdio: 'inherit' });
-  return existsSync(shim) ? shim : undefined;
-}
 
 /** Writes a request owned by OWNER: chowned under a hidden name, then renamed into the spool. */
 function requestAs(spool: string, request: SpoolRequest, owner: { uid: number; gid: number }): void {
@@ -90,7 +69,7 @@ function daemonTimes(log: string, kind: 'dump' | 'restore', jobPrefix: string): 
   return [...log.matchAll(pattern)].map((match) => Number(match[1]));
 }
 
-describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-run + ckpt-daemon on real CRIU', () => {
+describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt-run + ckpt-daemon on real CRIU', () => {
   let sandbox: Sandbox;
   let daemon: Proc;
   let daemonLogPath: string;

@@ -18,10 +18,8 @@ import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'nod
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readOr } from '../helpers/launcher-harness.js';
-import {
-  deleteActiveJobs, ensureOarUser, exitStatusOf, followChain, formatChain, oarJob, oarProbe, oardelCheckpoint, oarsub, pollFor, startCluster,
-  stopCluster, type ClusterHandle, type OarJob, type OarUser,
-} from '../helpers/oar-cluster.js';
+import { deleteActiveJobs, ensureOarUser, exitStatusOf, followChain, formatChain, oarJob, oarProbe, oardelCheckpoint, oarsub, startCluster, stopCluster, type ClusterHandle, type OarJob, type OarUser } from '../helpers/oar-cluster.js';
+import { pollFor } from '../helpers/poll.js';
 import { prepareSchedulerNode, type NodeDaemon, type SchedulerNode } from '../helpers/oar-node.js';
 import { realPartAvailable } from '../helpers/real-parts.js';
 

@@ -16,11 +16,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { HALF_WRITTEN_GRACE_MS } from '../../src/daemon/spool.js';
-import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
+import { isGone } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { ROOT } from '../helpers/launcher-harness.js';
-import { criuProbe, IN_CI, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { criuForUsers, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
 import { raceNewImages, stopRootHelper } from '../helpers/security-attacks.js';
-import { criuForUsers, SecurityDaemon, type Verdict } from '../helpers/security-daemon.js';
+import { SecurityDaemon, type Verdict } from '../helpers/security-daemon.js';
 import {
   cgroupProcs, commOf, createJobCpuset, etcSnapshot, fingerprint, handImagesTo, killStarted, makeSecuritySandbox, removeCpusets, requestAs, requestAsRoot,
   snapshot, trackProcess, userFolder, userProcess, type SecuritySandbox,
@@ -33,11 +34,7 @@ const VICTIM = 'ckptsec_v';
 
 /** criu (installed in CI if missing, as scripts/test-all.sh does) and a way to dump other users' processes. */
 const securityReady: Probe = () => {
-  let problem = criuProbe();
-  if (problem !== undefined && IN_CI && process.geteuid?.() === 0) {
-    execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh'), '--with-prlimit-shim'], { stdio: 'inherit' });
-    problem = criuProbe();
-  }
+  const problem = criuReady({ withPrlimitShim: true })();
   if (problem !== undefined) return problem;
   return criuForUsers() ? undefined : 'root lacks CAP_SYS_RESOURCE and the prlimit shim is missing (bash scripts/install-criu.sh --with-prlimit-shim)';
 };

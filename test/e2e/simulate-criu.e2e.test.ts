@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { waitUntil } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { counted, COUNTER, liveProcessesIn, makeSandbox, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
 

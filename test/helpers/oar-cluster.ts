@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT } from './launcher-harness.js';
 import type { Probe } from './real-parts.js';
+import { pollFor } from './poll.js';
 
 const run = promisify(execFile);
 
@@ -161,20 +162,6 @@ export function oarsub(user: OarUser, dir: string, args: string[]): number {
 /** `oardel --checkpoint ID` as the job's owner: OAR sends the job its checkpoint signal. */
 export function oardelCheckpoint(user: OarUser, id: number): string {
   return execFileSync('runuser', ['-u', user.name, '--', 'oardel', '--checkpoint', String(id)], { encoding: 'utf8', stdio: 'pipe' }).trim();
-}
-
-/**
- * Polls FN every PERIOD ms until it returns a value (not undefined); bounded. WHAT may be a
- * function, called at the timeout, so that the state it shows is the state then.
- */
-export async function pollFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string | (() => string), timeoutMs: number, periodMs = 1000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((resolve) => setTimeout(resolve, periodMs));
-  }
 }
 
 /** Waits until job ID is in one of STATES; returns it. A final state that is not wanted fails at once. */

@@ -7,11 +7,13 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { canDumpOtherUsers } from '../../src/engine/criu-probe.js';
 import { DEFAULT_SPOOL_DIR } from '../../src/protocol/spool-request.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/heartbeat.js';
-import { waitUntil } from './daemon-fixtures.js';
+import { waitUntil } from './poll.js';
 import { Proc, ROOT } from './launcher-harness.js';
 import type { OarUser } from './oar-cluster.js';
+import { CRIU_PREFIX, PRLIMIT_SHIM } from './real-parts.js';
 
 export const WRAPPER = '/usr/local/bin/ckpt-run';
 const WRAPPER_MARK = '# ckpt-run OAR e2e wrapper';
@@ -67,18 +69,9 @@ export function installWrapper(user: OarUser, packageRoot: string): () => void {
   };
 }
 
-/** Root without CAP_SYS_RESOURCE (containers, sandboxes) needs criu's prlimit shim to dump another user's process. */
-export function hasCapSysResource(): boolean {
-  const line = readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)$/m);
-  return line !== null && (BigInt(`0x${line[1]}`) & (1n << 24n)) !== 0n;
-}
-
-export const CRIU_PREFIX = '/opt/ckpt-run/criu';
-export const PRLIMIT_SHIM = join(CRIU_PREFIX, 'bin/criu-prlimit-shim');
-
 /** Installs CRIU (and the prlimit shim) when missing; returns the criu command for the daemon. */
 export function ensureCriu(): string {
-  const needShim = !hasCapSysResource();
+  const needShim = !canDumpOtherUsers();
   const present = needShim ? existsSync(PRLIMIT_SHIM) : existsSync(join(CRIU_PREFIX, 'bin/criu')) || commandWorks('criu', ['--version']);
   if (!present) {
     execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh'), ...(needShim ? ['--with-prlimit-shim'] : [])], { stdio: 'inherit', timeout: 600_000 });

@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { childrenOf } from '../../src/proc/processes.js';
-import { isGone, waitUntil } from './daemon-fixtures.js';
+import { isGone } from './daemon-fixtures.js';
+import { waitUntil } from './poll.js';
 import { Proc, ROOT } from './launcher-harness.js';
 
 export const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');

@@ -10,7 +10,8 @@ import { EngineError, type CheckpointEngine } from '../../src/engine/engine.js';
 import { RestartEngine } from '../../src/engine/restart.js';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { HEARTBEAT_FILE } from '../../src/protocol/heartbeat.js';
-import { cleanUp, isGone, killAtCleanUp, startTree, tempDir, waitUntil } from '../helpers/daemon-fixtures.js';
+import { cleanUp, isGone, killAtCleanUp, startTree, tempDir } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { signAsTheDaemon, startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';
 
 let daemon: TestDaemon | undefined;

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, oarJobUser, removeCgroups } from '../../src/daemon/job-cgroups.js';
 import { checkJobOwner, checkTargetProcess, openRunDir } from '../../src/daemon/request-checks.js';
-import { AS_ROOT, asStranger, cleanUp, requesterOf, SELF, startTree, STRANGER, tempDir, waitUntil } from '../helpers/daemon-fixtures.js';
+import { AS_ROOT, asStranger, cleanUp, requesterOf, SELF, startTree, STRANGER, tempDir } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 
 afterEach(cleanUp);
 

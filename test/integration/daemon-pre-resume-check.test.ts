@@ -9,7 +9,8 @@ import { closeSync, openSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { treeOf } from '../../src/proc/processes.js';
 import { PRE_RESUME_CHECK } from '../../src/engine/criu.js';
-import { AS_ROOT, asStranger, cleanUp, isGone, startTree, STRANGER, waitUntil } from '../helpers/daemon-fixtures.js';
+import { AS_ROOT, asStranger, cleanUp, isGone, startTree, STRANGER } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 
 afterEach(cleanUp);
 
