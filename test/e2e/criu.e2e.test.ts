@@ -12,16 +12,15 @@ import {
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
-import { HEARTBEAT_FILE } from '../../src/protocol/heartbeat.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../../src/protocol/spool-request.js';
 import { isGone } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 import { signAsTheDaemon } from '../helpers/daemon-harness.js';
+import { RealDaemon } from '../helpers/real-daemon.js';
 import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { criuForUsers, criuReady, realPartAvailable } from '../helpers/real-parts.js';
 import { ensureTestUser } from '../helpers/test-user.js';
 
-const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');
 const COUNTER = join(ROOT, 'examples/stateful-counter.mjs');
 const COUNTER_SH = join(ROOT, 'examples/counter.sh');
 
@@ -71,7 +70,7 @@ function daemonTimes(log: string, kind: 'dump' | 'restore', jobPrefix: string): 
 
 describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt-run + ckpt-daemon on real CRIU', () => {
   let sandbox: Sandbox;
-  let daemon: Proc;
+  let daemon: RealDaemon;
   let daemonLogPath: string;
   let criu: string | undefined;
   const daemonLog = (): string => readFileSync(daemonLogPath, 'utf8');
@@ -104,14 +103,11 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
     daemonLogPath = join(sandbox.dir, 'daemon.log');
     criu = criuForUsers();
     // The image key in a private folder of the sandbox's (the daemon creates it): never /etc.
-    const daemonArgs = [CKPT_DAEMON, '--verbose', '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu', '--image-key', imageKeyPath()];
-    daemon = new Proc(spawn(process.execPath, daemonArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    await waitUntil(() => existsSync(join(sandbox.spool, HEARTBEAT_FILE)), () => `the daemon's heartbeat\n${daemon.stderr}`);
+    daemon = await RealDaemon.start({ spool: sandbox.spool, logPath: daemonLogPath, criu: criu ?? 'criu', imageKey: imageKeyPath(), verbose: true });
   });
 
   afterAll(async () => {
-    daemon?.child.kill('SIGTERM');
-    expect(await daemon?.exitCode()).toBe(0);
+    expect(await daemon?.stop()).toBe(0);
   });
 
   it('three checkpoint/restore cycles of a program holding 100 MB: every line once, in order, memory intact, exit code 7', async () => {

@@ -1,6 +1,6 @@
 /**
- * The real bin/ckpt-daemon as a separate root process, for the suites that attack it or break
- * it: started on a spool dir with its log in a file, waited on through that log (bounded),
+ * The real bin/ckpt-daemon as a separate root process, the one way the suites start it (on real
+ * CRIU, under OAR and Slurm, attacked or broken): started on a spool dir with its log in a file, waited on through that log (bounded),
  * stopped with SIGTERM, or killed outright together with the criu it runs (as a node's service
  * manager would kill the service's whole cgroup).
  */
@@ -20,6 +20,8 @@ export interface DaemonStart {
   criu: string;
   /** The key file, in a private folder of the suite's (the daemon creates it if absent). */
   imageKey: string;
+  /** Log every step (--verbose). */
+  verbose?: boolean;
 }
 
 export class RealDaemon {
@@ -33,7 +35,7 @@ export class RealDaemon {
   /** Starts a daemon and waits (bounded) until it says it serves the spool dir. */
   static async start<T extends RealDaemon>(
     this: new (proc: Proc, logPath: string, logStart: number) => T,
-    { spool, logPath, criu, imageKey }: DaemonStart,
+    { spool, logPath, criu, imageKey, verbose }: DaemonStart,
   ): Promise<T> {
     let logStart = 0;
     try {
@@ -41,7 +43,7 @@ export class RealDaemon {
     } catch {
       // a new log
     }
-    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--criu', criu, '--image-key', imageKey];
+    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--engine', 'criu', '--criu', criu, '--image-key', imageKey, ...(verbose ? ['--verbose'] : [])];
     const proc = new Proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const daemon = new this(proc, logPath, logStart);
     await waitUntil(
