@@ -198,28 +198,29 @@ export async function followChain(firstId: number, options: ChainOptions): Promi
   const chain: OarJob[] = [];
   const seenRunning = new Set<number>();
   let currentId = firstId;
-  const deadline = Date.now() + options.timeoutMs;
-  for (;;) {
-    const jobs = await arrayJobs(first.arrayId);
-    const current = jobs.find((job) => job.id === currentId);
-    if (!current) throw new Error(`job ${currentId} vanished from array ${first.arrayId}`);
-    if ((current.state === 'Running' || FINAL_STATES.has(current.state)) && !seenRunning.has(current.id)) {
-      seenRunning.add(current.id);
-      if (current.state === 'Running') await options.onRunning?.(current, chain.length);
-    }
-    if (FINAL_STATES.has(current.state)) {
-      chain.push(current);
-      await options.onEnded?.(current, chain.length - 1);
-      const next = jobs.find((job) => job.resubmitJobId === current.id);
-      if (!next) return chain;
-      currentId = next.id;
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${Math.round(options.timeoutMs / 1000)} s following the chain of job ${firstId}: ${formatChain([...chain, current])}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
+  let current: OarJob | undefined;
+  return pollFor(
+    async () => {
+      for (;;) {
+        const jobs = await arrayJobs(first.arrayId);
+        const job = jobs.find((candidate) => candidate.id === currentId);
+        if (!job) throw new Error(`job ${currentId} vanished from array ${first.arrayId}`);
+        current = job;
+        if ((job.state === 'Running' || FINAL_STATES.has(job.state)) && !seenRunning.has(job.id)) {
+          seenRunning.add(job.id);
+          if (job.state === 'Running') await options.onRunning?.(job, chain.length);
+        }
+        if (!FINAL_STATES.has(job.state)) return undefined;
+        chain.push(job);
+        await options.onEnded?.(job, chain.length - 1);
+        const next = jobs.find((candidate) => candidate.resubmitJobId === job.id);
+        if (!next) return chain;
+        currentId = next.id;
+      }
+    },
+    () => `the chain of job ${firstId} to end: ${formatChain(current && !chain.includes(current) ? [...chain, current] : chain)}`,
+    options.timeoutMs,
+  );
 }
 
 /** "18 Terminated exit 99 (ran 63 s) -> 19 Terminated exit 42 (ran 30 s)". */

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, 
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killAll, treeOf } from '../../src/proc/processes.js';
+import { killAll, sleep, treeOf } from '../../src/proc/processes.js';
 import { isGone } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 import { isMountPoint, mountTmpfs, runState, spoolLeftovers, unmount } from '../helpers/fault-system.js';
@@ -121,7 +121,7 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
       const sandbox = sandboxForTest();
       const job = runCkpt(sandbox, ['--job-id', `early-${attempt}`, '--', COUNTER, '100', '0.02', '6']);
       await job.waitFor((p) => p.stderr.includes('starting a new run'), 'the start');
-      await new Promise((resolve) => setTimeout(resolve, attempt % 20));
+      await sleep(attempt % 20);
       job.child.kill('SIGTERM');
       const code = await job.exitCode();
       const { signal } = await job.exited;
