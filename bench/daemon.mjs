@@ -2,14 +2,15 @@
  * Which checkpoint daemon serves the benchmark, and what it reports. Both tools talk to the
  * SAME daemon process, through the same spool directory.
  *
- *   bench        bench/bench-daemon.mjs: restart engine (no CRIU), inotify-driven, reports
- *                each request's own timestamps (dump / restore time) — the default
+ *   restart      bin/ckpt-daemon --engine restart (no CRIU: stops the tree, starts its command
+ *                again) — the default where real CRIU cannot run
  *   fake         test/helpers/fake-daemon.sh (polls every 50 ms, reports nothing: the bench
  *                then takes the daemon's time from what it observes in the spool and run dirs)
- *   ckpt-daemon  bin/ckpt-daemon --spool-dir SPOOL --engine criu (real CRIU); picked by
- *                `auto` only as root when bin/ckpt-daemon exists and `criu check` passes. Its
- *                times come from its log: "job J: dump of PID … done in 0.123 s" (ms resolution,
- *                from when it starts serving the request)
+ *   ckpt-daemon  bin/ckpt-daemon --engine criu (real CRIU); picked by `auto` only as root when
+ *                `criu check` passes
+ * Both ckpt-daemon kinds are the product itself (no copy of the spool protocol here); their
+ * times come from the log: "job J: dump of PID … done in 0.123 s" (ms resolution, from when
+ * the daemon starts serving the request). Their image key lives in the bench's sandbox.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync } from 'node:fs';
@@ -25,14 +26,14 @@ export function chooseDaemon(wanted, root) {
   const ckptDaemon = join(root, 'bin/ckpt-daemon');
   if (wanted !== 'auto') return { kind: wanted, why: 'chosen with --daemon' };
   const isRoot = process.geteuid?.() === 0;
-  if (!existsSync(ckptDaemon)) return { kind: 'bench', why: 'bin/ckpt-daemon is not built yet' };
-  if (!isRoot) return { kind: 'bench', why: 'not root: real CRIU needs root' };
-  if (!criuWorks()) return { kind: 'bench', why: '`criu check` fails or criu is not installed' };
+  if (!existsSync(ckptDaemon)) throw new Error('bin/ckpt-daemon is not built yet (npm run build)');
+  if (!isRoot) return { kind: 'restart', why: 'not root: real CRIU needs root' };
+  if (!criuWorks()) return { kind: 'restart', why: '`criu check` fails or criu is not installed' };
   return { kind: 'ckpt-daemon', why: 'root, bin/ckpt-daemon and a working criu' };
 }
 
 export const DAEMON_DESCRIPTIONS = {
-  bench: 'bench/bench-daemon.mjs (restart engine, no CRIU: kills the tree, restarts its command; inotify-driven; reports its own dump/restore times)',
+  restart: 'bin/ckpt-daemon --engine restart (no CRIU: stops the tree, restarts its command; its dump/restore times read from its log, ms resolution)',
   fake: 'test/helpers/fake-daemon.sh (restart engine, 50 ms polling; no self-report: daemon time observed by the bench)',
   'ckpt-daemon': 'bin/ckpt-daemon --engine criu (real CRIU; its dump/restore times read from its log, ms resolution)',
 };
@@ -42,14 +43,21 @@ export const DAEMON_DESCRIPTIONS = {
  * with the daemon's own record of that request, or undefined for daemons that report nothing.
  */
 export async function startDaemon(kind, root, spool, logFile) {
+  const ckptDaemon = (engine) => [
+    process.execPath, join(root, 'bin/ckpt-daemon'), '--spool-dir', spool, '--engine', engine, '--image-key', join(spool, '..', 'image-key', 'image.key'),
+  ];
   const argv = {
-    bench: [process.execPath, join(root, 'bench/bench-daemon.mjs'), spool],
+    restart: ckptDaemon('restart'),
     fake: ['bash', join(root, 'test/helpers/fake-daemon.sh'), spool],
-    'ckpt-daemon': [process.execPath, join(root, 'bin/ckpt-daemon'), '--spool-dir', spool, '--engine', 'criu'],
+    'ckpt-daemon': ckptDaemon('criu'),
   }[kind];
-  if (!argv) throw new Error(`unknown daemon ${kind} (expected auto, bench, fake or ckpt-daemon)`);
+  if (!argv) throw new Error(`unknown daemon ${kind} (expected auto, restart, fake or ckpt-daemon)`);
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const records = new Map();
+  let readyResolve;
+  const ready = new Promise((resolve) => {
+    readyResolve = resolve;
+  });
   const waiters = new Map();
   const keep = (record) => {
     const key = `${record.kind}:${record.job}`;
@@ -72,6 +80,7 @@ export async function startDaemon(kind, root, spool, logFile) {
     while ((newline = stderrPartial.indexOf('\n')) >= 0) {
       const line = stderrPartial.slice(0, newline);
       stderrPartial = stderrPartial.slice(newline + 1);
+      if (/: serving \S+ with the \S+ engine/.test(line)) readyResolve();
       // ckpt-daemon: "job J: dump of PID … done in 0.123 s" / "… failed after 0.123 s: why"
       const match = /job (\S+): (?:refused )?(dump|restore) of .*? (done in|failed after) ([\d.]+) s/.exec(line);
       if (match) {
@@ -82,37 +91,21 @@ export async function startDaemon(kind, root, spool, logFile) {
       if (refused) keep({ kind: refused[2], job: refused[1], ok: false, refused: true, reason: refused[3], line });
     }
   });
-  let buffer = '';
-  let readyResolve;
-  const ready = new Promise((resolve) => {
-    readyResolve = resolve;
-  });
-  child.stdout.on('data', (chunk) => {
-    buffer += chunk.toString();
-    let newline;
-    while ((newline = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, newline);
-      buffer = buffer.slice(newline + 1);
-      let record;
-      try {
-        record = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (record.kind === 'ready') {
-        readyResolve();
-        continue;
-      }
-      keep({ ...record, durationMs: record.doneAt - record.seenAt });
-    }
-  });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  if (kind === 'bench') {
-    await Promise.race([ready, exited.then(() => Promise.reject(new Error(`bench daemon died: ${stderr}`)))]);
-  } else {
-    // Daemons without a ready line: give them a moment to set up their watch, then check they live.
+  if (kind === 'fake') {
+    // It has no ready line: give it a moment to set up its watch, then check it lives.
     await new Promise((resolve) => setTimeout(resolve, 500));
     if (child.exitCode !== null) throw new Error(`${kind} daemon exited at once: ${stderr}`);
+  } else {
+    let timer;
+    const late = new Promise((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`ckpt-daemon (${kind}) did not say it serves ${spool} within 20 s: ${stderr}`)), 20_000);
+    });
+    try {
+      await Promise.race([ready, late, exited.then(() => Promise.reject(new Error(`ckpt-daemon (${kind}) exited at once: ${stderr}`)))]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
   const reports = kind !== 'fake';
   return {

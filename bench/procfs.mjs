@@ -1,9 +1,13 @@
 /**
  * What the bench reads about other processes, all from /proc: trees of descendants, CPU time,
- * peak RSS. Every function tolerates a process that vanished meanwhile.
+ * peak RSS. Every function tolerates a process that vanished meanwhile. The /proc basics (stat,
+ * children, kill-all) are the product's own (src/proc/processes.ts, built into dist/).
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { childrenOf, killAll, readStat, statFields } from '../dist/proc/processes.js';
+
+export { childrenOf };
 
 let ticksPerSecond;
 /** USER_HZ, the unit of the utime/stime/cutime/cstime fields of /proc/PID/stat. */
@@ -26,39 +30,16 @@ function read(path) {
   }
 }
 
-/** Fields of /proc/PID/stat after the command name; index 0 is the state (field 3 of proc(5)). */
-export function statFields(pid) {
-  const text = read(`/proc/${pid}/stat`);
-  if (text === undefined) return undefined;
-  return text.slice(text.lastIndexOf(')') + 2).trim().split(' ');
-}
-
 /** true while PID exists and is not a zombie. */
 export function isRunning(pid) {
-  const fields = statFields(pid);
-  return fields !== undefined && fields[0] !== 'Z' && fields[0] !== 'X';
+  const state = readStat(pid)?.state;
+  return state !== undefined && state !== 'Z' && state !== 'X';
 }
 
 /** A stable identity for a process: PID plus its start time (PIDs are reused). */
 export function identity(pid) {
-  const fields = statFields(pid);
-  return fields === undefined ? undefined : `${pid}@${fields[19]}`;
-}
-
-export function childrenOf(pid) {
-  const tasks = (() => {
-    try {
-      return readdirSync(`/proc/${pid}/task`);
-    } catch {
-      return [];
-    }
-  })();
-  const children = [];
-  for (const task of tasks) {
-    const text = read(`/proc/${pid}/task/${task}/children`);
-    if (text) for (const child of text.trim().split(' ')) if (child) children.push(Number(child));
-  }
-  return children;
+  const stat = readStat(pid);
+  return stat === undefined ? undefined : `${pid}@${stat.startTime}`;
 }
 
 /** PID and all its descendants, minus the subtrees rooted at the PIDs in `exclude`. */
@@ -123,13 +104,7 @@ export function peakRssMiB(pid) {
 
 /** Sends a signal to every process of a tree (leaves first), ignoring the ones already gone. */
 export function killTree(pid, signal = 'SIGKILL') {
-  for (const member of treeOf(pid).reverse()) {
-    try {
-      process.kill(member, signal);
-    } catch {
-      // gone
-    }
-  }
+  killAll(treeOf(pid).reverse(), signal);
 }
 
 /** true when PID has a handler installed for signal number `signo` (SigCgt in /proc/PID/status). */

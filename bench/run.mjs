@@ -5,7 +5,7 @@
  * alternating A/B over several rounds; then an idle hour (scaled), then a 50-job scale run.
  *
  *   node bench/run.mjs [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
- *                      [--daemon auto|bench|fake|ckpt-daemon] [--json FILE] [--keep]
+ *                      [--daemon auto|restart|fake|ckpt-daemon] [--json FILE] [--keep]
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +29,7 @@ const USAGE = `usage: node bench/run.mjs [options]
   --scale-jobs N        concurrent jobs of the scale run, 0 to skip (default 50)
   --no-scale-baseline   scale run for ckpt-run only (the baseline's takes ~40 s: 30 s + 5 s sleeps)
   --no-baseline         measure ckpt-run alone (e.g. to compare builds quickly with --ckpt-run-bin)
-  --daemon KIND         auto (default), bench, fake or ckpt-daemon (see bench/daemon.mjs)
+  --daemon KIND         auto (default), restart, fake or ckpt-daemon (see bench/daemon.mjs)
   --json FILE           also write every figure and sample as JSON
   --keep                keep the sandbox directory (job logs, stamps) for inspection
   --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)`;

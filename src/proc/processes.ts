@@ -15,7 +15,8 @@ export interface ProcStat {
   startTime: string;
 }
 
-export function readStat(pid: number): ProcStat | undefined {
+/** The fields of /proc/PID/stat after the command name (index 0 is the state, field 3 of proc(5)); undefined once PID is gone. */
+export function statFields(pid: number): string[] | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -23,8 +24,12 @@ export function readStat(pid: number): ProcStat | undefined {
     return undefined;
   }
   // The command name may hold spaces and parentheses: fields start after the last ')'.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0], ppid: Number(fields[1]), session: Number(fields[3]), startTime: fields[19] };
+  return text.slice(text.lastIndexOf(')') + 2).trim().split(' ');
+}
+
+export function readStat(pid: number): ProcStat | undefined {
+  const fields = statFields(pid);
+  return fields && { state: fields[0], ppid: Number(fields[1]), session: Number(fields[3]), startTime: fields[19] };
 }
 
 /** The threads of PID (their ids); none when it is gone. */
