@@ -80,7 +80,7 @@ export async function startDaemon(kind, root, spool, logFile) {
     while ((newline = stderrPartial.indexOf('\n')) >= 0) {
       const line = stderrPartial.slice(0, newline);
       stderrPartial = stderrPartial.slice(newline + 1);
-      if (/: serving \S+ with the \S+ engine/.test(line)) readyResolve();
+      if (/ serving \S+ with the \S+ engine /.test(line)) readyResolve();
       // ckpt-daemon: "job J: dump of PID … done in 0.123 s" / "… failed after 0.123 s: why"
       const match = /job (\S+): (?:refused )?(dump|restore) of .*? (done in|failed after) ([\d.]+) s/.exec(line);
       if (match) {
