@@ -5,9 +5,9 @@
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { childrenOf, killAll, readStat, statFields } from '../dist/proc/processes.js';
+import { childrenOf, killAll, readStat, statFields, treeOf } from '../dist/proc/processes.js';
 
-export { childrenOf };
+export { childrenOf, treeOf };
 
 let ticksPerSecond;
 /** USER_HZ, the unit of the utime/stime/cutime/cstime fields of /proc/PID/stat. */
@@ -40,19 +40,6 @@ export function isRunning(pid) {
 export function identity(pid) {
   const stat = readStat(pid);
   return stat === undefined ? undefined : `${pid}@${stat.startTime}`;
-}
-
-/** PID and all its descendants, minus the subtrees rooted at the PIDs in `exclude`. */
-export function treeOf(pid, exclude = new Set()) {
-  const seen = [];
-  const queue = [pid];
-  while (queue.length > 0) {
-    const next = queue.shift();
-    if (exclude.has(next)) continue;
-    seen.push(next);
-    queue.push(...childrenOf(next));
-  }
-  return seen;
 }
 
 export function cmdline(pid) {

@@ -52,11 +52,12 @@ export function childrenOf(pid: number): number[] {
   });
 }
 
-/** Every process of the tree rooted at PID, root first. */
-export function treeOf(pid: number): number[] {
+/** Every process of the tree rooted at PID, root first; without the subtrees rooted at EXCLUDE (the bench's idle cost leaves the program out). */
+export function treeOf(pid: number, exclude: ReadonlySet<number> = new Set()): number[] {
   const tree: number[] = [];
   const queue = [pid];
   for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    if (exclude.has(next)) continue;
     tree.push(next);
     queue.push(...childrenOf(next));
   }
