@@ -30,9 +30,9 @@ import { execa } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { busyPid, criuFailure } from './criu-log.js';
 import { readStat, sleep } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
+import { busyPid, criuFailure } from './criu-log.js';
 import { EngineError, RESTORED_CGROUPS_FILE, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
