@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
 import { daemonVerdict, endOfJobRecord, eventsFromFiles, signalTargets, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
 import { EventQueue } from '../../src/launcher/event-queue.js';
-import { initialState, step, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine.js';
+import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine.js';
 import type { RunState } from '../../src/state/run-state.js';
 
 const CONFIG = { dumpTimeoutMs: 300_000, resumeTimeoutMs: 600_000, minRuntimeMs: 0, restarts: 0, maxRestarts: 100 };
@@ -89,6 +89,17 @@ describe('which file event wins', () => {
     const ended = step(running(), { type: 'programExited', exitCode: 0 }, 2000).state;
     expect(ended.phase).toBe('ended');
     expect(eventsFromFiles(ended, { exitStatus: 0 })).toEqual([]);
+  });
+});
+
+describe('when the safety poll runs fast', () => {
+  it('while a restore or a checkpoint request is out, also one left past --dump-timeout; not while the program just runs', () => {
+    expect(awaitsDaemon(resuming())).toBe(true);
+    expect(awaitsDaemon(checkpointing())).toBe(true);
+    expect(awaitsDaemon(step(checkpointing(), { type: 'timer', name: 'dump' }, 301_000).state)).toBe(true);
+    expect(awaitsDaemon(running())).toBe(false);
+    expect(awaitsDaemon(step(checkpointing(), { type: 'dumpFailed', reason: 'x' }, 2000).state)).toBe(false);
+    expect(awaitsDaemon(initialState(CONFIG, 0))).toBe(false);
   });
 });
 
