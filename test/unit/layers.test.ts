@@ -58,6 +58,15 @@ describe('layers', () => {
     expect(violations(LAYERS, sourcesUnder(SRC))).toEqual([]);
   });
 
+  it('test/unit starts no process (those tests live in test/integration)', () => {
+    const unit = join(ROOT, 'test/unit');
+    const starters = /'node:child_process'|'execa'|\b(?:startTree|startTestDaemon|runCkpt|runSimulate|RealDaemon|RestartEngine)\b/;
+    // This file names them, to look for them.
+    const others = readdirSync(unit).filter((name) => name !== 'layers.test.ts');
+    const spawning = others.filter((name) => starters.test(readFileSync(join(unit, name), 'utf8').replace(/^\s*(?:\/\/|\*).*$/gm, '')));
+    expect(spawning).toEqual([]);
+  });
+
   it('the check itself catches an upward, a sideways and a dynamic import, and a folder with no layer', () => {
     const files = new Map([
       ['base/a.ts', "import { ExitCode } from '../cli/x.js';"],
