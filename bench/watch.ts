@@ -3,25 +3,30 @@
  * per directory, the time of the first event for each name remembered, so that nothing is
  * lost when an event comes before anyone waits for it.
  */
-import { existsSync, watch } from 'node:fs';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
-import { now, sleep } from './clock.mjs';
+import { now, sleep } from './clock.js';
 
 export class DirWatch {
+  readonly dir: string;
+  private readonly requireExists: boolean;
+  /** When each name was first seen. */
+  readonly first = new Map<string, number>();
+  private readonly waiters = new Map<string, Array<(at: number) => void>>();
+  private readonly watcher: FSWatcher;
+
   /**
    * requireExists: count an event only if the file exists when it is handled (for files that
    * are also removed, like checkpoint/pidfile); off for spool requests, which the daemon may
    * consume before the bench sees them.
    */
-  constructor(dir, { requireExists = false } = {}) {
+  constructor(dir: string, { requireExists = false } = {}) {
     this.dir = dir;
     this.requireExists = requireExists;
-    this.first = new Map();
-    this.waiters = new Map();
     this.watcher = watch(dir, (_event, name) => name && this.seen(name, now()));
   }
 
-  seen(name, at) {
+  seen(name: string, at: number): void {
     if (this.first.has(name)) return;
     if (this.requireExists && !existsSync(join(this.dir, name))) return;
     this.first.set(name, at);
@@ -31,7 +36,7 @@ export class DirWatch {
   }
 
   /** Forget what was seen of `name`: the next event counts. */
-  forget(name) {
+  forget(name: string): void {
     this.first.delete(name);
   }
 
@@ -39,13 +44,14 @@ export class DirWatch {
    * Resolves with the time of the first event for `name` (or undefined after timeoutMs). A
    * slow existence check stands in for an event the watcher missed (the time is then coarse).
    */
-  async waitFor(name, timeoutMs = 10_000) {
+  async waitFor(name: string, timeoutMs = 10_000): Promise<number | undefined> {
     const deadline = now() + timeoutMs;
-    const event = new Promise((resolve) => {
-      if (this.first.has(name)) resolve(this.first.get(name));
+    const event = new Promise<number>((resolve) => {
+      const seenAt = this.first.get(name);
+      if (seenAt !== undefined) resolve(seenAt);
       else this.waiters.set(name, [...(this.waiters.get(name) ?? []), resolve]);
     });
-    let result;
+    let result: number | undefined;
     event.then((at) => {
       result = at;
     });
@@ -57,13 +63,13 @@ export class DirWatch {
     return result;
   }
 
-  close() {
+  close(): void {
     this.watcher.close();
   }
 }
 
 /** Polls `check` (a function returning a value or undefined) every pollMs until it answers. */
-export async function waitUntil(check, { timeoutMs = 10_000, pollMs = 5, what = 'a condition' } = {}) {
+export async function waitUntil<T>(check: () => T | undefined | false, { timeoutMs = 10_000, pollMs = 5, what = 'a condition' } = {}): Promise<T> {
   const deadline = now() + timeoutMs;
   for (;;) {
     const value = check();

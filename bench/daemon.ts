@@ -16,15 +16,40 @@ import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-function criuWorks() {
+export type DaemonKind = 'restart' | 'fake' | 'ckpt-daemon';
+export type RequestKind = 'checkpoint' | 'resume';
+
+/** What the daemon's log says of one request. */
+export interface DaemonRecord {
+  kind: RequestKind;
+  job: string;
+  ok: boolean;
+  durationMs?: number;
+  refused?: boolean;
+  reason?: string;
+  line: string;
+}
+
+export interface Daemon {
+  kind: DaemonKind;
+  pid: number;
+  readonly stderr: string;
+  reportFor(requestKind: RequestKind, job: string, timeoutMs?: number): Promise<DaemonRecord | undefined>;
+  stop(): Promise<void>;
+}
+
+function criuWorks(): boolean {
   const result = spawnSync('criu', ['check'], { stdio: 'ignore', timeout: 20_000 });
   return result.status === 0;
 }
 
-/** Decides the daemon for `--daemon auto|bench|fake|ckpt-daemon`; `why` says how. */
-export function chooseDaemon(wanted, root) {
+/** Decides the daemon for `--daemon auto|restart|fake|ckpt-daemon`; `why` says how. */
+export function chooseDaemon(wanted: string, root: string): { kind: DaemonKind; why: string } {
   const ckptDaemon = join(root, 'bin/ckpt-daemon');
-  if (wanted !== 'auto') return { kind: wanted, why: 'chosen with --daemon' };
+  if (wanted !== 'auto') {
+    if (!(wanted in DAEMON_DESCRIPTIONS)) throw new Error(`unknown daemon ${wanted} (expected auto, restart, fake or ckpt-daemon)`);
+    return { kind: wanted as DaemonKind, why: 'chosen with --daemon' };
+  }
   const isRoot = process.geteuid?.() === 0;
   if (!existsSync(ckptDaemon)) throw new Error('bin/ckpt-daemon is not built yet (npm run build)');
   if (!isRoot) return { kind: 'restart', why: 'not root: real CRIU needs root' };
@@ -32,7 +57,7 @@ export function chooseDaemon(wanted, root) {
   return { kind: 'ckpt-daemon', why: 'root, bin/ckpt-daemon and a working criu' };
 }
 
-export const DAEMON_DESCRIPTIONS = {
+export const DAEMON_DESCRIPTIONS: Record<DaemonKind, string> = {
   restart: 'bin/ckpt-daemon --engine restart (no CRIU: stops the tree, restarts its command; its dump/restore times read from its log, ms resolution)',
   fake: 'test/helpers/fake-daemon.sh (restart engine, 50 ms polling; no self-report: daemon time observed by the bench)',
   'ckpt-daemon': 'bin/ckpt-daemon --engine criu (real CRIU; its dump/restore times read from its log, ms resolution)',
@@ -42,31 +67,30 @@ export const DAEMON_DESCRIPTIONS = {
  * Starts the daemon on `spool`; returns { reportFor(kind, job), stop() }. reportFor resolves
  * with the daemon's own record of that request, or undefined for daemons that report nothing.
  */
-export async function startDaemon(kind, root, spool, logFile) {
-  const ckptDaemon = (engine) => [
+export async function startDaemon(kind: DaemonKind, root: string, spool: string, logFile?: string): Promise<Daemon> {
+  const ckptDaemon = (engine: string): string[] => [
     process.execPath, join(root, 'bin/ckpt-daemon'), '--spool-dir', spool, '--engine', engine, '--image-key', join(spool, '..', 'image-key', 'image.key'),
   ];
-  const argv = {
+  const argv: string[] = {
     restart: ckptDaemon('restart'),
     fake: ['bash', join(root, 'test/helpers/fake-daemon.sh'), spool],
     'ckpt-daemon': ckptDaemon('criu'),
   }[kind];
-  if (!argv) throw new Error(`unknown daemon ${kind} (expected auto, restart, fake or ckpt-daemon)`);
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  const records = new Map();
-  let readyResolve;
-  const ready = new Promise((resolve) => {
+  const records = new Map<string, DaemonRecord>();
+  let readyResolve: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => {
     readyResolve = resolve;
   });
-  const waiters = new Map();
-  const keep = (record) => {
+  const waiters = new Map<string, (record: DaemonRecord) => void>();
+  const keep = (record: DaemonRecord): void => {
     const key = `${record.kind}:${record.job}`;
     records.set(key, record);
     waiters.get(key)?.(record);
   };
   let stderr = '';
   let stderrPartial = '';
-  child.stderr.on('data', (chunk) => {
+  child.stderr.on('data', (chunk: Buffer) => {
     if (logFile) {
       try {
         appendFileSync(logFile, chunk);
@@ -88,7 +112,7 @@ export async function startDaemon(kind, root, spool, logFile) {
       }
       // "refused J.checkpoint from uid 0: why": the request was dropped, nothing will come.
       const refused = /refused (\S+)\.(checkpoint|resume)(?: from uid \d+)?: (.*)$/.exec(line);
-      if (refused) keep({ kind: refused[2], job: refused[1], ok: false, refused: true, reason: refused[3], line });
+      if (refused) keep({ kind: refused[2] as RequestKind, job: refused[1], ok: false, refused: true, reason: refused[3], line });
     }
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -97,8 +121,8 @@ export async function startDaemon(kind, root, spool, logFile) {
     await new Promise((resolve) => setTimeout(resolve, 500));
     if (child.exitCode !== null) throw new Error(`${kind} daemon exited at once: ${stderr}`);
   } else {
-    let timer;
-    const late = new Promise((_resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`ckpt-daemon (${kind}) did not say it serves ${spool} within 20 s: ${stderr}`)), 20_000);
     });
     try {
@@ -110,7 +134,7 @@ export async function startDaemon(kind, root, spool, logFile) {
   const reports = kind !== 'fake';
   return {
     kind,
-    pid: child.pid,
+    pid: child.pid as number,
     get stderr() {
       return stderr;
     },
@@ -119,7 +143,7 @@ export async function startDaemon(kind, root, spool, logFile) {
       if (!reports) return Promise.resolve(undefined);
       const key = `${requestKind}:${job}`;
       if (records.has(key)) return Promise.resolve(records.get(key));
-      return new Promise((resolve) => {
+      return new Promise<DaemonRecord | undefined>((resolve) => {
         const timer = setTimeout(() => {
           waiters.delete(key);
           resolve(undefined);
@@ -134,14 +158,14 @@ export async function startDaemon(kind, root, spool, logFile) {
     /** Stops the daemon (its process group) and waits, up to 5 s, for it to exit. */
     async stop() {
       try {
-        process.kill(-child.pid, 'SIGTERM');
+        process.kill(-(child.pid as number), 'SIGTERM');
       } catch {
         return;
       }
       const timer = new Promise((resolve) => setTimeout(resolve, 5000, 'timeout'));
       if ((await Promise.race([exited, timer])) === 'timeout') {
         try {
-          process.kill(-child.pid, 'SIGKILL');
+          process.kill(-(child.pid as number), 'SIGKILL');
         } catch {
           // gone
         }
@@ -152,15 +176,14 @@ export async function startDaemon(kind, root, spool, logFile) {
 
 /** The daemon dropped a request without serving it (it logs "refused J.kind: why"). */
 export class DaemonRefused extends Error {
-  constructor(record) {
+  constructor(readonly record: DaemonRecord) {
     super(`the daemon refused ${record.job}.${record.kind}: ${record.reason}`);
-    this.record = record;
   }
 }
 
 /** Resolves never, or rejects with DaemonRefused once the daemon says it refused the request. */
-export function refusal(daemon, kind, job, timeoutMs) {
-  const refused = new Promise((_resolve, reject) => {
+export function refusal(daemon: Daemon, kind: RequestKind, job: string, timeoutMs?: number): Promise<never> {
+  const refused = new Promise<never>((_resolve, reject) => {
     daemon.reportFor(kind, job, timeoutMs).then((record) => {
       if (record?.refused) reject(new DaemonRefused(record));
     });
@@ -175,12 +198,12 @@ export function refusal(daemon, kind, job, timeoutMs) {
  * inotify — so the daemon's pick-up and queueing count as daemon time, not job time. Its own
  * report (which may start later, when it begins serving) stands in when nothing was observed.
  */
-export function daemonTime(report, requestAt, doneAt) {
+export function daemonTime(report: DaemonRecord | undefined, requestAt: number | undefined, doneAt: number | undefined): number | undefined {
   if (requestAt !== undefined && doneAt !== undefined) return doneAt - requestAt;
   return report && report.ok !== false ? report.durationMs : undefined;
 }
 
 /** What the daemon itself says the request took (undefined for daemons that say nothing). */
-export function reportedTime(report) {
+export function reportedTime(report: DaemonRecord | undefined): number | undefined {
   return report && report.ok !== false ? report.durationMs : undefined;
 }

@@ -1,14 +1,74 @@
 /** The readable report: the table of figures with their targets, the scale run, the notes. */
 import { relative } from 'node:path';
-import { DAEMON_DESCRIPTIONS } from './daemon.mjs';
-import { CKPT_RUN, ROOT } from './jobs.mjs';
-import { formatNumber, formatRatio, formatSummary, formatValue, ratio, summarize } from './stats.mjs';
+import { DAEMON_DESCRIPTIONS, type DaemonKind } from './daemon.js';
+import type { IdleResult } from './figures/idle.js';
+import type { ScaleResult } from './figures/scale.js';
+import { CKPT_RUN, ROOT, type Tool } from './jobs.js';
+import type { MachineInfo } from './machine.js';
+import { formatNumber, formatRatio, formatSummary, formatValue, ratio, summarize, type Summary } from './stats.js';
+
+/** The options of a bench run (bench/run.ts). */
+export interface BenchOptions {
+  rounds: number;
+  idleSeconds: number;
+  idleWarmup: number;
+  scaleJobs: number;
+  scaleBaseline: boolean;
+  baseline: boolean;
+  daemon: string;
+  json?: string;
+  keep: boolean;
+  ckptRunBin?: string;
+}
+
+/** Per tool, the samples of each single-job figure. */
+export type SampleKey = 'startup' | 'reaction' | 'cycle' | 'dump' | 'dumpReported' | 'resume' | 'restore' | 'restoreReported' | 'exit' | 'rss';
+export type ToolSamples = Record<SampleKey, Array<number | undefined>> & { exitCodes: Array<number | null | undefined> };
+
+export interface Refusal {
+  tool: string;
+  job: string;
+  reason: string | undefined;
+}
+
+export interface Target {
+  text: string;
+  met: boolean | undefined;
+  detail?: string;
+}
+
+export interface Row {
+  label: string;
+  unit: string;
+  ckpt?: Summary;
+  base?: Summary;
+  ratio?: number;
+  ckptText?: string;
+  baseText?: string;
+  ratioText?: string;
+  target?: Target;
+}
+
+export interface Measured {
+  opts: BenchOptions;
+  machine: MachineInfo;
+  choice: { kind: DaemonKind; why: string };
+  haveBaseline: boolean;
+  baselineShown: string;
+  tools: Tool[];
+  samples: Record<string, ToolSamples>;
+  idle: Record<string, IdleResult>;
+  scale: Record<string, ScaleResult>;
+  refusals: Refusal[];
+  errors: string[];
+  elapsedMs: number;
+}
 
 /**
  * A row: { label, unit, ckpt, base (summaries or {text}), target?: { text, met } }.
  * Returns the table as lines of fixed-width columns.
  */
-export function renderTable(rows) {
+export function renderTable(rows: Row[]): string[] {
   const header = ['figure', 'ckpt-run  median [range] n', 'baseline  median [range] n', 'base/ckpt', 'target', ''];
   const body = rows.map((row) => [
     row.label,
@@ -19,12 +79,12 @@ export function renderTable(rows) {
     row.target ? (row.target.met === undefined ? '·' : row.target.met ? '✓' : '✗') + (row.target.detail ? ` ${row.target.detail}` : '') : '',
   ]);
   const widths = header.map((_, col) => Math.max(...[header, ...body].map((cells) => [...cells[col]].length)));
-  const line = (cells) => cells.map((cell, col) => cell + ' '.repeat(widths[col] - [...cell].length)).join('  ').trimEnd();
+  const line = (cells: string[]): string => cells.map((cell, col) => cell + ' '.repeat(widths[col] - [...cell].length)).join('  ').trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)];
 }
 
 /** Target "≤ limit" on every sample (the worst one decides); says when only the median is within. */
-export function atMost(summary, limit, unit) {
+export function atMost(summary: Summary | undefined, limit: number, unit: string): Target {
   const text = `≤ ${formatValue(limit, unit)}`;
   if (!summary) return { text, met: false, detail: '(not measured)' };
   if (summary.max <= limit) return { text, met: true };
@@ -32,28 +92,29 @@ export function atMost(summary, limit, unit) {
 }
 
 /** Everything measured → { rows, lines, notes, refusals }. */
-export function buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs }) {
-  const S = (tool, key) => (samples[tool] ? summarize(samples[tool][key]) : undefined);
-  const row = (label, key, unit, target) => {
+export function buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs }: Measured): { rows: Row[]; lines: string[]; notes: string[]; refusals: Refusal[] } {
+  const S = (tool: string, key: SampleKey): Summary | undefined => (samples[tool] ? summarize(samples[tool][key]) : undefined);
+  const row = (label: string, key: SampleKey, unit: string, target?: number): Row => {
     const ckpt = S('ckpt-run', key);
     const base = S('baseline', key);
     return { label, unit, ckpt, base, ratio: ratio(base, ckpt), target: target === undefined ? undefined : atMost(ckpt, target, unit) };
   };
-  const idleSummary = (tool, key) => (idle[tool]?.[key] === undefined ? undefined : summarize([idle[tool][key]]));
+  const idleSummary = (tool: string, key: 'cpuSecondsPerHour' | 'startupCpuMs' | 'forksPerHour'): Summary | undefined =>
+    idle[tool]?.[key] === undefined ? undefined : summarize([idle[tool][key]]);
   const idleCk = idleSummary('ckpt-run', 'cpuSecondsPerHour');
   const idleBl = idleSummary('baseline', 'cpuSecondsPerHour');
-  const idleTarget = idleCk && idleBl
+  const idleTarget: Target = idleCk && idleBl
     ? { text: '≤ 1/4 of baseline', met: idleCk.median <= idleBl.median / 4 }
     : { text: '≤ 1/4 of baseline', met: haveBaseline ? false : undefined, detail: haveBaseline ? '(not measured)' : '(no baseline to compare)' };
-  const freshExit = (tool) => {
+  const freshExit = (tool: string): { summary: Summary | undefined; text: string | undefined } => {
     const r = idle[tool];
     if (!r) return { summary: undefined, text: '—' };
     if (r.freshExitMs !== undefined) return { summary: summarize([r.freshExitMs]), text: undefined };
-    return { summary: undefined, text: `never: still waiting ${formatValue(r.freshExitNeverMs, 'ms')} after` };
+    return { summary: undefined, text: `never: still waiting ${formatValue(r.freshExitNeverMs ?? NaN, 'ms')} after` };
   };
   const freshCk = freshExit('ckpt-run');
   const freshBl = freshExit('baseline');
-  const rows = [
+  const rows: Row[] = [
     row('start-up (spawn → program exec)', 'startup', 'ms', 150),
     row('checkpoint reaction (signal → request)', 'reaction', 'ms', 20),
     row('checkpoint cycle overhead (signal → exit 99, − dump)', 'cycle', 'ms', 50),
@@ -91,7 +152,7 @@ export function buildReport({ opts, machine, choice, haveBaseline, baselineShown
     row('  (info) restore time as the daemon reports it', 'restoreReported', 'ms'),
   ];
 
-  const out = [];
+  const out: string[] = [];
   out.push(`ckpt-run benchmark — ${machine.date}`);
   out.push(`machine: ${machine.nproc} CPU (${machine.cpuModel}), ${machine.kernel}, node ${machine.node}, as ${machine.user}; load average ${machine.loadavg} at start, ${machine.loadavgAtEnd} at end`);
   out.push(`daemon:  ${DAEMON_DESCRIPTIONS[choice.kind]} — ${choice.why}; the same daemon process serves both tools`);
@@ -103,14 +164,14 @@ export function buildReport({ opts, machine, choice, haveBaseline, baselineShown
   out.push('');
   for (const tool of Object.keys(scale)) {
     const s = scale[tool];
-    const f = (summary) => (summary ? `median ${formatValue(summary.median, 'ms')}, slowest ${formatValue(summary.max, 'ms')}` : '—');
+    const f = (summary: Summary | undefined): string => (summary ? `median ${formatValue(summary.median, 'ms')}, slowest ${formatValue(summary.max, 'ms')}` : '—');
     const left = s.completed < s.jobs ? ` (${s.jobs - s.completed} left out: see below)` : '';
     out.push(`scale: ${s.jobs} concurrent ${tool} jobs${left}, one daemon — total ${formatValue(s.totalMs, 'ms')} (start+checkpoint ${formatValue(s.phasesMs.startAndCheckpoint, 'ms')}, resume ${formatValue(s.phasesMs.resume, 'ms')})`);
     out.push(`  start-up ${f(s.startupMs)}; reaction ${f(s.reactionMs)}; cycle overhead ${f(s.cycleMs)}`);
     out.push(`  resume overhead ${f(s.resumeMs)}; exit detection ${f(s.exitMs)}; failures: ${s.failures.length ? s.failures.join('; ') : 'none'}`);
   }
   if (Object.keys(scale).length) out.push('');
-  const notes = [];
+  const notes: string[] = [];
   notes.push('targets: ✓ when every sample is within (the worst one decides); ratios are baseline median / ckpt-run median.');
   notes.push('times: bench-side inotify and child-exit timestamps, the program\'s own $EPOCHREALTIME stamps and the daemon\'s reports share one wall clock (µs resolution).');
   notes.push('the checkpoint signal and the program\'s end come at a random 0.3–1.3 s after the program (re)started, so a polling wrapper is caught at a random phase of its poll.');
@@ -129,10 +190,10 @@ export function buildReport({ opts, machine, choice, haveBaseline, baselineShown
   notes.push(`ckpt-run ran as ${machine.user} with its defaults (--pid-namespace auto${machine.user === 'root' ? ' = on: node + unshare + sh shim' : ' = off'}); RSS is the node process's.`);
   if (choice.kind !== 'ckpt-daemon') notes.push('no real CRIU: dump and restore are kill + restart of the command; the job-side figures subtract the daemon\'s time either way.');
   const scaleRefusals = Object.entries(scale).flatMap(([tool, r]) => r.refusals.map((x) => ({ tool, ...x })));
-  const allRefusals = [...refusals, ...scaleRefusals];
+  const allRefusals: Refusal[] = [...refusals, ...scaleRefusals];
   if (allRefusals.length) {
     const byTool = [...new Set(allRefusals.map((r) => r.tool))].map((tool) => `${allRefusals.filter((r) => r.tool === tool).length} of ${tool}'s`).join(', ');
-    const reasons = [...new Set(allRefusals.map((r) => r.reason.replace(/"\d+"/, '"PID"')))].join('; ');
+    const reasons = [...new Set(allRefusals.map((r) => (r.reason ?? '').replace(/"\d+"/, '"PID"')))].join('; ');
     notes.push(`the daemon REFUSED ${byTool} requests (${reasons}); refused rounds were run again (up to 3 tries), refused scale jobs are left out of the scale figures.`);
   }
   for (const note of notes) out.push(`note: ${note}`);

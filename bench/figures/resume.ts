@@ -7,19 +7,31 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomDelay } from '../clock.mjs';
-import { findProgram, readStamps, signalProgram, waitForProgramExit } from '../jobs.mjs';
-import { daemonTime, refusal, reportedTime } from '../daemon.mjs';
-import { DirWatch, waitUntil } from '../watch.mjs';
+import { randomDelay } from '../clock.js';
+import { findProgram, readStamps, signalProgram, waitForProgramExit, type BenchContext, type Run, type Tool } from '../jobs.js';
+import { daemonTime, refusal, reportedTime } from '../daemon.js';
+import { DirWatch, waitUntil } from '../watch.js';
 
 /** The restored program (found under the pidfile's PID: the shim's tree, or the program itself). */
-export async function restoredProgram(tool, workdir) {
+export async function restoredProgram(tool: Tool, workdir: string): Promise<number> {
   const pidfile = join(tool.runDir(workdir), 'checkpoint', 'pidfile');
   const root = Number(readFileSync(pidfile, 'utf8').trim());
   return waitUntil(() => findProgram(root), { timeoutMs: 5000, what: `the restored program under PID ${root}` });
 }
 
-export async function resumeAndExit(tool, ctx, run, jobId, { pollMs = 5 } = {}) {
+export interface ResumeResult {
+  resumeMs: number;
+  restoreMs: number | undefined;
+  restoreReportedMs: number | undefined;
+  startToRequestMs: number | undefined;
+  pidfileToReadyMs: number | undefined;
+  exitMs: number;
+  exitCode: number | null;
+  exitCodeExpected: number;
+  peakRssMiB: number | undefined;
+}
+
+export async function resumeAndExit(tool: Tool, ctx: BenchContext, run: Run, jobId: string, { pollMs = 5 } = {}): Promise<ResumeResult> {
   const images = new DirWatch(join(tool.runDir(run.workdir), 'checkpoint'), { requireExists: true });
   const requestName = `${jobId}.resume`;
   ctx.spoolWatch.forget(requestName);
@@ -41,7 +53,8 @@ export async function resumeAndExit(tool, ctx, run, jobId, { pollMs = 5 } = {}) 
     const programExit = await waitForProgramExit(run.stamps, exitsBefore);
     const exit = await job.exit(15_000);
     return {
-      resumeMs: readyAt - job.spawnedAt - restoreMs,
+      // NaN when the daemon's time is unknown: left out of the figures, the rest of the sample kept.
+      resumeMs: readyAt - job.spawnedAt - (restoreMs ?? NaN),
       restoreMs,
       restoreReportedMs: reportedTime(report),
       startToRequestMs: requestAt === undefined ? undefined : requestAt - job.spawnedAt,

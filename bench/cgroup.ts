@@ -2,7 +2,7 @@
  * Exact CPU accounting of a set of processes and everything they fork (including children
  * that already exited), through a CPU-accounting cgroup of our own: cgroup v1 `cpuacct`
  * (cpuacct.usage, ns) or else cgroup v2 (cpu.stat usage_usec). Needs root; callers fall back
- * to /proc (bench/procfs.mjs) when `cpuCgroup` returns undefined. The cgroup is removed again.
+ * to /proc (bench/procfs.ts) when `cpuCgroup` returns undefined. The cgroup is removed again.
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,14 +16,21 @@ function flavour() {
   return undefined;
 }
 
-function usageMs(kind, dir) {
+function usageMs(kind: string, dir: string): number {
   if (kind.startsWith('cgroup v1')) return Number(readFileSync(join(dir, 'cpuacct.usage'), 'utf8')) / 1e6;
   const match = /^usage_usec (\d+)/m.exec(readFileSync(join(dir, 'cpu.stat'), 'utf8'));
   return match ? Number(match[1]) / 1000 : NaN;
 }
 
 /** A fresh accounting cgroup named after `name`, or undefined when we cannot make one. */
-export function cpuCgroup(name) {
+export interface CpuCgroup {
+  kind: string;
+  add(pid: number): boolean;
+  usageMs(): number;
+  remove(): void;
+}
+
+export function cpuCgroup(name: string): CpuCgroup | undefined {
   if (process.geteuid?.() !== 0) return undefined;
   const found = flavour();
   if (!found) return undefined;
@@ -42,7 +49,7 @@ export function cpuCgroup(name) {
   return {
     kind: found.kind,
     /** Moves a process (all its threads) in; what it forks from now on stays in. */
-    add(pid) {
+    add(pid: number) {
       try {
         writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
         return true;

@@ -4,37 +4,42 @@
  * ../shared/baseline/seed-job.sh, run in place), on the same program and the same daemon,
  * alternating A/B over several rounds; then an idle hour (scaled), then a 50-job scale run.
  *
- *   node bench/run.mjs [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
+ *   node build/bench/run.js [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
  *                      [--daemon auto|restart|fake|ckpt-daemon] [--json FILE] [--keep]
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { now } from './clock.mjs';
-import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.mjs';
-import { checkpointCycle } from './figures/cycle.mjs';
-import { idleRun } from './figures/idle.mjs';
-import { resumeAndExit } from './figures/resume.mjs';
-import { scaleRun } from './figures/scale.mjs';
-import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin } from './jobs.mjs';
-import { loadAverage, machineInfo } from './machine.mjs';
-import { buildReport } from './report.mjs';
-import { DirWatch } from './watch.mjs';
+import { now } from './clock.js';
+import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.js';
+import { checkpointCycle } from './figures/cycle.js';
+import { idleRun } from './figures/idle.js';
+import { resumeAndExit } from './figures/resume.js';
+import { scaleRun } from './figures/scale.js';
+import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin } from './jobs.js';
+import { loadAverage, machineInfo } from './machine.js';
+import { buildReport, type BenchOptions, type Refusal, type ToolSamples } from './report.js';
+import type { CycleResult } from './figures/cycle.js';
+import type { IdleResult } from './figures/idle.js';
+import type { ResumeResult } from './figures/resume.js';
+import type { ScaleResult } from './figures/scale.js';
+import type { Run, Tool } from './jobs.js';
+import { DirWatch } from './watch.js';
 
-const USAGE = `usage: node bench/run.mjs [options]
+const USAGE = `usage: node build/bench/run.js [options]
   --rounds N            A/B rounds of start → checkpoint → resume → exit (default 5)
   --idle-seconds S      length of the idle-cost window (default 60)
   --idle-warmup S       seconds after the program started before that window opens (default 20)
   --scale-jobs N        concurrent jobs of the scale run, 0 to skip (default 50)
   --no-scale-baseline   scale run for ckpt-run only (the baseline's takes ~40 s: 30 s + 5 s sleeps)
   --no-baseline         measure ckpt-run alone (e.g. to compare builds quickly with --ckpt-run-bin)
-  --daemon KIND         auto (default), restart, fake or ckpt-daemon (see bench/daemon.mjs)
+  --daemon KIND         auto (default), restart, fake or ckpt-daemon (see bench/daemon.ts)
   --json FILE           also write every figure and sample as JSON
   --keep                keep the sandbox directory (job logs, stamps) for inspection
   --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)`;
 
-function options() {
+function options(): BenchOptions {
   const { values } = parseArgs({
     options: {
       rounds: { type: 'string', default: '5' },
@@ -54,7 +59,7 @@ function options() {
     console.log(USAGE);
     process.exit(0);
   }
-  const number = (name, min) => {
+  const number = (name: 'rounds' | 'idle-seconds' | 'idle-warmup' | 'scale-jobs', min: number): number => {
     const value = Number(values[name]);
     if (!Number.isFinite(value) || value < min) {
       console.error(`bench: --${name} must be a number ≥ ${min}\n${USAGE}`);
@@ -76,7 +81,7 @@ function options() {
   };
 }
 
-const progress = (message) => process.stderr.write(`bench: ${message}\n`);
+const progress = (message: string): boolean => process.stderr.write(`bench: ${message}\n`);
 
 async function main() {
   const opts = options();
@@ -109,17 +114,18 @@ async function main() {
     cleanup().finally(() => process.exit(130));
   });
 
-  const samples = {};
+  const samples: Record<string, ToolSamples> = {};
   for (const tool of tools) {
     samples[tool.name] = { startup: [], reaction: [], cycle: [], dump: [], dumpReported: [], resume: [], restore: [], restoreReported: [], exit: [], rss: [], exitCodes: [] };
   }
-  const errors = [];
-  const refusals = [];
-  const fail = (what) => (error) => {
-    errors.push(`${what}: ${error.message.split('\n')[0]}`);
-    progress(`ERROR ${what}: ${error.message}`);
+  const errors: string[] = [];
+  const refusals: Refusal[] = [];
+  const fail = (what: string) => (error: unknown): void => {
+    const message = (error as Error).message;
+    errors.push(`${what}: ${message.split('\n')[0]}`);
+    progress(`ERROR ${what}: ${message}`);
   };
-  const keep = (tool, result) => {
+  const keep = (tool: Tool, result: Partial<CycleResult & ResumeResult>): void => {
     const s = samples[tool.name];
     if (result.startupMs !== undefined) {
       s.startup.push(result.startupMs);
@@ -149,8 +155,8 @@ async function main() {
     const order = round % 2 === 1 ? tools : [...tools].reverse();
     for (const tool of order) {
       const tag = tool === ckptRun ? 'ck' : 'bl';
-      let run;
-      let cycle;
+      let run: Run | undefined;
+      let cycle: CycleResult | undefined;
       for (let attempt = 1; attempt <= 3 && !cycle; attempt += 1) {
         const name = `${tag}-r${round}${attempt === 1 ? '' : `-try${attempt}`}`;
         run = makeRun(sandbox, name);
@@ -168,6 +174,7 @@ async function main() {
         }
       }
       if (!cycle) continue;
+      if (!run) continue;
       const tagged = run.name;
       const resume = resumeAndExit(tool, ctx, run, `${tagged}-b`).then((result) => keep(tool, result), fail(`${tool.name} round ${round} resume`));
       if (tool === ckptRun) await resume;
@@ -178,7 +185,7 @@ async function main() {
 
   progress(`idle run: ${opts.idleWarmup} s warm-up + ${opts.idleSeconds} s window, ${tools.map((t) => t.name).join(' and ')} side by side`);
   const exitWaitMs = 3000;
-  let idle = {};
+  let idle: Record<string, IdleResult> = {};
   try {
     idle = await idleRun(
       tools.map((tool) => ({ tool, run: makeRun(sandbox, `${tool === ckptRun ? 'ck' : 'bl'}-idle`), jobId: `${tool === ckptRun ? 'ck' : 'bl'}-idle` })),
@@ -192,7 +199,7 @@ async function main() {
   if (baselineResumes.length) progress('waiting for the baseline resumes to finish');
   await Promise.all(baselineResumes);
 
-  const scale = {};
+  const scale: Record<string, ScaleResult> = {};
   if (opts.scaleJobs > 0) {
     for (const tool of tools) {
       if (tool === baseline && !opts.scaleBaseline) continue;

@@ -6,19 +6,20 @@
  * events independently and still be compared.
  */
 import { performance } from 'node:perf_hooks';
+import { sleep } from '../src/proc/processes.js';
 
-export function now() {
+export { sleep };
+
+export function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
 /** bash's $EPOCHREALTIME ("seconds.micros") in the same unit as now(). */
-export function fromEpochRealtime(text) {
+export function fromEpochRealtime(text: string): number {
   return Number(text) * 1000;
 }
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** A settle delay at a random phase in [min, max) ms: a scheduler's signal comes at any time. */
-export function randomDelay(min, max) {
+export function randomDelay(min: number, max: number): Promise<void> {
   return sleep(min + Math.random() * (max - min));
 }

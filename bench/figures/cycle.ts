@@ -3,15 +3,26 @@
  *   start-up         wrapper spawned → the program's first action (its own timestamp)
  *   reaction         checkpoint signal → request file appears in the spool dir (bench inotify)
  *   cycle overhead   signal → wrapper exit 99, minus the daemon's dump time (request file →
- *                    checkpoint_ok, both seen by the bench; bench/daemon.mjs daemonTime)
+ *                    checkpoint_ok, both seen by the bench; bench/daemon.ts daemonTime)
  * The signal comes at a random time 0.3–1.3 s after the program started, as a scheduler's does,
  * so a polling wrapper is caught at a random phase of its poll.
  */
-import { now, randomDelay } from '../clock.mjs';
-import { runDirWatch, waitForStart } from '../jobs.mjs';
-import { daemonTime, refusal, reportedTime } from '../daemon.mjs';
+import { now, randomDelay } from '../clock.js';
+import { runDirWatch, waitForStart, type BenchContext, type Run, type Tool } from '../jobs.js';
+import { daemonTime, refusal, reportedTime } from '../daemon.js';
 
-export async function checkpointCycle(tool, ctx, run, jobId) {
+export interface CycleResult {
+  startupMs: number;
+  reactionMs: number;
+  cycleMs: number | undefined;
+  dumpMs: number | undefined;
+  dumpReportedMs: number | undefined;
+  okToExitMs: number | undefined;
+  peakRssMiB: number | undefined;
+  programPid: number;
+}
+
+export async function checkpointCycle(tool: Tool, ctx: BenchContext, run: Run, jobId: string): Promise<CycleResult> {
   const job = tool.start({ jobId, workdir: run.workdir, spool: ctx.spool, stamps: run.stamps });
   try {
     const started = await waitForStart(run.stamps, 1);
@@ -36,7 +47,7 @@ export async function checkpointCycle(tool, ctx, run, jobId) {
       return {
         startupMs,
         reactionMs: requestAt - signalAt,
-        cycleMs: exit.at - signalAt - dumpMs,
+        cycleMs: dumpMs === undefined ? undefined : exit.at - signalAt - dumpMs,
         dumpMs,
         dumpReportedMs: reportedTime(report),
         okToExitMs: okAt === undefined ? undefined : exit.at - okAt,

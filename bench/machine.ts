@@ -2,7 +2,18 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 
-export function machineInfo() {
+export interface MachineInfo {
+  date: string;
+  nproc: number;
+  cpuModel: string;
+  kernel: string;
+  node: string;
+  user: string;
+  loadavg: number;
+  loadavgAtEnd?: number;
+}
+
+export function machineInfo(): MachineInfo {
   let nproc = os.availableParallelism?.() ?? os.cpus().length;
   try {
     nproc = Number(execFileSync('nproc', { encoding: 'utf8' }).trim()) || nproc;
@@ -21,6 +32,6 @@ export function machineInfo() {
 }
 
 /** 1-minute load average: other work on the node (other jobs, test suites) adds noise. */
-export function loadAverage() {
+export function loadAverage(): number {
   return Number(os.loadavg()[0].toFixed(2));
 }
