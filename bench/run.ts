@@ -19,7 +19,7 @@ import { resumeAndExit } from './figures/resume.js';
 import { scaleRun } from './figures/scale.js';
 import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin } from './jobs.js';
 import { loadAverage, machineInfo } from './machine.js';
-import { buildReport, type BenchOptions, type Refusal, type ToolSamples } from './report.js';
+import { buildReport, type BenchOptions, type Refusal, type SampleKey, type ToolSamples } from './report.js';
 import type { CycleResult } from './figures/cycle.js';
 import type { IdleResult } from './figures/idle.js';
 import type { ResumeResult } from './figures/resume.js';
@@ -125,20 +125,21 @@ async function main() {
     errors.push(`${what}: ${message.split('\n')[0]}`);
     progress(`ERROR ${what}: ${message}`);
   };
+  /** Which sample each field of a figure's result goes to. */
+  const CYCLE_FIELDS: Array<[SampleKey, keyof CycleResult]> = [
+    ['startup', 'startupMs'], ['reaction', 'reactionMs'], ['cycle', 'cycleMs'], ['dump', 'dumpMs'], ['dumpReported', 'dumpReportedMs'],
+  ];
+  const RESUME_FIELDS: Array<[SampleKey, keyof ResumeResult]> = [
+    ['resume', 'resumeMs'], ['restore', 'restoreMs'], ['restoreReported', 'restoreReportedMs'], ['exit', 'exitMs'],
+  ];
   const keep = (tool: Tool, result: Partial<CycleResult & ResumeResult>): void => {
     const s = samples[tool.name];
-    if (result.startupMs !== undefined) {
-      s.startup.push(result.startupMs);
-      s.reaction.push(result.reactionMs);
-      s.cycle.push(result.cycleMs);
-      s.dump.push(result.dumpMs);
-      s.dumpReported.push(result.dumpReportedMs);
-    }
+    const take = (fields: Array<[SampleKey, keyof CycleResult | keyof ResumeResult]>): void => {
+      for (const [sample, field] of fields) s[sample].push(result[field] as number | undefined);
+    };
+    if (result.startupMs !== undefined) take(CYCLE_FIELDS);
     if (result.resumeMs !== undefined) {
-      s.resume.push(result.resumeMs);
-      s.restore.push(result.restoreMs);
-      s.restoreReported.push(result.restoreReportedMs);
-      s.exit.push(result.exitMs);
+      take(RESUME_FIELDS);
       s.exitCodes.push(result.exitCode);
     }
     if (result.peakRssMiB !== undefined) s.rss.push(result.peakRssMiB);
