@@ -185,8 +185,8 @@ class Supervisor {
     this.stopSignals();
     // Whatever fails while tidying up, the exit code decided above is the one the job returns.
     try {
-      this.watch.pumpOutput();
       this.link.close();
+      this.watch.pumpOutput();
       const record = endOfJobRecord(runState, {
         code,
         outcome,
