@@ -24,7 +24,7 @@ import type { CycleResult } from './figures/cycle.js';
 import type { IdleResult } from './figures/idle.js';
 import type { ResumeResult } from './figures/resume.js';
 import type { ScaleResult } from './figures/scale.js';
-import type { Run, Tool } from './jobs.js';
+import type { BenchContext, Run, Tool } from './jobs.js';
 import { DirWatch } from './watch.js';
 
 const USAGE = `usage: node build/bench/run.js [options]
@@ -83,7 +83,123 @@ function options(): BenchOptions {
 
 const progress = (message: string): boolean => process.stderr.write(`bench: ${message}\n`);
 
-async function main() {
+/** What the phases collect: the samples of each tool, the errors, the daemon's refusals. */
+class Collected {
+  readonly samples: Record<string, ToolSamples> = {};
+  readonly errors: string[] = [];
+  readonly refusals: Refusal[] = [];
+
+  constructor(tools: Tool[]) {
+    for (const tool of tools) {
+      this.samples[tool.name] = { startup: [], reaction: [], cycle: [], dump: [], dumpReported: [], resume: [], restore: [], restoreReported: [], exit: [], rss: [], exitCodes: [] };
+    }
+  }
+
+  /** A handler for the failure of WHAT: noted, said, and the bench goes on. */
+  fail(what: string): (error: unknown) => void {
+    return (error) => {
+      const message = (error as Error).message;
+      this.errors.push(`${what}: ${message.split('\n')[0]}`);
+      progress(`ERROR ${what}: ${message}`);
+    };
+  }
+
+  keep(tool: Tool, result: Partial<CycleResult & ResumeResult>): void {
+    const s = this.samples[tool.name];
+    const take = (fields: Array<[SampleKey, keyof CycleResult | keyof ResumeResult]>): void => {
+      for (const [sample, field] of fields) s[sample].push(result[field] as number | undefined);
+    };
+    if (result.startupMs !== undefined) take(CYCLE_FIELDS);
+    if (result.resumeMs !== undefined) {
+      take(RESUME_FIELDS);
+      s.exitCodes.push(result.exitCode);
+    }
+    if (result.peakRssMiB !== undefined) s.rss.push(result.peakRssMiB);
+  }
+}
+
+/** Which sample each field of a figure's result goes to. */
+const CYCLE_FIELDS: Array<[SampleKey, keyof CycleResult]> = [
+  ['startup', 'startupMs'], ['reaction', 'reactionMs'], ['cycle', 'cycleMs'], ['dump', 'dumpMs'], ['dumpReported', 'dumpReportedMs'],
+];
+const RESUME_FIELDS: Array<[SampleKey, keyof ResumeResult]> = [
+  ['resume', 'resumeMs'], ['restore', 'restoreMs'], ['restoreReported', 'restoreReportedMs'], ['exit', 'exitMs'],
+];
+
+/**
+ * The A/B rounds: start → checkpoint (a refused round is tried again, up to 3 times) → resume →
+ * exit. Returns the baseline's resumes, still running (30 s + 5 s of sleeps each).
+ */
+async function runRounds(opts: BenchOptions, tools: Tool[], ctx: BenchContext, got: Collected): Promise<Array<Promise<void>>> {
+  const baselineResumes: Array<Promise<void>> = [];
+  for (let round = 1; round <= opts.rounds; round += 1) {
+    const order = round % 2 === 1 ? tools : [...tools].reverse();
+    for (const tool of order) {
+      const tag = tool === ckptRun ? 'ck' : 'bl';
+      let run: Run | undefined;
+      let cycle: CycleResult | undefined;
+      for (let attempt = 1; attempt <= 3 && !cycle; attempt += 1) {
+        const name = `${tag}-r${round}${attempt === 1 ? '' : `-try${attempt}`}`;
+        run = makeRun(ctx.sandbox, name);
+        try {
+          cycle = await checkpointCycle(tool, ctx, run, `${name}-a`);
+          got.keep(tool, cycle);
+        } catch (error) {
+          if (error instanceof DaemonRefused) {
+            got.refusals.push({ tool: tool.name, job: error.record.job, reason: error.record.reason });
+            progress(`${tool.name} round ${round}: ${error.message}; ${attempt < 3 ? 'trying the round again' : 'giving up this round'}`);
+            if (attempt < 3) continue;
+          }
+          got.fail(`${tool.name} round ${round} checkpoint`)(error);
+          break;
+        }
+      }
+      if (!cycle || !run) continue;
+      const tagged = run.name;
+      const resume = resumeAndExit(tool, ctx, run, `${tagged}-b`).then((result) => got.keep(tool, result), got.fail(`${tool.name} round ${round} resume`));
+      if (tool === ckptRun) await resume;
+      else baselineResumes.push(resume);
+    }
+    progress(`round ${round}/${opts.rounds} done`);
+  }
+  return baselineResumes;
+}
+
+/** The idle window, all tools side by side; their peak RSS joins the samples. */
+async function runIdle(opts: BenchOptions, tools: Tool[], ctx: BenchContext, got: Collected): Promise<Record<string, IdleResult>> {
+  progress(`idle run: ${opts.idleWarmup} s warm-up + ${opts.idleSeconds} s window, ${tools.map((t) => t.name).join(' and ')} side by side`);
+  const exitWaitMs = 3000;
+  try {
+    const idle = await idleRun(
+      tools.map((tool) => ({ tool, run: makeRun(ctx.sandbox, `${tool === ckptRun ? 'ck' : 'bl'}-idle`), jobId: `${tool === ckptRun ? 'ck' : 'bl'}-idle` })),
+      ctx,
+      { seconds: opts.idleSeconds, warmupSeconds: opts.idleWarmup, exitWaitMs },
+    );
+    for (const tool of tools) if (idle[tool.name]?.peakRssMiB !== undefined) got.samples[tool.name].rss.push(idle[tool.name].peakRssMiB);
+    return idle;
+  } catch (error) {
+    got.fail('idle run')(error);
+    return {};
+  }
+}
+
+/** N concurrent jobs of each tool on the one daemon. */
+async function runScale(opts: BenchOptions, tools: Tool[], ctx: BenchContext, got: Collected): Promise<Record<string, ScaleResult>> {
+  const scale: Record<string, ScaleResult> = {};
+  if (opts.scaleJobs === 0) return scale;
+  for (const tool of tools) {
+    if (tool === baseline && !opts.scaleBaseline) continue;
+    progress(`scale run: ${opts.scaleJobs} concurrent ${tool.name} jobs, one daemon`);
+    try {
+      scale[tool.name] = await scaleRun(tool, ctx, { count: opts.scaleJobs, prefix: `${tool === ckptRun ? 'ck' : 'bl'}-scale` });
+    } catch (error) {
+      got.fail(`${tool.name} scale run`)(error);
+    }
+  }
+  return scale;
+}
+
+async function main(): Promise<void> {
   const opts = options();
   const began = now();
   const machine = machineInfo();
@@ -104,8 +220,8 @@ async function main() {
   const choice = chooseDaemon(opts.daemon, ROOT);
   const daemon = await startDaemon(choice.kind, ROOT, spool, join(sandbox, 'daemon.log'));
   const spoolWatch = new DirWatch(spool);
-  const ctx = { sandbox, spool, spoolWatch, daemon };
-  const cleanup = () => {
+  const ctx: BenchContext = { sandbox, spool, spoolWatch, daemon };
+  const cleanup = (): Promise<void> => {
     killAllStarted();
     killStrays(sandbox);
     return daemon.stop();
@@ -114,108 +230,23 @@ async function main() {
     cleanup().finally(() => process.exit(130));
   });
 
-  const samples: Record<string, ToolSamples> = {};
-  for (const tool of tools) {
-    samples[tool.name] = { startup: [], reaction: [], cycle: [], dump: [], dumpReported: [], resume: [], restore: [], restoreReported: [], exit: [], rss: [], exitCodes: [] };
-  }
-  const errors: string[] = [];
-  const refusals: Refusal[] = [];
-  const fail = (what: string) => (error: unknown): void => {
-    const message = (error as Error).message;
-    errors.push(`${what}: ${message.split('\n')[0]}`);
-    progress(`ERROR ${what}: ${message}`);
-  };
-  /** Which sample each field of a figure's result goes to. */
-  const CYCLE_FIELDS: Array<[SampleKey, keyof CycleResult]> = [
-    ['startup', 'startupMs'], ['reaction', 'reactionMs'], ['cycle', 'cycleMs'], ['dump', 'dumpMs'], ['dumpReported', 'dumpReportedMs'],
-  ];
-  const RESUME_FIELDS: Array<[SampleKey, keyof ResumeResult]> = [
-    ['resume', 'resumeMs'], ['restore', 'restoreMs'], ['restoreReported', 'restoreReportedMs'], ['exit', 'exitMs'],
-  ];
-  const keep = (tool: Tool, result: Partial<CycleResult & ResumeResult>): void => {
-    const s = samples[tool.name];
-    const take = (fields: Array<[SampleKey, keyof CycleResult | keyof ResumeResult]>): void => {
-      for (const [sample, field] of fields) s[sample].push(result[field] as number | undefined);
-    };
-    if (result.startupMs !== undefined) take(CYCLE_FIELDS);
-    if (result.resumeMs !== undefined) {
-      take(RESUME_FIELDS);
-      s.exitCodes.push(result.exitCode);
-    }
-    if (result.peakRssMiB !== undefined) s.rss.push(result.peakRssMiB);
-  };
-
+  const got = new Collected(tools);
   progress(`daemon: ${choice.kind} (${choice.why}); sandbox ${sandbox}`);
   progress(
     haveBaseline
       ? `${opts.rounds} A/B rounds; the baseline's resumes (30 s + 5 s of sleeps each) run in the background, overlapping the later rounds and the idle run`
       : `${opts.rounds} rounds of ckpt-run alone`,
   );
-  const baselineResumes = [];
-  for (let round = 1; round <= opts.rounds; round += 1) {
-    const order = round % 2 === 1 ? tools : [...tools].reverse();
-    for (const tool of order) {
-      const tag = tool === ckptRun ? 'ck' : 'bl';
-      let run: Run | undefined;
-      let cycle: CycleResult | undefined;
-      for (let attempt = 1; attempt <= 3 && !cycle; attempt += 1) {
-        const name = `${tag}-r${round}${attempt === 1 ? '' : `-try${attempt}`}`;
-        run = makeRun(sandbox, name);
-        try {
-          cycle = await checkpointCycle(tool, ctx, run, `${name}-a`);
-          keep(tool, cycle);
-        } catch (error) {
-          if (error instanceof DaemonRefused) {
-            refusals.push({ tool: tool.name, job: error.record.job, reason: error.record.reason });
-            progress(`${tool.name} round ${round}: ${error.message}; ${attempt < 3 ? 'trying the round again' : 'giving up this round'}`);
-            if (attempt < 3) continue;
-          }
-          fail(`${tool.name} round ${round} checkpoint`)(error);
-          break;
-        }
-      }
-      if (!cycle) continue;
-      if (!run) continue;
-      const tagged = run.name;
-      const resume = resumeAndExit(tool, ctx, run, `${tagged}-b`).then((result) => keep(tool, result), fail(`${tool.name} round ${round} resume`));
-      if (tool === ckptRun) await resume;
-      else baselineResumes.push(resume);
-    }
-    progress(`round ${round}/${opts.rounds} done`);
-  }
-
-  progress(`idle run: ${opts.idleWarmup} s warm-up + ${opts.idleSeconds} s window, ${tools.map((t) => t.name).join(' and ')} side by side`);
-  const exitWaitMs = 3000;
-  let idle: Record<string, IdleResult> = {};
-  try {
-    idle = await idleRun(
-      tools.map((tool) => ({ tool, run: makeRun(sandbox, `${tool === ckptRun ? 'ck' : 'bl'}-idle`), jobId: `${tool === ckptRun ? 'ck' : 'bl'}-idle` })),
-      ctx,
-      { seconds: opts.idleSeconds, warmupSeconds: opts.idleWarmup, exitWaitMs },
-    );
-    for (const tool of tools) if (idle[tool.name]?.peakRssMiB !== undefined) samples[tool.name].rss.push(idle[tool.name].peakRssMiB);
-  } catch (error) {
-    fail('idle run')(error);
-  }
+  const baselineResumes = await runRounds(opts, tools, ctx, got);
+  const idle = await runIdle(opts, tools, ctx, got);
   if (baselineResumes.length) progress('waiting for the baseline resumes to finish');
   await Promise.all(baselineResumes);
-
-  const scale: Record<string, ScaleResult> = {};
-  if (opts.scaleJobs > 0) {
-    for (const tool of tools) {
-      if (tool === baseline && !opts.scaleBaseline) continue;
-      progress(`scale run: ${opts.scaleJobs} concurrent ${tool.name} jobs, one daemon`);
-      try {
-        scale[tool.name] = await scaleRun(tool, ctx, { count: opts.scaleJobs, prefix: `${tool === ckptRun ? 'ck' : 'bl'}-scale` });
-      } catch (error) {
-        fail(`${tool.name} scale run`)(error);
-      }
-    }
-  }
+  const scale = await runScale(opts, tools, ctx, got);
   await cleanup();
   spoolWatch.close();
 
   machine.loadavgAtEnd = loadAverage();
+  const { samples, refusals, errors } = got;
   const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs: now() - began });
   console.log(report.lines.join('\n'));
 
