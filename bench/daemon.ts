@@ -63,6 +63,21 @@ export const DAEMON_DESCRIPTIONS: Record<DaemonKind, string> = {
   'ckpt-daemon': 'bin/ckpt-daemon --engine criu (real CRIU; its dump/restore times read from its log, ms resolution)',
 };
 
+/** What one line of ckpt-daemon's log says: that it is ready, or the records of requests it served or refused. */
+function readLogLine(line: string): 'ready' | DaemonRecord[] {
+  if (/ serving \S+ with the \S+ engine /.test(line)) return 'ready';
+  const records: DaemonRecord[] = [];
+  // "job J: dump of PID … done in 0.123 s" / "… failed after 0.123 s: why"
+  const match = /job (\S+): (?:refused )?(dump|restore) of .*? (done in|failed after) ([\d.]+) s/.exec(line);
+  if (match) {
+    records.push({ kind: match[2] === 'dump' ? 'checkpoint' : 'resume', job: match[1], ok: match[3] === 'done in', durationMs: Number(match[4]) * 1000, line });
+  }
+  // "refused J.checkpoint from uid 0: why": the request was dropped, nothing will come.
+  const refused = /refused (\S+)\.(checkpoint|resume)(?: from uid \d+)?: (.*)$/.exec(line);
+  if (refused) records.push({ kind: refused[2] as RequestKind, job: refused[1], ok: false, refused: true, reason: refused[3], line });
+  return records;
+}
+
 /**
  * Starts the daemon on `spool`; returns { reportFor(kind, job), stop() }. reportFor resolves
  * with the daemon's own record of that request, or undefined for daemons that report nothing.
@@ -104,15 +119,9 @@ export async function startDaemon(kind: DaemonKind, root: string, spool: string,
     while ((newline = stderrPartial.indexOf('\n')) >= 0) {
       const line = stderrPartial.slice(0, newline);
       stderrPartial = stderrPartial.slice(newline + 1);
-      if (/ serving \S+ with the \S+ engine /.test(line)) readyResolve();
-      // ckpt-daemon: "job J: dump of PID … done in 0.123 s" / "… failed after 0.123 s: why"
-      const match = /job (\S+): (?:refused )?(dump|restore) of .*? (done in|failed after) ([\d.]+) s/.exec(line);
-      if (match) {
-        keep({ kind: match[2] === 'dump' ? 'checkpoint' : 'resume', job: match[1], ok: match[3] === 'done in', durationMs: Number(match[4]) * 1000, line });
-      }
-      // "refused J.checkpoint from uid 0: why": the request was dropped, nothing will come.
-      const refused = /refused (\S+)\.(checkpoint|resume)(?: from uid \d+)?: (.*)$/.exec(line);
-      if (refused) keep({ kind: refused[2] as RequestKind, job: refused[1], ok: false, refused: true, reason: refused[3], line });
+      const said = readLogLine(line);
+      if (said === 'ready') readyResolve();
+      for (const record of said === 'ready' ? [] : said) keep(record);
     }
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -92,7 +92,8 @@ export function atMost(summary: Summary | undefined, limit: number, unit: string
 }
 
 /** Everything measured → { rows, lines, notes, refusals }. */
-export function buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs }: Measured): { rows: Row[]; lines: string[]; notes: string[]; refusals: Refusal[] } {
+export function buildReport(measured: Measured): { rows: Row[]; lines: string[]; notes: string[]; refusals: Refusal[] } {
+  const { opts, machine, choice, haveBaseline, baselineShown, samples, idle, scale, refusals, errors, elapsedMs } = measured;
   const S = (tool: string, key: SampleKey): Summary | undefined => (samples[tool] ? summarize(samples[tool][key]) : undefined);
   const row = (label: string, key: SampleKey, unit: string, target?: number): Row => {
     const ckpt = S('ckpt-run', key);
@@ -171,6 +172,16 @@ export function buildReport({ opts, machine, choice, haveBaseline, baselineShown
     out.push(`  resume overhead ${f(s.resumeMs)}; exit detection ${f(s.exitMs)}; failures: ${s.failures.length ? s.failures.join('; ') : 'none'}`);
   }
   if (Object.keys(scale).length) out.push('');
+  const allRefusals: Refusal[] = [...refusals, ...Object.entries(scale).flatMap(([tool, r]) => r.refusals.map((x) => ({ tool, ...x })))];
+  const notes = notesFor(measured, freshBl.text?.startsWith('never') === true, allRefusals);
+  for (const note of notes) out.push(`note: ${note}`);
+  for (const error of errors) out.push(`ERROR: ${error}`);
+  out.push(`bench took ${formatValue(elapsedMs, 'ms')}`);
+  return { rows, lines: out, notes, refusals: allRefusals };
+}
+
+/** The notes under the table: how each figure was taken, and what the run showed beyond the numbers. */
+function notesFor({ opts, machine, choice, haveBaseline, tools, samples, idle }: Measured, baselineNeverExits: boolean, allRefusals: Refusal[]): string[] {
   const notes: string[] = [];
   notes.push('targets: ✓ when every sample is within (the worst one decides); ratios are baseline median / ckpt-run median.');
   notes.push('times: bench-side inotify and child-exit timestamps, the program\'s own $EPOCHREALTIME stamps and the daemon\'s reports share one wall clock (µs resolution).');
@@ -180,7 +191,7 @@ export function buildReport({ opts, machine, choice, haveBaseline, baselineShown
     notes.push('baseline resume overhead is dominated by its fixed sleeps: 30 s before the request, 5 s after the pidfile (plus the 1 s pidfile poll); its resumes ran concurrently with later rounds and the idle run to keep the bench short.');
     const codes = samples.baseline.exitCodes;
     if (codes.length) notes.push(`baseline exit after resume: it exited ${[...new Set(codes)].join('/')} when the program ended with 42 (a stale checkpoint_ok makes it exit 99: the job would be resubmitted and the old image resumed again).`);
-    if (freshBl.text?.startsWith('never')) notes.push('baseline in a fresh run never exits after the program ends: it waits for a checkpoint_ok that no one makes (until walltime).');
+    if (baselineNeverExits) notes.push('baseline in a fresh run never exits after the program ends: it waits for a checkpoint_ok that no one makes (until walltime).');
     notes.push('baseline peak RSS is that of its bash process.');
   }
   const ckCodes = samples['ckpt-run'].exitCodes;
@@ -189,15 +200,10 @@ export function buildReport({ opts, machine, choice, haveBaseline, baselineShown
   notes.push(`idle cost: the wrapper's processes and all they fork, the program's subtree left out, measured with ${methods || '—'} over a window that opens ${formatNumber(opts.idleWarmup)} s after the program started (start-up CPU shown apart: it is paid once, not per hour); ${tools.map((t) => t.name).join(' and ')} side by side; forks sampled every 10 ms.`);
   notes.push(`ckpt-run ran as ${machine.user} with its defaults (--pid-namespace auto${machine.user === 'root' ? ' = on: node + unshare + sh shim' : ' = off'}); RSS is the node process's.`);
   if (choice.kind !== 'ckpt-daemon') notes.push('no real CRIU: dump and restore are kill + restart of the command; the job-side figures subtract the daemon\'s time either way.');
-  const scaleRefusals = Object.entries(scale).flatMap(([tool, r]) => r.refusals.map((x) => ({ tool, ...x })));
-  const allRefusals: Refusal[] = [...refusals, ...scaleRefusals];
   if (allRefusals.length) {
     const byTool = [...new Set(allRefusals.map((r) => r.tool))].map((tool) => `${allRefusals.filter((r) => r.tool === tool).length} of ${tool}'s`).join(', ');
     const reasons = [...new Set(allRefusals.map((r) => (r.reason ?? '').replace(/"\d+"/, '"PID"')))].join('; ');
     notes.push(`the daemon REFUSED ${byTool} requests (${reasons}); refused rounds were run again (up to 3 tries), refused scale jobs are left out of the scale figures.`);
   }
-  for (const note of notes) out.push(`note: ${note}`);
-  for (const error of errors) out.push(`ERROR: ${error}`);
-  out.push(`bench took ${formatValue(elapsedMs, 'ms')}`);
-  return { rows, lines: out, notes, refusals: allRefusals };
+  return notes;
 }

@@ -50,26 +50,33 @@ export interface ScaleResult {
   refusals: Array<{ job: string; reason: string | undefined }>;
 }
 
+/** Runs one phase for every lane still in the race; a lane that throws drops out, its failure or the daemon's refusal noted. */
+async function inPhase(
+  lanes: Lane[],
+  what: string,
+  work: (lane: Lane) => Promise<void>,
+  { prefix, failures, refusals }: { prefix: string; failures: string[]; refusals: ScaleResult['refusals'] },
+): Promise<void> {
+  const live = lanes.filter((lane) => lane.alive);
+  const results = await Promise.allSettled(live.map((lane) => work(lane)));
+  results.forEach((result, k) => {
+    if (result.status === 'fulfilled') return;
+    const lane = live[k];
+    const reason = result.reason as Error;
+    lane.alive = false;
+    lane.job?.kill();
+    if (reason instanceof DaemonRefused) refusals.push({ job: reason.record.job, reason: reason.record.reason });
+    else failures.push(`${prefix}-${lane.i + 1} ${what}: ${reason.message.split('\n')[0]}`);
+  });
+}
+
 export async function scaleRun(tool: Tool, ctx: BenchContext, { count, prefix }: { count: number; prefix: string }): Promise<ScaleResult> {
   const lanes: Lane[] = Array.from({ length: count }, (_, i) => ({ i, run: makeRun(ctx.sandbox, `${prefix}-${i + 1}`), alive: true }));
   const failures: string[] = [];
   const refusals: ScaleResult['refusals'] = [];
   const watchers: DirWatch[] = [];
   const jobs: Job[] = [];
-  /** Runs one phase for every lane still in the race; a lane that throws drops out. */
-  const phase = async (what: string, work: (lane: Lane) => Promise<void>): Promise<void> => {
-    const live = lanes.filter((lane) => lane.alive);
-    const results = await Promise.allSettled(live.map((lane) => work(lane)));
-    results.forEach((result, k) => {
-      if (result.status === 'fulfilled') return;
-      const lane = live[k];
-      const reason = result.reason as Error;
-      lane.alive = false;
-      lane.job?.kill();
-      if (reason instanceof DaemonRefused) refusals.push({ job: reason.record.job, reason: reason.record.reason });
-      else failures.push(`${prefix}-${lane.i + 1} ${what}: ${reason.message.split('\n')[0]}`);
-    });
-  };
+  const phase = (what: string, work: (lane: Lane) => Promise<void>): Promise<void> => inPhase(lanes, what, work, { prefix, failures, refusals });
   try {
     for (const lane of lanes) {
       lane.job = tool.start({ jobId: `${prefix}-${lane.i + 1}-a`, workdir: lane.run.workdir, spool: ctx.spool, stamps: lane.run.stamps });
