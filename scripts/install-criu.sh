@@ -5,49 +5,64 @@
 #   * Debian 12's criu 3.17 fails on recent kernels: `criu check` stops with a
 #     vDSO error (3.17 does not understand the vDSO layout of new kernels, so
 #     it can neither dump nor restore anything).
-#   * Debian 13 ("trixie") ships criu 4.1.1, which works. But its binary and
-#     its libraries need trixie's glibc, and we must not upgrade the node's
-#     libc nor mix suites in the system's apt configuration.
-#   * So the trixie .debs (criu and exactly the libraries it loads, glibc
+#   * Debian 13 ("trixie") ships criu 4.1.1, which hangs on every dump on
+#     nodes whose hardware breakpoints never trap (a Firecracker VM on kernel
+#     6.18, measured 2026-12-04: criu waits for ever for the parasite's
+#     rt_sigreturn to hit a debug-register breakpoint) and cannot dump a
+#     program holding a socket there (SO_PASSCRED: "Operation not supported").
+#     Debian forky/sid's criu 4.2.1 notices broken breakpoints by itself and
+#     dumps sockets: it is the default; trixie's stays a fallback (--suite).
+#   * Both need a newer glibc than the node's, and we must not upgrade the
+#     node's libc nor mix suites in the system's apt configuration.
+#   * So the .debs (criu and exactly the libraries it loads, glibc
 #     included) are downloaded with a PRIVATE apt sources list and private
 #     state/cache dirs (the system's apt configuration, lists and dpkg
 #     database are not touched), unpacked with `dpkg -x` into a prefix, and
-#     criu is always started through trixie's own dynamic loader:
+#     criu is always started through that suite's own dynamic loader:
 #         $P/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 \
 #             --library-path $P/usr/lib/x86_64-linux-gnu $P/usr/sbin/criu ARGS
 #     The loader option (not LD_LIBRARY_PATH) keeps the private libraries
 #     away from everything criu starts (action scripts, iptables, ...).
 #   * If a criu already on PATH passes `criu check` (a node with an older
 #     kernel, or a newer distribution), that one is used and nothing is
-#     installed, unless --force-trixie.
+#     installed, unless --force-private.
+#   * At the end a canary (a `sleep` of its own) is dumped and restored with a
+#     bound, to say whether hardware breakpoints trap on this node; ckpt-daemon
+#     runs the same probe at start (`ckpt-daemon --check` prints it).
 #
 # Usage: see --help (or the usage() text below).
 set -euo pipefail
 
 PREFIX=${CKPT_CRIU_PREFIX:-/opt/ckpt-run/criu}
-SUITE=trixie
+# Tried in this order: the first whose index has criu is used (forky is Debian's testing,
+# sid may have it alone for a while after a release). --suite picks one.
+SUITES=(forky sid trixie)
+# criu and exactly the libraries its loader lists (checked below); libnet's soname is the one
+# that differs between suites, so it is read from criu's own Depends.
 PACKAGES=(criu libcompel1 libc6 libgnutls30t64 libnettle8t64 libhogweed6t64 libunistring5
   libp11-kit0 libtasn1-6 libidn2-0 libgmp10 libnftables1 libnftnl11 libmnl0 libjansson4
-  libxtables12 libnl-3-200 libprotobuf-c1 libnet1 libbsd0 libmd0 libuuid1 libffi8 libedit2)
+  libxtables12 libnl-3-200 libprotobuf-c1 libbsd0 libmd0 libuuid1 libffi8 libedit2)
 LINK=/usr/local/bin/criu
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SHIM_SRC=$SCRIPT_DIR/criu-prlimit-shim.c
 
 usage() {
   cat <<EOF
-Usage: sudo bash scripts/install-criu.sh [--with-prlimit-shim] [--force-trixie] [--no-link]
+Usage: sudo bash scripts/install-criu.sh [--suite NAME] [--with-prlimit-shim] [--force-private] [--no-link]
 
-Installs CRIU 4.1.1 from Debian 13 (trixie) into a private prefix, because
-Debian 12's criu 3.17 fails \`criu check\` with a vDSO error on recent kernels.
+Installs CRIU into a private prefix: 4.2.1 from Debian forky/sid by default
+(trixie's 4.1.1 hangs on every dump where hardware breakpoints do not trap, and
+Debian 12's 3.17 fails \`criu check\` with a vDSO error on recent kernels).
 
-  1. If a criu on PATH (other than ours) passes \`criu check\`, say so and stop
-     (exit 0) — unless --force-trixie. With --with-prlimit-shim the shim is
-     still built, around that criu.
-  2. Download the trixie .debs with \`apt-get download\`, through a private
+  1. If a criu on PATH (other than ours) passes \`criu check\`, say so, run the
+     canary (7) and stop (exit 0) — unless --force-private. With
+     --with-prlimit-shim the shim is still built, around that criu.
+  2. Download the suite's .debs with \`apt-get download\`, through a private
      sources list and private apt state/cache in PREFIX/.apt (the mirror is the
      one of the system's own Debian sources; the system's apt setup is not
-     changed), and unpack them with \`dpkg -x\` into PREFIX.
-  3. Write the wrapper PREFIX/bin/criu, which runs criu through trixie's own
+     changed), and unpack them with \`dpkg -x\` into PREFIX. Suites tried in
+     order: ${SUITES[*]} (the first whose index has criu); --suite picks one.
+  3. Write the wrapper PREFIX/bin/criu, which runs criu through the suite's own
      loader: ld-linux-x86-64.so.2 --library-path PREFIX/usr/lib/x86_64-linux-gnu.
   4. Symlink $LINK -> PREFIX/bin/criu (not with --no-link).
   5. With --with-prlimit-shim (opt-in, never the default): build
@@ -60,13 +75,18 @@ Debian 12's criu 3.17 fails \`criu check\` with a vDSO error on recent kernels.
      from /proc/PID/limits. Real cluster nodes do not need it.
   6. Run \`criu check\` through the wrapper; exit non-zero with one clear line
      unless it says "Looks good".
+  7. The canary: dump and restore a \`sleep\` of its own, each bounded to
+     ${CANARY_SECONDS} s, first with criu's defaults, then, if the dump stalls, with
+     hardware breakpoints off (CRIU_FAULT=130); say which mode works. ckpt-daemon
+     probes the same way at start; \`ckpt-daemon --check\` prints its findings.
 
 A second run with everything in place does no network access and only re-runs
-the check. Must run as root.
+the check and the canary. Must run as root.
 
 Options:
+  --suite NAME         install criu from this Debian suite (forky, sid, trixie)
   --with-prlimit-shim  also build the prlimit shim and its wrapper (see 5)
-  --force-trixie       install the trixie criu even if a working criu is on PATH
+  --force-private      install the private criu even if a working criu is on PATH
   --no-link            do not create $LINK
   -h, --help           this text
 
@@ -80,11 +100,16 @@ EOF
 log() { echo "install-criu: $*"; }
 die() { echo "install-criu: ERROR: $*" >&2; exit 1; }
 
-WITH_SHIM=0 FORCE_TRIXIE=0 DO_LINK=1
+CANARY_SECONDS=10
+WITH_SHIM=0 FORCE_PRIVATE=0 DO_LINK=1 WANT_SUITE=
 while [ $# -gt 0 ]; do
   case $1 in
+    --suite)
+      [ $# -ge 2 ] || die "--suite needs a name (one of: ${SUITES[*]})"
+      WANT_SUITE=$2; shift
+      case " ${SUITES[*]} " in *" $WANT_SUITE "*) ;; *) die "unknown suite '$WANT_SUITE' (one of: ${SUITES[*]})" ;; esac ;;
     --with-prlimit-shim) WITH_SHIM=1 ;;
-    --force-trixie) FORCE_TRIXIE=1 ;;
+    --force-private|--force-trixie) FORCE_PRIVATE=1 ;;
     --no-link) DO_LINK=0 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -106,7 +131,6 @@ SHIM_SRC_COPY=$PREFIX/lib/ckpt-prlimit-shim.c
 APTDIR=$PREFIX/.apt
 DEBDIR=$PREFIX/.debs
 STAMP=$PREFIX/.installed
-STAMP_WANT="suite=$SUITE packages=${PACKAGES[*]}"
 
 # write_if_changed FILE MODE: stdin -> FILE, only when the content differs
 write_if_changed() {
@@ -161,7 +185,7 @@ EOF
 }
 
 # --- 1. a working criu already on PATH? -------------------------------------
-if [ "$FORCE_TRIXIE" = 0 ]; then
+if [ "$FORCE_PRIVATE" = 0 ]; then
   existing=$(command -v criu || true)
   if [ -n "$existing" ]; then
     real=$(readlink -f "$existing")
@@ -170,11 +194,11 @@ if [ "$FORCE_TRIXIE" = 0 ]; then
     elif head -c 4096 "$real" 2>/dev/null | grep -qa "Written by ckpt-run's scripts/install-criu.sh"; then
       log "criu on PATH ($existing) is a wrapper from another install-criu.sh prefix; installing into $PREFIX anyway"
     elif check_criu "$existing"; then
-      log "criu on PATH passes 'criu check': $existing ($("$existing" --version 2>/dev/null | head -n1)); nothing to install (use --force-trixie to install the trixie criu anyway)"
+      log "criu on PATH passes 'criu check': $existing ($("$existing" --version 2>/dev/null | head -n1)); nothing to install (use --force-private to install the private criu anyway)"
       if [ "$WITH_SHIM" = 1 ]; then
         # the system loader also knows --preload (glibc >= 2.30)
         sys_loader=$( (readelf -l "$real" 2>/dev/null || true) | sed -n 's/.*program interpreter: \(.*\)]/\1/p')
-        [ -n "$sys_loader" ] || die "$real is not a dynamically linked ELF program: cannot preload the prlimit shim into it (use --force-trixie)"
+        [ -n "$sys_loader" ] || die "$real is not a dynamically linked ELF program: cannot preload the prlimit shim into it (use --force-private)"
         build_shim "$sys_loader" "\"$real\""
       fi
       exit 0
@@ -186,9 +210,12 @@ fi
 
 [ "$(dpkg --print-architecture)" = amd64 ] || die "only amd64 is supported (the loader path is x86_64)"
 
-# --- 2. download and unpack the trixie packages -----------------------------
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_WANT" ] && [ -x "$CRIU_BIN" ] && [ -f "$LOADER" ]; then
-  log "trixie criu already unpacked in $PREFIX"
+# --- 2. download and unpack the private criu ---------------------------------
+installed_suite=$(sed -n 's/^suite=\([a-z]*\) .*/\1/p' "$STAMP" 2>/dev/null || true)
+if [ -n "$WANT_SUITE" ]; then stamp_ok=$([ "$installed_suite" = "$WANT_SUITE" ] && echo 1 || true)
+else stamp_ok=$([ -n "$installed_suite" ] && [ "$installed_suite" != "${SUITES[-1]}" ] && echo 1 || true); fi
+if [ -n "$stamp_ok" ] && [ -x "$CRIU_BIN" ] && [ -f "$LOADER" ]; then
+  log "criu from $installed_suite already unpacked in $PREFIX"
 else
   # the mirror: the URI the system's own apt sources use for its Debian release
   mirror=${CKPT_CRIU_MIRROR:-}
@@ -220,9 +247,7 @@ else
   mirror=${mirror%/}
   keyring=/usr/share/keyrings/debian-archive-keyring.gpg
   [ -f "$keyring" ] || die "missing $keyring (package debian-archive-keyring)"
-  log "downloading criu and its libraries from $mirror $SUITE (private apt lists in $APTDIR)"
   mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$APTDIR/sourceparts" "$APTDIR/prefparts" "$DEBDIR"
-  echo "deb [signed-by=$keyring] $mirror $SUITE main" >"$APTDIR/sources.list"
   chown -R _apt:root "$APTDIR/lists" "$APTDIR/cache" "$DEBDIR" 2>/dev/null || true
   APT_OPTS=(
     -o "Dir::Etc::SourceList=$APTDIR/sources.list"
@@ -235,33 +260,50 @@ else
     -o "APT::Architecture=amd64" -o "APT::Architectures=amd64"
     -o "Acquire::Languages=none"
   )
-  apt-get "${APT_OPTS[@]}" -qq update >"$APTDIR/update.log" 2>&1 \
-    || die "apt-get update of the private $SUITE list failed (see $APTDIR/update.log): $(tail -n1 "$APTDIR/update.log")"
+  suite=
+  for try in ${WANT_SUITE:-${SUITES[*]}}; do
+    echo "deb [signed-by=$keyring] $mirror $try main" >"$APTDIR/sources.list"
+    rm -rf "$APTDIR/lists"/*_dists_* 2>/dev/null || true
+    if ! apt-get "${APT_OPTS[@]}" -qq update >"$APTDIR/update.log" 2>&1; then
+      log "the private $try list cannot be fetched (see $APTDIR/update.log): $(tail -n1 "$APTDIR/update.log")"
+      continue
+    fi
+    depends=$(apt-cache "${APT_OPTS[@]}" show criu:amd64 2>/dev/null | sed -n 's/^Depends: //p' | head -n1)
+    if [ -n "$depends" ]; then suite=$try; break; fi
+    log "Debian $try has no criu; trying the next suite"
+  done
+  [ -n "$suite" ] || die "no criu found in the Debian suites ${WANT_SUITE:-${SUITES[*]}} of $mirror"
+  libnet=$(grep -o 'libnet[0-9]\+' <<<"$depends" | head -n1)
+  [ -n "$libnet" ] || die "criu in $suite does not depend on a libnetN package (Depends: $depends): this script needs updating"
+  packages=("${PACKAGES[@]}" "$libnet")
+  log "downloading criu and its libraries from $mirror $suite (private apt lists in $APTDIR)"
   rm -f "$DEBDIR"/*.deb
-  (cd "$DEBDIR" && apt-get "${APT_OPTS[@]}" -qq download "${PACKAGES[@]/%/:amd64}") >"$APTDIR/download.log" 2>&1 \
+  (cd "$DEBDIR" && apt-get "${APT_OPTS[@]}" -qq download "${packages[@]/%/:amd64}") >"$APTDIR/download.log" 2>&1 \
     || die "apt-get download failed (see $APTDIR/download.log): $(grep -m1 -E '^E:' "$APTDIR/download.log" || tail -n1 "$APTDIR/download.log")"
   n=$(find "$DEBDIR" -maxdepth 1 -name '*.deb' | wc -l)
-  [ "$n" -eq "${#PACKAGES[@]}" ] || die "expected ${#PACKAGES[@]} .debs in $DEBDIR, got $n"
+  [ "$n" -eq "${#packages[@]}" ] || die "expected ${#packages[@]} .debs in $DEBDIR, got $n"
   log "unpacking $n packages into $PREFIX"
   rm -f "$STAMP"
+  # another suite's files must not stay behind: its libraries would mix with this one's
+  rm -rf "$PREFIX/usr" "$PREFIX/etc"
   for deb in "$DEBDIR"/*.deb; do dpkg -x "$deb" "$PREFIX"; done
   if [ ! -x "$CRIU_BIN" ] || [ ! -f "$LOADER" ]; then die "unpacking did not produce $CRIU_BIN and $LOADER"; fi
   # every library criu loads must come from the prefix, none from the system
-  libs=$("$LOADER" --library-path "$LIBDIR" --list "$CRIU_BIN" 2>&1) || die "the trixie loader cannot load criu: $libs"
+  libs=$("$LOADER" --library-path "$LIBDIR" --list "$CRIU_BIN" 2>&1) || die "the $suite loader cannot load criu: $libs"
   leaked=$(grep -v -e "$PREFIX/" -e 'linux-vdso' -e '^[[:space:]]*$' <<<"$libs" || true)
   [ -z "$leaked" ] || die "criu would load libraries from outside $PREFIX: $(tr '\n' ' ' <<<"$leaked")"
-  echo "$STAMP_WANT" >"$STAMP"
+  echo "suite=$suite packages=${packages[*]}" >"$STAMP"
+  installed_suite=$suite
   rm -rf "$APTDIR/lists" "$APTDIR/cache"   # ~20 MB of indexes, re-fetched if ever needed
-  log "installed $("$LOADER" --library-path "$LIBDIR" "$CRIU_BIN" --version 2>/dev/null | head -n1)"
+  log "installed $("$LOADER" --library-path "$LIBDIR" "$CRIU_BIN" --version 2>/dev/null | head -n1) from Debian $suite"
 fi
 
 # --- 3. the wrapper ---------------------------------------------------------
 mkdir -p "$PREFIX/bin"
 if write_if_changed "$WRAPPER" 0755 <<EOF
 #!/bin/sh
-# Written by ckpt-run's scripts/install-criu.sh: Debian 13's criu 4.1.1, run
-# through trixie's own loader and libraries (Debian 12's criu 3.17 fails
-# 'criu check' on this kernel with a vDSO error).
+# Written by ckpt-run's scripts/install-criu.sh: Debian $installed_suite's criu, run
+# through that suite's own loader and libraries (the node's glibc is older).
 exec "$LOADER" --library-path "$LIBDIR" "$CRIU_BIN" "\$@"
 EOF
 then log "wrote $WRAPPER"; else log "$WRAPPER up to date"; fi
@@ -290,4 +332,48 @@ if check_criu "$WRAPPER"; then
   log "criu check: Looks good ($WRAPPER)"
 else
   die "'criu check' through $WRAPPER does not say \"Looks good\": $(grep -i -m1 -E 'error|fail' <<<"$CHECK_OUT" || tail -n1 <<<"$CHECK_OUT")"
+fi
+
+# --- 7. the canary -------------------------------------------------------------
+# `criu check` says "Looks good" on nodes where every dump then hangs for ever: criu waits for
+# the parasite's rt_sigreturn to hit a hardware breakpoint that the hypervisor never delivers
+# (criu issues #162, #107). Only a real dump shows it, bounded, first with criu's defaults, then
+# with breakpoints off (CRIU_FAULT=130, criu's FI_NO_BREAKPOINTS: it steps with PTRACE_SYSCALL).
+# canary_once ENV-ASSIGNMENT: 0 when a sleep of our own dumps and restores within the bound.
+CANARY_DIR=
+canary_once() {
+  local fault=$1 pid rc=0
+  CANARY_DIR=$(mktemp -d /tmp/ckpt-criu-canary.XXXXXX)
+  setsid sleep 600 </dev/null >/dev/null 2>&1 &
+  pid=$!
+  timeout -s KILL "$CANARY_SECONDS" env $fault "$WRAPPER" dump -t "$pid" -D "$CANARY_DIR" -o dump.log -v4 >/dev/null 2>&1 || rc=$?
+  # a timed-out dump released it, a good one killed it; reaped, so that the restore can take its
+  # PID again
+  { kill -KILL "$pid"; wait "$pid"; } 2>/dev/null || true
+  [ "$rc" = 0 ] || return 1
+  timeout -s KILL "$CANARY_SECONDS" env $fault "$WRAPPER" restore -d -D "$CANARY_DIR" -o restore.log -v4 --pidfile "$CANARY_DIR/pid" >/dev/null 2>&1 || return 2
+  kill -KILL "$(cat "$CANARY_DIR/pid")" 2>/dev/null || true
+}
+canary_cleanup() { [ -z "$CANARY_DIR" ] || rm -rf "$CANARY_DIR"; CANARY_DIR=; }
+
+started=$(date +%s%N)
+if canary_once "" 2>/dev/null; then
+  ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  if grep -q "Hardware breakpoints don't seem to work" "$CANARY_DIR/dump.log"; then
+    log "canary: dump and restore with criu's defaults in $ms ms (hardware breakpoints do not trap on this node; this criu noticed and runs without them)"
+  else
+    log "canary: dump and restore with criu's defaults in $ms ms"
+  fi
+  canary_cleanup
+else
+  stage=$(grep -v '^pie:' "$CANARY_DIR/dump.log" 2>/dev/null | tail -n1)
+  canary_cleanup
+  if canary_once CRIU_FAULT=130 2>/dev/null; then
+    log "canary: hardware breakpoints do not trap on this node: criu's dump stalled (last log line: $stage); with breakpoints off (CRIU_FAULT=130) it works. ckpt-daemon finds the same at start and runs criu without them."
+    canary_cleanup
+  else
+    tail_line=$(grep -h -E 'Error|error' "$CANARY_DIR"/*.log 2>/dev/null | tail -n1)
+    canary_cleanup
+    die "criu is installed but cannot dump and restore a sleep on this node, with or without hardware breakpoints (${tail_line:-no error in its log: it ran out of ${CANARY_SECONDS} s}); run: ckpt-daemon --check"
+  fi
 fi

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The whole test run, exactly as CI runs it on a fresh machine: installs what each suite needs
-# (npm packages; as root also CRIU, stress, and one-node OAR and Slurm clusters), then runs every suite.
+# (npm packages; as root also CRIU, stress, systemd-analyze, and one-node OAR and Slurm clusters), then runs every suite.
 # Real-part suites (test/e2e) run only as root; with CI=true they fail instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +11,31 @@ npm ci --no-audit --no-fund
 say "build"
 npm run build
 
+# Installs PACKAGE unless COMMAND is there already (root only).
+need() {
+  local command=$1 package=$2 why=$3
+  command -v "$command" >/dev/null && return
+  say "installing $package ($why)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+}
+
 if [ "$(id -u)" = 0 ]; then
-  if ! command -v stress >/dev/null; then
-    say "installing stress (the seed's example process tree)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress >/dev/null
+  need stress stress "the seed's example process tree"
+  # systemd-analyze verify needs no running systemd: CI's PID 1 is not systemd.
+  need systemd-analyze systemd "systemd-analyze verifies scripts/ckpt-daemon.service"
+  # The real-programs suite's Debian packages, in one apt-get call, bounded (~30 s here when
+  # the package lists are fresh); only the missing ones, so a prepared machine pays nothing.
+  missing=$(while read -r pkg; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || echo "$pkg"
+  done < test/e2e/real-programs/packages.txt)
+  if [ -n "$missing" ]; then
+    say "installing the real programs' packages:" $missing
+    started=$SECONDS
+    timeout 120 apt-get update -qq
+    # shellcheck disable=SC2086 # one package per word
+    DEBIAN_FRONTEND=noninteractive timeout 420 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    say "packages installed in $((SECONDS - started)) s"
   fi
   say "installing CRIU"
   bash scripts/install-criu.sh --with-prlimit-shim
@@ -26,6 +46,7 @@ if [ "$(id -u)" = 0 ]; then
   trap 'bash scripts/oar-local.sh stop || true; bash scripts/slurm-local.sh stop || true' EXIT
 else
   say "not root: the real CRIU and OAR suites will be skipped (they need root)"
+  command -v systemd-analyze >/dev/null || say "no systemd-analyze: the systemd unit check will be skipped (as root this script installs it)"
 fi
 
 say "vitest"

@@ -14,6 +14,9 @@ export const ExitCode = {
   MaxRestarts: 10,
   DaemonAbsent: 11,
   RequeueFailed: 12,
+  /** ckpt-run simulate only. */
+  DryRunFailed: 13,
+  CleanIncomplete: 14,
   Internal: 70,
   Resubmit: 99,
   NotExecutable: 126,
@@ -34,6 +37,8 @@ export const EXIT_CODE_HELP: ReadonlyArray<[string, string]> = [
   ['10', 'resubmission cap reached (--max-restarts); the checkpoint is kept'],
   ['11', 'no checkpoint daemon answers on this node'],
   ['12', 'Slurm: the checkpoint completed but scontrol requeue failed (the checkpoint is kept)'],
+  ['13', 'simulate: a checkpoint or restore failed during the dry run (the verdict names it and what to do)'],
+  ['14', 'ckpt-run clean --yes: some images could not be removed (each is named)'],
   ['70', 'internal error in ckpt-run (please report it)'],
   ['126', 'the program is not executable'],
   ['127', 'the program was not found'],

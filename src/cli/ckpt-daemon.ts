@@ -1,19 +1,19 @@
 /** `ckpt-daemon`: the node service that serves ckpt-run's spool requests. Options, --help, exit codes. */
 import { Command, Option } from 'commander';
-import { execa } from 'execa';
 import { openSync } from 'node:fs';
 import { serveQueued, startDaemon, type DaemonOptions } from '../daemon/daemon.js';
 import { DEFAULT_IMAGE_KEY, ImageKeyError, loadImageKey } from '../daemon/image-signature.js';
 import { SpoolError } from '../daemon/spool.js';
 import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
-import { CriuEngine } from '../engine/criu.js';
+import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS } from '../engine/criu.js';
+import { formatFindings, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
 import { CliError } from '../base/exit-codes.js';
-import { runCli } from './run-cli.js';
+import { runCli, secondsOption } from './run-cli.js';
 
 export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;
 
@@ -68,12 +68,38 @@ Threat model (the full text, with what is not covered: SECURITY.md)
   tree, after criu opened the files they name), resource limits in the images, and more; see
   SECURITY.md.
 
+Checking a node (after installing it, and whenever criu or the kernel changed)
+  ckpt-daemon --check runs what the daemon runs at start: criu --version, criu check, then a
+  canary (a sleep of its own) dumped and restored, each bounded to 10 s, first with criu's
+  defaults and, where the dump stalls at the hardware-breakpoint step (nodes whose hypervisor
+  never delivers breakpoints: criu then waits for ever), again with breakpoints off. It prints
+  the mode every criu call will use, the capabilities criu lacks, whether the prlimit shim is
+  needed, soft-dirty and userfaultfd support, and exits 0 when criu is usable, 5 when not.
+
+Deadlines: no frozen program
+  Every criu run is bounded: --criu-deadline, or sooner when the job needs its answer sooner
+  (ckpt-run writes DIR/answer_by: its --dump-timeout and its walltime, less a margin). A criu
+  past it is killed where the program can go on (not while criu's parasite code is inside a task:
+  it gets 10 s more to leave), the program is checked to run again, and dump_failed says at which
+  stage criu was and whether the program runs, is still frozen, or is gone. A dump that stalled at
+  the breakpoint step turns breakpoints off for every later call.
+
+Lazy restore
+  Where userfaultfd works (--check says), a restore runs the program as soon as its processes
+  are back and a "criu lazy-pages" server brings its memory in behind it (2 GiB here: running
+  after 0.13 s, every page in by 0.7 s, where a full restore takes 7-9 s). The images stay as
+  they are until every page is in; the job's next request waits for that. A server that dies or
+  stalls (reads nothing for 20 s) has the restored program killed before it blocks on a missing
+  page: restore_failed says so, the checkpoint is kept, the next job resumes it. --restore full
+  reads every page before the program runs.
+
 Exit codes
   0   stopped by SIGTERM/SIGINT, or --once served the queue
   2   usage error
   3   the spool folder cannot be prepared (or is not the daemon's)
   4   the criu engine needs root
-  5   criu cannot be run (--criu PATH, CKPT_CRIU; install: bash scripts/install-criu.sh)
+  5   criu cannot checkpoint on this node (--check says why; --criu PATH, CKPT_CRIU;
+      install: bash scripts/install-criu.sh)
   6   the image key cannot be created or is refused (a symlink, not root's, readable by others)
   70  internal error
 `;
@@ -81,6 +107,10 @@ Exit codes
 interface DaemonCliOptions {
   spoolDir: string;
   criu: string;
+  criuDeadline: number;
+  criuBreakpoints: 'auto' | 'on' | 'off';
+  restore: 'lazy' | 'full';
+  check?: boolean;
   imageKey: string;
   engine: 'criu' | 'restart';
   log?: string;
@@ -88,23 +118,37 @@ interface DaemonCliOptions {
   verbose?: boolean;
 }
 
-async function chooseEngine(options: DaemonCliOptions): Promise<CheckpointEngine> {
-  if (options.engine === 'restart') return new RestartEngine();
+async function probe(options: DaemonCliOptions): Promise<CriuFindings> {
+  const findings = await probeCriu(options.criu, { breakpoints: options.criuBreakpoints });
+  if (options.restore === 'full') findings.settings.lazyPages = false;
+  return findings;
+}
+
+/** The criu engine in the mode the probe found, or a CliError that says why criu cannot work here. */
+async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<CheckpointEngine> {
   if (process.getuid?.() !== 0) {
     throw new CliError(
       "the criu engine needs root (CRIU dumps and restores other users' processes); as a user, try --engine restart",
       DaemonExit.NotRoot,
     );
   }
-  const probe = await execa(options.criu, ['--version'], { reject: false });
-  if (probe.exitCode !== 0) {
-    const why = (probe.shortMessage ?? `exit code ${probe.exitCode}`).split('\n')[0];
-    throw new CliError(
-      `cannot run criu (${options.criu}): ${why} (install it with bash scripts/install-criu.sh, or give --criu PATH)`,
-      DaemonExit.NoCriu,
-    );
-  }
-  return new CriuEngine(options.criu);
+  const findings = await probe(options);
+  if (findings.problem) throw new CliError(`criu cannot checkpoint on this node: ${findings.problem}`, DaemonExit.NoCriu);
+  logger.log(
+    'info',
+    `criu ${findings.version}: ${findings.breakpoints}; network lock ${findings.settings.networkLock}; ` +
+      `${findings.canaryMs === undefined ? 'no canary (--criu-breakpoints)' : `canary dumped and restored in ${findings.canaryMs} ms`}; ` +
+      `${findings.settings.lazyPages ? 'lazy restores (userfaultfd)' : `full restores (${findings.userfaultfd ? '--restore full' : 'no userfaultfd here'})`}; ` +
+      `each criu run is bounded to ${options.criuDeadline} s`,
+  );
+  const notice = (message: string): void => logger.log('warn', message);
+  return new CriuEngine(options.criu, { settings: findings.settings, deadlineMs: options.criuDeadline * 1000, notice });
+}
+
+async function check(options: DaemonCliOptions): Promise<void> {
+  const findings = await probe(options);
+  for (const line of formatFindings(findings)) process.stdout.write(`${line}\n`);
+  if (findings.problem) throw new CliError(`criu cannot checkpoint on this node: ${findings.problem}`, DaemonExit.NoCriu);
 }
 
 function openLog(path: string): number {
@@ -122,8 +166,9 @@ function untilSignal(): Promise<void> {
 }
 
 async function run(options: DaemonCliOptions): Promise<void> {
-  const engine = await chooseEngine(options);
+  if (options.check) return check(options);
   const logger = createLogger('ckpt-daemon', options.verbose ? 'debug' : 'info', options.log ? openLog(options.log) : 2);
+  const engine = options.engine === 'restart' ? new RestartEngine() : await criuEngine(options, logger);
   let imageKey: Buffer;
   try {
     const loaded = loadImageKey(options.imageKey);
@@ -162,6 +207,22 @@ export function buildProgram(): Command {
       new Option('--spool-dir <dir>', 'the spool folder jobs write requests into').env('CKPT_SPOOL_DIR').default(DEFAULT_SPOOL_DIR),
     )
     .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
+    .addOption(
+      new Option('--criu-deadline <seconds>', 'the longest one criu dump or restore may run before it is killed (the program runs on)')
+        .argParser(secondsOption)
+        .default(DEFAULT_CRIU_DEADLINE_MS / 1000),
+    )
+    .addOption(
+      new Option('--criu-breakpoints <mode>', "auto: probe whether hardware breakpoints trap here; on/off: take your word, skip the canary")
+        .choices(['auto', 'on', 'off'])
+        .default('auto'),
+    )
+    .addOption(
+      new Option('--restore <how>', 'lazy: the program runs at once and its memory follows (where userfaultfd works, else full); full: read every page first')
+        .choices(['lazy', 'full'])
+        .default('lazy'),
+    )
+    .option('--check', "probe criu on this node (version, breakpoints, capabilities, shim, soft-dirty, userfaultfd), print the findings and exit: 0 usable, 5 not")
     .addOption(
       new Option('--image-key <file>', "the key that signs this cluster's images (root only; created if absent; the same file on every node)")
         .env('CKPT_IMAGE_KEY')

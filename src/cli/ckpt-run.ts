@@ -12,6 +12,7 @@ import { detectOar } from '../scheduler/oar.js';
 import { requeueJob } from '../scheduler/requeue.js';
 import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
+import { releaseFinishedImages } from '../state/run-images.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
 
@@ -32,7 +33,10 @@ Files (in the working directory, which must be on a shared filesystem)
                                OAR_ARRAY_INDEX (Slurm: SLURM_JOB_ID), which stay the same
                                across resubmissions
     state.json                 run record: status, restarts, output offsets, job history
-    checkpoint/ checkpoint_ok  the daemon's images and its "dump complete" mark
+    checkpoint/ checkpoint_ok  the daemon's images and its "dump complete" mark; the images
+                               are removed once the program finishes (--keep-images keeps
+                               them); a failed or stopped run keeps its last checkpoint
+    checkpoint.old/            the checkpoint before it, until the daemon's next dump
     stdout.log stderr.log      the program's output (relayed once to each job's output)
     *.rolled-back.log          output written after the last checkpoint by a job that was
                                killed without a new one: the resumed program does it again
@@ -54,7 +58,8 @@ job id, after its requeue delay (2 minutes by default); append, or the requeued 
   exec ckpt-run -- ./my-simulation --steps 1000000
 
 Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000
-Where a run stands (status, restarts, last job, last checkpoint): ckpt-run status
+Where a run stands (status, restarts, last job, last checkpoint, disk use): ckpt-run status
+The images no job will resume (finished or failed runs): ckpt-run clean [--yes]
 
 Exit codes
 ${EXIT_CODE_HELP.map(([code, meaning]) => `  ${code.padEnd(6)} ${meaning}`).join('\n')}
@@ -84,6 +89,8 @@ export interface LauncherCliOptions {
   daemonGrace: number;
   quiet?: boolean;
   verbose?: boolean;
+  /** Keep a finished run's checkpoint images (only `ckpt-run` itself has the option). */
+  keepImages?: boolean;
 }
 
 /** Checks the inputs and turns the options into the launcher's settings. */
@@ -142,9 +149,10 @@ export function launch(
     logger,
   };
   const requeue = scheduler.requeueCommand;
-  return runLauncher(settings, run).then(async (code) =>
-    code === ExitCode.Resubmit && requeue && !(await requeueJob(requeue, logger)) ? ExitCode.RequeueFailed : code,
-  );
+  return runLauncher(settings, run).then(async (code) => {
+    if (!options.keepImages) releaseFinishedImages(run.paths, logger);
+    return code === ExitCode.Resubmit && requeue && !(await requeueJob(requeue, logger)) ? ExitCode.RequeueFailed : code;
+  });
 }
 
 export function buildProgram(): Command {
@@ -156,6 +164,7 @@ export function buildProgram(): Command {
     .option('--run-id <id>', 'the run\'s stable key across resubmissions (default: from $OAR_ARRAY_ID/$OAR_ARRAY_INDEX or $SLURM_JOB_ID, else "default")')
     .option('--min-runtime <seconds>', 'do not exit 99 before the job has run this long (default: 62 under OAR, else 0)', secondsOption)
     .option('--walltime <seconds>', "the job's walltime, from its start, where the scheduler does not give it (OAR does): the log then says how much of it each dump leaves", secondsOption)
+    .option('--keep-images', "keep the checkpoint images once the program has finished (by default they are removed then: no job resumes a finished run)")
     .passThroughOptions()
     .enablePositionalOptions()
     .addOption(
@@ -191,6 +200,7 @@ export function buildProgram(): Command {
 const SUBCOMMANDS: Record<string, () => Promise<Command>> = {
   simulate: async () => (await import('./simulate-command.js')).simulateCommand(),
   status: async () => (await import('./status-command.js')).statusCommand(),
+  clean: async () => (await import('./clean-command.js')).cleanCommand(),
 };
 
 function subcommandsNamed(args: string[]): string[] {

@@ -43,6 +43,11 @@ dump took of the time the checkpoint signal left: the way to choose oarsub's --c
 your program's size before you queue it. A job still running at its walltime is killed with
 all its processes and not resubmitted, as OAR does: the simulation then fails and says so.
 
+Exit code: the program's own when it finished and every checkpoint and restore worked (0 when
+--max-cycles stopped it); 13 when any checkpoint or restore failed, even if the program then
+finished (on the cluster it would have met its walltime with nothing to resume); a job's own
+code (e.g. 137, killed at its walltime) when that ended the run; 2 on a usage error.
+
 Examples
   ckpt-run simulate --every 4 -- examples/counter.sh 40 0.25 7
   ckpt-run simulate --walltime 120 --checkpoint 30 --max-cycles 3 -- ./my-simulation

@@ -1,10 +1,11 @@
 /** `ckpt-run status`: where each run of a working directory stands, read from its run folder. */
 import { Command } from 'commander';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { imagesBytes, runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
+import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 
 export interface RunStatus {
@@ -17,19 +18,22 @@ export interface RunStatus {
   /** The last complete checkpoint: when the daemon marked it, and its images' size. */
   checkpoint?: { at: string; bytes: number };
   command?: string[];
+  /** What the run folder takes on disk, its checkpoint images included. */
+  disk: DiskUse;
   /** Why the state file cannot be used, for an unusable run. */
   problem?: string;
 }
 
 function statusOf(workdir: string, runId: string): RunStatus {
   const paths = runDirPaths(runDirFor(workdir, runId));
+  const disk = diskUse(paths);
   let state: RunState | undefined;
   try {
     state = loadRunState(paths.state);
   } catch (error) {
-    return { runId, status: 'unusable', problem: (error as Error).message };
+    return { runId, status: 'unusable', problem: (error as Error).message, disk };
   }
-  if (!state) return { runId, status: 'unusable', problem: `${paths.state} is missing` };
+  if (!state) return { runId, status: 'unusable', problem: `${paths.state} is missing`, disk };
   const checkpoint = state.status !== 'finished' && existsSync(paths.checkpointOk)
     ? { at: statSync(paths.checkpointOk).mtime.toISOString(), bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0 }
     : undefined;
@@ -41,17 +45,13 @@ function statusOf(workdir: string, runId: string): RunStatus {
     lastJob: state.history.at(-1),
     checkpoint,
     command: state.command,
+    disk,
   };
 }
 
 /** Every run in WORKDIR's run folders, by run id. */
 export function runStatuses(workdir: string): RunStatus[] {
-  const runs = join(workdir, RUNS_FOLDER);
-  if (!existsSync(runs)) return [];
-  return readdirSync(runs, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory())
-    .map((entry) => statusOf(workdir, entry.name))
-    .sort((a, b) => a.runId.localeCompare(b.runId));
+  return runIdsIn(workdir).map((runId) => statusOf(workdir, runId));
 }
 
 /**
@@ -81,19 +81,26 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
     if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
     if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${formatMegabytes(run.checkpoint.bytes)}`);
+    lines.push(`  disk:       ${formatMegabytes(run.disk.total)} (checkpoint images ${formatMegabytes(run.disk.images)})`);
     return lines.join('\n');
   });
   return `${blocks.join('\n\n')}\n`;
 }
 
+/** The [dir] argument of status and clean: a working directory, the current one by default. */
+export function workdirArgument(dir: string | undefined): string {
+  const workdir = resolve(dir ?? process.cwd());
+  if (!existsSync(workdir)) throw new CliError(`no such directory: ${workdir}`, ExitCode.Usage);
+  return workdir;
+}
+
 export function statusCommand(): Command {
   return new Command('status')
-    .description("show each run of a working directory: status, restarts, last job, last checkpoint")
+    .description("show each run of a working directory: status, restarts, last job, last checkpoint, disk use")
     .argument('[dir]', 'the working directory (default: the current one)')
     .option('--json', 'print the runs as JSON')
     .action((dir: string | undefined, options: { json?: boolean }) => {
-      const workdir = resolve(dir ?? process.cwd());
-      if (!existsSync(workdir)) throw new CliError(`no such directory: ${workdir}`, ExitCode.Usage);
+      const workdir = workdirArgument(dir);
       const runs = runStatuses(workdir);
       process.stdout.write(options.json ? `${JSON.stringify(runs, null, 2)}\n` : formatStatuses(workdir, runs));
     });

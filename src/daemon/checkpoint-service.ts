@@ -6,6 +6,7 @@
  * file (the job side tells a new dump by checkpoint_ok's inode and mtime). A failed dump leaves
  * the last checkpoint, checkpoint_ok and the running program as they were; checkpoint.old, the
  * one before, is removed before the dump to make room.
+ * Before the dump, the run folder's filesystem must have room for it (dump-room.ts).
  * A complete dump is signed (image-signature.ts) while the folder is still the daemon's alone:
  * the daemon restores only images it made.
  */
@@ -14,13 +15,13 @@ import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unl
 import { basename } from 'node:path';
 import type { CheckpointEngine } from '../engine/engine.js';
 import type { Requester } from '../protocol/spool-request.js';
+import { PARTIAL_IMAGES_PREFIX } from '../protocol/run-dir.js';
+import { checkDumpRoom } from './dump-room.js';
 import { SIGNATURE_FILE, signImages } from './image-signature.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
 import { Refusal } from './refusal.js';
 import { RUN_FILES } from './run-files.js';
-
-const OLD_IMAGES = `${RUN_FILES.images}.old`;
 
 /** The rm of the previous checkpoint runs with the user's uid, so the user can stop it: it gets this long. */
 export const REMOVE_OLD_TIMEOUT_MS = 10 * 60_000;
@@ -40,12 +41,12 @@ function exists(path: string): boolean {
  * does it, with the user's rights.
  */
 async function removeOldImages(run: PinnedDir, requester: Requester): Promise<void> {
-  if (!exists(run.path(OLD_IMAGES))) return;
+  if (!exists(run.path(RUN_FILES.oldImages))) return;
   if (!runsAsRoot() || requester.uid === 0) {
-    rmSync(run.path(OLD_IMAGES), { recursive: true, force: true });
+    rmSync(run.path(RUN_FILES.oldImages), { recursive: true, force: true });
     return;
   }
-  const path = `${run.location()}/${OLD_IMAGES}`;
+  const path = `${run.location()}/${RUN_FILES.oldImages}`;
   const result = await execa('rm', ['-rf', '--', path], {
     uid: requester.uid,
     gid: requester.gid,
@@ -61,7 +62,7 @@ async function removeOldImages(run: PinnedDir, requester: Requester): Promise<vo
 
 /** A fresh folder only the daemon can write, in the run folder, held open. */
 function createImagesDir(run: PinnedDir): { name: string; images: PinnedDir } {
-  const name = basename(mkdtempSync(run.path(`${RUN_FILES.images}.new-`)));
+  const name = basename(mkdtempSync(run.path(PARTIAL_IMAGES_PREFIX)));
   const images = PinnedDir.open(run.path(name));
   // The user owns the run folder: make sure this is still the folder mkdtemp made (mode 0700).
   if (images.stats.uid !== process.getuid?.() || (images.stats.mode & 0o077) !== 0) {
@@ -86,7 +87,7 @@ function discardImages(run: PinnedDir, name: string, images: PinnedDir): void {
 export function discardPartialDumps(run: PinnedDir): string[] {
   const removed: string[] = [];
   for (const name of readdirSync(run.path())) {
-    if (!name.startsWith(`${RUN_FILES.images}.new-`)) continue;
+    if (!name.startsWith(PARTIAL_IMAGES_PREFIX)) continue;
     let images: PinnedDir;
     try {
       images = PinnedDir.open(run.path(name));
@@ -106,13 +107,22 @@ export function discardPartialDumps(run: PinnedDir): string[] {
   return removed;
 }
 
-/** Dumps PID into the run folder; resolves to the images' size in bytes. */
-export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, pid: number, requester: Requester, imageKey: Buffer): Promise<number> {
+/** Dumps PID into the run folder (by DEADLINE, epoch ms, when the job gave one); resolves to the images' size in bytes. */
+export async function serveCheckpoint(
+  engine: CheckpointEngine,
+  run: PinnedDir,
+  pid: number,
+  requester: Requester,
+  imageKey: Buffer,
+  deadline?: number,
+): Promise<number> {
   await removeOldImages(run, requester);
+  // After the previous checkpoint's removal, which frees room; before anything is written.
+  if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester);
   const { name, images } = createImagesDir(run);
   let imageBytes: number;
   try {
-    await engine.dump({ pid, imagesDir: images.path(), requester });
+    await engine.dump({ pid, imagesDir: images.path(), requester, deadline });
     publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
     imageBytes = handOver(images, requester);
   } catch (error) {
@@ -123,7 +133,7 @@ export async function serveCheckpoint(engine: CheckpointEngine, run: PinnedDir, 
   }
   // From here on the program is gone: a failure must keep the new images (named in the reason).
   try {
-    if (exists(run.path(RUN_FILES.images))) renameSync(run.path(RUN_FILES.images), run.path(OLD_IMAGES));
+    if (exists(run.path(RUN_FILES.images))) renameSync(run.path(RUN_FILES.images), run.path(RUN_FILES.oldImages));
     renameSync(run.path(name), run.path(RUN_FILES.images));
   } catch (error) {
     const where = `${run.location()}/${name}`;

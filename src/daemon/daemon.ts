@@ -11,6 +11,7 @@ import { EngineError, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
+import { readAnswerBy } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -21,6 +22,7 @@ import { checkJobOwner, checkServable, checkTargetProcess, openRunDir } from './
 import { readRequestFile } from './request-file.js';
 import { lookupRequester } from './requester.js';
 import { serveResume } from './restore-service.js';
+import { killAll, treeOf } from '../proc/processes.js';
 import { RUN_FILES } from './run-files.js';
 import { discard, pickUp, prepareSpool } from './spool.js';
 import { SpoolWatcher } from './spool-watcher.js';
@@ -35,6 +37,8 @@ export interface DaemonEvent {
   imageBytes?: number;
   /** A restore's restored root. */
   pid?: number;
+  /** A lazy restore: ms is when the program ran; every page was in after allInMs. */
+  allInMs?: number;
 }
 
 export interface DaemonOptions {
@@ -110,10 +114,16 @@ class RequestServer {
       checkServable(requester);
       run = openRunDir(request.dir, requester);
       checkJobOwner(request.jobId, requester);
-      const { detail, imageBytes, pid } = await this.act(request, run, requester);
+      let runningMs: number | undefined;
+      const running = (pid: number): void => {
+        runningMs = Date.now() - started;
+        logger.log('debug', `job ${request.jobId}: program running after ${seconds(runningMs)} (PID ${pid})`);
+      };
+      const { detail, imageBytes, pid, pagesIn } = await this.act(request, run, requester, running);
       const ms = Date.now() - started;
-      logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}`);
-      onEvent?.({ ...event, ok: true, ms, imageBytes, pid });
+      const lazy = pagesIn ? `; program running after ${seconds(runningMs ?? ms)}, all ${formatMegabytes(pagesIn.bytes)} in after ${seconds(ms)} (lazy restore)` : '';
+      logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}${lazy}`);
+      onEvent?.({ ...event, ok: true, ms: pagesIn ? (runningMs ?? ms) : ms, imageBytes, pid, allInMs: pagesIn ? ms : undefined });
     } catch (error) {
       const ms = Date.now() - started;
       const reason = (error as Error).message;
@@ -122,23 +132,32 @@ class RequestServer {
       logger.log('warn', `job ${request.jobId}: ${verdict}: ${reason}`);
       onEvent?.({ ...event, ok: false, ms, reason });
       if (run && requester) this.report(run, kind, error as Error, requester);
+      if (error instanceof EngineError && error.thenKill !== undefined) killAll(treeOf(error.thenKill), 'SIGKILL');
     } finally {
       run?.close();
     }
   }
 
   /** The dump or the restore itself, once the request passed the checks common to both. */
-  private async act(request: SpoolRequest, run: PinnedDir, requester: Requester): Promise<{ detail: string; imageBytes?: number; pid?: number }> {
+  private async act(
+    request: SpoolRequest,
+    run: PinnedDir,
+    requester: Requester,
+    running: (pid: number) => void,
+  ): Promise<{ detail: string; imageBytes?: number; pid?: number; pagesIn?: { ms: number; bytes: number } }> {
     const { engine, logger } = this.options;
     for (const name of discardPartialDumps(run)) {
       logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);
     }
+    const requested = Date.now();
+    const deadline = readAnswerBy(run);
     if (request.kind === 'resume') {
-      const pid = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey);
-      return { detail: `: PID ${pid}`, pid };
+      const { pid, pagesIn } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, running);
+      if (pagesIn) publishFile(run, RUN_FILES.pagesIn, `${JSON.stringify({ ms: Date.now() - requested, bytes: pagesIn.bytes })}\n`, requester);
+      return { detail: `: PID ${pid}`, pid, pagesIn };
     }
     checkTargetProcess(request.pid, requester);
-    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey);
+    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, deadline);
     return { detail: ` (${formatMegabytes(imageBytes)})`, imageBytes };
   }
 
@@ -146,7 +165,7 @@ class RequestServer {
   private report(run: PinnedDir, kind: 'dump' | 'restore', error: Error, requester: Requester): void {
     const name = kind === 'dump' ? RUN_FILES.dumpFailed : RUN_FILES.restoreFailed;
     const report = error instanceof EngineError
-      ? { reason: error.reason, retryable: error.retryable, log: error.log }
+      ? { reason: error.reason, retryable: error.retryable, log: error.log, program: error.program }
       : { reason: error.message, retryable: false };
     try {
       publishFile(run, name, formatDaemonReport(report), requester);

@@ -3,7 +3,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { threadsOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
 
-function readOrEmpty(path: string): string {
+/** A /proc file's text, or nothing when the process is gone. */
+export function readOrEmpty(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch {

@@ -76,7 +76,17 @@ function readOrUndefined(path: string): string | undefined {
   }
 }
 
-/** Restores the run's checkpoint for the job JOBID; resolves to the restored root's PID. */
+/** A restored program: its root, and when every page of a lazy restore was in. */
+export interface Resumed {
+  pid: number;
+  pagesIn?: { ms: number; bytes: number };
+}
+
+/**
+ * Restores the run's checkpoint for the job JOBID: publishes the pidfile (and calls RUNNING) as
+ * soon as the program runs, then, for a lazy restore, waits until every page is in, keeping the
+ * images as they are until then; a next request of the same job waits in the daemon's queue.
+ */
 export async function serveResume(
   engine: CheckpointEngine,
   run: PinnedDir,
@@ -84,27 +94,28 @@ export async function serveResume(
   requester: Requester,
   logger: Logger,
   imageKey: Buffer,
-): Promise<number> {
+  deadline?: number,
+  running: (pid: number) => void = () => undefined,
+): Promise<Resumed> {
   const images = takeImages(run, requester);
   try {
     checkPlainFiles(images, requester);
     rmSync(images.path(PIDFILE), { force: true });
     const scratchDir = mkdtempSync(join(tmpdir(), 'ckpt-daemon-'));
     const cgroups = jobCgroups(requester.name, jobId);
-    let pid: number;
-    let restored: string | undefined;
     try {
       const staged = join(scratchDir, 'images');
       mkdirSync(staged, { mode: 0o700 });
       stageSignedImages(images, imageKey, requester.uid, staged); // throws before criu runs
-      pid = await engine.restore({ imagesDir: staged, scratchDir, requester, jobCgroups: cgroups });
-      restored = readOrUndefined(join(scratchDir, RESTORED_CGROUPS_FILE));
+      const restored = await engine.restore({ imagesDir: staged, scratchDir, requester, jobCgroups: cgroups, deadline });
+      const where = readOrUndefined(join(scratchDir, RESTORED_CGROUPS_FILE));
+      for (const problem of moveToJobCgroups(restored.pid, jobId, requester.name, cgroups, where)) logger.log('warn', `job ${jobId}: ${problem}`);
+      publishFile(images, PIDFILE, `${restored.pid}\n`, requester);
+      running(restored.pid);
+      return { pid: restored.pid, pagesIn: await restored.pagesIn };
     } finally {
       rmSync(scratchDir, { recursive: true, force: true });
     }
-    for (const problem of moveToJobCgroups(pid, jobId, requester.name, cgroups, restored)) logger.log('warn', `job ${jobId}: ${problem}`);
-    publishFile(images, PIDFILE, `${pid}\n`, requester);
-    return pid;
   } finally {
     if (runsAsRoot()) fchownSync(images.fd, requester.uid, requester.gid);
     fchmodSync(images.fd, images.stats.mode & 0o7777);

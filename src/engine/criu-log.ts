@@ -8,10 +8,12 @@
 const ERROR_LINE = /\bError \([^)]*\):\s*(.*)$/;
 
 /**
- * Errors that say nothing about the cause: logged on every run here, a closing summary, or the
- * raw signal data criu logs before the line that says which process died and how.
+ * Errors that say nothing about the cause: logged on every run here, a closing summary, the
+ * raw signal data criu logs before the line that says which process died and how, or the status
+ * of a helper command criu ran, logged before criu says what the command was for ("exited,
+ * status=127" then "Iptables configuration failed").
  */
-const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restoring) FAILED\.?$/, /^si_code=\d+ si_pid=\d+ si_status=\d+$/];
+const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restoring) FAILED\.?$/, /^si_code=\d+ si_pid=\d+ si_status=\d+$/, /^exited, status=\d+$/];
 
 /**
  * Causes whose CRIU wording does not tell the user what to do, and what to add. A program started

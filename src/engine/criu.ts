@@ -4,8 +4,24 @@
  *    way): the restored tree then gets a session of its own. A root that is not a session
  *    leader (a job script's `nohup prog &`) needs --shell-job at dump and restore; the dump
  *    leaves a marker file in the images so that the restore knows.
- *  - --tcp-established / --tcp-close: a program with TCP connections can still be dumped; it
- *    finds them closed after the restore, as a program on a new node must.
+ *  - --tcp-established at dump AND restore: a program's TCP connections come back established.
+ *    MPI needs it: under `mpirun` each rank holds a TCP connection to the PMIx server in mpirun
+ *    (127.0.0.1); restored closed (--tcp-close, the option before), the rank's
+ *    PMIx client takes the lost server as fatal and the rank exits 195 (PMIX_ERR_LOST_CONNECTION,
+ *    -61) right after the restore. --tcp-close at dump too is worse: the killed tree's connections
+ *    close normally and leave TIME_WAIT sockets (seen), and where one holds the port of mpirun's
+ *    listener the restore fails ("Can't bind inet socket: Address already in use", seen once in
+ *    two); a tree dumped with --tcp-established is killed with its sockets in repair mode, silently. A tree that holds TCP
+ *    sockets gets --network-lock nftables at dump and restore (a marker file in the images tells
+ *    the restore): criu's default lock (iptables) needs the iptables command, absent on many
+ *    nodes ("Iptables configuration failed ... status=127"); nftables needs only the kernel and
+ *    the libnftables criu links, but costs ~1 s of each dump and restore here even with no
+ *    connection, so trees without TCP sockets go without it, as before.
+ *    A connection comes back with its own local address: loopback ones (all of a one-node MPI
+ *    job's) restore anywhere; one bound to an address the restoring node lacks (the first node's
+ *    own IP) fails the restore ("Can't bind inet socket back: Cannot assign requested
+ *    address"), which is then tried again with --tcp-close: such connections come back closed,
+ *    as on a new node they must.
  *  - --file-locks: without it criu refuses to dump a tree holding a file lock ("Some file locks
  *    are hold by dumping tasks"), and HPC programs hold them: HDF5 locks the files it opens,
  *    SQLite its database. The restored tree holds its locks again; a lock another process took
@@ -24,27 +40,58 @@
  *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists"). The deadline
  *    bounds the tries themselves, since criu may name a PID that /proc does not show (seen under
  *    a nested PID namespace whose init never reaps).
- * criu is never killed on a timeout: a dump cut short could leave the program frozen.
+ *  - every criu run has a deadline (the daemon's --criu-deadline, or sooner when the job must
+ *    have an answer sooner: its walltime, its --dump-timeout). A criu past it is killed where the
+ *    tree can go on (criu-stage.ts: not while a parasite is inside a task, given a grace to get
+ *    out), the tree is checked to run again (a killed tracer releases it; a task left stopped
+ *    gets SIGCONT), and the failure says at which stage and in what state the program is.
+ *    A dump that stalled at the breakpoint step turns breakpoints off for every later call.
+ *  - CriuSettings (criu-probe.ts): breakpoints off (CRIU_FAULT=130) and the nftables network
+ *    lock where the node lacks iptables-restore (see --tcp-established above for when).
  */
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readStat, sleep } from '../proc/processes.js';
+import { killAll, processState, readStat, sleep, treeOf } from '../proc/processes.js';
+import { treeHoldsTcp } from '../proc/tcp-sockets.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { busyPid, criuFailure } from './criu-log.js';
-import { EngineError, RESTORED_CGROUPS_FILE, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
+import { criuMode, type CriuSettings } from './criu-probe.js';
+import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
+import {
+  EngineError,
+  RESTORED_CGROUPS_FILE,
+  type CheckpointEngine,
+  type DumpTarget,
+  type ProgramAfterFailure,
+  type RestoredTree,
+  type RestoreTarget,
+} from './engine.js';
+import { LazyPagesServer } from './lazy-pages.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
 
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
+/** Left in the images by a dump of a tree holding TCP sockets; the restore locks the same way. */
+const TCP_MARKER = 'ckpt-daemon-tcp';
+/** Why a restore with a connection established fails where its local address is not: then --tcp-close. */
+const ADDRESS_NOT_HERE = /Can't bind inet socket back: Cannot assign requested address/;
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
 /** Between two tries: criu's PID may be taken while /proc does not show it. */
 const RETRY_PAUSE_MS = 50;
+
+/** The daemon's default bound on one criu run (ckpt-daemon --criu-deadline). */
+export const DEFAULT_CRIU_DEADLINE_MS = 10 * 60_000;
+/** Past its deadline, a criu with a parasite inside a task gets this long to take it out. */
+const PARASITE_GRACE_MS = 10_000;
+/** After criu is killed, how long the tree may take to show it runs again. */
+const RELEASE_WAIT_MS = 3000;
+const POLL_MS = 50;
 
 /** criu logs a failing pre-resume script and carries on; the script kills the tree, but be sure. */
 const PRE_RESUME_FAILED = 'Pre-resume script ret code';
@@ -73,60 +120,181 @@ function requesterEnv(requester: Requester): Record<string, string> {
   };
 }
 
+/** Stopped (T) or traced (t): the program does not run. */
+const isHeld = (state: string | undefined): boolean => state === 'T' || state === 't';
+
+/**
+ * After criu was killed mid-dump: waits (bounded) for the dumped tree to run again and says how
+ * it is. A task criu left group-stopped that was running before the dump is continued.
+ */
+async function releasedTree(before: Map<number, string | undefined>): Promise<ProgramAfterFailure> {
+  const deadline = Date.now() + RELEASE_WAIT_MS;
+  for (;;) {
+    const held = [...before].filter(([pid, was]) => isHeld(processState(pid)) && !isHeld(was)).map(([pid]) => pid);
+    for (const pid of held) if (processState(pid) === 'T') process.kill(pid, 'SIGCONT');
+    const [root] = before.keys();
+    if (processState(root) === undefined || processState(root) === 'Z') return 'gone';
+    if (held.length === 0) return 'running';
+    if (Date.now() > deadline) return 'frozen';
+    await sleep(POLL_MS);
+  }
+}
+
+const PROGRAM_WORDS: Record<ProgramAfterFailure, string> = {
+  running: 'the program runs on',
+  frozen: 'the program is still FROZEN (stopped): it may need a kill -CONT by hand',
+  gone: 'the program is gone',
+};
+
+export interface CriuEngineOptions {
+  settings?: CriuSettings;
+  /** The bound on one criu run when the request gives no sooner one. */
+  deadlineMs?: number;
+  pidWaitMs?: number;
+  /** Told once when the engine changes how it runs criu (breakpoints turned off). */
+  notice?: (message: string) => void;
+}
+
 export class CriuEngine implements CheckpointEngine {
   readonly name = 'criu';
+  private settings: CriuSettings;
+  private readonly deadlineMs: number;
+  private readonly pidWaitMs: number;
 
   constructor(
     private readonly criu: string,
-    private readonly pidWaitMs = PID_WAIT_MS,
-  ) {}
-
-  async dump({ pid, imagesDir, requester }: DumpTarget): Promise<void> {
-    const shellJob = !leadsItsSession(pid);
-    if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
-    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
-    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester));
+    private readonly options: CriuEngineOptions = {},
+  ) {
+    this.settings = { ...(options.settings ?? { breakpoints: 'on', networkLock: 'iptables' }) };
+    this.deadlineMs = options.deadlineMs ?? DEFAULT_CRIU_DEADLINE_MS;
+    this.pidWaitMs = options.pidWaitMs ?? PID_WAIT_MS;
   }
 
-  async restore(target: RestoreTarget): Promise<number> {
+  async dump({ pid, imagesDir, requester, deadline }: DumpTarget): Promise<void> {
+    const shellJob = !leadsItsSession(pid);
+    if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
+    const tcp = treeHoldsTcp(pid);
+    if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
+    const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
+    const before = new Map(treeOf(pid).map((member) => [member, processState(member)]));
+    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester), this.deadlineOf(deadline), {
+      locksNetwork: tcp,
+      onDeadline: (child) => this.stopDump(child, join(imagesDir, 'dump.log'), before),
+    });
+  }
+
+  async restore(target: RestoreTarget): Promise<RestoredTree> {
     const deadline = Date.now() + this.pidWaitMs;
+    let tcp = '--tcp-established';
     for (;;) {
       try {
-        return await this.restoreOnce(target);
+        return await this.restoreOnce(target, tcp);
       } catch (error) {
+        if (tcp === '--tcp-established' && error instanceof EngineError && ADDRESS_NOT_HERE.test(error.reason)) {
+          tcp = '--tcp-close';
+          continue;
+        }
         const pid = error instanceof EngineError ? busyPid(error.reason) : undefined;
         if (pid === undefined || !(await vanishes(pid, deadline))) throw error;
       }
     }
   }
 
-  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [] }: RestoreTarget): Promise<number> {
+  private deadlineOf(requested: number | undefined): number {
+    const own = Date.now() + this.deadlineMs;
+    return requested === undefined ? own : Math.min(own, requested);
+  }
+
+  private async restoreOnce({ imagesDir, scratchDir, requester, jobCgroups = [], deadline }: RestoreTarget, tcp: string): Promise<RestoredTree> {
     const pidfile = join(scratchDir, 'pidfile');
     const logFile = join(scratchDir, 'restore.log');
     rmSync(logFile, { force: true }); // an earlier try's errors are not this one's
     const args = ['restore', '-d', '-D', imagesDir, '-W', scratchDir, '-o', 'restore.log', '-v4'];
-    args.push('--pidfile', pidfile, '--tcp-close', '--file-locks', '--action-script', PRE_RESUME_CHECK);
+    args.push('--pidfile', pidfile, tcp, '--file-locks', '--action-script', PRE_RESUME_CHECK);
     if (existsSync(join(imagesDir, SHELL_JOB_MARKER))) args.push('--shell-job');
-    await this.run(args, logFile, {
-      ...requesterEnv(requester),
-      CKPT_JOB_CGROUPS: jobCgroups.join(' '),
-      CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE),
-    });
-    return Number(readFileSync(pidfile, 'utf8').trim());
+    const env = { ...requesterEnv(requester), CKPT_JOB_CGROUPS: jobCgroups.join(' '), CKPT_RESTORED_CGROUPS: join(scratchDir, RESTORED_CGROUPS_FILE) };
+    const until = this.deadlineOf(deadline);
+    const server = this.settings.lazyPages ? await LazyPagesServer.start(this.criu, imagesDir, scratchDir, criuMode(this.settings, false).env) : undefined;
+    try {
+      await this.run(server ? [...args, '--lazy-pages'] : args, logFile, env, until, {
+        locksNetwork: existsSync(join(imagesDir, TCP_MARKER)),
+        onDeadline: (child) => this.stopRestore(child),
+      });
+    } catch (error) {
+      server?.stop();
+      throw error;
+    }
+    const pid = Number(readFileSync(pidfile, 'utf8').trim());
+    // The transfer has the whole deadline of the restore, not what the restore left of it.
+    return server ? { pid, pagesIn: server.transfer(pid, this.deadlineOf(undefined)) } : { pid };
   }
 
-  private async run(args: string[], logFile: string, env: Record<string, string>): Promise<void> {
-    // Its own session: a --shell-job restore puts the tree in criu's session, not the daemon's.
-    const result = await execa(this.criu, args, { reject: false, stdin: 'ignore', detached: true, env });
-    let logText = '';
-    try {
-      logText = readFileSync(logFile, 'utf8');
-    } catch {
-      // criu stopped before opening its log: its stderr says why
+  /**
+   * Past the deadline of a dump: waits (bounded) for any parasite to leave, kills criu, and says
+   * where it was and how the program is. A stall at the breakpoint step turns breakpoints off.
+   */
+  private async stopDump(child: ResultPromise, logFile: string, before: Map<number, string | undefined>): Promise<EngineError> {
+    const graceEnd = Date.now() + PARASITE_GRACE_MS;
+    let progress = dumpProgress(readOrEmpty(logFile));
+    while (!safeToKill(progress.stage) && Date.now() < graceEnd && child.exitCode === null) {
+      await sleep(POLL_MS);
+      progress = dumpProgress(readOrEmpty(logFile));
     }
+    await killGroup(child);
+    const program = await releasedTree(before);
+    let reason = `criu dump ran past its deadline and was killed at the "${progress.stage}" stage (last log line: ${progress.lastLine || 'none'}); ${PROGRAM_WORDS[program]}`;
+    if (stalledAtBreakpoint(progress) && this.settings.breakpoints === 'on') {
+      this.settings = { ...this.settings, breakpoints: 'off' };
+      const notice = 'hardware breakpoints do not trap on this node (criu stalled at the breakpoint step): criu runs without them from now on (CRIU_FAULT=130)';
+      this.options.notice?.(notice);
+      reason += `; ${notice}: the next checkpoint signal tries again`;
+    }
+    return new EngineError(reason, true, progress.lastLine, program);
+  }
+
+  /** Past the deadline of a restore: the half-restored tree (criu's children) goes with criu. */
+  private async stopRestore(child: ResultPromise): Promise<EngineError> {
+    const restored = child.pid === undefined ? [] : treeOf(child.pid).slice(1);
+    killAll(restored, 'SIGKILL');
+    await killGroup(child);
+    return new EngineError(`criu restore ran past its deadline and was killed with the ${restored.length} process(es) it had restored; the checkpoint is kept`, true);
+  }
+
+  private async run(
+    args: string[],
+    logFile: string,
+    env: Record<string, string>,
+    deadline: number,
+    { locksNetwork, onDeadline }: { locksNetwork: boolean; onDeadline: (child: ResultPromise) => Promise<EngineError> },
+  ): Promise<void> {
+    const mode = criuMode(this.settings, locksNetwork);
+    // Its own session: a --shell-job restore puts the tree in criu's session, not the daemon's;
+    // and a process group to kill at the deadline.
+    const child = execa(this.criu, [...args, ...mode.args], { reject: false, stdin: 'ignore', detached: true, env: { ...env, ...mode.env } });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()));
+    });
+    const result = await Promise.race([child, late]).finally(() => clearTimeout(timer));
+    if (result === 'late') throw await onDeadline(child);
+    const logText = readOrEmpty(logFile); // empty when criu stopped before opening its log: its stderr says why
     if (result.exitCode === 0 && !logText.includes(PRE_RESUME_FAILED)) return;
     const said = `${result.stderr}`.trim().split('\n').pop();
     const failure = criuFailure(logText, said || `${this.criu} ${args[0]} failed: ${result.shortMessage}`);
     throw new EngineError(failure.reason, failure.retryable, failure.log);
   }
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Kills criu and whatever it started (its action script) and waits for it to be reaped. */
+async function killGroup(child: ResultPromise): Promise<void> {
+  if (child.pid !== undefined) killAll([-child.pid], 'SIGKILL');
+  await child;
 }

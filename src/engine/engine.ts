@@ -12,6 +12,8 @@ export interface DumpTarget {
   imagesDir: string;
   /** Whom the images are for: the frozen tree is checked against them before the images count. */
   requester: Requester;
+  /** Epoch ms by which the job needs an answer (engine/criu.ts kills a criu still running then). */
+  deadline?: number;
 }
 
 export interface RestoreTarget {
@@ -26,17 +28,38 @@ export interface RestoreTarget {
    * scratchDir/RESTORED_CGROUPS_FILE (the lines of /proc/PID/cgroup).
    */
   jobCgroups?: string[];
+  /** Epoch ms by which the job needs an answer. */
+  deadline?: number;
 }
 
 export const RESTORED_CGROUPS_FILE = 'restored-cgroups';
 
+/** A restored tree: it runs; a lazy restore is still bringing its memory in. */
+export interface RestoredTree {
+  /** The PID of its root. */
+  pid: number;
+  /**
+   * A lazy restore (engine/lazy-pages.ts): resolves once every page is in, rejects (with the
+   * tree killed) when the transfer failed. The images must stay as they are until then.
+   */
+  pagesIn?: Promise<{ ms: number; bytes: number }>;
+}
+
 export interface CheckpointEngine {
   readonly name: string;
+  /**
+   * True when the images hold no memory (the restart engine's: a command line): a dump then
+   * needs no room for the tree's memory. Unset: it does, as CRIU's.
+   */
+  readonly keepsNoMemory?: boolean;
   /** Dumps the tree and stops it; throws EngineError and leaves it running on failure. */
   dump(target: DumpTarget): Promise<void>;
-  /** Restores the tree, detached from the daemon; resolves to the PID of its root. */
-  restore(target: RestoreTarget): Promise<number>;
+  /** Restores the tree, detached from the daemon; resolves once it runs. */
+  restore(target: RestoreTarget): Promise<RestoredTree>;
 }
+
+/** How a failed dump left the program, as the engine saw it afterwards. */
+export type ProgramAfterFailure = 'running' | 'frozen' | 'gone';
 
 /** A failed dump or restore: what the job side is told (src/protocol/daemon-report.ts). */
 export class EngineError extends Error {
@@ -46,6 +69,13 @@ export class EngineError extends Error {
     readonly retryable: boolean,
     /** The end of the engine's log, for the user who wants the details. */
     readonly log?: string,
+    /** Said when a dump was cut short: the job then tells the truth about its program. */
+    readonly program?: ProgramAfterFailure,
+    /**
+     * The root of a tree to kill once the job has the report (a lazy restore whose memory
+     * transfer failed): killed first, the job would see its program vanish with no reason.
+     */
+    readonly thenKill?: number,
   ) {
     super(reason);
   }

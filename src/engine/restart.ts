@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killAll, ProcessHandle, sleep, treeOf } from '../proc/processes.js';
-import { EngineError, type CheckpointEngine, type DumpTarget, type RestoreTarget } from './engine.js';
+import { EngineError, type CheckpointEngine, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
 
 /** How long the program may take to save its own state and exit after SIGTERM. */
 const STOP_GRACE_MS = 10_000;
@@ -43,6 +43,7 @@ async function stopTree(pid: number): Promise<void> {
 
 export class RestartEngine implements CheckpointEngine {
   readonly name = 'restart';
+  readonly keepsNoMemory = true;
 
   async dump({ pid, imagesDir }: DumpTarget): Promise<void> {
     try {
@@ -55,7 +56,7 @@ export class RestartEngine implements CheckpointEngine {
     await stopTree(pid);
   }
 
-  async restore({ imagesDir, requester }: RestoreTarget): Promise<number> {
+  async restore({ imagesDir, requester }: RestoreTarget): Promise<RestoredTree> {
     const nulSeparated = (name: string): string[] =>
       readFileSync(join(imagesDir, name), 'utf8').split('\0').filter(Boolean);
     const [command, ...args] = nulSeparated('cmdline');
@@ -77,6 +78,6 @@ export class RestartEngine implements CheckpointEngine {
       child.once('error', (error) => reject(new EngineError(`cannot start ${command}: ${error.message}`, false)));
     });
     child.unref();
-    return child.pid as number;
+    return { pid: child.pid as number };
   }
 }

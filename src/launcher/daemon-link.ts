@@ -20,8 +20,9 @@ import { daemonVerdict } from './decisions.js';
  * too, and supervisor.ts picks the link from the settings.
  */
 export interface CheckpointLink {
-  requestCheckpoint(pid: number): void;
-  requestResume(): void;
+  /** ANSWERBY: epoch ms by which the job needs the answer (the daemon bounds its criu by it). */
+  requestCheckpoint(pid: number, answerBy: number): void;
+  requestResume(answerBy: number): void;
   /** checkpoint_ok's identity when the last checkpoint request went out: a different one is new. */
   readonly checkpointOkAtRequest: string | undefined;
   /** Ends the link; a request still unread is taken back (it would be served for nobody). */
@@ -48,17 +49,20 @@ export class DaemonLink implements CheckpointLink {
 
   constructor(private readonly options: DaemonLinkOptions) {}
 
-  requestCheckpoint(pid: number): void {
+  requestCheckpoint(pid: number, answerBy: number): void {
     const { paths, jobId } = this.options;
     this.checkpointOkAtRequest = checkpointIdentity(paths.checkpointOk);
     rmSync(paths.dumpFailed, { force: true });
+    writeFileAtomic(paths.answerBy, `${answerBy}\n`);
     this.send({ kind: 'checkpoint', jobId, pid, dir: paths.dir });
   }
 
-  requestResume(): void {
+  requestResume(answerBy: number): void {
     const { paths, jobId } = this.options;
     rmSync(paths.pidfile, { force: true });
     rmSync(paths.restoreFailed, { force: true });
+    rmSync(paths.pagesIn, { force: true });
+    writeFileAtomic(paths.answerBy, `${answerBy}\n`);
     this.send({ kind: 'resume', jobId, dir: paths.dir });
   }
 

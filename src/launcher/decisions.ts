@@ -20,6 +20,8 @@ export interface RunFiles {
   checkpointOkAtRequest?: string;
   /** Whether the watched program lives; undefined while no program is watched. */
   programAlive?: boolean;
+  /** This job resumed a checkpoint. */
+  resumedJob?: boolean;
 }
 
 /**
@@ -37,10 +39,14 @@ export function eventsFromFiles(state: MachineState, files: RunFiles): MachineEv
   }
   const events: MachineEvent[] = [];
   if ((state.phase === 'running' || state.phase === 'checkpointing') && state.request) {
-    if (files.dumpFailed) events.push({ type: 'dumpFailed', reason: files.dumpFailed.reason });
+    if (files.dumpFailed) events.push({ type: 'dumpFailed', reason: files.dumpFailed.reason, program: files.dumpFailed.program });
     if (files.checkpointOk !== undefined && files.checkpointOk !== files.checkpointOkAtRequest) events.push({ type: 'checkpointOk' });
   }
-  if (files.programAlive === false) events.push({ type: 'programGone' });
+  // A resumed program gone with no status but restore_failed: a lazy restore whose memory never
+  // all came in (the daemon told, then killed the program); the checkpoint is intact.
+  const lazyFailure = files.resumedJob && state.phase === 'running' && !state.request ? files.restoreFailed : undefined;
+  if (files.programAlive === false && lazyFailure) events.push({ type: 'restoreFailed', reason: lazyFailure.reason, retryable: lazyFailure.retryable });
+  else if (files.programAlive === false) events.push({ type: 'programGone' });
   return events;
 }
 

@@ -86,19 +86,22 @@ export type MachineEvent =
   | { type: 'restoreFailed'; reason: string; retryable: boolean }
   | { type: 'checkpointSignal' }
   | { type: 'checkpointOk' }
-  | { type: 'dumpFailed'; reason: string }
+  /** program: how the daemon found the program after a dump it cut short (its deadline). */
+  | { type: 'dumpFailed'; reason: string; program?: 'running' | 'frozen' | 'gone' }
   | { type: 'daemonSilent'; detail: string }
   | { type: 'programExited'; exitCode: number }
   | { type: 'programGone' }
-  | { type: 'timer'; name: TimerName }
+  /** programState: for the dump timer, the program's state letter in /proc (T/t: stopped). */
+  | { type: 'timer'; name: TimerName; programState?: string }
   | { type: 'terminate'; signal: NodeJS.Signals };
 
 export type Outcome = 'checkpointed' | 'finished' | 'failed';
 
 export type MachineAction =
   | { type: 'spawn' }
-  | { type: 'requestCheckpoint'; pid: number }
-  | { type: 'requestResume' }
+  /** answerBy: epoch ms by which the daemon must have answered (its criu deadline, answerBy()). */
+  | { type: 'requestCheckpoint'; pid: number; answerBy: number }
+  | { type: 'requestResume'; answerBy: number }
   | { type: 'watchProgram'; pid: number }
   | { type: 'setTimer'; name: TimerName; ms: number }
   | { type: 'clearTimer'; name: TimerName }
@@ -133,6 +136,27 @@ function ended(state: MachineState, actions: MachineAction[], exit: MachineActio
   return { state: { config: state.config, startedAt: state.startedAt, terminating: state.terminating, phase: 'ended' }, actions: [...actions, exit] };
 }
 
+/** What /proc says of the program when the daemon does not answer: the truth, not a guess. */
+function programNow(state: string | undefined): string {
+  if (state === 't' || state === 'T') {
+    return `the program is STOPPED (state ${state}: a criu that is still running holds it frozen); the next checkpoint signal asks again, ask the node's admin (ckpt-daemon --check)`;
+  }
+  return 'the program is running; the next checkpoint signal asks again';
+}
+
+/**
+ * The daemon answers this long before the job stops waiting (a fifth of a short wait), so that
+ * the job can report why, and before the walltime (a dump still running then is killed with the job).
+ */
+export const ANSWER_MARGIN_MS = 5000;
+
+/** When the daemon must answer a request that the job waits WAITMS for. At least a second from now. */
+export function answerBy(now: number, waitMs: number, walltimeEndsAt?: number): number {
+  const beforeTimeout = now + waitMs - Math.min(ANSWER_MARGIN_MS, waitMs / 5);
+  const beforeWalltime = (walltimeEndsAt ?? Infinity) - ANSWER_MARGIN_MS;
+  return Math.max(now + 1000, Math.min(beforeTimeout, beforeWalltime));
+}
+
 function failWith(state: MachineState, code: number, message: string): Step {
   return ended(state, [log('error', message)], { type: 'exit', code, outcome: 'failed' });
 }
@@ -148,7 +172,7 @@ function requestCheckpoint(state: InPhase<'running'>, now: number, actions: Mach
     actions: [
       ...actions,
       log('info', `checkpoint requested for PID ${pid}`),
-      { type: 'requestCheckpoint', pid },
+      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, config.dumpTimeoutMs, config.walltimeEndsAt) },
       { type: 'setTimer', name: 'dump', ms: config.dumpTimeoutMs },
     ],
   };
@@ -233,12 +257,15 @@ type Handler<T extends MachineEvent['type']> = (state: MachineState, event: Extr
 
 /** One handler per event: what it means in each phase. Phases a handler does not name ignore the event. */
 const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
-  start(state, event) {
+  start(state, event, now) {
     if (state.phase !== 'starting') return unchanged(state);
     if (event.mode === 'fresh') return { state, actions: [{ type: 'spawn' }] };
     return {
       state: { ...state, phase: 'resuming' },
-      actions: [{ type: 'requestResume' }, { type: 'setTimer', name: 'resume', ms: state.config.resumeTimeoutMs }],
+      actions: [
+        { type: 'requestResume', answerBy: answerBy(now, state.config.resumeTimeoutMs) },
+        { type: 'setTimer', name: 'resume', ms: state.config.resumeTimeoutMs },
+      ],
     };
   },
 
@@ -257,11 +284,15 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
 
   restored(state, event, now) {
     if (state.phase !== 'resuming') return unchanged(state);
-    return programKnown(state, event.pid, now, [{ type: 'clearTimer', name: 'resume' }, log('info', `program restored as PID ${event.pid}`)]);
+    return programKnown(state, event.pid, now, [
+      { type: 'clearTimer', name: 'resume' },
+      log('info', `program restored as PID ${event.pid}, running ${duration(now - state.startedAt)} after the job started`),
+    ]);
   },
 
   restoreFailed(state, event, now) {
-    if (state.phase !== 'resuming') return unchanged(state);
+    // While running: a lazy restore whose memory never all came in (the daemon killed the tree).
+    if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.request)) return unchanged(state);
     const cleared: MachineAction[] = [{ type: 'clearTimer', name: 'resume' }];
     if (event.retryable) return after(cleared, resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`));
     return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${event.reason}. The checkpoint is kept; fix the cause and submit again.`));
@@ -299,7 +330,12 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
       state: { ...asked, phase: 'running', request: undefined },
       actions: [
         { type: 'clearTimer', name: 'dump' },
-        log('error', `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`),
+        log(
+          'error',
+          event.program === 'frozen'
+            ? `checkpoint failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
+            : `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
+        ),
       ],
     };
   },
@@ -353,7 +389,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
             'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
         );
       case 'dump':
-        return dumpTimedOut(state);
+        return dumpTimedOut(state, event.programState);
     }
   },
 
@@ -376,8 +412,8 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
   },
 };
 
-/** --dump-timeout passed with the request unanswered. */
-function dumpTimedOut(state: MachineState): Step {
+/** --dump-timeout passed with the request unanswered; PROGRAMSTATE is what /proc says of the program then. */
+function dumpTimedOut(state: MachineState, programState: string | undefined): Step {
   const asked = withRequest(state);
   if (!asked) return unchanged(state);
   if (asked.programGone) {
@@ -394,8 +430,8 @@ function dumpTimedOut(state: MachineState): Step {
     actions: [
       log(
         'warn',
-        `the daemon has not completed the dump after ${duration(asked.config.dumpTimeoutMs)} ` +
-          '(--dump-timeout); the program keeps running, the next checkpoint signal asks again',
+        `the daemon has not answered the dump request after ${duration(asked.config.dumpTimeoutMs)} ` +
+          `(--dump-timeout; ckpt-daemon answers before it, so this node's daemon is another one or stuck): ${programNow(programState)}`,
       ),
     ],
   };

@@ -9,7 +9,8 @@ import { parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import type { RunDirPaths } from '../protocol/run-dir.js';
 import { OutputRelay } from '../proc/output-relay.js';
-import { ProcessHandle } from '../proc/processes.js';
+import { processState, ProcessHandle } from '../proc/processes.js';
+import { formatMegabytes } from '../base/sizes.js';
 import type { RunState } from '../state/run-state.js';
 import { parseExitStatus, parsePidfile, type RunFiles } from './decisions.js';
 
@@ -35,6 +36,10 @@ export interface WatchHooks {
   look(): void;
   /** Whether a restore is awaited (the pidfile then appears in the images folder). */
   resuming(): boolean;
+  /** This job resumed a checkpoint (a later restore_failed then tells of its lazy restore). */
+  resumedJob: boolean;
+  /** Tells the job's log. */
+  say(message: string): void;
 }
 
 export class ProgramWatch {
@@ -47,6 +52,7 @@ export class ProgramWatch {
   private pollEvery = 0;
   private relayScheduled = false;
   private stopped = false;
+  private pagesInSaid = false;
 
   constructor(
     private readonly paths: RunDirPaths,
@@ -57,6 +63,7 @@ export class ProgramWatch {
     this.runDirWatcher = watch(paths.dir, (_event, name) => {
       if (name === 'stdout.log' || name === 'stderr.log') this.scheduleRelay();
       else if (name === 'checkpoint') this.followImages();
+      else if (name === 'pages_in') this.reportPagesIn();
       else hooks.look();
     });
   }
@@ -68,11 +75,30 @@ export class ProgramWatch {
       programAlive,
       exitStatus: parseExitStatus(readIfPresent(this.paths.exitStatus)),
       restoreFailed: readReport(this.paths.restoreFailed),
+      resumedJob: this.hooks.resumedJob,
       restoredPid: parsePidfile(readIfPresent(this.paths.pidfile)),
       dumpFailed: readReport(this.paths.dumpFailed),
       checkpointOk: checkpointIdentity(this.paths.checkpointOk),
       checkpointOkAtRequest,
     };
+  }
+
+  /** The program's state letter in /proc (T/t: stopped), undefined while none is watched or gone. */
+  programState(): string | undefined {
+    return this.program === undefined ? undefined : processState(this.program.pid);
+  }
+
+  /** A lazy restore's memory is all in: said once, with the daemon's figures. */
+  private reportPagesIn(): void {
+    const text = readIfPresent(this.paths.pagesIn);
+    if (this.pagesInSaid || !this.hooks.resumedJob || text === undefined || !text.endsWith('\n')) return;
+    this.pagesInSaid = true;
+    try {
+      const { ms, bytes } = JSON.parse(text) as { ms: number; bytes: number };
+      this.hooks.say(`all ${formatMegabytes(bytes)} of the program's memory in after ${(ms / 1000).toFixed(1)} s (lazy restore)`);
+    } catch {
+      // not the daemon's file: nothing to say
+    }
   }
 
   watchProgram(pid: number): void {

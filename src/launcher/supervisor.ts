@@ -83,7 +83,12 @@ class Supervisor {
       Date.now(),
     );
     this.checkpointAtStart = checkpointIdentity(paths.checkpointOk);
-    this.watch = new ProgramWatch(paths, runState.relayed, { look: () => this.look(), resuming: () => this.state.phase === 'resuming' });
+    this.watch = new ProgramWatch(paths, runState.relayed, {
+      look: () => this.look(),
+      resuming: () => this.state.phase === 'resuming',
+      resumedJob: prepared.mode === 'resume',
+      say: (message) => settings.logger.log('info', message),
+    });
     // The one engine today is the node's checkpoint daemon; a second engine's link is chosen here.
     this.link = new DaemonLink({
       spoolDir: settings.spoolDir,
@@ -148,10 +153,10 @@ class Supervisor {
         );
         return;
       case 'requestCheckpoint':
-        link.requestCheckpoint(action.pid);
+        link.requestCheckpoint(action.pid, action.answerBy);
         return;
       case 'requestResume':
-        link.requestResume();
+        link.requestResume(action.answerBy);
         watch.followImages();
         return;
       case 'watchProgram':
@@ -159,7 +164,11 @@ class Supervisor {
         return;
       case 'setTimer':
         clearTimeout(this.timers.get(action.name));
-        this.timers.set(action.name, setTimeout(() => this.events.post({ type: 'timer', name: action.name }), action.ms));
+        this.timers.set(
+          action.name,
+          // What /proc says of the program when the dump bound passes: the message tells the truth.
+          setTimeout(() => this.events.post({ type: 'timer', name: action.name, programState: action.name === 'dump' ? watch.programState() : undefined }), action.ms),
+        );
         return;
       case 'clearTimer':
         clearTimeout(this.timers.get(action.name));

@@ -32,6 +32,11 @@ export function readStat(pid: number): ProcStat | undefined {
   return fields && { state: fields[0], ppid: Number(fields[1]), session: Number(fields[3]), startTime: fields[19] };
 }
 
+/** The process's state letter (R, S, D, T stopped, t traced, Z…), or undefined when it is gone. */
+export function processState(pid: number): string | undefined {
+  return readStat(pid)?.state;
+}
+
 /** The threads of PID (their ids); none when it is gone. */
 export function threadsOf(pid: number): string[] {
   try {

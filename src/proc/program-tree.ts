@@ -20,9 +20,16 @@ import { childrenOf, sleep } from './processes.js';
  * outside the dumped tree, keeps the job's stderr for its own messages. A SIGTERM to the shim
  * itself means the tree is being stopped from outside to be restarted later (the restart
  * engine's "dump"): the program's end is then not its final status, so none is written.
+ * A program that dies of a signal makes sh report it ("Terminated", "Killed") on the shell's
+ * own stderr, at every stop of the restart engine and every SIGTERM passed on: ckpt-run logs the
+ * program's exit code itself, so while the shim waits its stderr is /dev/null, and the program
+ * gets the log as its stderr in a subshell (a redirection on a simple command would be the
+ * waiting shell's too, and dash reports there). The subshell, which keeps no trap, execs the
+ * program in place: the program stays the shim's child, and a shell builtin stays one.
  */
 const SHIM =
-  'exec >>"$1" 2>>"$2"; status=$3; shift 3; trap "stopped=1" TERM; "$@"; code=$?; ' +
+  'exec >>"$1" 2>>"$2"; status=$3; shift 3; trap "stopped=1" TERM; ' +
+  '{ ( "$@" ) 2>&3 3>&-; code=$?; } 3>&2 2>/dev/null; ' +
   '[ -n "${stopped:-}" ] || { printf "%s\\n" "$code" > "$status.tmp" && mv -f "$status.tmp" "$status"; }; exit "$code"';
 
 export interface ProgramTree {

@@ -7,6 +7,8 @@ export interface DaemonReport {
   reason: string;
   retryable: boolean;
   log?: string;
+  /** A dump cut short: how the daemon found the program afterwards (running, frozen, gone). */
+  program?: 'running' | 'frozen' | 'gone';
 }
 
 export function formatDaemonReport(report: DaemonReport): string {
@@ -18,7 +20,8 @@ export function parseDaemonReport(text: string): DaemonReport | undefined {
   try {
     const value = JSON.parse(text) as Partial<DaemonReport>;
     if (typeof value.reason !== 'string') return undefined;
-    return { reason: value.reason, retryable: value.retryable === true, log: value.log };
+    const program = value.program === 'running' || value.program === 'frozen' || value.program === 'gone' ? value.program : undefined;
+    return { reason: value.reason, retryable: value.retryable === true, log: value.log, ...(program ? { program } : {}) };
   } catch {
     return undefined;
   }

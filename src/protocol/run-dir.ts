@@ -9,6 +9,8 @@ export interface RunDirPaths {
   dir: string;
   /** CRIU images of the last complete checkpoint. */
   images: string;
+  /** The checkpoint before it, kept by the daemon until its next dump; nothing resumes it. */
+  oldImages: string;
   /** Created by the daemon once a dump is complete; replaced (new inode) by every new dump. */
   checkpointOk: string;
   /** Written by the daemon after a restore: the restored root's PID. */
@@ -27,15 +29,29 @@ export interface RunDirPaths {
   stderrRolledBack: string;
   /** ckpt-run's record of the run (see src/state/run-state.ts). */
   state: string;
+  /**
+   * Epoch ms by which the job needs the daemon's answer to its request (walltime, --dump-timeout):
+   * ckpt-daemon bounds criu by it. An extension of the protocol: other daemons ignore it.
+   */
+  answerBy: string;
+  /**
+   * Written by ckpt-daemon once every page of a lazy restore is in (the program ran before):
+   * {"ms": since the request, "bytes": the memory brought in}. ckpt-daemon's own extension.
+   */
+  pagesIn: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
+
+/** The daemon dumps into `checkpoint.new-XXXXXX` (root's, mode 0700) and renames it once complete. */
+export const PARTIAL_IMAGES_PREFIX = 'checkpoint.new-';
 
 export function runDirPaths(dir: string): RunDirPaths {
   const images = join(dir, 'checkpoint');
   return {
     dir,
     images,
+    oldImages: `${images}.old`,
     checkpointOk: join(dir, 'checkpoint_ok'),
     pidfile: join(images, 'pidfile'),
     dumpFailed: join(dir, 'dump_failed'),
@@ -46,6 +62,8 @@ export function runDirPaths(dir: string): RunDirPaths {
     stdoutRolledBack: join(dir, 'stdout.rolled-back.log'),
     stderrRolledBack: join(dir, 'stderr.rolled-back.log'),
     state: join(dir, 'state.json'),
+    answerBy: join(dir, 'answer_by'),
+    pagesIn: join(dir, 'pages_in'),
   };
 }
 

@@ -1,10 +1,10 @@
 /**
- * Which engine the dry run uses: real CRIU when it can work here (root, and a criu that passes
- * `criu check`), else the restart engine, announced loudly because it keeps no memory state.
+ * Which engine the dry run uses: real CRIU when it can work here (root, and a criu that dumps and
+ * restores the probe's canary, in the mode the probe found: src/engine/criu-probe.ts), else the restart engine, announced loudly because it keeps no memory state.
  */
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { CriuEngine } from '../engine/criu.js';
-import { criuUnusable } from '../engine/criu-probe.js';
+import { probeCriu } from '../engine/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
 
@@ -18,8 +18,9 @@ export interface EngineChoice {
 
 export async function chooseEngine(request: EngineRequest, criu: string): Promise<EngineChoice> {
   if (request === 'restart') return { engine: new RestartEngine() };
-  const problem = criuUnusable(criu);
-  if (!problem) return { engine: new CriuEngine(criu) };
+  const findings = await probeCriu(criu);
+  const { problem } = findings;
+  if (!problem) return { engine: new CriuEngine(criu, { settings: findings.settings }) };
   if (request === 'criu') throw new CliError(`the criu engine cannot work here: ${problem}`, ExitCode.Usage);
   return {
     engine: new RestartEngine(),

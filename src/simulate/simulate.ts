@@ -19,6 +19,7 @@ import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
 import { StatusLine } from './status-line.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
+import { KILLED_AT_WALLTIME, verdict, type DaemonFailure } from './verdict.js';
 import { killAtWalltime } from './walltime-kill.js';
 
 export interface SimulationOptions {
@@ -35,8 +36,6 @@ export interface SimulationOptions {
 
 const CKPT_RUN = fileURLToPath(new URL('../../bin/ckpt-run', import.meta.url));
 export const SIMULATION_RUN_ID = 'simulate';
-
-const KILLED_AT_WALLTIME = 'killed at its walltime (not resubmitted)';
 
 /** What ended a job, from the run's own record (an exit code alone is ambiguous). */
 function endedBy(workdir: string, exitCode: number): { text: string; finished: boolean } {
@@ -58,13 +57,13 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
   // A dry run always starts from the beginning: an earlier simulation's checkpoint is dropped.
   rmSync(runDirFor(options.workdir, SIMULATION_RUN_ID), { recursive: true, force: true });
   const events: DaemonEvent[] = [];
-  const daemonFailures: string[] = [];
+  const failures: DaemonFailure[] = [];
   /** Each job's restored program, taken as the daemon restores it (a later PID could be another process). */
   const restoredPrograms = new Map<string, ProcessHandle>();
   const stopDaemon = await options.startDaemon(spoolDir, (event) => {
     events.push(event);
     if (event.kind === 'restore' && event.ok && event.pid) restoredPrograms.set(event.jobId, new ProcessHandle(event.pid));
-    if (!event.ok && event.reason) daemonFailures.push(`${event.kind} of job ${event.jobId} failed: ${event.reason}`);
+    if (!event.ok) failures.push({ kind: event.kind, jobId: event.jobId, reason: event.reason ?? 'no reason given' });
   });
   const status = new StatusLine(process.stderr);
   const cycles: CycleRecord[] = [];
@@ -132,46 +131,5 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
     await stopDaemon();
     rmSync(spoolDir, { recursive: true, force: true });
   }
-  return verdict(options, cycles, daemonFailures);
-}
-
-function verdict(options: SimulationOptions, cycles: CycleRecord[], daemonFailures: string[]): SimulationSummary {
-  const last = cycles[cycles.length - 1];
-  const checkpoints = cycles.filter((cycle) => cycle.exitCode === ExitCode.Resubmit).length;
-  const base = { engine: options.engine, command: options.argv, cycles, checkpoints };
-  const reasons = daemonFailures.length ? ` The daemon said: ${daemonFailures.join('; ')}` : '';
-  if (last.endedBy === KILLED_AT_WALLTIME && options.schedule.kind === 'walltime') {
-    const { walltimeSec, checkpointSec } = options.schedule;
-    return {
-      ...base,
-      ok: false,
-      exitCode: last.exitCode,
-      verdict:
-        `cycle ${cycles.length} was still running at its walltime (${walltimeSec} s): OAR kills such a job and does not resubmit it, so the run would stop here. ` +
-        `The checkpoint signal came ${checkpointSec} s before the walltime, too late for the job to exit 99 in time: raise --checkpoint (here and in oarsub) ` +
-        `to the dump time plus ~15 s, since OAR's signal comes up to 10-15 s late.${reasons}`,
-    };
-  }
-  if (last.exitCode === ExitCode.Resubmit && !last.finished) {
-    return {
-      ...base,
-      ok: true,
-      exitCode: 0,
-      verdict: `stopped after ${options.maxCycles} cycles (--max-cycles): ${checkpoints} checkpoints made; the program has not finished (its last checkpoint is kept in .ckpt-run/simulate).${reasons}`,
-    };
-  }
-  if (last.finished) {
-    return {
-      ...base,
-      ok: true,
-      exitCode: last.exitCode,
-      verdict: `the program finished with exit code ${last.exitCode} after ${checkpoints} checkpoint${checkpoints === 1 ? '' : 's'}.${reasons}`,
-    };
-  }
-  return {
-    ...base,
-    ok: false,
-    exitCode: last.exitCode,
-    verdict: `cycle ${cycles.length} ended with: ${last.endedBy}, after ${checkpoints} checkpoints.${reasons}`,
-  };
+  return verdict({ engine: options.engine, command: options.argv, schedule: options.schedule, maxCycles: options.maxCycles, cycles, failures });
 }

@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
-  chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, statSync, writeFileSync,
+  chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, statSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -235,13 +235,20 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
     const controllers = ['cpuset', 'cpu'];
     const [dumpedJob, newJob] = [`cg${process.pid}a`, `cg${process.pid}b`];
     const cgroup = (controller: string, job: string): string => `/sys/fs/cgroup/${controller}/oar/root_${job}`;
-    /** What OAR's job resource manager does at a job's start (cpuset: CPU 0, memory node 0). */
+    /**
+     * What OAR's job resource manager does at a job's start (cpuset: CPU 0, memory node 0). /oar,
+     * made here when no OAR job ran yet, gets all of the node's CPUs and memory as OAR gives it:
+     * with CPU 0 alone, the local OAR cluster's next job on CPU 1 fails (CPUSET_ERROR, seen).
+     */
     const createJobCgroups = (job: string): void => {
       for (const controller of controllers) {
         for (const dir of [`/sys/fs/cgroup/${controller}/oar`, cgroup(controller, job)]) {
           if (!existsSync(dir)) mkdirSync(dir);
           if (controller !== 'cpuset') continue;
-          for (const file of ['cpuset.cpus', 'cpuset.mems']) if (readFileSync(join(dir, file), 'utf8').trim() === '') writeFileSync(join(dir, file), '0');
+          for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+            const all = dir.endsWith('/oar') ? readFileSync(join(dir, '..', file), 'utf8').trim() : '0';
+            if (readFileSync(join(dir, file), 'utf8').trim() === '') writeFileSync(join(dir, file), all);
+          }
         }
       }
     };
@@ -300,6 +307,9 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
     await jobs[0].waitFor((p) => p.stdout.split('\n').length > 10, '10 lines', 30_000);
     jobs[0].child.kill('SIGUSR2');
     expect(await jobs[0].exitCode(60_000)).toBe(99);
+    // The daemon handed its images over: the folder and every file in it are the user's.
+    const images = join(workdir, '.ckpt-run', 'default', 'checkpoint');
+    expect([images, ...readdirSync(images).map((name) => join(images, name))].filter((path) => lstatSync(path).uid !== user.uid)).toEqual([]);
     // Without a PID namespace (root only) the dumped PIDs linger until init reaps them. The daemon
     // waits for that (10 s at most); past it, "Can't fork … File exists" is retryable: exit 99 again.
     let exitCode: number | null = 99;
@@ -317,7 +327,9 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
     );
     expect(exitCode).toBe(7);
     expect(numbers).toEqual(Array.from({ length: count }, (_, k) => k + 1));
-    expect(statSync(join(workdir, '.ckpt-run', 'default', 'checkpoint')).uid).toBe(user.uid);
+    // The run finished: the user's own ckpt-run removed the images, which no job will resume.
+    expect(jobs.at(-1)?.stderr).toMatch(/the run finished: removed its checkpoint images \([\d.]+ MB; --keep-images keeps them\)/);
+    expect(readdirSync(join(workdir, '.ckpt-run', 'default')).filter((name) => name.startsWith('checkpoint'))).toEqual([]);
   }, 180_000);
 
   it("refuses a user's checkpoint of root's process, and a user's restore of images whose credentials say uid 0", async () => {

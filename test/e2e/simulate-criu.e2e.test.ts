@@ -55,16 +55,18 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
   });
 
-  it('a dump CRIU refuses: the reason is shown, the program keeps running and finishes', async () => {
+  it('a dump CRIU refuses: the reason is shown, the program keeps running and finishes, and the dry run fails with 13', async () => {
     const { workdir } = makeSandbox('ckpt-simcriu-');
     // An open deleted file larger than CRIU's ghost limit (1 MB) cannot be dumped.
     const script = `head -c 3000000 /dev/zero > big; exec 3<big; rm big; exec ${COUNTER} 30 0.1 0`;
     const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '1', '--', 'sh', '-c', script]);
-    expect(await sim.exitCode(60_000)).toBe(0);
+    expect(await sim.exitCode(60_000)).toBe(13);
     const summary = summaryOf(workdir);
     expect(summary.checkpoints).toBe(0);
+    expect(summary.ok).toBe(false);
     expect(sim.stderr).toMatch(/checkpoint failed: .+/);
-    expect(summary.verdict).toMatch(/The daemon said: dump of job .* failed: .+/);
+    expect(summary.verdict).toMatch(/^\d+ checkpoints? failed \(dump of job .* failed: .+\); the program then finished with exit code 0 after 0 checkpoints\./);
+    expect(sim.stdout).toMatch(/^FAILED: /m);
     expect(counted(sim.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     console.log(`dump failure shown to the user: ${sim.stderr.match(/checkpoint failed: .*/)?.[0]}`);
   });

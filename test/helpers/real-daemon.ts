@@ -22,6 +22,8 @@ export interface DaemonStart {
   imageKey: string;
   /** Log every step (--verbose). */
   verbose?: boolean;
+  /** More ckpt-daemon options (--criu-deadline, --criu-breakpoints). */
+  extraArgs?: string[];
 }
 
 export class RealDaemon {
@@ -35,7 +37,7 @@ export class RealDaemon {
   /** Starts a daemon and waits (bounded) until it says it serves the spool dir. */
   static async start<T extends RealDaemon>(
     this: new (proc: Proc, logPath: string, logStart: number) => T,
-    { spool, logPath, criu, imageKey, verbose }: DaemonStart,
+    { spool, logPath, criu, imageKey, verbose, extraArgs = [] }: DaemonStart,
   ): Promise<T> {
     let logStart = 0;
     try {
@@ -43,7 +45,7 @@ export class RealDaemon {
     } catch {
       // a new log
     }
-    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--engine', 'criu', '--criu', criu, '--image-key', imageKey, ...(verbose ? ['--verbose'] : [])];
+    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--engine', 'criu', '--criu', criu, '--image-key', imageKey, ...(verbose ? ['--verbose'] : []), ...extraArgs];
     const proc = new Proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const daemon = new this(proc, logPath, logStart);
     await waitUntil(

@@ -10,8 +10,11 @@ import { EngineError, type CheckpointEngine } from '../../src/engine/engine.js';
 import { RestartEngine } from '../../src/engine/restart.js';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { HEARTBEAT_FILE } from '../../src/protocol/heartbeat.js';
-import { cleanUp, isGone, killAtCleanUp, startTree, tempDir } from '../helpers/daemon-fixtures.js';
+import { AS_ROOT, cleanUp, isGone, killAtCleanUp, startTree, tempDir } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
+import { mountTmpfs, resizeTmpfs, unmount } from '../helpers/fault-system.js';
+import { realPartAvailable } from '../helpers/real-parts.js';
+import { treeMemoryBytes } from '../../src/daemon/dump-room.js';
 import { signAsTheDaemon, startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';
 
 let daemon: TestDaemon | undefined;
@@ -140,7 +143,7 @@ class ScriptedEngine implements CheckpointEngine {
     if (this.failure) throw this.failure;
   }
 
-  async restore(): Promise<number> {
+  async restore(): Promise<never> {
     throw new EngineError("Can't fork for 4242: File exists", true, 'log');
   }
 }
@@ -194,5 +197,49 @@ describe('ckpt-daemon around a failing or slow engine', () => {
     engine.release();
     expect((await daemon.event('dump', 'a2')).ok).toBe(true);
     expect(engine.maxRunning).toBe(2);
+  });
+});
+
+describe('ckpt-daemon: room for the dump', () => {
+  const MiB = 2 ** 20;
+  /** A tree whose child holds MIB MiB of written memory. */
+  const holding = (mib: number) =>
+    startTree(['sh', '-c', `node -e "globalThis.b = Buffer.alloc(${mib} * 2 ** 20, 1); setInterval(() => {}, 1000)" & wait`]);
+
+  it("counts the whole tree's written memory", async () => {
+    const pid = await holding(48);
+    await waitUntil(() => treeMemoryBytes(pid) >= 48 * MiB, () => `the tree to hold 48 MiB (it holds ${treeMemoryBytes(pid)} bytes)`);
+  });
+
+  const mounts = realPartAvailable('the dump room refusal (mounts a small tmpfs)', () => (AS_ROOT ? undefined : 'needs root'));
+  it.runIf(mounts)('a dump that cannot fit is refused before it starts, the program running on; with room it is served', async () => {
+    const base = tempDir();
+    const dir = runDir(base);
+    mountTmpfs(dir, 16 * MiB);
+    try {
+      const engine = new ScriptedEngine();
+      daemon = await startTestDaemon(base, engine);
+      const pid = await holding(64);
+      await waitUntil(() => treeMemoryBytes(pid) >= 64 * MiB, 'the tree to hold 64 MiB');
+      daemon.request({ kind: 'checkpoint', jobId: 'j', pid, dir });
+      const refused = await daemon.event('dump', 'j');
+      const reason = /^not enough room for the dump in .*: it needs about [\d.]+ MB \(the program's [\d.]+ MB of memory and a margin\) and the filesystem has [\d.]+ MB free for /;
+      expect(refused).toMatchObject({ ok: false, reason: expect.stringMatching(reason) });
+      expect(refused.ms).toBeLessThan(2000);
+      expect(parseDaemonReport(readFileSync(join(dir, 'dump_failed'), 'utf8'))?.reason).toBe(refused.reason);
+      expect(engine.maxRunning).toBe(0);
+      expect(readdirSync(dir)).toEqual(['dump_failed']);
+      expect(isGone(pid)).toBe(false);
+
+      resizeTmpfs(dir, 256 * MiB);
+      daemon.request({ kind: 'checkpoint', jobId: 'j2', pid, dir });
+      await waitUntil(() => engine.running === 1, 'the dump to start');
+      engine.release();
+      expect(await daemon.event('dump', 'j2')).toMatchObject({ ok: true });
+    } finally {
+      await daemon?.stop();
+      daemon = undefined;
+      unmount(dir);
+    }
   });
 });

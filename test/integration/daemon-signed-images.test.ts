@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IMAGE_KEY_BYTES, IMAGES_REFUSED, SIGNATURE_FILE } from '../../src/daemon/image-signature.js';
-import type { CheckpointEngine, DumpTarget, RestoreTarget } from '../../src/engine/engine.js';
+import type { CheckpointEngine, DumpTarget, RestoredTree, RestoreTarget } from '../../src/engine/engine.js';
 import { RestartEngine } from '../../src/engine/restart.js';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { cleanUp, killAtCleanUp, startTree, tempDir } from '../helpers/daemon-fixtures.js';
@@ -31,7 +31,7 @@ class RecordingEngine implements CheckpointEngine {
     return this.inner.dump(target);
   }
 
-  restore(target: RestoreTarget): Promise<number> {
+  restore(target: RestoreTarget): Promise<RestoredTree> {
     this.restores += 1;
     return this.inner.restore(target);
   }

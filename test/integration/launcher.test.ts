@@ -2,7 +2,7 @@
  * bin/ckpt-run against test/helpers/fake-daemon.sh, a daemon written independently in bash:
  * the wire protocol, the exit codes and the run's state, with real processes and signals.
  */
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { counted, COUNTER, makeSandbox, ROOT, runCkpt, startFakeDaemon, type Sandbox } from '../helpers/launcher-harness.js';
@@ -24,12 +24,14 @@ function catchesSigusr2(pid: number): boolean {
 }
 
 const runDir = (sandbox: Sandbox, runId = 'default') => join(sandbox.workdir, '.ckpt-run', runId);
+/** The checkpoint files of a run folder: images, checkpoint_ok. */
+const imagesIn = (dir: string) => readdirSync(dir).filter((name) => name.startsWith('checkpoint')).sort();
 const state = (sandbox: Sandbox, runId = 'default') =>
   JSON.parse(readFileSync(join(runDir(sandbox, runId), 'state.json'), 'utf8'));
 
 /** First job: starts the counter, is checkpointed once it printed `after`, exits 99. */
-async function checkpointFirstJob(sandbox: Sandbox, counterArgs: string[], after = 3) {
-  const job = runCkpt(sandbox, ['--job-id', '100', '--', COUNTER, ...counterArgs]);
+async function checkpointFirstJob(sandbox: Sandbox, counterArgs: string[], after = 3, options: string[] = []) {
+  const job = runCkpt(sandbox, ['--job-id', '100', ...options, '--', COUNTER, ...counterArgs]);
   await job.waitFor((p) => counted(p.stdout).length >= after, `${after} lines from the counter`);
   job.child.kill('SIGUSR2');
   expect(await job.exitCode()).toBe(99);
@@ -126,7 +128,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
     job.child.kill('SIGUSR2');
     expect(await job.exitCode()).toBe(5);
-    expect(job.stderr).toMatch(/has not completed the dump after 1 s/);
+    expect(job.stderr).toMatch(/has not answered the dump request after 1 s .*: the program is running; the next checkpoint signal asks again/);
     expect(counted(job.stdout)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
   });
 
@@ -154,6 +156,8 @@ describe('resume failures', () => {
     expect(await second.exitCode()).toBe(3);
     expect(second.stderr).toMatch(/resume timed out after 1 s: no checkpoint\/pidfile/);
     expect(existsSync(join(sandbox.spool, '101.resume'))).toBe(false);
+    // A failed job keeps the last good checkpoint: the next job resumes it.
+    expect(imagesIn(runDir(sandbox))).toEqual(['checkpoint', 'checkpoint_ok']);
   });
 
   it('no daemon on the node: says so within seconds (exit 11), keeps the checkpoint', async () => {
@@ -279,5 +283,82 @@ describe('bad inputs: one line, a distinct exit code', () => {
     expect(await second.exitCode()).toBe(9);
     expect(second.stderr).toContain(statePath);
     expect(second.stderr).toMatch(/rm -r /);
+  });
+});
+
+describe('checkpoint images on disk', () => {
+  it('a finished run leaves no images once it is recorded finished; --keep-images keeps them', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    await checkpointFirstJob(sandbox, ['40', '0.02', '0']);
+    // The daemon keeps the checkpoint before the last one as checkpoint.old/ until its next dump.
+    mkdirSync(join(runDir(sandbox), 'checkpoint.old'));
+    writeFileSync(join(runDir(sandbox), 'checkpoint.old', 'pages-1.img'), 'x'.repeat(4096));
+    const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '0']);
+    expect(await second.exitCode()).toBe(0);
+    expect(state(sandbox).status).toBe('finished');
+    expect(imagesIn(runDir(sandbox))).toEqual([]);
+    expect(second.stderr).toMatch(/the run finished: removed its checkpoint images \([\d.]+ MB; --keep-images keeps them\)/);
+    // The run's record and output stay.
+    expect(readdirSync(runDir(sandbox))).toEqual(expect.arrayContaining(['exit_status', 'state.json', 'stderr.log', 'stdout.log']));
+
+    await checkpointFirstJob(sandbox, ['40', '0.02', '0'], 3, ['--run-id', 'kept']);
+    const kept = runCkpt(sandbox, ['--job-id', '101', '--run-id', 'kept', '--keep-images', '--', COUNTER, '40', '0.02', '0']);
+    expect(await kept.exitCode()).toBe(0);
+    expect(state(sandbox, 'kept').status).toBe('finished');
+    expect(imagesIn(runDir(sandbox, 'kept'))).toEqual(['checkpoint']);
+    expect(kept.stderr).not.toMatch(/removed its checkpoint images/);
+  });
+
+  it("clean lists, and with --yes removes, only the images no job will resume; status shows each run's disk use", async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    // done: finished, images kept; waiting: checkpointed, resumable; live: a job runs it now, and
+    // a checkpoint/ just renamed into place by a dump whose checkpoint_ok is not written yet.
+    await checkpointFirstJob(sandbox, ['40', '0.02', '0'], 3, ['--run-id', 'done']);
+    expect(await runCkpt(sandbox, ['--job-id', '101', '--run-id', 'done', '--keep-images', '--', COUNTER, '40', '0.02', '0']).exitCode()).toBe(0);
+    await checkpointFirstJob(sandbox, ['40', '0.02', '0'], 3, ['--run-id', 'waiting']);
+    const live = runCkpt(sandbox, ['--job-id', '200', '--run-id', 'live', '--', COUNTER, '10000', '0.05', '0']);
+    stops.push(() => live.child.kill('SIGTERM'));
+    await live.waitFor((p) => counted(p.stdout).length >= 1, 'the live run to start');
+    mkdirSync(join(runDir(sandbox, 'live'), 'checkpoint'));
+    writeFileSync(join(runDir(sandbox, 'live'), 'checkpoint', 'pages-1.img'), 'x'.repeat(4096));
+
+    const snapshot = (runId: string) =>
+      readdirSync(runDir(sandbox, runId), { recursive: true, encoding: 'utf8' }).sort().map((name) => {
+        const stats = statSync(join(runDir(sandbox, runId), name));
+        return `${name} ${stats.ino} ${stats.size} ${stats.mtimeMs}`;
+      });
+    const waitingBefore = snapshot('waiting');
+    const clean = async (...args: string[]) => {
+      const run = runCkpt(sandbox, ['clean', ...args]);
+      expect(await run.exitCode()).toBe(0);
+      return run.stdout;
+    };
+
+    const listed = await clean();
+    expect(listed).toMatch(/^removable \.ckpt-run\/done\/checkpoint\/ \([\d.]+ MB\): finished, exit code 0$/m);
+    expect(listed).toMatch(/^kept +\.ckpt-run\/live\/checkpoint\/ \([\d.]+ MB\): a job may be running it/m);
+    expect(listed).toMatch(/^kept +\.ckpt-run\/waiting\/checkpoint\/ \([\d.]+ MB\): may still resume/m);
+    expect(listed).toMatch(new RegExp(`MB can be removed: ckpt-run clean --yes ${sandbox.workdir}\n$`));
+    expect(imagesIn(runDir(sandbox, 'done'))).toEqual(['checkpoint']);
+
+    const removed = await clean('--yes', sandbox.workdir);
+    expect(removed).toMatch(/^removed +\.ckpt-run\/done\/checkpoint\/ /m);
+    expect(removed).toMatch(/^freed [\d.]+ MB$/m);
+    expect(imagesIn(runDir(sandbox, 'done'))).toEqual([]);
+    expect(snapshot('waiting')).toEqual(waitingBefore);
+    expect(imagesIn(runDir(sandbox, 'live'))).toEqual(['checkpoint']);
+    expect(await clean()).toMatch(/nothing to remove\n$/);
+
+    const shown = runCkpt(sandbox, ['status']);
+    expect(await shown.exitCode()).toBe(0);
+    expect(shown.stdout.match(/^ {2}disk: {7}[\d.]+ MB \(checkpoint images [\d.]+ MB\)$/gm)).toHaveLength(3);
+    const json = runCkpt(sandbox, ['status', '--json']);
+    expect(await json.exitCode()).toBe(0);
+    const runs = JSON.parse(json.stdout);
+    const waiting = runs.find((run: { runId: string }) => run.runId === 'waiting');
+    expect(waiting.disk.images).toBeGreaterThan(0);
+    expect(waiting.disk.total).toBeGreaterThan(waiting.disk.images);
   });
 });

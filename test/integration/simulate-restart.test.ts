@@ -90,6 +90,22 @@ describe('ckpt-run simulate --engine restart', () => {
     expect(summaryOf(sandbox.workdir).engine).toBe('restart');
   });
 
+  it("the README's demo as an ordinary user: no line in its output is neither the program's nor ckpt-run's", async () => {
+    const sandbox = makeSandbox('ckpt-sim-');
+    const user = process.geteuid?.() === 0 ? ensureTestUser() : undefined;
+    if (user) execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, sandbox.dir]);
+    // The README's command, cut to 3 cycles: each restart-engine "dump" stops the program with
+    // SIGTERM, where the shim's sh used to print "Terminated" into the job's output.
+    const sim = runSimulate(sandbox.workdir, ['--every', '4', '--max-cycles', '3', '--', COUNTER, '40', '0.25', '7'], user ?? {});
+    expect(await sim.exitCode(60_000)).toBe(0);
+    expect(summaryOf(sandbox.workdir).checkpoints).toBe(3);
+    const [programPart, summaryPart] = sim.stdout.split(/^(?=Simulation summary)/m);
+    expect(summaryPart).toBeDefined();
+    expect(programPart.split('\n').filter((line) => line !== '' && !/^\d+$/.test(line))).toEqual([]);
+    const ours = /^(ckpt-run|ckpt-run simulate|ckpt-daemon): |^NOTICE: real CRIU is not usable/;
+    expect(sim.stderr.split('\n').filter((line) => line !== '' && !ours.test(line))).toEqual([]);
+  });
+
   it('asking for the criu engine where it cannot work is a clear usage error', async () => {
     const sandbox = makeSandbox('ckpt-sim-');
     const user = process.geteuid?.() === 0 ? ensureTestUser() : undefined;

@@ -54,6 +54,12 @@ describe('criuFailure', () => {
     );
   });
 
+  it("a helper command's status is not the cause: what criu ran it for is", () => {
+    // Seen with criu's default network lock on a node without the iptables command.
+    const log = `${NOISE}\n(00.120001) Error (criu/util.c:656): exited, status=127\n(00.120010) Error (criu/netfilter.c:88): Iptables configuration failed\n(00.120020) Error (criu/sk-tcp.c:110): tcp: Failed to lock TCP connection 4c9d`;
+    expect(criuFailure(log, 'fallback').reason).toBe('Iptables configuration failed');
+  });
+
   it('falls back when the log has no error (criu stopped before logging)', () => {
     expect(criuFailure(`${NOISE}\n`, 'criu: excessive parameter')).toMatchObject({ reason: 'criu: excessive parameter', retryable: false });
   });

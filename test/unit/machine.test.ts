@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
 import {
+  ANSWER_MARGIN_MS,
+  answerBy,
   initialState,
   step,
   type MachineAction,
@@ -44,7 +46,7 @@ describe('fresh start → checkpoint → exit 99', () => {
       [1600, { type: 'checkpointOk' }],
     ]);
     expect(run.of('spawn')).toHaveLength(1);
-    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42 }]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 1000 + 295_000 }]);
     expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
   });
 
@@ -97,7 +99,7 @@ describe('fresh start → checkpoint → exit 99', () => {
       [1, { type: 'checkpointSignal' }],
       [3, { type: 'spawned', pid: 7 }],
     ]);
-    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 7 }]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 7, answerBy: 3 + 295_000 }]);
   });
 
   it('waits for --min-runtime before exiting 99, then exits on the timer', () => {
@@ -164,6 +166,43 @@ describe('fresh start → checkpoint → exit 99', () => {
   });
 });
 
+describe('the daemon\'s deadline and what the job says when a dump goes wrong', () => {
+  const messages = (run: ReturnType<typeof drive>, level: string) =>
+    run.actions.filter((a) => a.type === 'log' && a.level === level).map((a) => (a as { message: string }).message);
+
+  it('asks the daemon to answer before the job stops waiting and before the walltime, each less a margin', () => {
+    expect(answerBy(1000, 300_000)).toBe(1000 + 300_000 - ANSWER_MARGIN_MS);
+    expect(answerBy(1000, 300_000, 61_000)).toBe(61_000 - ANSWER_MARGIN_MS);
+    // the walltime already (nearly) over: still a second, not a deadline in the past
+    expect(answerBy(1000, 300_000, 3000)).toBe(2000);
+    // a short --dump-timeout keeps most of itself for the daemon
+    expect(answerBy(1000, 4000)).toBe(1000 + 4000 - 800);
+    const run = drive({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }]]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 715_000 }]);
+  });
+
+  it('says the program runs on after an ordinary dump failure, and that it is frozen when the daemon says so', () => {
+    const ordinary = drive({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1200, { type: 'dumpFailed', reason: 'no space' }]]);
+    expect(messages(ordinary, 'error')).toEqual(['checkpoint failed: no space. The program keeps running; the next checkpoint signal tries again.']);
+    const frozen = drive({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1200, { type: 'dumpFailed', reason: 'killed at the deadline', program: 'frozen' }]]);
+    expect(messages(frozen, 'error')).toEqual([
+      "checkpoint failed: killed at the deadline. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).",
+    ]);
+    expect(frozen.state.phase).toBe('running');
+  });
+
+  it('after --dump-timeout with no answer, says what /proc shows of the program: stopped or running', () => {
+    const signal: Array<[number, MachineEvent]> = [...fresh, [1000, { type: 'checkpointSignal' }]];
+    const stopped = drive({}, [...signal, [301_000, { type: 'timer', name: 'dump', programState: 't' }]]);
+    expect(messages(stopped, 'warn')).toEqual([
+      expect.stringMatching(/has not answered the dump request after 300 s .*: the program is STOPPED \(state t: a criu that is still running holds it frozen\)/),
+    ]);
+    const running = drive({}, [...signal, [301_000, { type: 'timer', name: 'dump', programState: 'S' }]]);
+    expect(messages(running, 'warn')).toEqual([expect.stringMatching(/: the program is running; the next checkpoint signal asks again$/)]);
+    expect(running.exits).toEqual([]);
+  });
+});
+
 describe('program ends on its own', () => {
   it('exits with the program code, also while a dump is pending', () => {
     const run = drive({}, [
@@ -191,7 +230,7 @@ describe('resume', () => {
 
   it('asks for a resume with a bounded wait, then watches the restored PID', () => {
     const run = drive({}, [...resume, [300, { type: 'restored', pid: 99 }], [5000, { type: 'programExited', exitCode: 3 }]]);
-    expect(run.of('requestResume')).toHaveLength(1);
+    expect(run.of('requestResume')).toEqual([{ type: 'requestResume', answerBy: 600_000 - 5000 }]);
     expect(run.of('setTimer')).toContainEqual({ type: 'setTimer', name: 'resume', ms: 600_000 });
     expect(run.of('clearTimer')).toContainEqual({ type: 'clearTimer', name: 'resume' });
     expect(run.of('watchProgram')).toEqual([{ type: 'watchProgram', pid: 99 }]);
@@ -213,9 +252,17 @@ describe('resume', () => {
     expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
   });
 
+  it('a lazy restore whose memory transfer failed after the program ran (the daemon killed it) resubmits: the checkpoint is intact', () => {
+    const run = drive({ restarts: 1 }, [...resume, [300, { type: 'restored', pid: 5 }], [900, { type: 'restoreFailed', reason: 'criu lazy-pages was killed', retryable: true }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+    // but not while a checkpoint of the running program is under way: that request decides
+    const dumping = drive({}, [...resume, [300, { type: 'restored', pid: 5 }], [400, { type: 'checkpointSignal' }], [900, { type: 'restoreFailed', reason: 'x', retryable: true }]]);
+    expect(dumping.exits).toEqual([]);
+  });
+
   it('a signal during the resume is served once the program is restored', () => {
     const run = drive({}, [...resume, [100, { type: 'checkpointSignal' }], [300, { type: 'restored', pid: 5 }]]);
-    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 5 }]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 5, answerBy: 300 + 295_000 }]);
   });
 
   it('gives up at once with exit 11 when no daemon answers', () => {

@@ -1,0 +1,39 @@
+/** Which checkpoint images a job may still need (state/run-images.ts): the rule `ckpt-run clean` and the end of a run follow. */
+import { describe, expect, it } from 'vitest';
+import { imagesVerdict } from '../../src/state/run-images.js';
+import { newRunState, type JobRecord, type RunState } from '../../src/state/run-state.js';
+
+function run(status: RunState['status'], lastJob?: Partial<JobRecord>): RunState {
+  const state = newRunState('r', ['prog'], '/w', new Date(0));
+  state.status = status;
+  if (status === 'finished') state.exitCode = 0;
+  if (lastJob) state.history.push({ jobId: '1', startedAt: new Date(0).toISOString(), mode: 'fresh', ...lastJob });
+  return state;
+}
+
+const ended = { endedAt: new Date(1).toISOString(), outcome: 'failed', exitCode: 4 } as const;
+
+describe('imagesVerdict', () => {
+  it('a finished run: removable, whatever else is there', () => {
+    expect(imagesVerdict(run('finished', { ...ended, outcome: 'finished', exitCode: 0 }), false)).toEqual({ removable: true, why: 'finished, exit code 0' });
+  });
+
+  it('a run whose last job ended with checkpoint_ok present may still resume: kept, whatever its status says', () => {
+    for (const status of ['running', 'checkpointed', 'failed'] as const) {
+      expect(imagesVerdict(run(status, ended), true)).toMatchObject({ removable: false, why: expect.stringMatching(/^may still resume/) });
+    }
+  });
+
+  it('a run whose last job recorded no end may be running (a dump renames its images in before checkpoint_ok): kept', () => {
+    expect(imagesVerdict(run('running', {}), false)).toMatchObject({ removable: false, why: expect.stringMatching(/^a job may be running it/) });
+    expect(imagesVerdict(run('running'), false)).toMatchObject({ removable: false });
+  });
+
+  it('a run that ended without checkpoint_ok starts from the beginning: removable', () => {
+    expect(imagesVerdict(run('running', ended), false)).toMatchObject({ removable: true, why: expect.stringMatching(/^failed: no complete checkpoint/) });
+  });
+
+  it('an unusable state file: kept, ckpt-run does not guess', () => {
+    expect(imagesVerdict(undefined, true)).toMatchObject({ removable: false, why: expect.stringMatching(/state file is unusable/) });
+  });
+});
