@@ -11,7 +11,7 @@
  * restore fails with the checkpoint intact, so that the next job resumes it again.
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { EngineError } from './engine.js';
 
@@ -22,6 +22,8 @@ export interface PagesIn {
 }
 
 const SOCKET = 'lazy-pages.socket';
+/** /proc/net/unix's Flags of a listening socket (__SO_ACCEPTCON). */
+const LISTENING = '00010000';
 /** The server listens within this long; it takes a few ms. */
 const LISTEN_TIMEOUT_MS = 10_000;
 /** A server that reads nothing for this long while pages are missing has stalled. */
@@ -32,6 +34,42 @@ const POLL_MS = 50;
 const KILLED = 'the restored program is killed; the checkpoint is kept';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Whether the server PID listens on its socket. The socket file appears at bind(), a moment before
+ * listen(): a restore that connects in between is refused ("uffd: connect to lazy-pages.socket
+ * failed: Connection refused", seen), so the listening socket is looked for among the server's
+ * own descriptors in /proc/net/unix (flag __SO_ACCEPTCON); its path there is relative, the same
+ * for every server.
+ */
+function listening(pid: number): boolean {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  const inodes = new Set(
+    fds.map((fd) => {
+      try {
+        return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  let table: string;
+  try {
+    table = readFileSync(`/proc/${pid}/net/unix`, 'utf8');
+  } catch {
+    return false;
+  }
+  // Num RefCount Protocol Flags Type St Inode Path
+  return table.split('\n').some((line) => {
+    const fields = line.trim().split(/\s+/);
+    return fields[3] === LISTENING && inodes.has(fields[6]) && fields[7]?.endsWith(SOCKET);
+  });
+}
 
 /** Bytes the process has read so far (/proc/PID/io rchar): the server's progress. */
 function bytesRead(pid: number): number | undefined {
@@ -67,7 +105,7 @@ export class LazyPagesServer {
     });
     const server = new LazyPagesServer(child, imagesDir);
     const deadline = Date.now() + LISTEN_TIMEOUT_MS;
-    while (!existsSync(join(workDir, SOCKET))) {
+    while (!listening(child.pid as number)) {
       if (child.exitCode !== null || Date.now() > deadline) {
         server.stop();
         const why = child.exitCode !== null ? `exited with code ${child.exitCode}` : `did not listen within ${LISTEN_TIMEOUT_MS / 1000} s`;
