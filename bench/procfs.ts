@@ -7,7 +7,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { childrenOf, killAll, readStat, statFields, treeOf } from '../src/proc/processes.js';
 
-export { childrenOf, treeOf };
+export { childrenOf, killAll, treeOf };
 
 let ticksPerSecond: number | undefined;
 /** USER_HZ, the unit of the utime/stime/cutime/cstime fields of /proc/PID/stat. */

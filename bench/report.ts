@@ -3,6 +3,7 @@ import { relative } from 'node:path';
 import { DAEMON_DESCRIPTIONS, type DaemonKind } from './daemon.js';
 import type { IdleResult } from './figures/idle.js';
 import type { ScaleResult } from './figures/scale.js';
+import type { ShareResult } from './figures/share.js';
 import { CKPT_RUN, ROOT, type Tool } from './jobs.js';
 import type { MachineInfo } from './machine.js';
 import { formatNumber, formatRatio, formatSummary, formatValue, ratio, summarize, type Summary } from './stats.js';
@@ -19,6 +20,10 @@ export interface BenchOptions {
   json?: string;
   keep: boolean;
   ckptRunBin?: string;
+  /** Each window of the CPU-share run; 0: no such run. */
+  shareSeconds: number;
+  /** The image of the full vs lazy restore run, in MiB; 0: no such run. */
+  restoreMib: number;
 }
 
 /** Per tool, the samples of each single-job figure. */
@@ -59,6 +64,8 @@ export interface Measured {
   samples: Record<string, ToolSamples>;
   idle: Record<string, IdleResult>;
   scale: Record<string, ScaleResult>;
+  /** Undefined when skipped (--share-seconds 0) or failed. */
+  share?: ShareResult;
   refusals: Refusal[];
   errors: string[];
   elapsedMs: number;
@@ -93,7 +100,7 @@ export function atMost(summary: Summary | undefined, limit: number, unit: string
 
 /** Everything measured → { rows, lines, notes, refusals }. */
 export function buildReport(measured: Measured): { rows: Row[]; lines: string[]; notes: string[]; refusals: Refusal[] } {
-  const { opts, machine, choice, haveBaseline, baselineShown, samples, idle, scale, refusals, errors, elapsedMs } = measured;
+  const { opts, machine, choice, haveBaseline, baselineShown, samples, idle, scale, share, refusals, errors, elapsedMs } = measured;
   const S = (tool: string, key: SampleKey): Summary | undefined => (samples[tool] ? summarize(samples[tool][key]) : undefined);
   const row = (label: string, key: SampleKey, unit: string, target?: number): Row => {
     const ckpt = S('ckpt-run', key);
@@ -172,12 +179,23 @@ export function buildReport(measured: Measured): { rows: Row[]; lines: string[];
     out.push(`  resume overhead ${f(s.resumeMs)}; exit detection ${f(s.exitMs)}; failures: ${s.failures.length ? s.failures.join('; ') : 'none'}`);
   }
   if (Object.keys(scale).length) out.push('');
+  if (share) out.push(...shareLines(share), '');
   const allRefusals: Refusal[] = [...refusals, ...Object.entries(scale).flatMap(([tool, r]) => r.refusals.map((x) => ({ tool, ...x })))];
   const notes = notesFor(measured, freshBl.text?.startsWith('never') === true, allRefusals);
   for (const note of notes) out.push(`note: ${note}`);
   for (const error of errors) out.push(`ERROR: ${error}`);
   out.push(`bench took ${formatValue(elapsedMs, 'ms')}`);
   return { rows, lines: out, notes, refusals: allRefusals };
+}
+
+/** The CPU-share run: the program's share plainly and under ckpt-run, and whether the kernel groups by session here. */
+function shareLines(share: ShareResult): string[] {
+  const f = (summary: Summary | undefined): string => (summary ? `${formatNumber(summary.median)} % [${formatNumber(summary.min)}–${formatNumber(summary.max)}]` : '—');
+  return [
+    `CPU share: the program (${share.width} busy loops) against another session's ${share.width}, ${share.plain?.n ?? 0} A/B windows of ${formatNumber(share.seconds)} s`,
+    `  plainly, in the job's session: ${f(share.plain)}; under ckpt-run, in a session of its own: ${f(share.ckptRun)}; ratio ${formatRatio(ratio(share.plain, share.ckptRun))}`,
+    `  ${share.grouping.why}`,
+  ];
 }
 
 /** The notes under the table: how each figure was taken, and what the run showed beyond the numbers. */

@@ -2,10 +2,13 @@
 /**
  * `npm run bench`: ckpt-run against the bash job script it replaces (the baseline,
  * ../shared/baseline/seed-job.sh, run in place), on the same program and the same daemon,
- * alternating A/B over several rounds; then an idle hour (scaled), then a 50-job scale run.
+ * alternating A/B over several rounds; then an idle hour (scaled), then a 50-job scale run,
+ * then the program's CPU share under contention, plainly and under ckpt-run.
  *
  *   node build/bench/run.js [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
- *                      [--daemon auto|restart|fake|ckpt-daemon] [--json FILE] [--keep]
+ *                      [--share-seconds 5] [--daemon auto|restart|fake|ckpt-daemon] [--json FILE] [--keep]
+ *                      [--restore-mib 2048]
+ * As root with criu and userfaultfd, it also restores one image fully and lazily, side by side.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,10 +18,12 @@ import { now } from './clock.js';
 import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.js';
 import { checkpointCycle } from './figures/cycle.js';
 import { idleRun } from './figures/idle.js';
+import { restoreModes, restoreModesLines, type RestoreModesResult } from './figures/restore-modes.js';
 import { resumeAndExit } from './figures/resume.js';
 import { scaleRun } from './figures/scale.js';
+import { shareRun, type ShareResult } from './figures/share.js';
 import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin } from './jobs.js';
-import { loadAverage, machineInfo } from './machine.js';
+import { loadAverage, machineInfo, type MachineInfo } from './machine.js';
 import { buildReport, type BenchOptions, type Refusal, type SampleKey, type ToolSamples } from './report.js';
 import type { CycleResult } from './figures/cycle.js';
 import type { IdleResult } from './figures/idle.js';
@@ -34,10 +39,13 @@ const USAGE = `usage: node build/bench/run.js [options]
   --scale-jobs N        concurrent jobs of the scale run, 0 to skip (default 50)
   --no-scale-baseline   scale run for ckpt-run only (the baseline's takes ~40 s: 30 s + 5 s sleeps)
   --no-baseline         measure ckpt-run alone (e.g. to compare builds quickly with --ckpt-run-bin)
+  --share-seconds S     each window of the CPU-share run (--rounds A/B windows), 0 to skip (default 5)
   --daemon KIND         auto (default), restart, fake or ckpt-daemon (see bench/daemon.ts)
   --json FILE           also write every figure and sample as JSON
   --keep                keep the sandbox directory (job logs, stamps) for inspection
-  --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)`;
+  --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)
+  --restore-mib N       full vs lazy restore of one N MiB image, --rounds times each (root, criu,
+                        userfaultfd; 0 to skip; default 2048)`;
 
 function options(): BenchOptions {
   const { values } = parseArgs({
@@ -48,10 +56,12 @@ function options(): BenchOptions {
       'scale-jobs': { type: 'string', default: '50' },
       'no-scale-baseline': { type: 'boolean', default: false },
       'no-baseline': { type: 'boolean', default: false },
+      'share-seconds': { type: 'string', default: '5' },
       daemon: { type: 'string', default: 'auto' },
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'ckpt-run-bin': { type: 'string' },
+      'restore-mib': { type: 'string', default: '2048' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -59,7 +69,7 @@ function options(): BenchOptions {
     console.log(USAGE);
     process.exit(0);
   }
-  const number = (name: 'rounds' | 'idle-seconds' | 'idle-warmup' | 'scale-jobs', min: number): number => {
+  const number = (name: 'rounds' | 'idle-seconds' | 'idle-warmup' | 'scale-jobs' | 'share-seconds' | 'restore-mib', min: number): number => {
     const value = Number(values[name]);
     if (!Number.isFinite(value) || value < min) {
       console.error(`bench: --${name} must be a number ≥ ${min}\n${USAGE}`);
@@ -78,6 +88,8 @@ function options(): BenchOptions {
     json: values.json,
     keep: values.keep,
     ckptRunBin: values['ckpt-run-bin'] ? resolve(values['ckpt-run-bin']) : undefined,
+    shareSeconds: number('share-seconds', 0),
+    restoreMib: Math.floor(number('restore-mib', 0)),
   };
 }
 
@@ -199,6 +211,29 @@ async function runScale(opts: BenchOptions, tools: Tool[], ctx: BenchContext, go
   return scale;
 }
 
+/** The program's CPU share against another session's busy loops, one loop per CPU on either side. */
+async function runShare(opts: BenchOptions, ctx: BenchContext, machine: MachineInfo, got: Collected): Promise<ShareResult | undefined> {
+  if (opts.shareSeconds === 0) return undefined;
+  progress(`CPU share: the program against another session's busy loops, ${opts.rounds} A/B windows of ${opts.shareSeconds} s, plainly and under ckpt-run`);
+  try {
+    return await shareRun(ctx, { rounds: opts.rounds, seconds: opts.shareSeconds, width: machine.nproc });
+  } catch (error) {
+    got.fail('CPU share run')(error);
+    return undefined;
+  }
+}
+
+/** Full vs lazy restore with the product's own CriuEngine, no daemon: run once the daemon and the jobs are stopped, so that they neither slow these restores nor are slowed by them. */
+async function runRestoreModes(opts: BenchOptions, got: Collected): Promise<RestoreModesResult> {
+  if (opts.restoreMib === 0) return { skipped: '--restore-mib 0' };
+  try {
+    return await restoreModes({ mib: opts.restoreMib, rounds: opts.rounds, progress });
+  } catch (error) {
+    got.fail('restore modes')(error);
+    return { skipped: `failed: ${(error as Error).message.split('\n')[0]}` };
+  }
+}
+
 async function main(): Promise<void> {
   const opts = options();
   const began = now();
@@ -242,18 +277,21 @@ async function main(): Promise<void> {
   if (baselineResumes.length) progress('waiting for the baseline resumes to finish');
   await Promise.all(baselineResumes);
   const scale = await runScale(opts, tools, ctx, got);
+  const share = await runShare(opts, ctx, machine, got);
   await cleanup();
   spoolWatch.close();
+  const restore = await runRestoreModes(opts, got);
 
   machine.loadavgAtEnd = loadAverage();
   const { samples, refusals, errors } = got;
-  const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, refusals, errors, elapsedMs: now() - began });
+  const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, share, refusals, errors, elapsedMs: now() - began });
   console.log(report.lines.join('\n'));
+  console.log(restoreModesLines(restore).join('\n'));
 
   if (opts.json) {
     writeFileSync(
       opts.json,
-      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, refusals: report.refusals, notes: report.notes, errors, durationMs: now() - began }, null, 2)}\n`,
+      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, restore, errors, durationMs: now() - began }, null, 2)}\n`,
     );
     progress(`JSON written to ${opts.json}`);
   }

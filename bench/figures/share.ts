@@ -10,14 +10,36 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { sleep } from '../clock.mjs';
-import { CKPT_RUN } from '../jobs.mjs';
-import { clockTicks, statFields } from '../procfs.mjs';
-import { summarize } from '../stats.mjs';
+import { sleep } from '../clock.js';
+import { CKPT_RUN, type BenchContext } from '../jobs.js';
+import { cmdline, cpuMs, killAll } from '../procfs.js';
+import { summarize, type Summary } from '../stats.js';
+
+/** Whether the kernel schedules sessions as groups here, in words either way. */
+export interface SessionGrouping {
+  applies: boolean;
+  why: string;
+}
+
+export interface ShareResult {
+  grouping: SessionGrouping;
+  /** Busy loops of the program, and of the other session. */
+  width: number;
+  seconds: number;
+  /** The program's CPU in % of one CPU, per window. */
+  plain: Summary | undefined;
+  ckptRun: Summary | undefined;
+}
+
+export interface ShareOptions {
+  rounds: number;
+  seconds: number;
+  width: number;
+}
 
 /** Whether the kernel schedules this process's sessions as groups, and why (not). */
-export function sessionGrouping() {
-  let enabled;
+export function sessionGrouping(): SessionGrouping {
+  let enabled: boolean;
   try {
     enabled = readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() === '1';
   } catch {
@@ -32,38 +54,20 @@ export function sessionGrouping() {
 }
 
 /** A program of WIDTH busy loops, named by $0 = TAG so that its processes can be found. */
-function busyArgv(width, tag) {
+function busyArgv(width: number, tag: string): string[] {
   return ['sh', '-c', `i=0; while [ $i -lt ${width} ]; do (while :; do :; done) & i=$((i + 1)); done; wait`, tag];
 }
 
-function processesOf(argv) {
-  const prefix = `${argv.join('\0')}\0`;
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === prefix;
-    } catch {
-      return false;
-    }
-  });
+/** The processes running exactly ARGV: the sh and its forked loops share its command line. */
+function processesOf(argv: string[]): number[] {
+  const wanted = argv.join('\0');
+  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => cmdline(pid)?.join('\0') === wanted);
 }
 
-const cpuTicks = (pids) => pids.reduce((sum, pid) => {
-  const fields = statFields(pid);
-  return sum + (fields ? Number(fields[11]) + Number(fields[12]) : 0);
-}, 0);
-
-function kill(pids) {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-}
+const cpuMsOf = (pids: number[]): number => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
 
 /** The CPU the program's processes get over SECONDS once all WIDTH loops run, in % of one CPU. */
-async function shareOf(argv, width, seconds) {
+async function shareOf(argv: string[], width: number, seconds: number): Promise<number> {
   const deadline = Date.now() + 10_000;
   let pids = processesOf(argv);
   while (pids.length < width + 1) {
@@ -72,41 +76,43 @@ async function shareOf(argv, width, seconds) {
     pids = processesOf(argv);
   }
   await sleep(500); // the scheduler settles on the new groups
-  const before = cpuTicks(pids);
+  const before = cpuMsOf(pids);
   await sleep(seconds * 1000);
-  const percent = ((cpuTicks(pids) - before) / clockTicks() / seconds) * 100;
-  kill(pids);
+  const percent = ((cpuMsOf(pids) - before) / (seconds * 1000)) * 100;
+  killAll(pids, 'SIGKILL');
   return percent;
 }
 
-export async function shareRun(ctx, { rounds, seconds, width }) {
+/** One window: the program started as a job's shell starts it (setsid: the job's session), plainly or under ckpt-run. */
+async function window(ctx: BenchContext, how: 'plain' | 'ckpt-run', round: number, width: number, seconds: number): Promise<number> {
+  const argv = busyArgv(width, `share-${how}-${round}`);
+  const dir = join(ctx.sandbox, `share-${how}-${round}`);
+  mkdirSync(dir);
+  const job = how === 'plain'
+    ? spawn('setsid', argv, { stdio: 'ignore', cwd: dir })
+    : spawn('setsid', [process.execPath, CKPT_RUN, '--job-id', `share-${round}`, '--spool-dir', ctx.spool, '--no-daemon-check', '--', ...argv], { stdio: 'ignore', cwd: dir });
+  const ended = new Promise((resolve) => job.once('close', resolve));
+  try {
+    return await shareOf(argv, width, seconds);
+  } finally {
+    killAll(processesOf(argv), 'SIGKILL');
+    await Promise.race([ended, sleep(10_000)]);
+  }
+}
+
+export async function shareRun(ctx: BenchContext, { rounds, seconds, width }: ShareOptions): Promise<ShareResult> {
   const grouping = sessionGrouping();
   const contender = busyArgv(width, 'share-contender');
   const other = spawn('setsid', contender, { stdio: 'ignore' });
-  const plain = [];
-  const underCkptRun = [];
+  const plain: number[] = [];
+  const underCkptRun: number[] = [];
   try {
     for (let round = 1; round <= rounds; round += 1) {
-      const order = round % 2 === 1 ? ['plain', 'ckpt-run'] : ['ckpt-run', 'plain'];
-      for (const how of order) {
-        const argv = busyArgv(width, `share-${how}-${round}`);
-        const dir = join(ctx.sandbox, `share-${how}-${round}`);
-        mkdirSync(dir);
-        // Both start as a job's shell does: a session of their own (setsid), the job's.
-        const job = how === 'plain'
-          ? spawn('setsid', argv, { stdio: 'ignore', cwd: dir })
-          : spawn('setsid', [process.execPath, CKPT_RUN, '--job-id', `share-${round}`, '--spool-dir', ctx.spool, '--no-daemon-check', '--', ...argv], { stdio: 'ignore', cwd: dir });
-        const ended = new Promise((resolve) => job.once('close', resolve));
-        try {
-          (how === 'plain' ? plain : underCkptRun).push(await shareOf(argv, width, seconds));
-        } finally {
-          kill(processesOf(argv));
-          await Promise.race([ended, sleep(10_000)]);
-        }
-      }
+      const order = round % 2 === 1 ? (['plain', 'ckpt-run'] as const) : (['ckpt-run', 'plain'] as const);
+      for (const how of order) (how === 'plain' ? plain : underCkptRun).push(await window(ctx, how, round, width, seconds));
     }
   } finally {
-    kill(processesOf(contender));
+    killAll(processesOf(contender), 'SIGKILL');
     other.kill('SIGKILL');
   }
   return { grouping, width, seconds, plain: summarize(plain), ckptRun: summarize(underCkptRun) };
