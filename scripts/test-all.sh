@@ -10,6 +10,8 @@ say "npm ci"
 npm ci --no-audit --no-fund
 say "build"
 npm run build
+say "typecheck (src, tests, bench)"
+npm run typecheck
 
 # Installs PACKAGE unless COMMAND is there already (root only).
 need() {

@@ -4,7 +4,7 @@ import { openSync } from 'node:fs';
 import { serveQueued, startDaemon, type DaemonOptions } from '../daemon/daemon.js';
 import { DEFAULT_IMAGE_KEY, ImageKeyError, loadImageKey } from '../daemon/image-signature.js';
 import { SpoolError } from '../daemon/spool.js';
-import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/daemon-report.js';
+import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
 import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS } from '../engine/criu.js';
 import { formatFindings, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
@@ -12,7 +12,7 @@ import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
-import { CliError } from './exit-codes.js';
+import { CliError } from '../base/exit-codes.js';
 import { runCli, secondsOption } from './run-cli.js';
 
 export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;

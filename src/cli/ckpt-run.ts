@@ -1,19 +1,19 @@
-/** `ckpt-run`: the command an OAR job script runs. Options, --help, and exit codes live here. */
+/** `ckpt-run`: the command an OAR or Slurm job script runs. Its options and --help live here. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { constants } from 'node:os';
-import { runLauncher, type LaunchSettings } from '../launcher/driver.js';
-import { holdSignal } from '../launcher/early-signals.js';
+import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
+import { holdSignal } from '../proc/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
 import { rollBackOutput } from '../launcher/output-rollback.js';
 import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
-import { createLogger, type LogLevel } from '../log/logger.js';
+import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
 import { detectOar } from '../scheduler/oar.js';
 import { requeueJob } from '../scheduler/requeue.js';
 import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
 import { releaseFinishedImages } from '../state/run-images.js';
-import { CliError, EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
+import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `
@@ -93,33 +93,6 @@ export interface LauncherCliOptions {
   keepImages?: boolean;
 }
 
-/** The options shared by `ckpt-run` and `ckpt-run simulate`. */
-export function addLauncherOptions(command: Command): Command {
-  return command
-    .addOption(
-      new Option('--spool-dir <dir>', "the checkpoint daemon's spool directory")
-        .env('CKPT_SPOOL_DIR')
-        .default(DEFAULT_SPOOL_DIR),
-    )
-    .option('--signal <name>', 'the checkpoint signal the scheduler sends', signalOption, 'SIGUSR2' as NodeJS.Signals)
-    .option('--resume-timeout <seconds>', 'how long to wait for the daemon to restore', secondsOption, 600)
-    .option('--dump-timeout <seconds>', 'how long the daemon may take to complete a dump', secondsOption, 300)
-    .option('--max-restarts <n>', 'stop (exit 10) instead of exiting 99 after this many resubmissions', wholeNumberOption, 100)
-    .addOption(
-      new Option('--pid-namespace <mode>', 'start the program as init of its own PID namespace, so restores never hit a PID in use (auto: when root)')
-        .choices(['auto', 'on', 'off'])
-        .default('auto'),
-    )
-    .option('--no-daemon-check', 'do not fail fast when no daemon heartbeat is seen (for daemons without one)')
-    .option('--daemon-grace <seconds>', 'how long a request may stay unread, with no daemon heartbeat, before giving up', secondsOption, 5)
-    .option('-q, --quiet', 'log only warnings and errors')
-    .option('-v, --verbose', 'log every step');
-}
-
-export function logLevelOf(options: { quiet?: boolean; verbose?: boolean }): LogLevel {
-  return options.verbose ? 'debug' : options.quiet ? 'warn' : 'info';
-}
-
 /** Checks the inputs and turns the options into the launcher's settings. */
 export function launch(
   argv: string[],
@@ -128,7 +101,7 @@ export function launch(
   workdir: string,
 ): Promise<number> {
   holdSignal(options.signal);
-  const logger = createLogger('ckpt-run', logLevelOf(options));
+  const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
   const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? NO_SCHEDULER;
   const jobId = options.jobId ?? scheduler.jobId;
   if (!jobId) {
@@ -194,8 +167,25 @@ export function buildProgram(): Command {
     .option('--keep-images', "keep the checkpoint images once the program has finished (by default they are removed then: no job resumes a finished run)")
     .passThroughOptions()
     .enablePositionalOptions()
+    .addOption(
+      new Option('--spool-dir <dir>', "the checkpoint daemon's spool directory")
+        .env('CKPT_SPOOL_DIR')
+        .default(DEFAULT_SPOOL_DIR),
+    )
+    .option('--signal <name>', 'the checkpoint signal the scheduler sends', signalOption, 'SIGUSR2' as NodeJS.Signals)
+    .option('--resume-timeout <seconds>', 'how long to wait for the daemon to restore', secondsOption, 600)
+    .option('--dump-timeout <seconds>', 'how long the daemon may take to complete a dump', secondsOption, 300)
+    .option('--max-restarts <n>', 'stop (exit 10) instead of exiting 99 after this many resubmissions', wholeNumberOption, 100)
+    .addOption(
+      new Option('--pid-namespace <mode>', 'start the program as init of its own PID namespace, so restores never hit a PID in use (auto: when root)')
+        .choices(['auto', 'on', 'off'])
+        .default('auto'),
+    )
+    .option('--no-daemon-check', 'do not fail fast when no daemon heartbeat is seen (for daemons without one)')
+    .option('--daemon-grace <seconds>', 'how long a request may stay unread, with no daemon heartbeat, before giving up', secondsOption, 5)
+    .option('-q, --quiet', 'log only warnings and errors')
+    .option('-v, --verbose', 'log every step')
     .addHelpText('after', PROTOCOL_HELP);
-  addLauncherOptions(program);
   program.action(async (argv: string[], options: LauncherCliOptions) => {
     process.exitCode = await launch(argv, options, process.env, process.cwd());
   });

@@ -6,11 +6,11 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
+import { ExitCode } from '../base/exit-codes.js';
+import { formatMegabytes } from '../base/sizes.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
-import { megabytes } from '../log/units.js';
 import { diskUse, imageFolders, imagesVerdict, removeImages, runIdsIn } from '../state/run-images.js';
 import { loadRunState, type RunState } from '../state/run-state.js';
-import { ExitCode } from './exit-codes.js';
 import { workdirArgument } from './status-command.js';
 
 function stateOrUndefined(path: string): RunState | undefined {
@@ -34,25 +34,25 @@ export function clean(workdir: string, remove: boolean, write: (text: string) =>
     const verdict = imagesVerdict(stateOrUndefined(paths.state), existsSync(paths.checkpointOk));
     const bytes = diskUse(paths).images;
     if (!verdict.removable) {
-      write(`kept      ${names(folders)} (${megabytes(bytes)}): ${verdict.why}\n`);
+      write(`kept      ${names(folders)} (${formatMegabytes(bytes)}): ${verdict.why}\n`);
       continue;
     }
     removable += bytes;
     if (!remove) {
-      write(`removable ${names(folders)} (${megabytes(bytes)}): ${verdict.why}\n`);
+      write(`removable ${names(folders)} (${formatMegabytes(bytes)}): ${verdict.why}\n`);
       continue;
     }
     const result = removeImages(paths);
     freed += result.freed;
-    if (result.removed.length > 0) write(`removed   ${names(result.removed)} (${megabytes(result.freed)}): ${verdict.why}\n`);
+    if (result.removed.length > 0) write(`removed   ${names(result.removed)} (${formatMegabytes(result.freed)}): ${verdict.why}\n`);
     for (const problem of result.problems) write(`  ${problem}\n`);
     failed ||= result.problems.length > 0;
   }
   if (!remove) {
-    write(removable === 0 ? 'nothing to remove\n' : `${megabytes(removable)} can be removed: ckpt-run clean --yes ${workdir}\n`);
+    write(removable === 0 ? 'nothing to remove\n' : `${formatMegabytes(removable)} can be removed: ckpt-run clean --yes ${workdir}\n`);
     return 0;
   }
-  write(`freed ${megabytes(freed)}\n`);
+  write(`freed ${formatMegabytes(freed)}\n`);
   return failed ? ExitCode.CleanIncomplete : 0;
 }
 

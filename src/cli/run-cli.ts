@@ -2,7 +2,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CliError, ExitCode } from './exit-codes.js';
+import { CliError, ExitCode } from '../base/exit-codes.js';
 
 export function secondsOption(value: string): number {
   const seconds = Number(value);

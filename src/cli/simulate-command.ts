@@ -10,7 +10,7 @@ import { describeSchedule } from '../simulate/schedule.js';
 import { simulate } from '../simulate/simulate.js';
 import { formatSummary } from '../simulate/summary.js';
 import { createLogger } from '../log/logger.js';
-import { CliError, ExitCode } from './exit-codes.js';
+import { CliError, ExitCode } from '../base/exit-codes.js';
 import { secondsOption, wholeNumberOption } from './run-cli.js';
 
 interface SimulateOptions {

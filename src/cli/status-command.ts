@@ -2,11 +2,11 @@
 import { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { CliError, ExitCode } from '../base/exit-codes.js';
+import { formatMegabytes } from '../base/sizes.js';
 import { imagesBytes, runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
-import { megabytes } from '../log/units.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
-import { CliError, ExitCode } from './exit-codes.js';
 
 export interface RunStatus {
   runId: string;
@@ -80,8 +80,8 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.command) lines.push(`  command:    ${run.command.join(' ')}`);
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
     if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
-    if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${megabytes(run.checkpoint.bytes)}`);
-    lines.push(`  disk:       ${megabytes(run.disk.total)} (checkpoint images ${megabytes(run.disk.images)})`);
+    if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${formatMegabytes(run.checkpoint.bytes)}`);
+    lines.push(`  disk:       ${formatMegabytes(run.disk.total)} (checkpoint images ${formatMegabytes(run.disk.images)})`);
     return lines.join('\n');
   });
   return `${blocks.join('\n\n')}\n`;

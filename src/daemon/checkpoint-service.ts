@@ -13,7 +13,8 @@
 import { execa } from 'execa';
 import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { CheckpointEngine, Requester } from '../engine/engine.js';
+import type { CheckpointEngine } from '../engine/engine.js';
+import type { Requester } from '../protocol/spool-request.js';
 import { PARTIAL_IMAGES_PREFIX } from '../protocol/run-dir.js';
 import { checkDumpRoom } from './dump-room.js';
 import { SIGNATURE_FILE, signImages } from './image-signature.js';

@@ -6,11 +6,11 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { EngineError, type CheckpointEngine, type Requester } from '../engine/engine.js';
+import { formatMegabytes } from '../base/sizes.js';
+import { EngineError, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
-import { megabytes } from '../log/units.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
-import { parseRequest, type SpoolRequest } from '../protocol/spool-request.js';
+import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
 import { readAnswerBy } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
@@ -22,7 +22,7 @@ import { checkJobOwner, checkServable, checkTargetProcess, openRunDir } from './
 import { readRequestFile } from './request-file.js';
 import { lookupRequester } from './requester.js';
 import { serveResume } from './restore-service.js';
-import { killTree } from './process-tree.js';
+import { killAll, treeOf } from '../proc/processes.js';
 import { RUN_FILES } from './run-files.js';
 import { discard, pickUp, prepareSpool } from './spool.js';
 import { SpoolWatcher } from './spool-watcher.js';
@@ -121,7 +121,7 @@ class RequestServer {
       };
       const { detail, imageBytes, pid, pagesIn } = await this.act(request, run, requester, running);
       const ms = Date.now() - started;
-      const lazy = pagesIn ? `; program running after ${seconds(runningMs ?? ms)}, all ${megabytes(pagesIn.bytes)} in after ${seconds(ms)} (lazy restore)` : '';
+      const lazy = pagesIn ? `; program running after ${seconds(runningMs ?? ms)}, all ${formatMegabytes(pagesIn.bytes)} in after ${seconds(ms)} (lazy restore)` : '';
       logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}${lazy}`);
       onEvent?.({ ...event, ok: true, ms: pagesIn ? (runningMs ?? ms) : ms, imageBytes, pid, allInMs: pagesIn ? ms : undefined });
     } catch (error) {
@@ -132,7 +132,7 @@ class RequestServer {
       logger.log('warn', `job ${request.jobId}: ${verdict}: ${reason}`);
       onEvent?.({ ...event, ok: false, ms, reason });
       if (run && requester) this.report(run, kind, error as Error, requester);
-      if (error instanceof EngineError && error.thenKill !== undefined) killTree(error.thenKill);
+      if (error instanceof EngineError && error.thenKill !== undefined) killAll(treeOf(error.thenKill), 'SIGKILL');
     } finally {
       run?.close();
     }
@@ -158,7 +158,7 @@ class RequestServer {
     }
     checkTargetProcess(request.pid, requester);
     const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, deadline);
-    return { detail: ` (${megabytes(imageBytes)})`, imageBytes };
+    return { detail: ` (${formatMegabytes(imageBytes)})`, imageBytes };
   }
 
   /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */

@@ -10,11 +10,11 @@
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
-import type { Requester } from '../engine/engine.js';
-import { megabytes } from '../log/units.js';
+import { formatMegabytes } from '../base/sizes.js';
+import { treeOf } from '../proc/processes.js';
+import type { Requester } from '../protocol/spool-request.js';
 import { runsAsRoot } from './owned-files.js';
 import type { PinnedDir } from './pinned-dir.js';
-import { treeOf } from './process-tree.js';
 import { Refusal } from './refusal.js';
 
 /** Room asked beyond the memory: CRIU's metadata images, the page maps, the signature. */
@@ -71,8 +71,8 @@ export async function checkDumpRoom(run: PinnedDir, pid: number, requester: Requ
   const free = await freeBytesFor(run, requester);
   if (free >= needed) return;
   throw new Refusal(
-    `not enough room for the dump in ${run.location()}: it needs about ${megabytes(needed)} ` +
-      `(the program's ${megabytes(memory)} of memory and a margin) and the filesystem has ${megabytes(free)} free for ${requester.name}; ` +
+    `not enough room for the dump in ${run.location()}: it needs about ${formatMegabytes(needed)} ` +
+      `(the program's ${formatMegabytes(memory)} of memory and a margin) and the filesystem has ${formatMegabytes(free)} free for ${requester.name}; ` +
       'free some space or quota (ckpt-run clean lists the images no job will resume)',
   );
 }

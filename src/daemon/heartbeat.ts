@@ -5,7 +5,7 @@
  * the daemon's own regular file, and its time is set with lutimes, which follows no symlink.
  */
 import { lstatSync, lutimesSync, rmSync } from 'node:fs';
-import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/daemon-report.js';
+import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
 import { publishFile } from './owned-files.js';
 import type { PinnedDir } from './pinned-dir.js';
 

@@ -145,14 +145,6 @@ export function stageSignedImages(dir: PinnedDir, key: Buffer, owner: number, st
   }
 }
 
-/** Checks the signature of the images in DIR in place (no copy): for tests and tools. */
-export function verifyImages(dir: PinnedDir, key: Buffer, owner: number): void {
-  const expected = readSignature(dir);
-  if (!timingSafeEqual(expected, imagesMac(dir, key, owner))) {
-    throw new Refusal(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images`);
-  }
-}
-
 export class ImageKeyError extends Error {}
 
 /**

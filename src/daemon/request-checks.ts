@@ -5,10 +5,11 @@
  * only on their own job. Each check throws a Refusal that says which rule failed.
  */
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
-import type { Requester } from '../engine/engine.js';
+import { treeOf } from '../proc/processes.js';
+import type { Requester } from '../protocol/spool-request.js';
 import { oarJobUser } from './job-cgroups.js';
 import { PinnedDir } from './pinned-dir.js';
-import { extraPowers, treeOf } from './process-tree.js';
+import { extraPowers } from './process-powers.js';
 import { Refusal } from './refusal.js';
 
 /** A daemon that is not root can act only as itself. */

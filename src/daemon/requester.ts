@@ -1,6 +1,6 @@
 /** Who asked: the owner of a request file, as the node's user database knows them. */
 import { execa } from 'execa';
-import type { Requester } from '../engine/engine.js';
+import type { Requester } from '../protocol/spool-request.js';
 import { Refusal } from './refusal.js';
 
 async function id(uid: number, flags: string): Promise<string> {

@@ -18,14 +18,15 @@
 import { fchmodSync, fchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { RESTORED_CGROUPS_FILE, type CheckpointEngine, type Requester } from '../engine/engine.js';
+import { RESTORED_CGROUPS_FILE, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
+import { treeOf } from '../proc/processes.js';
+import type { Requester } from '../protocol/spool-request.js';
 import { RUN_FILES } from './run-files.js';
 import { stageSignedImages } from './image-signature.js';
 import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, removeCgroups } from './job-cgroups.js';
 import { entriesOf, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
-import { treeOf } from './process-tree.js';
 import { Refusal } from './refusal.js';
 
 const PIDFILE = basename(RUN_FILES.pidfile);

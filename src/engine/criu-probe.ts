@@ -6,12 +6,12 @@
  * stalls at the breakpoint step, again with breakpoints off. The mode that works is the one every
  * later criu call uses (CriuSettings).
  */
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { effectiveCapabilities } from '../proc/processes.js';
 import { dumpProgress, stalledAtBreakpoint } from './criu-stage.js';
 
 /** How every criu call runs on this node. */
@@ -80,11 +80,6 @@ const NEEDED_CAPABILITIES: Record<string, number> = {
   CAP_SYS_ADMIN: 21,
 };
 const CAP_SYS_RESOURCE = 24;
-
-function effectiveCapabilities(): bigint {
-  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-  return hex === undefined ? 0n : BigInt(`0x${hex}`);
-}
 
 const has = (caps: bigint, bit: number): boolean => ((caps >> BigInt(bit)) & 1n) === 1n;
 
@@ -213,4 +208,29 @@ export function formatFindings(findings: CriuFindings): string[] {
     `userfaultfd:   ${yesNo(findings.userfaultfd)} (lazy restore: ${findings.settings.lazyPages ? 'used' : 'not used, restores read every page first'})`,
     findings.problem ? `verdict:       NOT USABLE: ${findings.problem}` : 'verdict:       usable',
   ];
+}
+
+/**
+ * The quick answer, for the test suites' real-part probes: root, and a criu that passes `criu
+ * check` (the canary of probeCriu is the daemon's and the dry run's). Why not, or undefined.
+ */
+export function criuUnusable(criu: string): string | undefined {
+  if (process.geteuid?.() !== 0) return 'CRIU restores only as root and you are not root';
+  try {
+    const check = execaSync(criu, ['check'], { all: true, reject: false, timeout: 30_000 });
+    if (check.exitCode === 0) return undefined;
+    const detail = (check.all ?? '').trim().split('\n').pop() ?? '';
+    return `"${criu} check" failed: ${detail} (install a working CRIU: sudo bash scripts/install-criu.sh)`;
+  } catch (error) {
+    return `cannot run ${criu}: ${(error as Error).message} (install it: sudo bash scripts/install-criu.sh)`;
+  }
+}
+
+/**
+ * Whether this process may raise another user's limits, as criu must to dump their processes
+ * (root in a container often lacks CAP_SYS_RESOURCE: criu then fails with "Can't get rlimit 0:
+ * Operation not permitted" unless run through the prlimit shim of install-criu.sh).
+ */
+export function canDumpOtherUsers(): boolean {
+  return has(effectiveCapabilities(), CAP_SYS_RESOURCE);
 }

@@ -53,9 +53,9 @@ import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { treeOf } from '../daemon/process-tree.js';
-import { processState } from '../proc/process-liveness.js';
+import { killAll, processState, readStat, sleep, treeOf } from '../proc/processes.js';
 import { treeHoldsTcp } from '../proc/tcp-sockets.js';
+import type { Requester } from '../protocol/spool-request.js';
 import { busyPid, criuFailure } from './criu-log.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
@@ -65,7 +65,6 @@ import {
   type CheckpointEngine,
   type DumpTarget,
   type ProgramAfterFailure,
-  type Requester,
   type RestoredTree,
   type RestoreTarget,
 } from './engine.js';
@@ -94,22 +93,19 @@ const PARASITE_GRACE_MS = 10_000;
 const RELEASE_WAIT_MS = 3000;
 const POLL_MS = 50;
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** criu logs a failing pre-resume script and carries on; the script kills the tree, but be sure. */
 const PRE_RESUME_FAILED = 'Pre-resume script ret code';
 
 function leadsItsSession(pid: number): boolean {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name: state ppid pgrp session ...
-  const session = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3];
-  return Number(session) === pid;
+  const stat = readStat(pid);
+  if (!stat) throw new EngineError(`no process ${pid} on this node`, false);
+  return stat.session === pid;
 }
 
 /** Waits until PID is gone from /proc (a zombie still holds it); false at the deadline. */
 async function vanishes(pid: number, deadline: number): Promise<boolean> {
   do {
-    await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+    await sleep(RETRY_PAUSE_MS);
     if (Date.now() > deadline) return false;
   } while (existsSync(`/proc/${pid}`));
   return true;
@@ -259,7 +255,7 @@ export class CriuEngine implements CheckpointEngine {
   /** Past the deadline of a restore: the half-restored tree (criu's children) goes with criu. */
   private async stopRestore(child: ResultPromise): Promise<EngineError> {
     const restored = child.pid === undefined ? [] : treeOf(child.pid).slice(1);
-    for (const pid of restored) signal(pid, 'SIGKILL');
+    killAll(restored, 'SIGKILL');
     await killGroup(child);
     return new EngineError(`criu restore ran past its deadline and was killed with the ${restored.length} process(es) it had restored; the checkpoint is kept`, true);
   }
@@ -297,16 +293,8 @@ function readOrEmpty(path: string): string {
   }
 }
 
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch {
-    // already gone
-  }
-}
-
 /** Kills criu and whatever it started (its action script) and waits for it to be reaped. */
 async function killGroup(child: ResultPromise): Promise<void> {
-  if (child.pid !== undefined) signal(-child.pid, 'SIGKILL');
+  if (child.pid !== undefined) killAll([-child.pid], 'SIGKILL');
   await child;
 }

@@ -3,16 +3,7 @@
  * images, and later restore it from them. Two engines: CRIU (the real thing, root only) and
  * "restart" (no CRIU: records the command line and starts it again; for the local dry run).
  */
-
-/** The user on whose behalf a dump or restore runs: the owner of the spool request. */
-export interface Requester {
-  uid: number;
-  /** Primary group. */
-  gid: number;
-  /** Every group the user belongs to (primary included). */
-  gids: number[];
-  name: string;
-}
+import type { Requester } from '../protocol/spool-request.js';
 
 export interface DumpTarget {
   /** Root of the tree to dump. */

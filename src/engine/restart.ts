@@ -9,8 +9,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { treeOf } from '../daemon/process-tree.js';
-import { ProcessHandle } from '../proc/process-liveness.js';
+import { killAll, ProcessHandle, sleep, treeOf } from '../proc/processes.js';
 import { EngineError, type CheckpointEngine, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
 
 /** How long the program may take to save its own state and exit after SIGTERM. */
@@ -18,21 +17,11 @@ const STOP_GRACE_MS = 10_000;
 /** How long a killed tree may take to disappear before the dump counts as failed. */
 const KILL_WAIT_MS = 10_000;
 
-function signalAll(handles: ProcessHandle[], signal: NodeJS.Signals): void {
-  for (const handle of handles) {
-    try {
-      process.kill(handle.pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
 async function allGone(handles: ProcessHandle[], withinMs: number): Promise<boolean> {
   const deadline = Date.now() + withinMs;
   while (handles.some((handle) => handle.isAlive())) {
     if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await sleep(10);
   }
   return true;
 }
@@ -42,10 +31,11 @@ async function allGone(handles: ProcessHandle[], withinMs: number): Promise<bool
  * progress and exits (what this engine is useful for); SIGKILL after the grace period.
  */
 async function stopTree(pid: number): Promise<void> {
-  const handles = treeOf(pid).map((member) => new ProcessHandle(member));
-  signalAll(handles, 'SIGTERM');
+  const tree = treeOf(pid);
+  const handles = tree.map((member) => new ProcessHandle(member));
+  killAll(tree, 'SIGTERM');
   if (await allGone(handles, STOP_GRACE_MS)) return;
-  signalAll(handles, 'SIGKILL');
+  killAll(tree, 'SIGKILL');
   if (!(await allGone(handles, KILL_WAIT_MS))) {
     throw new EngineError(`process tree ${pid} survived SIGKILL for ${KILL_WAIT_MS / 1000} s`, true);
   }

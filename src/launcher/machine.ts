@@ -1,17 +1,19 @@
 /**
- * The launcher's state machine: pure, no I/O. The driver (driver.ts) turns signals, file
- * events, process exits and timers into events, and carries out the actions returned.
+ * The supervisor's state machine: pure, no I/O, time given by the caller. The supervisor
+ * (supervisor.ts) turns signals, file events, process exits and timers into events, and carries
+ * out the actions returned, one event at a time.
  *
  *   fresh:  starting → running → checkpointing → (program gone + checkpoint_ok) → exit 99
  *   resume: resuming → (pidfile) → running → … → the program's own exit code
  *
  * The one rule that matters most: exit 99 (resubmit) only when a checkpoint completed since our
  * request (a new checkpoint_ok) AND the program is gone without an exit status of its own.
+ *
+ * Reading guide: the state is keyed by phase (a phase carries exactly what it needs, e.g. a
+ * running program always has its PID), and each event has one handler in HANDLERS below.
  */
 import { constants } from 'node:os';
-import { ExitCode } from '../cli/exit-codes.js';
-
-export type Phase = 'starting' | 'resuming' | 'running' | 'checkpointing' | 'exiting';
+import { ExitCode } from '../base/exit-codes.js';
 
 export type TimerName = 'dump' | 'resume' | 'minRuntime';
 
@@ -26,34 +28,60 @@ export interface MachineConfig {
   restarts: number;
   /** Past this many resubmissions, stop with an error instead of exiting 99. */
   maxRestarts: number;
-  /** When the scheduler kills the job (the driver's clock), where it says. */
+  /** When the scheduler kills the job (the supervisor's clock), where it says. */
   walltimeEndsAt?: number;
 }
 
-export interface MachineState {
-  phase: Phase;
+/** A checkpoint request that is out and not answered yet (by success or failure). */
+export interface CheckpointRequest {
+  /** When it went out (ms, the supervisor's clock). */
+  at: number;
+  /** A new checkpoint_ok appeared since. */
+  complete: boolean;
+}
+
+interface Common {
   config: MachineConfig;
-  /** When the job started (ms, the driver's clock). */
+  /** When the job started (ms, the supervisor's clock). */
   startedAt: number;
-  /** PID of the root of the program's tree, once known. */
-  pid?: number;
-  /** A checkpoint signal came before the PID was known. */
-  signalPending: boolean;
-  /** A checkpoint request is out and not yet answered (success, failure or timeout). */
-  requestOutstanding: boolean;
-  /** When the last checkpoint request went out. */
-  checkpointRequestedAt?: number;
-  /** A new checkpoint_ok appeared since our last request. */
-  checkpointComplete: boolean;
-  /** The program's tree is gone without an exit status (killed, e.g. by the dump). */
-  programGone: boolean;
-  /** A termination signal was forwarded to the program. */
+  /** A termination signal was (or, while the program starts, will be) passed to the program. */
   terminating?: NodeJS.Signals;
 }
+
+/** Before the program runs: a checkpoint signal now is served as soon as its PID is known. */
+interface BeforeProgram {
+  signalPending: boolean;
+}
+
+/** The program runs under the job (spawned or restored). */
+interface WithProgram {
+  /** PID of the root of the program's tree. */
+  pid: number;
+  /** The tree is gone without an exit status (killed, e.g. by the dump). */
+  programGone: boolean;
+}
+
+export type MachineState = Common &
+  (
+    | ({ phase: 'starting' } & BeforeProgram)
+    | ({ phase: 'resuming' } & BeforeProgram)
+    /** request: one left unanswered past --dump-timeout or a silent daemon; a late checkpoint_ok still counts. */
+    | ({ phase: 'running'; request?: CheckpointRequest } & WithProgram)
+    | ({ phase: 'checkpointing'; request: CheckpointRequest } & WithProgram)
+    /** The checkpoint is complete: exit 99 when the minRuntime timer fires (--min-runtime). */
+    | { phase: 'holding' }
+    /** The exit action went out: nothing more happens. */
+    | { phase: 'ended' }
+  );
+
+export type Phase = MachineState['phase'];
+type InPhase<P extends Phase> = Extract<MachineState, { phase: P }>;
+type Watched = InPhase<'running' | 'checkpointing'>;
 
 export type MachineEvent =
   | { type: 'start'; mode: 'fresh' | 'resume' }
   | { type: 'spawned'; pid: number }
+  | { type: 'spawnFailed'; reason: string }
   | { type: 'restored'; pid: number }
   | { type: 'restoreFailed'; reason: string; retryable: boolean }
   | { type: 'checkpointSignal' }
@@ -87,28 +115,25 @@ export interface Step {
 }
 
 export function initialState(config: MachineConfig, startedAt: number): MachineState {
-  return {
-    phase: 'starting',
-    config,
-    startedAt,
-    signalPending: false,
-    requestOutstanding: false,
-    checkpointComplete: false,
-    programGone: false,
-  };
+  return { phase: 'starting', config, startedAt, signalPending: false };
+}
+
+/** Whether the job waits on the daemon (a request out, a restore under way): the supervisor then polls faster. */
+export function awaitsDaemon(state: MachineState): boolean {
+  return state.phase === 'resuming' || state.phase === 'checkpointing' || (state.phase === 'running' && state.request !== undefined);
 }
 
 /** Under a second in ms (a dump of a small program), else in tenths of a second. */
 const duration = (ms: number): string => (ms < 1000 ? `${Math.round(ms)} ms` : `${Math.round(ms / 100) / 10} s`);
 
-const log = (level: 'info' | 'warn' | 'error' | 'debug', message: string): MachineAction => ({
-  type: 'log',
-  level,
-  message,
-});
+const log = (level: 'info' | 'warn' | 'error' | 'debug', message: string): MachineAction => ({ type: 'log', level, message });
 
-function exiting(state: MachineState, actions: MachineAction[], exit: MachineAction): Step {
-  return { state: { ...state, phase: 'exiting' }, actions: [...actions, exit] };
+const signalNumber = (signal: NodeJS.Signals): number => constants.signals[signal];
+
+const unchanged = (state: MachineState): Step => ({ state, actions: [] });
+
+function ended(state: MachineState, actions: MachineAction[], exit: MachineAction): Step {
+  return { state: { config: state.config, startedAt: state.startedAt, terminating: state.terminating, phase: 'ended' }, actions: [...actions, exit] };
 }
 
 /** What /proc says of the program when the daemon does not answer: the truth, not a guess. */
@@ -133,40 +158,32 @@ export function answerBy(now: number, waitMs: number, walltimeEndsAt?: number): 
 }
 
 function failWith(state: MachineState, code: number, message: string): Step {
-  return exiting(state, [log('error', message)], { type: 'exit', code, outcome: 'failed' });
+  return ended(state, [log('error', message)], { type: 'exit', code, outcome: 'failed' });
 }
 
-/** Sends the checkpoint request for a known PID and arms the dump bound. */
-function requestCheckpoint(state: MachineState, pid: number, now: number, actions: MachineAction[]): Step {
+/** Puts ACTIONS before those of STEP. */
+const after = (actions: MachineAction[], step: Step): Step => ({ state: step.state, actions: [...actions, ...step.actions] });
+
+/** Sends the checkpoint request for a running program and arms the dump bound. */
+function requestCheckpoint(state: InPhase<'running'>, now: number, actions: MachineAction[]): Step {
+  const { pid, programGone, config, startedAt, terminating } = state;
   return {
-    state: {
-      ...state,
-      phase: 'checkpointing',
-      signalPending: false,
-      requestOutstanding: true,
-      checkpointRequestedAt: now,
-      checkpointComplete: false,
-    },
+    state: { phase: 'checkpointing', config, startedAt, terminating, pid, programGone, request: { at: now, complete: false } },
     actions: [
       ...actions,
       log('info', `checkpoint requested for PID ${pid}`),
-      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, state.config.dumpTimeoutMs, state.config.walltimeEndsAt) },
-      { type: 'setTimer', name: 'dump', ms: state.config.dumpTimeoutMs },
+      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, config.dumpTimeoutMs, config.walltimeEndsAt) },
+      { type: 'setTimer', name: 'dump', ms: config.dumpTimeoutMs },
     ],
   };
 }
 
 /** The program's root PID is known (spawned or restored): watch it, serve a pending signal. */
-function programKnown(state: MachineState, pid: number, now: number, actions: MachineAction[]): Step {
-  const next: MachineState = { ...state, phase: 'running', pid };
-  const watched = [...actions, { type: 'watchProgram', pid } as MachineAction];
-  if (state.signalPending) {
-    return requestCheckpoint(next, pid, now, [
-      ...watched,
-      log('info', 'serving the checkpoint signal that arrived before the program was running'),
-    ]);
-  }
-  return { state: next, actions: watched };
+function programKnown(state: InPhase<'starting' | 'resuming'>, pid: number, now: number, actions: MachineAction[]): Step {
+  const running: InPhase<'running'> = { phase: 'running', config: state.config, startedAt: state.startedAt, terminating: state.terminating, pid, programGone: false };
+  const watched: MachineAction[] = [...actions, { type: 'watchProgram', pid }];
+  if (!state.signalPending) return { state: running, actions: watched };
+  return requestCheckpoint(running, now, [...watched, log('info', 'serving the checkpoint signal that arrived before the program was running')]);
 }
 
 /** Exit 99 once the job has run long enough for the scheduler to resubmit it. */
@@ -184,7 +201,7 @@ function resubmit(state: MachineState, now: number, reason: string): Step {
   const remaining = state.startedAt + minRuntimeMs - now;
   if (remaining > 0) {
     return {
-      state: { ...state, phase: 'exiting' },
+      state: { config: state.config, startedAt: state.startedAt, terminating: state.terminating, phase: 'holding' },
       actions: [
         log(
           'info',
@@ -195,11 +212,7 @@ function resubmit(state: MachineState, now: number, reason: string): Step {
       ],
     };
   }
-  return exiting(state, [log('info', `${reason}; exit 99 so that the job is resubmitted`)], {
-    type: 'exit',
-    code: ExitCode.Resubmit,
-    outcome: 'checkpointed',
-  });
+  return ended(state, [log('info', `${reason}; exit 99 so that the job is resubmitted`)], { type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' });
 }
 
 const walltimeLeft = (state: MachineState, now: number): string =>
@@ -210,10 +223,10 @@ const walltimeLeft = (state: MachineState, now: number): string =>
  * being killed with the job: a bigger state, a busier filesystem, and the work since the
  * previous checkpoint is lost. The job cannot read the --checkpoint delay, only the walltime.
  */
-function walltimeMargin(state: MachineState, dumpMs: number): MachineAction[] {
-  const { walltimeEndsAt } = state.config;
-  if (walltimeEndsAt === undefined || state.checkpointRequestedAt === undefined) return [];
-  const leftMs = walltimeEndsAt - state.checkpointRequestedAt;
+function walltimeMargin(config: MachineConfig, requestedAt: number, dumpMs: number): MachineAction[] {
+  const { walltimeEndsAt } = config;
+  if (walltimeEndsAt === undefined) return [];
+  const leftMs = walltimeEndsAt - requestedAt;
   if (leftMs <= 0 || dumpMs <= leftMs / 2) return [];
   return [
     log(
@@ -226,217 +239,204 @@ function walltimeMargin(state: MachineState, dumpMs: number): MachineAction[] {
   ];
 }
 
-/** Exit 99 iff the program is gone and a checkpoint completed after our request. */
-function checkCheckpointDone(state: MachineState, now: number): Step {
-  if (state.programGone && state.checkpointComplete) {
-    const dumpMs = now - (state.checkpointRequestedAt ?? now);
-    const done = resubmit({ ...state, requestOutstanding: false }, now, `checkpoint complete in ${duration(dumpMs)}, program stopped`);
-    return { state: done.state, actions: [...walltimeMargin(state, dumpMs), ...done.actions] };
-  }
-  return { state, actions: [] };
+/** Exit 99 iff the program is gone and a checkpoint completed after our request; else undefined. */
+function checkpointDone(state: Watched, now: number): Step | undefined {
+  const { request } = state;
+  if (!state.programGone || !request?.complete) return undefined;
+  const dumpMs = now - request.at;
+  const done = resubmit(state, now, `checkpoint complete in ${duration(dumpMs)}, program stopped`);
+  return after([{ type: 'clearTimer', name: 'dump' }, ...walltimeMargin(state.config, request.at, dumpMs)], done);
 }
 
-export function step(state: MachineState, event: MachineEvent, now: number): Step {
-  if (state.phase === 'exiting' && !(event.type === 'timer' && event.name === 'minRuntime')) {
-    if (event.type === 'checkpointSignal') {
-      return { state, actions: [log('debug', 'checkpoint signal ignored: the job is ending')] };
-    }
-    return { state, actions: [] };
-  }
+/** The state with a program (running or checkpointing) and a request out, if that is where the machine is. */
+function withRequest(state: MachineState): (Watched & { request: CheckpointRequest }) | undefined {
+  return (state.phase === 'running' || state.phase === 'checkpointing') && state.request ? (state as Watched & { request: CheckpointRequest }) : undefined;
+}
 
-  switch (event.type) {
-    case 'start':
-      if (event.mode === 'fresh') return { state, actions: [{ type: 'spawn' }] };
-      return {
-        state: { ...state, phase: 'resuming' },
-        actions: [
-          { type: 'requestResume', answerBy: answerBy(now, state.config.resumeTimeoutMs) },
-          { type: 'setTimer', name: 'resume', ms: state.config.resumeTimeoutMs },
-        ],
-      };
+type Handler<T extends MachineEvent['type']> = (state: MachineState, event: Extract<MachineEvent, { type: T }>, now: number) => Step;
 
-    case 'spawned': {
-      const known = programKnown(state, event.pid, now, []);
-      if (!state.terminating) return known;
-      // A termination signal came while the program was being started: it gets it now.
-      return { state: known.state, actions: [...known.actions, { type: 'forwardSignal', signal: state.terminating }] };
-    }
+/** One handler per event: what it means in each phase. Phases a handler does not name ignore the event. */
+const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
+  start(state, event, now) {
+    if (state.phase !== 'starting') return unchanged(state);
+    if (event.mode === 'fresh') return { state, actions: [{ type: 'spawn' }] };
+    return {
+      state: { ...state, phase: 'resuming' },
+      actions: [
+        { type: 'requestResume', answerBy: answerBy(now, state.config.resumeTimeoutMs) },
+        { type: 'setTimer', name: 'resume', ms: state.config.resumeTimeoutMs },
+      ],
+    };
+  },
 
-    case 'restored':
-      if (state.phase !== 'resuming') return { state, actions: [] };
-      return programKnown(state, event.pid, now, [
-        { type: 'clearTimer', name: 'resume' },
-        log('info', `program restored as PID ${event.pid}, running ${duration(now - state.startedAt)} after the job started`),
-      ]);
+  spawned(state, event, now) {
+    if (state.phase !== 'starting') return unchanged(state);
+    const known = programKnown(state, event.pid, now, []);
+    if (!state.terminating) return known;
+    // A termination signal came while the program was being started: it gets it now.
+    return { state: known.state, actions: [...known.actions, { type: 'forwardSignal', signal: state.terminating }] };
+  },
 
-    case 'restoreFailed': {
-      // While running: a lazy restore whose memory never all came in (the daemon killed the tree).
-      if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.requestOutstanding)) return { state, actions: [] };
-      const cleared: MachineAction = { type: 'clearTimer', name: 'resume' };
-      if (event.retryable) {
-        const retry = resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`);
-        return { state: retry.state, actions: [cleared, ...retry.actions] };
-      }
-      const failed = failWith(
-        state,
-        ExitCode.RestoreFailed,
-        `restore failed: ${event.reason}. The checkpoint is kept; fix the cause and submit again.`,
-      );
-      return { state: failed.state, actions: [cleared, ...failed.actions] };
-    }
+  spawnFailed(state, event) {
+    if (state.phase !== 'starting') return unchanged(state);
+    return ended(state, [log('error', `cannot start the program: ${event.reason}`)], { type: 'exit', code: ExitCode.NotExecutable, outcome: 'failed' });
+  },
 
-    case 'checkpointSignal':
-      if (state.phase === 'starting' || state.phase === 'resuming') {
+  restored(state, event, now) {
+    if (state.phase !== 'resuming') return unchanged(state);
+    return programKnown(state, event.pid, now, [
+      { type: 'clearTimer', name: 'resume' },
+      log('info', `program restored as PID ${event.pid}, running ${duration(now - state.startedAt)} after the job started`),
+    ]);
+  },
+
+  restoreFailed(state, event, now) {
+    // While running: a lazy restore whose memory never all came in (the daemon killed the tree).
+    if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.request)) return unchanged(state);
+    const cleared: MachineAction[] = [{ type: 'clearTimer', name: 'resume' }];
+    if (event.retryable) return after(cleared, resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`));
+    return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${event.reason}. The checkpoint is kept; fix the cause and submit again.`));
+  },
+
+  checkpointSignal(state, _event, now) {
+    switch (state.phase) {
+      case 'starting':
+      case 'resuming':
         return {
           state: { ...state, signalPending: true },
           actions: [log('info', 'checkpoint signal received before the program runs: will checkpoint as soon as it does')],
         };
-      }
-      if (state.phase === 'checkpointing') {
+      case 'checkpointing':
         return { state, actions: [log('info', 'checkpoint signal ignored: a checkpoint is already in progress')] };
-      }
-      return requestCheckpoint(state, state.pid as number, now, [log('info', `checkpoint signal received${walltimeLeft(state, now)}`)]);
-
-    case 'checkpointOk': {
-      if (!state.requestOutstanding) return { state, actions: [] };
-      const next = { ...state, checkpointComplete: true };
-      const done = checkCheckpointDone(next, now);
-      const cleared: MachineAction[] = done.state.phase === 'exiting' ? [{ type: 'clearTimer', name: 'dump' }] : [];
-      return { state: done.state, actions: [...cleared, ...done.actions] };
+      case 'running':
+        return requestCheckpoint(state, now, [log('info', `checkpoint signal received${walltimeLeft(state, now)}`)]);
+      case 'holding':
+      case 'ended':
+        return { state, actions: [log('debug', 'checkpoint signal ignored: the job is ending')] };
     }
+  },
 
-    case 'dumpFailed':
-      if (!state.requestOutstanding) return { state, actions: [] };
-      return {
-        state: { ...state, phase: 'running', requestOutstanding: false },
-        actions: [
-          { type: 'clearTimer', name: 'dump' },
-          log(
-            'error',
-            event.program === 'frozen'
-              ? `checkpoint failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
-              : `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
-          ),
-        ],
-      };
+  checkpointOk(state, _event, now) {
+    const asked = withRequest(state);
+    if (!asked) return unchanged(state);
+    const next = { ...asked, request: { ...asked.request, complete: true } };
+    return checkpointDone(next, now) ?? unchanged(next);
+  },
 
-    case 'daemonSilent':
-      if (state.phase === 'resuming') {
-        return failWith(state, ExitCode.DaemonAbsent, `${event.detail}; giving up the resume (the checkpoint is kept)`);
-      }
-      if (state.phase === 'checkpointing') {
-        return {
-          state: { ...state, phase: 'running' },
-          actions: [
-            { type: 'clearTimer', name: 'dump' },
-            log('error', `${event.detail}; no checkpoint can be made, the program keeps running`),
-          ],
-        };
-      }
-      return { state, actions: [] };
+  dumpFailed(state, event) {
+    const asked = withRequest(state);
+    if (!asked) return unchanged(state);
+    return {
+      state: { ...asked, phase: 'running', request: undefined },
+      actions: [
+        { type: 'clearTimer', name: 'dump' },
+        log(
+          'error',
+          event.program === 'frozen'
+            ? `checkpoint failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
+            : `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
+        ),
+      ],
+    };
+  },
 
-    case 'programExited':
-      if (state.terminating && event.exitCode === 128 + signalNumber(state.terminating)) {
-        // It died of the signal passed on: the job was stopped, the run did not end, and its
-        // last checkpoint stays resumable (as when the tree is gone without a status).
-        return exiting(state, [log('info', `program stopped by ${state.terminating}`)], {
-          type: 'exit',
-          code: event.exitCode,
-          outcome: 'failed',
-        });
-      }
-      return exiting(
-        state,
-        [log('info', `program exited with code ${event.exitCode}`)],
-        { type: 'exit', code: event.exitCode, outcome: 'finished', exitCode: event.exitCode },
-      );
+  daemonSilent(state, event) {
+    if (state.phase === 'resuming') return failWith(state, ExitCode.DaemonAbsent, `${event.detail}; giving up the resume (the checkpoint is kept)`);
+    if (state.phase !== 'checkpointing') return unchanged(state);
+    return {
+      // The request stays noted: should the daemon answer after all, its checkpoint counts.
+      state: { ...state, phase: 'running' },
+      actions: [{ type: 'clearTimer', name: 'dump' }, log('error', `${event.detail}; no checkpoint can be made, the program keeps running`)],
+    };
+  },
 
-    case 'programGone': {
-      if (state.programGone) return { state, actions: [] };
-      const next = { ...state, programGone: true };
-      if (state.requestOutstanding) {
-        const done = checkCheckpointDone(next, now);
-        if (done.state.phase === 'exiting') {
-          return { state: done.state, actions: [{ type: 'clearTimer', name: 'dump' }, ...done.actions] };
-        }
-        return { state: next, actions: [log('debug', 'program stopped; waiting for the daemon to confirm the checkpoint')] };
-      }
-      if (state.terminating) {
-        return exiting(next, [], { type: 'exit', code: 128 + signalNumber(state.terminating), outcome: 'failed' });
-      }
-      return failWith(
-        next,
-        ExitCode.ProgramLost,
-        'the program disappeared without an exit status and no checkpoint was made ' +
-          '(killed from outside?); not exiting 99',
-      );
+  programExited(state, event) {
+    if (state.phase === 'holding' || state.phase === 'ended') return unchanged(state);
+    if (state.terminating && event.exitCode === 128 + signalNumber(state.terminating)) {
+      // It died of the signal passed on: the job was stopped, the run did not end, and its
+      // last checkpoint stays resumable (as when the tree is gone without a status).
+      return ended(state, [log('info', `program stopped by ${state.terminating}`)], { type: 'exit', code: event.exitCode, outcome: 'failed' });
     }
+    return ended(state, [log('info', `program exited with code ${event.exitCode}`)], {
+      type: 'exit',
+      code: event.exitCode,
+      outcome: 'finished',
+      exitCode: event.exitCode,
+    });
+  },
 
-    case 'timer':
-      switch (event.name) {
-        case 'minRuntime':
-          return exiting(state, [log('info', 'exit 99 so that the job is resubmitted')], {
-            type: 'exit',
-            code: ExitCode.Resubmit,
-            outcome: 'checkpointed',
-          });
-        case 'resume':
-          if (state.phase !== 'resuming') return { state, actions: [] };
-          return failWith(
-            state,
-            ExitCode.ResumeTimeout,
-            `resume timed out after ${duration(state.config.resumeTimeoutMs)}: no checkpoint/pidfile ` +
-              'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
-          );
-        case 'dump':
-          if (!state.requestOutstanding) return { state, actions: [] };
-          if (state.programGone) {
-            return failWith(
-              state,
-              ExitCode.ProgramLost,
-              `the program stopped but the daemon did not confirm the checkpoint within ` +
-                `${duration(state.config.dumpTimeoutMs)} (no new checkpoint_ok); not exiting 99`,
-            );
-          }
-          return {
-            // A late checkpoint_ok still counts: requestOutstanding stays set.
-            state: { ...state, phase: 'running' },
-            actions: [
-              log(
-                'warn',
-                `the daemon has not answered the dump request after ${duration(state.config.dumpTimeoutMs)} ` +
-                  `(--dump-timeout; ckpt-daemon answers before it, so this node's daemon is another one or stuck): ${programNow(event.programState)}`,
-              ),
-            ],
-          };
-      }
-      return { state, actions: [] };
+  programGone(state, _event, now) {
+    if ((state.phase !== 'running' && state.phase !== 'checkpointing') || state.programGone) return unchanged(state);
+    const next: Watched = { ...state, programGone: true };
+    if (next.request) {
+      return checkpointDone(next, now) ?? { state: next, actions: [log('debug', 'program stopped; waiting for the daemon to confirm the checkpoint')] };
+    }
+    if (state.terminating) return ended(next, [], { type: 'exit', code: 128 + signalNumber(state.terminating), outcome: 'failed' });
+    return failWith(next, ExitCode.ProgramLost, 'the program disappeared without an exit status and no checkpoint was made (killed from outside?); not exiting 99');
+  },
 
-    case 'terminate':
-      if (!state.terminating && state.phase === 'starting') {
-        // The program is being started: leaving now would leave it running with no one to watch it.
-        return {
-          state: { ...state, terminating: event.signal },
-          actions: [log('warn', `${event.signal} received while the program starts: passing it on as soon as it runs (send it again to leave at once)`)],
-        };
-      }
-      if (state.terminating || state.pid === undefined) {
-        return exiting(state, [log('warn', `${event.signal} received; exiting now`)], {
-          type: 'exit',
-          code: 128 + signalNumber(event.signal),
-          outcome: 'failed',
-        });
-      }
+  timer(state, event) {
+    switch (event.name) {
+      case 'minRuntime':
+        if (state.phase !== 'holding') return unchanged(state);
+        return ended(state, [log('info', 'exit 99 so that the job is resubmitted')], { type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' });
+      case 'resume':
+        if (state.phase !== 'resuming') return unchanged(state);
+        return failWith(
+          state,
+          ExitCode.ResumeTimeout,
+          `resume timed out after ${duration(state.config.resumeTimeoutMs)}: no checkpoint/pidfile ` +
+            'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
+        );
+      case 'dump':
+        return dumpTimedOut(state, event.programState);
+    }
+  },
+
+  terminate(state, event) {
+    if (state.phase === 'holding' || state.phase === 'ended') return unchanged(state);
+    if (!state.terminating && state.phase === 'starting') {
+      // The program is being started: leaving now would leave it running with no one to watch it.
       return {
         state: { ...state, terminating: event.signal },
-        actions: [
-          log('warn', `${event.signal} received: passing it to the program (send it again to leave at once)`),
-          { type: 'forwardSignal', signal: event.signal },
-        ],
+        actions: [log('warn', `${event.signal} received while the program starts: passing it on as soon as it runs (send it again to leave at once)`)],
       };
+    }
+    if (state.terminating || state.phase === 'starting' || state.phase === 'resuming') {
+      return ended(state, [log('warn', `${event.signal} received; exiting now`)], { type: 'exit', code: 128 + signalNumber(event.signal), outcome: 'failed' });
+    }
+    return {
+      state: { ...state, terminating: event.signal },
+      actions: [log('warn', `${event.signal} received: passing it to the program (send it again to leave at once)`), { type: 'forwardSignal', signal: event.signal }],
+    };
+  },
+};
+
+/** --dump-timeout passed with the request unanswered; PROGRAMSTATE is what /proc says of the program then. */
+function dumpTimedOut(state: MachineState, programState: string | undefined): Step {
+  const asked = withRequest(state);
+  if (!asked) return unchanged(state);
+  if (asked.programGone) {
+    return failWith(
+      asked,
+      ExitCode.ProgramLost,
+      `the program stopped but the daemon did not confirm the checkpoint within ` +
+        `${duration(asked.config.dumpTimeoutMs)} (no new checkpoint_ok); not exiting 99`,
+    );
   }
+  return {
+    // A late checkpoint_ok still counts: the request stays noted.
+    state: { ...asked, phase: 'running' },
+    actions: [
+      log(
+        'warn',
+        `the daemon has not answered the dump request after ${duration(asked.config.dumpTimeoutMs)} ` +
+          `(--dump-timeout; ckpt-daemon answers before it, so this node's daemon is another one or stuck): ${programNow(programState)}`,
+      ),
+    ],
+  };
 }
 
-function signalNumber(signal: NodeJS.Signals): number {
-  return constants.signals[signal];
+export function step(state: MachineState, event: MachineEvent, now: number): Step {
+  return (HANDLERS[event.type] as Handler<MachineEvent['type']>)(state, event, now);
 }

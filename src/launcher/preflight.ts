@@ -4,7 +4,7 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { CliError, ExitCode } from '../cli/exit-codes.js';
+import { CliError, ExitCode } from '../base/exit-codes.js';
 import { runDirFor, runDirPaths, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, newRunState, type RunState } from '../state/run-state.js';
 

@@ -10,8 +10,9 @@
  *    PID already in use on the node (or with dumped PIDs the node's init has not reaped yet).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { RunDirPaths } from '../protocol/run-dir.js';
+import { childrenOf, sleep } from './processes.js';
 
 /**
  * The shim: point its own stdout/stderr at the run's logs (O_APPEND), run the program, then
@@ -83,13 +84,10 @@ export async function spawnProgramTree(options: SpawnTreeOptions): Promise<Progr
 async function firstChildOf(pid: number): Promise<number> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    try {
-      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-      if (children) return Number(children.split(' ')[0]);
-    } catch {
-      throw new Error(`unshare (PID ${pid}) exited before starting the program`);
-    }
+    const [first] = childrenOf(pid);
+    if (first !== undefined) return first;
+    if (!existsSync(`/proc/${pid}`)) throw new Error(`unshare (PID ${pid}) exited before starting the program`);
     if (Date.now() > deadline) throw new Error(`unshare (PID ${pid}) did not start the program within 5 s`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await sleep(2);
   }
 }

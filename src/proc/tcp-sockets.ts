@@ -1,6 +1,14 @@
 /** Whether a process tree holds TCP sockets, from /proc: CRIU must then lock the network. */
-import { readdirSync, readlinkSync } from 'node:fs';
-import { readOrEmpty, treeOf } from '../daemon/process-tree.js';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { treeOf } from './processes.js';
+
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return ''; // gone, or no IPv6
+  }
+}
 
 /** The socket inodes a process's descriptors point to. */
 function socketInodes(pid: number): string[] {

@@ -26,9 +26,3 @@ export function parseDaemonReport(text: string): DaemonReport | undefined {
     return undefined;
   }
 }
-
-/** ckpt-daemon refreshes this file in the spool dir so that jobs can tell it is alive. */
-export const HEARTBEAT_FILE = 'ckpt-daemon.heartbeat';
-export const HEARTBEAT_INTERVAL_MS = 2000;
-/** A heartbeat older than this means the daemon is gone. */
-export const HEARTBEAT_STALE_MS = 3 * HEARTBEAT_INTERVAL_MS;

@@ -27,6 +27,20 @@ export interface ResumeRequest {
 
 export type SpoolRequest = CheckpointRequest | ResumeRequest;
 
+/**
+ * Who asked: the owner of a request file, as the node's user database knows them (the daemon
+ * looks them up, src/daemon/requester.ts). A dump or restore runs on their behalf, with no
+ * power beyond theirs.
+ */
+export interface Requester {
+  uid: number;
+  /** Primary group. */
+  gid: number;
+  /** Every group the user belongs to (primary included). */
+  gids: number[];
+  name: string;
+}
+
 /** The largest request a daemon accepts: a PID and a path, with room to spare. */
 export const MAX_REQUEST_BYTES = 8192;
 

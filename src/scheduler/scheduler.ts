@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { startedAtMs } from '../proc/process-liveness.js';
+import { startedAtMs } from '../proc/processes.js';
 
 /** What ckpt-run needs to know from the batch scheduler it runs under. */
 export interface SchedulerContext {

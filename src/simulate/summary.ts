@@ -1,4 +1,5 @@
 /** The end of a simulation: a table per job (cycle), a verdict, and the same as JSON. */
+import { formatMegabytes } from '../base/sizes.js';
 export interface CycleRecord {
   jobId: string;
   runSec: number;
@@ -27,10 +28,6 @@ export interface SimulationSummary {
 const cell = (value: number | undefined, unit: string, digits = 0): string =>
   value === undefined ? '-' : `${value.toFixed(digits)} ${unit}`;
 
-function megabytes(bytes: number | undefined): number | undefined {
-  return bytes === undefined ? undefined : bytes / 2 ** 20;
-}
-
 export function formatSummary(summary: SimulationSummary): string {
   const header = ['cycle', 'job id', 'run time', 'dump', 'image', 'restore', 'ended by'];
   const rows = summary.cycles.map((cycle, index) => [
@@ -38,7 +35,7 @@ export function formatSummary(summary: SimulationSummary): string {
     cycle.jobId,
     cell(cycle.runSec, 's', 1),
     cell(cycle.dumpMs, 'ms'),
-    cell(megabytes(cycle.imageBytes), 'MB', 1),
+    cycle.imageBytes === undefined ? '-' : formatMegabytes(cycle.imageBytes),
     cell(cycle.restoreMs, 'ms'),
     cycle.endedBy,
   ]);

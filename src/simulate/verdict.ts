@@ -4,7 +4,7 @@
  * program that finished because no checkpoint ever stopped it would, on the cluster, have been
  * killed at its walltime with nothing to resume.
  */
-import { ExitCode } from '../cli/exit-codes.js';
+import { ExitCode } from '../base/exit-codes.js';
 import type { SignalSchedule } from './schedule.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
 

@@ -4,19 +4,12 @@
  * cgroup: the job is ckpt-run's process tree, plus the restored program's, which is not under
  * ckpt-run (init, or the daemon, adopted it).
  */
-import { treeOf } from '../daemon/process-tree.js';
-import type { ProcessHandle } from '../proc/process-liveness.js';
+import { killAll, treeOf, type ProcessHandle } from '../proc/processes.js';
 
 /** Kills the job unless ckpt-run has ended already (its own exit code then tells); true if killed. */
 export function killAtWalltime(ckptRun: ProcessHandle, restored: ProcessHandle | undefined): boolean {
   if (!ckptRun.isAlive()) return false;
   const roots = [ckptRun, restored].filter((handle): handle is ProcessHandle => handle?.isAlive() === true);
-  for (const pid of roots.flatMap((root) => treeOf(root.pid))) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone meanwhile
-    }
-  }
+  killAll(roots.flatMap((root) => treeOf(root.pid)), 'SIGKILL');
   return true;
 }

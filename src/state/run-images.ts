@@ -10,7 +10,7 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
-import { megabytes } from '../log/units.js';
+import { formatMegabytes } from '../base/sizes.js';
 import { imagesBytes, PARTIAL_IMAGES_PREFIX, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, type RunState } from './run-state.js';
 
@@ -104,7 +104,7 @@ export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void 
   }
   if (state?.status !== 'finished') return;
   const { freed, problems } = removeImages(paths);
-  if (freed > 0) logger.log('info', `the run finished: removed its checkpoint images (${megabytes(freed)}; --keep-images keeps them)`);
+  if (freed > 0) logger.log('info', `the run finished: removed its checkpoint images (${formatMegabytes(freed)}; --keep-images keeps them)`);
   // E.g. a lazy restore's images, still the daemon's until every page is in: clean finds them later.
   for (const problem of problems) logger.log('warn', `${problem} (ckpt-run clean lists what is left)`);
 }

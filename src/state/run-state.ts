@@ -4,7 +4,7 @@
  * the file's name and the fix, never a guess that could resume the wrong image.
  */
 import { readFileSync } from 'node:fs';
-import { CliError, ExitCode } from '../cli/exit-codes.js';
+import { CliError, ExitCode } from '../base/exit-codes.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
 
 export const STATE_SCHEMA = 1;

@@ -14,7 +14,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { processState } from '../../src/proc/process-liveness.js';
+import { processState } from '../../src/proc/processes.js';
 import { counted, COUNTER, makeSandbox, readOr, ROOT, runCkpt, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
 import { RealDaemon, CKPT_DAEMON } from '../helpers/real-daemon.js';
 import { criuProbe, IN_CI, realPartAvailable } from '../helpers/real-parts.js';

@@ -11,39 +11,18 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEARTBEAT_FILE, parseDaemonReport } from '../../src/protocol/daemon-report.js';
+import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../../src/protocol/spool-request.js';
-import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
+import { isGone } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { signAsTheDaemon } from '../helpers/daemon-harness.js';
+import { RealDaemon } from '../helpers/real-daemon.js';
 import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
-import { criuProbe, IN_CI, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { criuForUsers, criuReady, realPartAvailable } from '../helpers/real-parts.js';
 import { ensureTestUser } from '../helpers/test-user.js';
 
-const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');
 const COUNTER = join(ROOT, 'examples/stateful-counter.mjs');
 const COUNTER_SH = join(ROOT, 'examples/counter.sh');
-
-/** In CI a missing criu is installed, as scripts/test-all.sh does, rather than failing the suite. */
-const criuReady: Probe = () => {
-  const problem = criuProbe();
-  if (problem === undefined || !IN_CI || process.geteuid?.() !== 0) return problem;
-  execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh')], { stdio: 'inherit' });
-  return criuProbe();
-};
-
-/**
- * A root without CAP_SYS_RESOURCE in its bounding set (containers, this sandbox) cannot dump
- * another user's process ("Can't get rlimit 0: Operation not permitted") without the opt-in
- * prlimit shim of scripts/install-criu.sh --with-prlimit-shim; real nodes use criu itself.
- */
-function criuForUsers(): string | undefined {
-  if (process.env.CKPT_CRIU) return process.env.CKPT_CRIU;
-  const bounding = BigInt(`0x${/^CapBnd:\s*(\w+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]}`);
-  if ((bounding >> 24n) & 1n) return 'criu';
-  const shim = '/opt/ckpt-run/criu/bin/criu-prlimit-shim';
-  if (!existsSync(shim) && IN_CI) execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh'), '--with-prlimit-shim'], { stdio: 'inherit' });
-  return existsSync(shim) ? shim : undefined;
-}
 
 /** Writes a request owned by OWNER: chowned under a hidden name, then renamed into the spool. */
 function requestAs(spool: string, request: SpoolRequest, owner: { uid: number; gid: number }): void {
@@ -89,9 +68,9 @@ function daemonTimes(log: string, kind: 'dump' | 'restore', jobPrefix: string): 
   return [...log.matchAll(pattern)].map((match) => Number(match[1]));
 }
 
-describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-run + ckpt-daemon on real CRIU', () => {
+describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt-run + ckpt-daemon on real CRIU', () => {
   let sandbox: Sandbox;
-  let daemon: Proc;
+  let daemon: RealDaemon;
   let daemonLogPath: string;
   let criu: string | undefined;
   const daemonLog = (): string => readFileSync(daemonLogPath, 'utf8');
@@ -124,14 +103,11 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady))('ckpt-r
     daemonLogPath = join(sandbox.dir, 'daemon.log');
     criu = criuForUsers();
     // The image key in a private folder of the sandbox's (the daemon creates it): never /etc.
-    const daemonArgs = [CKPT_DAEMON, '--verbose', '--spool-dir', sandbox.spool, '--log', daemonLogPath, '--criu', criu ?? 'criu', '--image-key', imageKeyPath()];
-    daemon = new Proc(spawn(process.execPath, daemonArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    await waitUntil(() => existsSync(join(sandbox.spool, HEARTBEAT_FILE)), () => `the daemon's heartbeat\n${daemon.stderr}`);
+    daemon = await RealDaemon.start({ spool: sandbox.spool, logPath: daemonLogPath, criu: criu ?? 'criu', imageKey: imageKeyPath(), verbose: true });
   });
 
   afterAll(async () => {
-    daemon?.child.kill('SIGTERM');
-    expect(await daemon?.exitCode()).toBe(0);
+    expect(await daemon?.stop()).toBe(0);
   });
 
   it('three checkpoint/restore cycles of a program holding 100 MB: every line once, in order, memory intact, exit code 7', async () => {

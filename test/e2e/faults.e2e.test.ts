@@ -23,9 +23,10 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childrenOf } from '../../src/proc/process-liveness.js';
+import { childrenOf } from '../../src/proc/processes.js';
 import { imagesBytes } from '../../src/protocol/run-dir.js';
-import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
+import { isGone } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { faultProgram, GHOST_TRIGGER, numbers, range, STOP_TRIGGER } from '../helpers/fault-program.js';
 import {

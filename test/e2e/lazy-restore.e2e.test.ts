@@ -12,8 +12,9 @@
 import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childrenOf } from '../../src/proc/process-liveness.js';
-import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
+import { childrenOf } from '../../src/proc/processes.js';
+import { isGone } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { makeSandbox, readOr, ROOT, runCkpt, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';

@@ -18,11 +18,10 @@ import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'nod
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readOr } from '../helpers/launcher-harness.js';
-import {
-  deleteActiveJobs, ensureOarUser, exitStatusOf, followChain, formatChain, oarJob, oarProbe, oardelCheckpoint, oarsub, pollFor, startCluster,
-  stopCluster, type ClusterHandle, type OarJob, type OarUser,
-} from '../helpers/oar-cluster.js';
-import { prepareSchedulerNode, type NodeDaemon, type SchedulerNode } from '../helpers/oar-node.js';
+import { deleteActiveJobs, ensureOarUser, exitStatusOf, followChain, formatChain, oarJob, oarProbe, oardelCheckpoint, oarsub, startCluster, stopCluster, type ClusterHandle, type OarJob, type OarUser } from '../helpers/oar-cluster.js';
+import { pollFor } from '../helpers/poll.js';
+import { prepareSchedulerNode, type SchedulerNode } from '../helpers/oar-node.js';
+import type { RealDaemon } from '../helpers/real-daemon.js';
 import { realPartAvailable } from '../helpers/real-parts.js';
 
 const USER = 'ckptoar';
@@ -104,7 +103,7 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
   let cluster: ClusterHandle | undefined;
   let user: OarUser;
   let node: SchedulerNode | undefined;
-  let daemon: NodeDaemon | undefined;
+  let daemon: RealDaemon | undefined;
   let pkg: string;
   let base: string;
   const restores: RestoreCheck[] = [];

@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { waitUntil } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { makeSandbox, readOr, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
 import { criuProbe, realPartAvailable, type Probe } from '../helpers/real-parts.js';
 

@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { waitUntil } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { counted, COUNTER, liveProcessesIn, makeSandbox, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
 
@@ -36,24 +36,33 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     expect(summaryOf(workdir).cycles).toHaveLength(1);
   });
 
-  it('a restored program whose next dump outlasts the walltime: killed mid-dump with its job, not resubmitted, nothing left running', async () => {
+  it('a restored program whose next dump outlasts the walltime: cut at the deadline the job gave, killed with its job, not resubmitted, nothing left running', async () => {
     const { workdir } = makeSandbox('ckpt-simcriu-');
-    // Small in the first job (dumped at line 30 at most, in ~0.1 s), 3 GB once restored (line
-    // 35): that dump takes ~3 s here, and the checkpoint signal leaves 1 s.
+    // Small in the first job; once restored, it grows to 3 GB (filled, so it must be dumped)
+    // when the test says so, after the first checkpoint: a dump of 3 GB takes ~3 s here and the
+    // checkpoint signal leaves 2 s. (Growing at a fixed line raced with this VM's slow page
+    // faults: ~270 MB/s, so a 3 GB fill could outlast the job and leave a small dump.)
     const grower = join(workdir, 'grower.mjs');
-    writeFileSync(grower, 'let i = 0; const held = [];\nsetInterval(() => { console.log(++i); if (i === 35) held.push(Buffer.alloc(3 * 2 ** 30, 1)); }, 100);\n');
-    const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '4', '--checkpoint', '1', '--', process.execPath, grower]);
-    expect(await sim.exitCode(60_000)).toBe(137);
+    writeFileSync(
+      grower,
+      "import { existsSync } from 'node:fs';\nlet i = 0; const held = [];\n" +
+        "setInterval(() => { console.log(++i); if (!held.length && existsSync('grow')) { held.push(Buffer.alloc(3 * 2 ** 30, 1)); console.log('grown'); } }, 100);\n",
+    );
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '20', '--checkpoint', '2', '--', process.execPath, grower]);
+    await sim.waitFor((p) => /checkpoint complete in/.test(p.stderr) || p.child.exitCode !== null, 'the first checkpoint', 60_000);
+    writeFileSync(join(workdir, 'grow'), '');
+    expect(await sim.exitCode(120_000)).toBe(137);
+    expect(sim.stdout).toMatch(/^grown$/m);
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(2);
     expect(summary.cycles[0]).toMatchObject({ endedBy: 'checkpoint (exit 99)' });
     expect(summary.cycles[1]).toMatchObject({ endedBy: 'killed at its walltime (not resubmitted)', exitCode: 137 });
     expect(typeof summary.cycles[1].restoreMs).toBe('number');
-    expect(summary.verdict).toMatch(/^cycle 2 was still running at its walltime \(4 s\)/);
+    expect(summary.verdict).toMatch(/^cycle 2 was still running at its walltime \(20 s\)/);
     // The restored program, which is not under ckpt-run, was killed too.
     await waitUntil(() => liveProcessesIn(workdir).length === 0, () => `the restored program (${liveProcessesIn(workdir).join(', ')}) to be killed`, 5_000);
     console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
-  });
+  }, 180_000);
 
   it('a dump CRIU refuses: the reason is shown, the program keeps running and finishes, and the dry run fails with 13', async () => {
     const { workdir } = makeSandbox('ckpt-simcriu-');

@@ -17,8 +17,10 @@ import { chownSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counted, readOr } from '../helpers/launcher-harness.js';
-import { ensureOarUser, pollFor, type OarUser } from '../helpers/oar-cluster.js';
-import { prepareSchedulerNode, type NodeDaemon, type SchedulerNode } from '../helpers/oar-node.js';
+import { ensureOarUser, type OarUser } from '../helpers/oar-cluster.js';
+import { pollFor } from '../helpers/poll.js';
+import { prepareSchedulerNode, type SchedulerNode } from '../helpers/oar-node.js';
+import type { RealDaemon } from '../helpers/real-daemon.js';
 import { IN_CI, realPartAvailable } from '../helpers/real-parts.js';
 import { asUser, sbatch, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
 
@@ -38,7 +40,7 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
   let node: SchedulerNode | undefined;
   let pkg: string;
   let base: string;
-  let daemon: NodeDaemon;
+  let daemon: RealDaemon;
   const jobs: number[] = [];
 
   /** A folder of the user's for one job, and examples/slurm-job.sh submitted from it. */

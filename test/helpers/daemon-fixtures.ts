@@ -3,8 +3,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Requester } from '../../src/engine/engine.js';
-import { ProcessHandle } from '../../src/proc/process-liveness.js';
+import type { Requester } from '../../src/protocol/spool-request.js';
+import { ProcessHandle } from '../../src/proc/processes.js';
+import { waitUntil } from './poll.js';
 
 export const AS_ROOT = process.getuid?.() === 0;
 
@@ -39,19 +40,6 @@ export function killAtCleanUp(pid: number): void {
       // gone already
     }
   });
-}
-
-/**
- * Waits (bounded) for a condition that no event announces, such as a process leaving /proc.
- * WHAT may be a function: it is then called at the timeout, so that a log it shows is the
- * log as it was when the wait gave up.
- */
-export async function waitUntil(condition: () => boolean, what: string | (() => string), timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 /**

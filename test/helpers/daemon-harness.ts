@@ -8,7 +8,7 @@ import { startDaemon, type DaemonEvent } from '../../src/daemon/daemon.js';
 import type { CheckpointEngine } from '../../src/engine/engine.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../../src/protocol/spool-request.js';
 import { join } from 'node:path';
-import { waitUntil } from './daemon-fixtures.js';
+import { waitUntil } from './poll.js';
 
 export interface TestDaemon {
   spoolDir: string;

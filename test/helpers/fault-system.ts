@@ -6,8 +6,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { killAll } from '../../src/proc/processes.js';
 import { loadRunState, type RunState } from '../../src/state/run-state.js';
-import { isGone, waitUntil } from './daemon-fixtures.js';
+import { isGone } from './daemon-fixtures.js';
+import { waitUntil } from './poll.js';
 import type { Proc } from './launcher-harness.js';
 
 // ---- a small tmpfs ----
@@ -99,13 +101,7 @@ export function pidExists(pid: number): boolean {
  */
 export async function killAtWalltime(job: Proc, treeRoot: number): Promise<void> {
   job.child.kill('SIGKILL');
-  for (const target of [-treeRoot, treeRoot]) {
-    try {
-      process.kill(target, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
+  killAll([-treeRoot, treeRoot], 'SIGKILL');
   await job.exited;
   await waitUntil(() => isGone(treeRoot), `the program's tree (PID ${treeRoot}) to be killed`);
 }
@@ -129,13 +125,7 @@ export async function killProcessesUnder(dir: string): Promise<number> {
       })
       .map(Number);
   const found = under();
-  for (const pid of found) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
+  killAll(found, 'SIGKILL');
   await waitUntil(() => under().every(isGone), `the processes under ${dir} to be gone`);
   return found.length;
 }

@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { readStat } from '../../src/proc/processes.js';
+import { waitUntil } from './poll.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CKPT_RUN = join(ROOT, 'bin/ckpt-run');
@@ -39,14 +41,8 @@ export class Proc {
     });
   }
 
-  async waitFor(predicate: (proc: Proc) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate(this)) {
-      if (Date.now() > deadline) {
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  waitFor(predicate: (proc: Proc) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+    return waitUntil(() => predicate(this), () => `${what}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`, timeoutMs, 10);
   }
 
   async exitCode(timeoutMs = 30_000): Promise<number | null> {
@@ -111,7 +107,8 @@ export function counted(output: string): number[] {
 export function liveProcessesIn(dir: string): number[] {
   return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
     try {
-      return readlinkSync(`/proc/${pid}/cwd`) === dir && !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      const state = readStat(pid)?.state;
+      return readlinkSync(`/proc/${pid}/cwd`) === dir && state !== undefined && state !== 'Z' && state !== 'X';
     } catch {
       return false; // gone, or not ours to look at
     }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT } from './launcher-harness.js';
 import type { Probe } from './real-parts.js';
+import { pollFor } from './poll.js';
 
 const run = promisify(execFile);
 
@@ -163,20 +164,6 @@ export function oardelCheckpoint(user: OarUser, id: number): string {
   return execFileSync('runuser', ['-u', user.name, '--', 'oardel', '--checkpoint', String(id)], { encoding: 'utf8', stdio: 'pipe' }).trim();
 }
 
-/**
- * Polls FN every PERIOD ms until it returns a value (not undefined); bounded. WHAT may be a
- * function, called at the timeout, so that the state it shows is the state then.
- */
-export async function pollFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string | (() => string), timeoutMs: number, periodMs = 1000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((resolve) => setTimeout(resolve, periodMs));
-  }
-}
-
 /** Waits until job ID is in one of STATES; returns it. A final state that is not wanted fails at once. */
 export async function waitForState(id: number, states: string[], timeoutMs: number): Promise<OarJob> {
   return pollFor(
@@ -211,28 +198,29 @@ export async function followChain(firstId: number, options: ChainOptions): Promi
   const chain: OarJob[] = [];
   const seenRunning = new Set<number>();
   let currentId = firstId;
-  const deadline = Date.now() + options.timeoutMs;
-  for (;;) {
-    const jobs = await arrayJobs(first.arrayId);
-    const current = jobs.find((job) => job.id === currentId);
-    if (!current) throw new Error(`job ${currentId} vanished from array ${first.arrayId}`);
-    if ((current.state === 'Running' || FINAL_STATES.has(current.state)) && !seenRunning.has(current.id)) {
-      seenRunning.add(current.id);
-      if (current.state === 'Running') await options.onRunning?.(current, chain.length);
-    }
-    if (FINAL_STATES.has(current.state)) {
-      chain.push(current);
-      await options.onEnded?.(current, chain.length - 1);
-      const next = jobs.find((job) => job.resubmitJobId === current.id);
-      if (!next) return chain;
-      currentId = next.id;
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${Math.round(options.timeoutMs / 1000)} s following the chain of job ${firstId}: ${formatChain([...chain, current])}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
+  let current: OarJob | undefined;
+  return pollFor(
+    async () => {
+      for (;;) {
+        const jobs = await arrayJobs(first.arrayId);
+        const job = jobs.find((candidate) => candidate.id === currentId);
+        if (!job) throw new Error(`job ${currentId} vanished from array ${first.arrayId}`);
+        current = job;
+        if ((job.state === 'Running' || FINAL_STATES.has(job.state)) && !seenRunning.has(job.id)) {
+          seenRunning.add(job.id);
+          if (job.state === 'Running') await options.onRunning?.(job, chain.length);
+        }
+        if (!FINAL_STATES.has(job.state)) return undefined;
+        chain.push(job);
+        await options.onEnded?.(job, chain.length - 1);
+        const next = jobs.find((candidate) => candidate.resubmitJobId === job.id);
+        if (!next) return chain;
+        currentId = next.id;
+      }
+    },
+    () => `the chain of job ${firstId} to end: ${formatChain(current && !chain.includes(current) ? [...chain, current] : chain)}`,
+    options.timeoutMs,
+  );
 }
 
 /** "18 Terminated exit 99 (ran 63 s) -> 19 Terminated exit 42 (ran 30 s)". */

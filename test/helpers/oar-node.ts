@@ -4,14 +4,16 @@
  * submitter's environment into jobs, and the example job scripts pass no option to ckpt-run:
  * the jobs use the default /var/lib/checkpoints).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { canDumpOtherUsers } from '../../src/engine/criu-probe.js';
 import { DEFAULT_SPOOL_DIR } from '../../src/protocol/spool-request.js';
-import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/daemon-report.js';
-import { waitUntil } from './daemon-fixtures.js';
-import { Proc, ROOT } from './launcher-harness.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/heartbeat.js';
+import { ROOT } from './launcher-harness.js';
 import type { OarUser } from './oar-cluster.js';
+import { RealDaemon } from './real-daemon.js';
+import { CRIU_PREFIX, PRLIMIT_SHIM } from './real-parts.js';
 
 export const WRAPPER = '/usr/local/bin/ckpt-run';
 const WRAPPER_MARK = '# ckpt-run OAR e2e wrapper';
@@ -67,18 +69,9 @@ export function installWrapper(user: OarUser, packageRoot: string): () => void {
   };
 }
 
-/** Root without CAP_SYS_RESOURCE (containers, sandboxes) needs criu's prlimit shim to dump another user's process. */
-export function hasCapSysResource(): boolean {
-  const line = readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)$/m);
-  return line !== null && (BigInt(`0x${line[1]}`) & (1n << 24n)) !== 0n;
-}
-
-export const CRIU_PREFIX = '/opt/ckpt-run/criu';
-export const PRLIMIT_SHIM = join(CRIU_PREFIX, 'bin/criu-prlimit-shim');
-
 /** Installs CRIU (and the prlimit shim) when missing; returns the criu command for the daemon. */
 export function ensureCriu(): string {
-  const needShim = !hasCapSysResource();
+  const needShim = !canDumpOtherUsers();
   const present = needShim ? existsSync(PRLIMIT_SHIM) : existsSync(join(CRIU_PREFIX, 'bin/criu')) || commandWorks('criu', ['--version']);
   if (!present) {
     execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh'), ...(needShim ? ['--with-prlimit-shim'] : [])], { stdio: 'inherit', timeout: 600_000 });
@@ -96,43 +89,13 @@ function commandWorks(command: string, args: string[]): boolean {
   }
 }
 
-export interface NodeDaemon {
-  proc: Proc;
-  spoolDir: string;
-  logPath: string;
-  log(): string;
-  stop(): Promise<number | null>;
-}
-
 /** Starts bin/ckpt-daemon as root on the default spool; refuses when another daemon serves it. */
-export async function startNodeDaemon(criu: string, logPath: string, imageKey = join(dirname(logPath), 'image-key', 'image.key')): Promise<NodeDaemon> {
-  const spoolDir = DEFAULT_SPOOL_DIR;
-  const heartbeat = join(spoolDir, HEARTBEAT_FILE);
+export async function startNodeDaemon(criu: string, logPath: string, imageKey = join(dirname(logPath), 'image-key', 'image.key')): Promise<RealDaemon> {
+  const heartbeat = join(DEFAULT_SPOOL_DIR, HEARTBEAT_FILE);
   if (existsSync(heartbeat) && Date.now() - statSync(heartbeat).mtimeMs < HEARTBEAT_STALE_MS) {
-    throw new Error(`another ckpt-daemon serves ${spoolDir} (its heartbeat ${heartbeat} is fresh): stop it first`);
+    throw new Error(`another ckpt-daemon serves ${DEFAULT_SPOOL_DIR} (its heartbeat ${heartbeat} is fresh): stop it first`);
   }
-  const startedAt = Date.now();
-  const proc = new Proc(
-    spawn(process.execPath, [join(ROOT, 'bin/ckpt-daemon'), '--spool-dir', spoolDir, '--criu', criu, '--engine', 'criu', '--log', logPath, '--image-key', imageKey], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  );
-  await waitUntil(
-    () => existsSync(heartbeat) && statSync(heartbeat).mtimeMs >= startedAt - 1000,
-    `ckpt-daemon's heartbeat in ${spoolDir}\n${proc.stderr}`,
-    30_000,
-  );
-  const log = (): string => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
-  return {
-    proc,
-    spoolDir,
-    logPath,
-    log,
-    async stop() {
-      proc.child.kill('SIGTERM');
-      return proc.exitCode(60_000);
-    },
-  };
+  return RealDaemon.start({ spool: DEFAULT_SPOOL_DIR, logPath, criu, imageKey });
 }
 
 export interface SchedulerNode {
@@ -140,7 +103,7 @@ export interface SchedulerNode {
   pkg: string;
   /** A fresh folder of USER's, in USER's home, for the suite's jobs and the daemon's log. */
   base: string;
-  daemon: NodeDaemon;
+  daemon: RealDaemon;
   /** Stops the daemon (saying where its log is), removes the wrapper and a package copy. */
   tearDown(): Promise<void>;
 }
@@ -159,7 +122,7 @@ export async function prepareSchedulerNode(user: OarUser, prefix: string): Promi
   const base = mkdtempSync(join(user.home, `${prefix}-`));
   chownSync(base, user.uid, user.gid);
   const daemon = await startNodeDaemon(criu, join(base, 'ckpt-daemon.log'));
-  console.log(`${prefix}: user ${user.name} (uid ${user.uid}), package ${pkg}, daemon on ${daemon.spoolDir} with ${criu}, folders in ${base}`);
+  console.log(`${prefix}: user ${user.name} (uid ${user.uid}), package ${pkg}, daemon on ${DEFAULT_SPOOL_DIR} with ${criu}, folders in ${base}`);
   return {
     pkg,
     base,

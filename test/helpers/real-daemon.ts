@@ -1,14 +1,15 @@
 /**
- * The real bin/ckpt-daemon as a separate root process, for the suites that attack it or break
- * it: started on a spool dir with its log in a file, waited on through that log (bounded),
+ * The real bin/ckpt-daemon as a separate root process, the one way the suites start it (on real
+ * CRIU, under OAR and Slurm, attacked or broken): started on a spool dir with its log in a file, waited on through that log (bounded),
  * stopped with SIGTERM, or killed outright together with the criu it runs (as a node's service
  * manager would kill the service's whole cgroup).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { childrenOf } from '../../src/proc/process-liveness.js';
-import { isGone, waitUntil } from './daemon-fixtures.js';
+import { childrenOf } from '../../src/proc/processes.js';
+import { isGone } from './daemon-fixtures.js';
+import { waitUntil } from './poll.js';
 import { Proc, ROOT } from './launcher-harness.js';
 
 export const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');
@@ -19,6 +20,8 @@ export interface DaemonStart {
   criu: string;
   /** The key file, in a private folder of the suite's (the daemon creates it if absent). */
   imageKey: string;
+  /** Log every step (--verbose). */
+  verbose?: boolean;
   /** More ckpt-daemon options (--criu-deadline, --criu-breakpoints). */
   extraArgs?: string[];
 }
@@ -34,7 +37,7 @@ export class RealDaemon {
   /** Starts a daemon and waits (bounded) until it says it serves the spool dir. */
   static async start<T extends RealDaemon>(
     this: new (proc: Proc, logPath: string, logStart: number) => T,
-    { spool, logPath, criu, imageKey, extraArgs = [] }: DaemonStart,
+    { spool, logPath, criu, imageKey, verbose, extraArgs = [] }: DaemonStart,
   ): Promise<T> {
     let logStart = 0;
     try {
@@ -42,7 +45,7 @@ export class RealDaemon {
     } catch {
       // a new log
     }
-    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--criu', criu, '--image-key', imageKey, ...extraArgs];
+    const args = [CKPT_DAEMON, '--spool-dir', spool, '--log', logPath, '--engine', 'criu', '--criu', criu, '--image-key', imageKey, ...(verbose ? ['--verbose'] : []), ...extraArgs];
     const proc = new Proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const daemon = new this(proc, logPath, logStart);
     await waitUntil(

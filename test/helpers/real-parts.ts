@@ -3,21 +3,43 @@
  * a missing part fails the suite instead of skipping it. Elsewhere the skip is loud.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { canDumpOtherUsers, criuUnusable } from '../../src/engine/criu-probe.js';
 
 export const IN_CI = process.env.CI === 'true';
+
+const INSTALL_CRIU = resolve(import.meta.dirname, '../../scripts/install-criu.sh');
+export const CRIU_PREFIX = '/opt/ckpt-run/criu';
+export const PRLIMIT_SHIM = join(CRIU_PREFIX, 'bin/criu-prlimit-shim');
 
 /** undefined when the part is usable, else why not. */
 export type Probe = () => string | undefined;
 
-export const criuProbe: Probe = () => {
-  if (process.geteuid?.() !== 0) return 'needs root';
-  try {
-    execFileSync(process.env.CKPT_CRIU ?? 'criu', ['check'], { stdio: 'pipe', timeout: 30_000 });
-    return undefined;
-  } catch (error) {
-    return `"criu check" failed or criu is missing (sudo bash scripts/install-criu.sh): ${(error as Error).message.split('\n')[0]}`;
-  }
-};
+/** The product's own question (src/engine/criu-probe.ts), of the criu the suites use. */
+export const criuProbe: Probe = () => criuUnusable(process.env.CKPT_CRIU ?? 'criu');
+
+/** criu installed in CI if missing (with the prlimit shim if asked), as scripts/test-all.sh does; elsewhere only probed. */
+export function criuReady(options: { withPrlimitShim?: boolean } = {}): Probe {
+  return () => {
+    const problem = criuProbe();
+    if (problem === undefined || !IN_CI || process.geteuid?.() !== 0) return problem;
+    execFileSync('bash', [INSTALL_CRIU, ...(options.withPrlimitShim ? ['--with-prlimit-shim'] : [])], { stdio: 'inherit', timeout: 600_000 });
+    return criuProbe();
+  };
+}
+
+/**
+ * The criu that can dump another user's process here: criu itself where root has
+ * CAP_SYS_RESOURCE in its effective set (real nodes), else the opt-in prlimit shim of
+ * scripts/install-criu.sh --with-prlimit-shim (installed in CI if missing); undefined without either.
+ */
+export function criuForUsers(): string | undefined {
+  if (process.env.CKPT_CRIU) return process.env.CKPT_CRIU;
+  if (canDumpOtherUsers()) return 'criu';
+  if (!existsSync(PRLIMIT_SHIM) && IN_CI) execFileSync('bash', [INSTALL_CRIU, '--with-prlimit-shim'], { stdio: 'inherit', timeout: 600_000 });
+  return existsSync(PRLIMIT_SHIM) ? PRLIMIT_SHIM : undefined;
+}
 
 /** Whether to run a suite; in CI a missing part throws, elsewhere it prints why it skips. */
 export function realPartAvailable(suite: string, probe: Probe): boolean {

@@ -3,26 +3,7 @@
  * prlimit shim where root lacks CAP_SYS_RESOURCE), its log in a file. Every wait is on a line
  * of that log, with a bound; a verdict is the daemon's own words for one request.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ROOT } from './launcher-harness.js';
 import { RealDaemon } from './real-daemon.js';
-import { IN_CI } from './real-parts.js';
-
-const PRLIMIT_SHIM = '/opt/ckpt-run/criu/bin/criu-prlimit-shim';
-
-/**
- * The criu that can dump another user's process here: criu itself where root has
- * CAP_SYS_RESOURCE (real nodes), else the opt-in prlimit shim (installed in CI if missing).
- */
-export function criuForUsers(): string | undefined {
-  if (process.env.CKPT_CRIU) return process.env.CKPT_CRIU;
-  const bounding = BigInt(`0x${/^CapBnd:\s*(\w+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]}`);
-  if ((bounding >> 24n) & 1n) return 'criu';
-  if (!existsSync(PRLIMIT_SHIM) && IN_CI) execFileSync('bash', [join(ROOT, 'scripts/install-criu.sh'), '--with-prlimit-shim'], { stdio: 'inherit' });
-  return existsSync(PRLIMIT_SHIM) ? PRLIMIT_SHIM : undefined;
-}
 
 export interface Verdict {
   outcome: 'done' | 'refused' | 'failed';
@@ -56,6 +37,4 @@ export class SecurityDaemon extends RealDaemon {
     const line = (await this.logged(new RegExp(`warn: refused ${escape(name)}(?: from uid \\d+)?: `), `the refusal of ${name}`, timeoutMs)).input as string;
     return { outcome: 'refused', reason: line.slice(line.indexOf(': ', line.indexOf(`refused ${name}`)) + 2), line };
   }
-
-
 }

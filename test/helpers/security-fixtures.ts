@@ -11,8 +11,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readStat } from '../../src/proc/processes.js';
 import { signAsTheDaemon } from './daemon-harness.js';
-import { waitUntil } from './daemon-fixtures.js';
+import { waitUntil } from './poll.js';
 import { shAsUser, spawnAsUser, type SuiteUser } from './security-users.js';
 
 export interface SecuritySandbox {
@@ -104,13 +105,13 @@ export async function userProcess(user: SuiteUser, argv: string[], comm: string,
 
 /** What must not change about a process: it lives (same start time), same credentials, not stopped, same cgroups. */
 export function fingerprint(pid: number): Record<string, string> {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const stat = readStat(pid);
+  if (!stat) throw new Error(`no process ${pid}`);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
   return {
-    startTime: fields[19],
-    stopped: String(/^[tT]$/.test(fields[0])),
+    startTime: stat.startTime,
+    stopped: String(/^[tT]$/.test(stat.state)),
     uid: field('Uid'),
     gid: field('Gid'),
     caps: field('CapEff'),

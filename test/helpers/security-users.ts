@@ -5,6 +5,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { killAll } from '../../src/proc/processes.js';
 
 export interface SuiteUser {
   name: string;
@@ -51,13 +52,7 @@ export function killProcessesOf(user: SuiteUser): void {
   for (let round = 0; round < 50; round++) {
     const pids = processesOf(user.uid);
     if (pids.length === 0) break;
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }
+    killAll(pids, 'SIGKILL');
     // A bounded retry: SIGKILLed processes leave /proc asynchronously.
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
   }

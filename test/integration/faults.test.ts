@@ -13,8 +13,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, 
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { childrenOf } from '../../src/proc/process-liveness.js';
-import { isGone, waitUntil } from '../helpers/daemon-fixtures.js';
+import { killAll, sleep, treeOf } from '../../src/proc/processes.js';
+import { isGone } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { isMountPoint, mountTmpfs, runState, spoolLeftovers, unmount } from '../helpers/fault-system.js';
 import { counted, COUNTER, makeSandbox, runCkpt, startFakeDaemon, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
 
@@ -34,19 +35,6 @@ function sandboxForTest(): Sandbox {
 
 const runDir = (sandbox: Sandbox): string => join(sandbox.workdir, '.ckpt-run', 'default');
 
-/** Every process under PID (its descendants), as they are now. */
-function descendants(pid: number): number[] {
-  const found: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    for (const child of childrenOf(queue.shift() as number)) {
-      found.push(child);
-      queue.push(child);
-    }
-  }
-  return found;
-}
-
 /** The processes whose working directory is DIR (the program's tree runs there). */
 function processesIn(dir: string): number[] {
   return readdirSync('/proc')
@@ -63,15 +51,7 @@ function processesIn(dir: string): number[] {
 
 /** Kills, at the end of the test, whatever of PIDS is still there. */
 function killAtEnd(pids: number[]): void {
-  cleanups.push(() => {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  });
+  cleanups.push(() => killAll(pids, 'SIGKILL'));
 }
 
 function fakeDaemon(sandbox: Sandbox, knobs: Record<string, string> = {}): ReturnType<typeof startFakeDaemon> {
@@ -83,7 +63,7 @@ function fakeDaemon(sandbox: Sandbox, knobs: Record<string, string> = {}): Retur
 /** ckpt-run's tree once the program printed LINES lines: [root of the program's tree, …]. */
 async function runningTree(job: Proc, lines: number): Promise<number[]> {
   await job.waitFor((p) => counted(p.stdout).length >= lines, `${lines} lines from the program`);
-  const tree = descendants(job.child.pid as number);
+  const tree = treeOf(job.child.pid as number).slice(1);
   killAtEnd(tree);
   return tree;
 }
@@ -141,7 +121,7 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
       const sandbox = sandboxForTest();
       const job = runCkpt(sandbox, ['--job-id', `early-${attempt}`, '--', COUNTER, '100', '0.02', '6']);
       await job.waitFor((p) => p.stderr.includes('starting a new run'), 'the start');
-      await new Promise((resolve) => setTimeout(resolve, attempt % 20));
+      await sleep(attempt % 20);
       job.child.kill('SIGTERM');
       const code = await job.exitCode();
       const { signal } = await job.exited;

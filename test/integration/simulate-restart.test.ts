@@ -4,7 +4,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { counted, COUNTER, liveProcessesIn, makeSandbox, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
-import { waitUntil } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
 import { ensureTestUser } from '../helpers/test-user.js';
 
 const RESUMABLE = join(ROOT, 'examples/resumable-counter.sh');

@@ -1,31 +1,26 @@
 /**
  * Signed images (src/daemon/image-signature.ts): what the signature covers (every name, every
- * content but the memory pages), the private copy criu restores from, the key file's checks,
- * and the daemon refusing unsigned or changed images before the engine runs.
+ * content but the memory pages), the private copy criu restores from, and the key file's
+ * checks. The daemon refusing changed images: test/integration/daemon-signed-images.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import {
-  chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync,
+  chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  IMAGE_KEY_BYTES, IMAGES_REFUSED, loadImageKey, SIGNATURE_FILE, signImages, stageSignedImages, verifyImages,
+  IMAGE_KEY_BYTES, IMAGES_REFUSED, loadImageKey, SIGNATURE_FILE, signImages, stageSignedImages,
 } from '../../src/daemon/image-signature.js';
 import { PinnedDir } from '../../src/daemon/pinned-dir.js';
-import type { CheckpointEngine, DumpTarget, RestoreTarget } from '../../src/engine/engine.js';
-import { RestartEngine } from '../../src/engine/restart.js';
-import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
-import { AS_ROOT, cleanUp, killAtCleanUp, startTree, STRANGER, tempDir } from '../helpers/daemon-fixtures.js';
-import { startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';
+import { AS_ROOT, cleanUp, STRANGER, tempDir } from '../helpers/daemon-fixtures.js';
 
 const KEY = randomBytes(IMAGE_KEY_BYTES);
+/** What the refusal of changed images says after the reason. */
+const CHANGED = '(a file was changed, added, removed or renamed, they were made for another user, or another key signed them)';
 
-let daemon: TestDaemon | undefined;
 const opened: PinnedDir[] = [];
-afterEach(async () => {
-  await daemon?.stop();
-  daemon = undefined;
+afterEach(() => {
   for (const dir of opened.splice(0)) dir.close();
   cleanUp();
 });
@@ -54,7 +49,7 @@ function signedImages(): string {
 
 const verdict = (dir: string, key = KEY, owner = OWNER): string => {
   try {
-    verifyImages(pin(dir), key, owner);
+    stageSignedImages(pin(dir), key, owner, tempDir());
     return 'valid';
   } catch (error) {
     return (error as Error).message;
@@ -82,7 +77,7 @@ describe('image signatures', () => {
     ]) {
       const dir = signedImages();
       change(join(dir, 'files.img'));
-      expect(verdict(dir)).toBe(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images`);
+      expect(verdict(dir)).toBe(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images ${CHANGED}`);
     }
     const dir = signedImages();
     writeFileSync(join(dir, 'dump.log'), 'criu said!\n');
@@ -190,64 +185,5 @@ describe('the image key file', () => {
     writeFileSync(path, randomBytes(IMAGE_KEY_BYTES), { mode: 0o600 });
     chownSync(path, STRANGER, STRANGER);
     expect(() => loadImageKey(path)).toThrow(`refusing the image key ${path}: it belongs to uid ${STRANGER}, not to uid 0 (root)`);
-  });
-});
-
-/** The restart engine, recording whether a restore reached it. */
-class RecordingEngine implements CheckpointEngine {
-  readonly name = 'recording';
-  restores = 0;
-  private readonly inner = new RestartEngine();
-
-  dump(target: DumpTarget): Promise<void> {
-    return this.inner.dump(target);
-  }
-
-  restore(target: RestoreTarget): Promise<number> {
-    this.restores += 1;
-    return this.inner.restore(target);
-  }
-}
-
-describe('ckpt-daemon and signed images', () => {
-  it('restores its own images, and refuses changed or foreign ones before the engine runs', async () => {
-    const base = tempDir();
-    const dir = join(base, 'run');
-    mkdirSync(dir);
-    const engine = new RecordingEngine();
-    daemon = await startTestDaemon(base, engine);
-    const pid = await startTree(['sh', '-c', `echo $$ >> ${dir}/pids; sleep 100`], { cwd: dir });
-    daemon.request({ kind: 'checkpoint', jobId: 'd', pid, dir });
-    expect(await daemon.event('dump', 'd')).toMatchObject({ ok: true });
-    const images = join(dir, 'checkpoint');
-    expect(readdirSync(images)).toContain(SIGNATURE_FILE);
-    const cmdline = readFileSync(join(images, 'cmdline'));
-
-    // Changed: the command line to start (the restart engine's "images").
-    writeFileSync(join(images, 'cmdline'), 'touch\0/tmp/not-by-the-daemon\0');
-    daemon.request({ kind: 'resume', jobId: 'changed', dir });
-    const changed = await daemon.event('restore', 'changed');
-    expect(changed).toMatchObject({ ok: false });
-    expect(changed.reason).toBe(`${IMAGES_REFUSED}: the signature in checkpoint/${SIGNATURE_FILE} does not match the images (a file was changed, added, removed or renamed, they were made for another user, or another key signed them)`);
-    expect(parseDaemonReport(readFileSync(join(dir, 'restore_failed'), 'utf8'))).toEqual({ reason: changed.reason, retryable: false, log: undefined });
-    expect(await daemon.logged(/refused restore of .* images not made by this cluster's ckpt-daemon/)).toBeTruthy();
-    expect(engine.restores).toBe(0);
-    expect(existsSync('/tmp/not-by-the-daemon')).toBe(false);
-
-    // Signed by another daemon (another key): refused too.
-    writeFileSync(join(images, 'cmdline'), cmdline);
-    await daemon.stop();
-    daemon = await startTestDaemon(base, engine, randomBytes(IMAGE_KEY_BYTES));
-    daemon.request({ kind: 'resume', jobId: 'foreign', dir });
-    expect((await daemon.event('restore', 'foreign')).reason).toMatch(/does not match the images/);
-    expect(engine.restores).toBe(0);
-
-    // The images as the daemon made them: restored.
-    await daemon.stop();
-    daemon = await startTestDaemon(base, engine);
-    daemon.request({ kind: 'resume', jobId: 'legit', dir });
-    expect(await daemon.event('restore', 'legit')).toMatchObject({ ok: true });
-    expect(engine.restores).toBe(1);
-    killAtCleanUp(Number(readFileSync(join(images, 'pidfile'), 'utf8')));
   });
 });

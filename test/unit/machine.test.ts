@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ExitCode } from '../../src/cli/exit-codes.js';
+import { ExitCode } from '../../src/base/exit-codes.js';
 import {
   ANSWER_MARGIN_MS,
   answerBy,
@@ -281,5 +281,27 @@ describe('termination signals', () => {
   it('a second SIGINT leaves at once', () => {
     const run = drive({}, [...fresh, [100, { type: 'terminate', signal: 'SIGINT' }], [150, { type: 'terminate', signal: 'SIGINT' }]]);
     expect(run.exits).toEqual([{ type: 'exit', code: 130, outcome: 'failed' }]);
+  });
+});
+
+describe('start failures and the end', () => {
+  it('a program that cannot be started ends the job with exit 126 and says why', () => {
+    const run = drive({}, [[0, { type: 'start', mode: 'fresh' }], [3, { type: 'spawnFailed', reason: 'spawn ./x EACCES' }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.NotExecutable, outcome: 'failed' }]);
+    expect(run.of('log')).toContainEqual({ type: 'log', level: 'error', message: 'cannot start the program: spawn ./x EACCES' });
+  });
+
+  it('after the exit nothing acts: a later signal, file event or timer changes nothing', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, { type: 'programExited', exitCode: 0 }],
+      [1001, { type: 'terminate', signal: 'SIGTERM' }],
+      [1002, { type: 'programGone' }],
+      [1003, { type: 'timer', name: 'minRuntime' }],
+      [1004, { type: 'checkpointSignal' }],
+    ]);
+    expect(run.state.phase).toBe('ended');
+    expect(run.exits).toEqual([{ type: 'exit', code: 0, outcome: 'finished', exitCode: 0 }]);
+    expect(run.actions.filter((action) => action.type !== 'log')).toEqual([{ type: 'spawn' }, { type: 'watchProgram', pid: 42 }, run.exits[0]]);
   });
 });

@@ -1,6 +1,6 @@
 /** The dry run's verdict: a failed checkpoint or restore fails the dry run, with its own exit code. */
 import { describe, expect, it } from 'vitest';
-import { ExitCode } from '../../src/cli/exit-codes.js';
+import { ExitCode } from '../../src/base/exit-codes.js';
 import type { CycleRecord } from '../../src/simulate/summary.js';
 import { KILLED_AT_WALLTIME, verdict, type DaemonFailure, type VerdictInput } from '../../src/simulate/verdict.js';
 

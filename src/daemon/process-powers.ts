@@ -1,0 +1,41 @@
+/** What /proc says about the powers of a process: more than its user's own processes have? */
+import { readFileSync, statSync } from 'node:fs';
+import { threadsOf } from '../proc/processes.js';
+import type { Requester } from '../protocol/spool-request.js';
+
+/** A /proc file's text, or nothing when the process is gone. */
+export function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+const NO_CAPABILITIES = /^0+$/;
+
+/**
+ * Why the process PID (any of its threads) has powers its user's own processes lack, or
+ * undefined when it has none: another uid (real, effective, saved or filesystem), a group
+ * the user is not in, a capability, or no "dumpable" flag (it ran a setuid program: the
+ * kernel then gives the files of /proc/PID to root). Its memory would otherwise land in the user's images.
+ */
+export function extraPowers(pid: number, requester: Requester): string | undefined {
+  if (requester.uid === 0) return undefined;
+  for (const tid of threadsOf(pid)) {
+    const fields = new Map(
+      readOrEmpty(`/proc/${pid}/task/${tid}/status`)
+        .split('\n')
+        .map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]),
+    );
+    const uids = (fields.get('Uid') ?? '').split(/\s+/).map(Number);
+    if (uids.length !== 4 || uids.some((uid) => uid !== requester.uid)) return `runs as uid ${uids.join('/')}`;
+    const gids = [...(fields.get('Gid') ?? '').split(/\s+/), ...(fields.get('Groups') ?? '').split(/\s+/)].filter(Boolean);
+    const foreign = gids.map(Number).find((gid) => !requester.gids.includes(gid));
+    if (foreign !== undefined) return `has group ${foreign}, which ${requester.name} is not in`;
+    const capabilities = ['CapPrm', 'CapEff', 'CapAmb'].find((name) => !NO_CAPABILITIES.test(fields.get(name) ?? ''));
+    if (capabilities) return `has capabilities (${capabilities} ${fields.get(capabilities) || 'unreadable'})`;
+  }
+  if (statSync(`/proc/${pid}/status`).uid !== requester.uid) return 'is not dumpable (it ran a setuid or setgid program)';
+  return undefined;
+}

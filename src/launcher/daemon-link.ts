@@ -1,0 +1,113 @@
+/**
+ * The job's side of the spool protocol with the node's checkpoint daemon: requests written
+ * into the spool, and the daemon's liveness (its heartbeat) watched while one is out. What the
+ * heartbeat means is decided in decisions.ts (daemonVerdict).
+ */
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { CliError, ExitCode } from '../base/exit-codes.js';
+import { writeFileAtomic } from '../protocol/atomic-write.js';
+import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../protocol/heartbeat.js';
+import type { RunDirPaths } from '../protocol/run-dir.js';
+import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
+import { daemonVerdict } from './decisions.js';
+
+/**
+ * How the supervisor asks for a checkpoint and a restore. The daemon link below is the one
+ * engine today (CRIU or restart, run by ckpt-daemon); an application-level engine (signal the
+ * program, which saves its own state and exits with an agreed code) implements this interface
+ * too, and supervisor.ts picks the link from the settings.
+ */
+export interface CheckpointLink {
+  /** ANSWERBY: epoch ms by which the job needs the answer (the daemon bounds its criu by it). */
+  requestCheckpoint(pid: number, answerBy: number): void;
+  requestResume(answerBy: number): void;
+  /** checkpoint_ok's identity when the last checkpoint request went out: a different one is new. */
+  readonly checkpointOkAtRequest: string | undefined;
+  /** Ends the link; a request still unread is taken back (it would be served for nobody). */
+  close(): void;
+}
+
+export interface DaemonLinkOptions {
+  spoolDir: string;
+  jobId: string;
+  paths: RunDirPaths;
+  /** Whether to watch the daemon's heartbeat while a request is out (off for daemons without one). */
+  daemonCheck: boolean;
+  /** How long a request may wait unanswered, without a live heartbeat, before we say so. */
+  graceMs: number;
+  /** Whether the supervisor still waits on the daemon: the heartbeat is looked at only then. */
+  awaiting(): boolean;
+  /** The daemon does not serve the request: DETAIL says why. */
+  silent(detail: string): void;
+}
+
+export class DaemonLink implements CheckpointLink {
+  checkpointOkAtRequest: string | undefined;
+  private check: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: DaemonLinkOptions) {}
+
+  requestCheckpoint(pid: number, answerBy: number): void {
+    const { paths, jobId } = this.options;
+    this.checkpointOkAtRequest = checkpointIdentity(paths.checkpointOk);
+    rmSync(paths.dumpFailed, { force: true });
+    writeFileAtomic(paths.answerBy, `${answerBy}\n`);
+    this.send({ kind: 'checkpoint', jobId, pid, dir: paths.dir });
+  }
+
+  requestResume(answerBy: number): void {
+    const { paths, jobId } = this.options;
+    rmSync(paths.pidfile, { force: true });
+    rmSync(paths.restoreFailed, { force: true });
+    rmSync(paths.pagesIn, { force: true });
+    writeFileAtomic(paths.answerBy, `${answerBy}\n`);
+    this.send({ kind: 'resume', jobId, dir: paths.dir });
+  }
+
+  close(): void {
+    clearTimeout(this.check);
+    const { spoolDir, jobId } = this.options;
+    // A request still unread when the job ends would be served for nobody: a restored tree
+    // that no job watches, or the dump of a program that already ended.
+    rmSync(requestPath(spoolDir, 'resume', jobId), { force: true });
+    rmSync(requestPath(spoolDir, 'checkpoint', jobId), { force: true });
+  }
+
+  private send(request: SpoolRequest): void {
+    const path = requestPath(this.options.spoolDir, request.kind, this.options.jobId);
+    try {
+      writeFileAtomic(path, formatRequest(request), { durable: false });
+    } catch (error) {
+      throw new CliError(`cannot write the request ${path}: ${(error as Error).message}`, ExitCode.SpoolDir);
+    }
+    if (this.options.daemonCheck) this.lookAgain(path);
+  }
+
+  private lookAgain(path: string): void {
+    clearTimeout(this.check);
+    this.check = setTimeout(() => this.lookAtDaemon(path), this.options.graceMs);
+  }
+
+  private lookAtDaemon(path: string): void {
+    if (!this.options.awaiting()) return;
+    const heartbeatPath = join(this.options.spoolDir, HEARTBEAT_FILE);
+    let heartbeatAgeMs: number | undefined;
+    try {
+      heartbeatAgeMs = Date.now() - statSync(heartbeatPath).mtimeMs;
+    } catch {
+      heartbeatAgeMs = undefined;
+    }
+    const verdict = daemonVerdict({
+      requestUnread: existsSync(path),
+      heartbeatAgeMs,
+      requestPath: path,
+      heartbeatPath,
+      graceMs: this.options.graceMs,
+      staleMs: HEARTBEAT_STALE_MS,
+    });
+    if (verdict.silent) this.options.silent(verdict.detail);
+    else this.lookAgain(path);
+  }
+}

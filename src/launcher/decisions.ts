@@ -1,0 +1,159 @@
+/**
+ * The supervisor's judgements about the world, pure like the machine: the effect modules read
+ * the files, the heartbeat and /proc, and these functions decide what that means. Each one is
+ * tested with a fake clock in test/unit/supervisor-decisions.test.ts.
+ */
+import type { DaemonReport } from '../protocol/daemon-report.js';
+import type { RunState } from '../state/run-state.js';
+import type { MachineEvent, MachineState, Outcome } from './machine.js';
+
+/** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */
+export interface RunFiles {
+  /** The shim's exit_status, read after programAlive: a status written before the end is seen. */
+  exitStatus?: number;
+  restoreFailed?: DaemonReport;
+  /** The daemon's pidfile of a restored tree. */
+  restoredPid?: number;
+  dumpFailed?: DaemonReport;
+  /** checkpoint_ok's identity now, and when the last checkpoint request went out. */
+  checkpointOk?: string;
+  checkpointOkAtRequest?: string;
+  /** Whether the watched program lives; undefined while no program is watched. */
+  programAlive?: boolean;
+  /** This job resumed a checkpoint. */
+  resumedJob?: boolean;
+}
+
+/**
+ * Which file event wins: the program's own exit status above all (a finished run is never
+ * resubmitted); while resuming, the daemon's failure before its pidfile; otherwise a dump's
+ * failure, then its success, then the program's disappearance, in the order the machine needs
+ * them (a checkpoint_ok seen with the program gone exits 99 at once).
+ */
+export function eventsFromFiles(state: MachineState, files: RunFiles): MachineEvent[] {
+  if (state.phase === 'holding' || state.phase === 'ended') return [];
+  if (files.exitStatus !== undefined) return [{ type: 'programExited', exitCode: files.exitStatus }];
+  if (state.phase === 'resuming') {
+    if (files.restoreFailed) return [{ type: 'restoreFailed', reason: files.restoreFailed.reason, retryable: files.restoreFailed.retryable }];
+    return files.restoredPid === undefined ? [] : [{ type: 'restored', pid: files.restoredPid }];
+  }
+  const events: MachineEvent[] = [];
+  if ((state.phase === 'running' || state.phase === 'checkpointing') && state.request) {
+    if (files.dumpFailed) events.push({ type: 'dumpFailed', reason: files.dumpFailed.reason, program: files.dumpFailed.program });
+    if (files.checkpointOk !== undefined && files.checkpointOk !== files.checkpointOkAtRequest) events.push({ type: 'checkpointOk' });
+  }
+  // A resumed program gone with no status but restore_failed: a lazy restore whose memory never
+  // all came in (the daemon told, then killed the program); the checkpoint is intact.
+  const lazyFailure = files.resumedJob && state.phase === 'running' && !state.request ? files.restoreFailed : undefined;
+  if (files.programAlive === false && lazyFailure) events.push({ type: 'restoreFailed', reason: lazyFailure.reason, retryable: lazyFailure.retryable });
+  else if (files.programAlive === false) events.push({ type: 'programGone' });
+  return events;
+}
+
+/** The exit status as the shim publishes it (digits and a newline), or undefined while incomplete. */
+export function parseExitStatus(text: string | undefined): number | undefined {
+  return text !== undefined && /^\d+\n$/.test(text) ? Number(text) : undefined;
+}
+
+/** The pidfile may exist before it is complete (criu writes it as root): digits, a newline or not. */
+export function parsePidfile(text: string | undefined): number | undefined {
+  return text !== undefined && /^\d+\n?$/.test(text) ? Number(text) : undefined;
+}
+
+/** What the supervisor sees of the daemon while a request of ours is out. */
+export interface DaemonSigns {
+  /** The request file is still in the spool (the daemon takes it away when it reads it). */
+  requestUnread: boolean;
+  /** How old the heartbeat is (ms); undefined when there is no heartbeat file. */
+  heartbeatAgeMs?: number;
+  requestPath: string;
+  heartbeatPath: string;
+  graceMs: number;
+  /** Past this age the heartbeat means the daemon is gone. */
+  staleMs: number;
+}
+
+/**
+ * Whether a daemon serves our request: one that leaves it unread past the grace period with
+ * no live heartbeat is absent; one whose heartbeat stops while it serves the request died
+ * mid-way (a daemon that never had a heartbeat is trusted once it took the request). While
+ * the heartbeat is fresh the daemon is only busy: look again, as it may die meanwhile.
+ */
+export function daemonVerdict(signs: DaemonSigns): { silent: false } | { silent: true; detail: string } {
+  const age = signs.heartbeatAgeMs;
+  if ((age !== undefined && age < signs.staleMs) || (!signs.requestUnread && age === undefined)) return { silent: false };
+  const why = age === undefined ? `no heartbeat file ${signs.heartbeatPath}` : `its heartbeat ${signs.heartbeatPath} is ${Math.round(age / 1000)} s old`;
+  return {
+    silent: true,
+    detail: signs.requestUnread
+      ? `no checkpoint daemon answered: ${signs.requestPath} is still unread after ${signs.graceMs / 1000} s and ${why} ` +
+        '(is ckpt-daemon running on this node? for a daemon without heartbeat use --no-daemon-check)'
+      : `the checkpoint daemon stopped while serving ${signs.requestPath}: ${why}`,
+  };
+}
+
+/** What /proc says of the shim at the root of the tree when a signal is to be passed on. */
+export interface ShimView {
+  /** The shim's children, each with its command line (undefined if unreadable). */
+  children: Array<{ pid: number; commandLine?: string }>;
+  shimCommandLine?: string;
+  programAlive: boolean;
+  now: number;
+  deadline: number;
+}
+
+/**
+ * Whom a forwarded signal goes to: the program, the shim's child. Right after the start the
+ * shim may not have started it yet, or only forked it: that child still runs the shim's
+ * command line and handler (which would swallow the signal) until it execs the program. Then
+ * try again, bounded by DEADLINE, rather than pass the signal to nobody.
+ */
+export function signalTargets(view: ShimView): { retry: true } | { retry: false; pids: number[] } {
+  const notYet = view.children.length === 0 || view.children.some((child) => child.commandLine === view.shimCommandLine);
+  if (notYet && view.programAlive && view.now < view.deadline) return { retry: true };
+  return { retry: false, pids: view.children.map((child) => child.pid) };
+}
+
+/** How the job ended, as the run record needs it. */
+export interface JobEnd {
+  code: number;
+  outcome: Outcome;
+  /** The program's own exit code, when it finished. */
+  exitCode?: number;
+  /** The bytes relayed of each output file. */
+  relayed: RunState['relayed'];
+  /** checkpoint_ok's identity at the job's start and now. */
+  checkpointAtStart?: string;
+  checkpointNow?: string;
+  /** A termination signal was passed to the program. */
+  terminating: boolean;
+  endedAt: Date;
+}
+
+/**
+ * The run record at the end of a job (it decides what the next job does), and what to remove
+ * from the run directory with it.
+ */
+export function endOfJobRecord(before: RunState, end: JobEnd): { state: RunState; removeCheckpointOk: boolean; removeExitStatus: boolean } {
+  const state: RunState = { ...before, relayed: { ...end.relayed }, history: before.history.map((record) => ({ ...record })) };
+  if (end.outcome === 'checkpointed') state.restarts += 1;
+  if (end.exitCode !== undefined) state.exitCode = end.exitCode;
+  // A dump completed during this job and ended the program: the output files end where the
+  // checkpoint's program left them (a job that resumes it after a kill rolls back to there).
+  if (end.checkpointNow !== undefined && end.checkpointNow !== end.checkpointAtStart) {
+    state.checkpointOutput = { checkpoint: end.checkpointNow, ...state.relayed };
+  }
+  // A failure keeps the status that decides the next job: a run with a checkpoint resumes.
+  if (end.outcome !== 'failed') state.status = end.outcome;
+  const record = state.history[state.history.length - 1];
+  record.endedAt = end.endedAt.toISOString();
+  record.outcome = end.outcome;
+  record.exitCode = end.code;
+  return {
+    state,
+    // A finished run's images must never be resumed, even if the state cannot be saved.
+    removeCheckpointOk: end.outcome === 'finished',
+    // A program stopped by the signal passed on left the status of that stop, not a final one.
+    removeExitStatus: end.outcome === 'failed' && end.terminating,
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * What /proc says about processes, read in one place: a process's stat line, its children and
+ * whole tree, whether it still lives, and signalling a set of them. The supervisor, the daemon,
+ * the engines, the simulation and the tests all look through this module.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** The fields of /proc/PID/stat that ckpt-run reads. */
+export interface ProcStat {
+  /** R, S, D, Z (zombie), X (dead), T/t (stopped), … */
+  state: string;
+  ppid: number;
+  session: number;
+  /** In clock ticks since boot: with the PID, tells a process from a later one that reuses its PID. */
+  startTime: string;
+}
+
+/** The fields of /proc/PID/stat after the command name (index 0 is the state, field 3 of proc(5)); undefined once PID is gone. */
+export function statFields(pid: number): string[] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  return text.slice(text.lastIndexOf(')') + 2).trim().split(' ');
+}
+
+export function readStat(pid: number): ProcStat | undefined {
+  const fields = statFields(pid);
+  return fields && { state: fields[0], ppid: Number(fields[1]), session: Number(fields[3]), startTime: fields[19] };
+}
+
+/** The process's state letter (R, S, D, T stopped, t traced, Z…), or undefined when it is gone. */
+export function processState(pid: number): string | undefined {
+  return readStat(pid)?.state;
+}
+
+/** The threads of PID (their ids); none when it is gone. */
+export function threadsOf(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
+/** The direct children of PID, whichever of its threads forked them. */
+export function childrenOf(pid: number): number[] {
+  return threadsOf(pid).flatMap((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Every process of the tree rooted at PID, root first; without the subtrees rooted at EXCLUDE (the bench's idle cost leaves the program out). */
+export function treeOf(pid: number, exclude: ReadonlySet<number> = new Set()): number[] {
+  const tree: number[] = [];
+  const queue = [pid];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    if (exclude.has(next)) continue;
+    tree.push(next);
+    queue.push(...childrenOf(next));
+  }
+  return tree;
+}
+
+/** Sends SIGNAL to each of PIDS; one already gone is no error. */
+export function killAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A process that is not necessarily our child (a restored tree is adopted by init), watched
+ * through /proc. A dumped tree's root can linger as a zombie until init reaps it, slowly on
+ * some nodes, so a zombie counts as gone; the start time guards against the PID being reused.
+ */
+export class ProcessHandle {
+  private readonly startTime: string | undefined;
+
+  constructor(readonly pid: number) {
+    this.startTime = readStat(pid)?.startTime;
+  }
+
+  isAlive(): boolean {
+    const stat = readStat(this.pid);
+    if (!stat || this.startTime === undefined) return false;
+    return stat.startTime === this.startTime && stat.state !== 'Z' && stat.state !== 'X';
+  }
+}
+
+/** The effective capability set of PID (this process by default), as a bit mask; none if unreadable. */
+export function effectiveCapabilities(pid: number | 'self' = 'self'): bigint {
+  try {
+    const mask = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return mask === undefined ? 0n : BigInt(`0x${mask}`);
+  } catch {
+    return 0n;
+  }
+}
+
+/**
+ * When the process PID started (epoch ms): the node's boot time plus the process's start in
+ * clock ticks, which /proc counts in USER_HZ (100 on Linux). Kept across exec: for ckpt-run
+ * exec'd by a job's shell, the job's start.
+ */
+export function startedAtMs(pid: number): number | undefined {
+  const ticks = Number(readStat(pid)?.startTime);
+  const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
+  return bootSeconds * 1000 + ticks * 10;
+}

@@ -1,0 +1,139 @@
+/**
+ * CriuEngine.restore's answer to "Can't fork for N: File exists", with a stand-in for criu (a
+ * shell script that fails the way criu 4.1.1 does while PID N is taken): it waits for N to
+ * leave /proc and tries again, and its deadline bounds the tries even when criu names a PID
+ * that /proc never shows (seen in a nested PID namespace whose init never reaps).
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CriuEngine } from '../../src/engine/criu.js';
+import { EngineError } from '../../src/engine/engine.js';
+import { cleanUp, isGone, SELF, tempDir } from '../helpers/daemon-fixtures.js';
+import { waitUntil } from '../helpers/poll.js';
+
+/**
+ * A criu that reports BUSY_PID taken while /proc/BUSY_PID exists (or always, ALWAYS_BUSY), else
+ * restores: writes --pidfile and exits 0. Counts its runs.
+ */
+function standInCriu(dir: string, busyPid: number, restoredPid: number, alwaysBusy = false): { path: string; runs: () => number } {
+  const path = join(dir, 'criu');
+  const runsFile = join(dir, 'runs');
+  writeFileSync(runsFile, '');
+  writeFileSync(
+    path,
+    `#!/bin/sh
+echo run >> '${runsFile}'
+while [ $# -gt 0 ]; do
+  case $1 in -W) work=$2 ;; --pidfile) pidfile=$2 ;; esac
+  shift
+done
+if ${alwaysBusy ? 'true' : `[ -e /proc/${busyPid} ]`}; then
+  echo "(00.035731) Error (criu/cr-restore.c:1230): Can't fork for ${busyPid}: File exists" > "$work/restore.log"
+  exit 1
+fi
+echo ${restoredPid} > "$pidfile"
+`,
+  );
+  chmodSync(path, 0o755);
+  return { path, runs: () => readFileSync(runsFile, 'utf8').split('\n').filter(Boolean).length };
+}
+
+function restoreWith(criu: string, pidWaitMs: number, scratchDir: string): Promise<number> {
+  return new CriuEngine(criu, { pidWaitMs }).restore({ imagesDir: join(scratchDir, 'images'), scratchDir, requester: SELF }).then((tree) => tree.pid);
+}
+
+describe('CriuEngine.restore with a PID taken', () => {
+  afterEach(cleanUp);
+
+  it('waits for the PID to leave /proc, then restores', async () => {
+    const dir = tempDir();
+    const holder = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    const holderGone = new Promise((resolve) => holder.once('exit', resolve));
+    const criu = standInCriu(dir, holder.pid as number, 4321);
+    const restored = restoreWith(criu.path, 10_000, dir);
+    setTimeout(() => holder.kill('SIGKILL'), 300);
+    await expect(restored).resolves.toBe(4321);
+    await holderGone;
+    expect(criu.runs()).toBeGreaterThanOrEqual(2);
+  });
+
+  it('gives up at the deadline, tries included, when criu names a PID that /proc does not show', async () => {
+    const dir = tempDir();
+    const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+    const criu = standInCriu(dir, pidMax + 1, 4321, true); // no process can hold it: criu's word only
+    const started = Date.now();
+    const failure = await restoreWith(criu.path, 500, dir).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(EngineError);
+    expect((failure as EngineError).reason).toBe(`Can't fork for ${pidMax + 1}: File exists`);
+    expect((failure as EngineError).retryable).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    // One try per pause of 50 ms at most, not a loop of criu runs for as long as criu says so.
+    expect(criu.runs()).toBeLessThanOrEqual(12);
+  });
+});
+
+describe('CriuEngine.restore past its deadline', () => {
+  afterEach(cleanUp);
+
+  it('kills criu and the processes it had restored, keeps nothing running, and says so', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'criu');
+    // A restore that forked the tree's first process and then hangs, as a stuck criu would.
+    writeFileSync(path, `#!/bin/sh\nsleep 1000 &\necho $! > '${join(dir, 'restored')}'\nexec sleep 1000\n`);
+    chmodSync(path, 0o755);
+    const started = Date.now();
+    const failure = await new CriuEngine(path, { deadlineMs: 500 })
+      .restore({ imagesDir: join(dir, 'images'), scratchDir: dir, requester: SELF })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(EngineError);
+    expect((failure as EngineError).reason).toBe('criu restore ran past its deadline and was killed with the 1 process(es) it had restored; the checkpoint is kept');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    const restored = Number(readFileSync(join(dir, 'restored'), 'utf8'));
+    await waitUntil(() => isGone(restored), `the half-restored process ${restored} to be gone`);
+  });
+
+  it('uses the sooner deadline of the request', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'criu');
+    writeFileSync(path, '#!/bin/sh\nexec sleep 1000\n');
+    chmodSync(path, 0o755);
+    const started = Date.now();
+    const failure = await new CriuEngine(path)
+      .restore({ imagesDir: join(dir, 'images'), scratchDir: dir, requester: SELF, deadline: Date.now() + 300 })
+      .catch((error: unknown) => error);
+    expect((failure as EngineError).reason).toMatch(/^criu restore ran past its deadline/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
+describe('CriuEngine.restore of a connection whose local address this node lacks', () => {
+  afterEach(cleanUp);
+
+  it('tries again with the connections closed (criu 4.2.1 on a removed address), once', async () => {
+    const dir = tempDir();
+    const argsFile = join(dir, 'args');
+    const criu = join(dir, 'criu');
+    // Fails as criu does while restoring such a connection established; restores it closed.
+    writeFileSync(
+      criu,
+      `#!/bin/sh
+echo "$*" >> '${argsFile}'
+for a in "$@"; do [ "$prev" = -W ] && work=$a; [ "$prev" = --pidfile ] && pidfile=$a; prev=$a; done
+case " $* " in *" --tcp-established "*)
+  echo "(00.057115)   9351: Error (soccr/soccr.c:499): Can't bind inet socket back: Cannot assign requested address" > "$work/restore.log"
+  exit 1 ;;
+esac
+echo 4321 > "$pidfile"
+`,
+    );
+    chmodSync(criu, 0o755);
+    await expect(restoreWith(criu, 1_000, dir)).resolves.toBe(4321);
+    const runs = readFileSync(argsFile, 'utf8').trim().split('\n');
+    expect(runs).toHaveLength(2);
+    expect(runs[0]).toMatch(/ --tcp-established /);
+    expect(runs[1]).toMatch(/ --tcp-close /);
+    expect(runs[1]).not.toMatch(/--tcp-established/);
+  });
+});
