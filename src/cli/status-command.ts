@@ -1,10 +1,10 @@
 /** `ckpt-run status`: where each run of a working directory stands, read from its run folder. */
 import { Command } from 'commander';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
-import { imagesBytes, runDirFor, runDirPaths, RUNS_FOLDER } from '../protocol/run-dir.js';
+import { imagesBytes, parsePagesIn, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 
@@ -18,6 +18,8 @@ export interface RunStatus {
   /** The last complete checkpoint: when the daemon marked it, and its images' size. */
   checkpoint?: { at: string; bytes: number };
   command?: string[];
+  /** The last lazy restore: when every page of the program's memory was in. */
+  lazyRestore?: PagesIn;
   /** What the run folder takes on disk, its checkpoint images included. */
   disk: DiskUse;
   /** Why the state file cannot be used, for an unusable run. */
@@ -45,6 +47,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
     lastJob: state.history.at(-1),
     checkpoint,
     command: state.command,
+    lazyRestore: existsSync(paths.pagesIn) ? parsePagesIn(readFileSync(paths.pagesIn, 'utf8')) : undefined,
     disk,
   };
 }
@@ -81,6 +84,7 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
     if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
     if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${formatMegabytes(run.checkpoint.bytes)}`);
+    if (run.lazyRestore) lines.push(`  restore:    lazy, all ${formatMegabytes(run.lazyRestore.bytes)} in after ${(run.lazyRestore.ms / 1000).toFixed(1)} s`);
     lines.push(`  disk:       ${formatMegabytes(run.disk.total)} (checkpoint images ${formatMegabytes(run.disk.images)})`);
     return lines.join('\n');
   });

@@ -7,7 +7,7 @@
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import type { RunDirPaths } from '../protocol/run-dir.js';
+import { parsePagesIn, type RunDirPaths } from '../protocol/run-dir.js';
 import { OutputRelay } from '../proc/output-relay.js';
 import { processState, ProcessHandle } from '../proc/processes.js';
 import { formatMegabytes } from '../base/sizes.js';
@@ -90,15 +90,10 @@ export class ProgramWatch {
 
   /** A lazy restore's memory is all in: said once, with the daemon's figures. */
   private reportPagesIn(): void {
-    const text = readIfPresent(this.paths.pagesIn);
-    if (this.pagesInSaid || !this.hooks.resumedJob || text === undefined || !text.endsWith('\n')) return;
+    const pagesIn = parsePagesIn(readIfPresent(this.paths.pagesIn));
+    if (this.pagesInSaid || !this.hooks.resumedJob || pagesIn === undefined) return;
     this.pagesInSaid = true;
-    try {
-      const { ms, bytes } = JSON.parse(text) as { ms: number; bytes: number };
-      this.hooks.say(`all ${formatMegabytes(bytes)} of the program's memory in after ${(ms / 1000).toFixed(1)} s (lazy restore)`);
-    } catch {
-      // not the daemon's file: nothing to say
-    }
+    this.hooks.say(`all ${formatMegabytes(pagesIn.bytes)} of the program's memory in after ${(pagesIn.ms / 1000).toFixed(1)} s (lazy restore)`);
   }
 
   watchProgram(pid: number): void {

@@ -43,6 +43,23 @@ export interface RunDirPaths {
 
 export const RUNS_FOLDER = '.ckpt-run';
 
+/** A lazy restore's figures (pages_in): until every page was in, and the memory brought in. */
+export interface PagesIn {
+  ms: number;
+  bytes: number;
+}
+
+/** pages_in as ckpt-daemon writes it (one JSON line), or undefined for anything else. */
+export function parsePagesIn(text: string | undefined): PagesIn | undefined {
+  if (text === undefined || !text.endsWith('\n')) return undefined;
+  try {
+    const { ms, bytes } = JSON.parse(text) as Partial<PagesIn>;
+    return typeof ms === 'number' && typeof bytes === 'number' ? { ms, bytes } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The daemon dumps into `checkpoint.new-XXXXXX` (root's, mode 0700) and renames it once complete. */
 export const PARTIAL_IMAGES_PREFIX = 'checkpoint.new-';
 

@@ -119,6 +119,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
         dumpMs: dump?.ms,
         imageBytes: dump?.imageBytes,
         restoreMs: restore?.ok ? restore.ms : undefined,
+        allInMs: restore?.ok ? restore.allInMs : undefined,
         exitCode,
         endedBy: ended.text,
         finished: ended.finished,

@@ -6,8 +6,10 @@ export interface CycleRecord {
   /** The daemon's dump of this job's program, if any. */
   dumpMs?: number;
   imageBytes?: number;
-  /** The daemon's restore at this job's start, if it resumed. */
+  /** The daemon's restore at this job's start, if it resumed: until the program ran. */
   restoreMs?: number;
+  /** A lazy restore: until every page of the program's memory was in. */
+  allInMs?: number;
   /** ckpt-run's exit code, and what it means. */
   exitCode: number;
   endedBy: string;
@@ -36,7 +38,7 @@ export function formatSummary(summary: SimulationSummary): string {
     cell(cycle.runSec, 's', 1),
     cell(cycle.dumpMs, 'ms'),
     cycle.imageBytes === undefined ? '-' : formatMegabytes(cycle.imageBytes),
-    cell(cycle.restoreMs, 'ms'),
+    cycle.allInMs === undefined ? cell(cycle.restoreMs, 'ms') : `${cell(cycle.restoreMs, 'ms')} (all in ${cell(cycle.allInMs, 'ms')})`,
     cycle.endedBy,
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));

@@ -15,10 +15,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf } from '../../src/proc/processes.js';
 import { isGone } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
-import { makeSandbox, readOr, ROOT, runCkpt, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
+import { CKPT_RUN, makeSandbox, readOr, ROOT, runCkpt, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 
 const PROGRAM = join(ROOT, 'examples/stateful-counter.mjs');
 const MB = 1024;
@@ -86,6 +86,9 @@ describe.runIf(realPartAvailable('lazy restore on real CRIU', criuProbe))('lazy 
     const [, running, megabytes, allIn] = daemon.log().match(lazyLine('lazy-a-3')) as RegExpMatchArray;
     console.log(`lazy restore of ${megabytes} MB: running after ${running} s, all in after ${allIn} s`);
     expect(Number(megabytes)).toBeGreaterThan(1000);
+    // ckpt-run status says how the last restore went.
+    const status = spawnSync(process.execPath, [CKPT_RUN, 'status', sandbox.workdir], { encoding: 'utf8' });
+    expect(status.stdout).toMatch(/^ {2}restore: {4}lazy, all [\d.]+ MB in after [\d.]+ s$/m);
   }, 420_000);
 
   it('b. the lazy-pages server killed mid-transfer: the restored program goes too, exit 99 with the checkpoint intact, the next job resumes', async () => {
