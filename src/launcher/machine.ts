@@ -38,6 +38,8 @@ export interface CheckpointRequest {
   at: number;
   /** A new checkpoint_ok appeared since. */
   complete: boolean;
+  /** --dump-timeout passed unanswered: a late checkpoint_ok still counts, but only for a bounded while more. */
+  late?: boolean;
 }
 
 interface Common {
@@ -326,6 +328,12 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
   dumpFailed(state, event) {
     const asked = withRequest(state);
     if (!asked) return unchanged(state);
+    if (asked.programGone) {
+      // Nothing runs on and nothing was checkpointed: waiting would last until the walltime.
+      const gone = `checkpoint failed: ${event.reason}; the program is gone without an exit status, so nothing was saved and nothing runs on`;
+      if (asked.terminating) return ended(asked, [log('error', gone)], { type: 'exit', code: 128 + signalNumber(asked.terminating), outcome: 'failed' });
+      return after([{ type: 'clearTimer', name: 'dump' }], failWith(asked, ExitCode.ProgramLost, `${gone}; not exiting 99`));
+    }
     return {
       state: { ...asked, phase: 'running', request: undefined },
       actions: [
@@ -369,7 +377,9 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     if ((state.phase !== 'running' && state.phase !== 'checkpointing') || state.programGone) return unchanged(state);
     const next: Watched = { ...state, programGone: true };
     if (next.request) {
-      return checkpointDone(next, now) ?? { state: next, actions: [log('debug', 'program stopped; waiting for the daemon to confirm the checkpoint')] };
+      // A request past --dump-timeout gets the bound once more, now that the program is gone.
+      const bound: MachineAction[] = next.request.late ? [{ type: 'setTimer', name: 'dump', ms: next.config.dumpTimeoutMs }] : [];
+      return checkpointDone(next, now) ?? { state: next, actions: [log('debug', 'program stopped; waiting for the daemon to confirm the checkpoint'), ...bound] };
     }
     if (state.terminating) return ended(next, [], { type: 'exit', code: 128 + signalNumber(state.terminating), outcome: 'failed' });
     return failWith(next, ExitCode.ProgramLost, 'the program disappeared without an exit status and no checkpoint was made (killed from outside?); not exiting 99');
@@ -425,8 +435,8 @@ function dumpTimedOut(state: MachineState, programState: string | undefined): St
     );
   }
   return {
-    // A late checkpoint_ok still counts: the request stays noted.
-    state: { ...asked, phase: 'running' },
+    // A late checkpoint_ok still counts: the request stays noted, as late.
+    state: { ...asked, phase: 'running', request: { ...asked.request, late: true } },
     actions: [
       log(
         'warn',

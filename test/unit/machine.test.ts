@@ -191,6 +191,25 @@ describe('the daemon\'s deadline and what the job says when a dump goes wrong', 
     expect(frozen.state.phase).toBe('running');
   });
 
+  it('a dump that failed after the program went away ends the job (exit 5, never 99), instead of waiting for the walltime', () => {
+    const run = drive({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1100, { type: 'programGone' }], [1200, { type: 'dumpFailed', reason: '42 was killed by 9 unexpectedly' }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.ProgramLost, outcome: 'failed' }]);
+    expect(messages(run, 'error')).toEqual([
+      'checkpoint failed: 42 was killed by 9 unexpectedly; the program is gone without an exit status, so nothing was saved and nothing runs on; not exiting 99',
+    ]);
+  });
+
+  it('a program gone after --dump-timeout passed waits for a late checkpoint_ok once more, bounded: 99 if it comes, else exit 5', () => {
+    const late: Array<[number, MachineEvent]> = [...fresh, [1000, { type: 'checkpointSignal' }], [301_000, { type: 'timer', name: 'dump', programState: 'S' }], [302_000, { type: 'programGone' }]];
+    const bounded = drive({}, late);
+    expect(bounded.of('setTimer').filter((a) => (a as { name: string }).name === 'dump')).toHaveLength(2);
+    expect(bounded.exits).toEqual([]);
+    const confirmed = drive({}, [...late, [303_000, { type: 'checkpointOk' }]]);
+    expect(confirmed.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
+    const never = drive({}, [...late, [602_000, { type: 'timer', name: 'dump' }]]);
+    expect(never.exits).toEqual([{ type: 'exit', code: ExitCode.ProgramLost, outcome: 'failed' }]);
+  });
+
   it('after --dump-timeout with no answer, says what /proc shows of the program: stopped or running', () => {
     const signal: Array<[number, MachineEvent]> = [...fresh, [1000, { type: 'checkpointSignal' }]];
     const stopped = drive({}, [...signal, [301_000, { type: 'timer', name: 'dump', programState: 't' }]]);
