@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { formatMegabytes } from '../base/sizes.js';
 import { EngineError, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
+import type { PagesIn } from '../protocol/run-dir.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
 import { readAnswerBy } from './answer-by.js';
@@ -144,7 +145,7 @@ class RequestServer {
     run: PinnedDir,
     requester: Requester,
     running: (pid: number) => void,
-  ): Promise<{ detail: string; imageBytes?: number; pid?: number; pagesIn?: { ms: number; bytes: number } }> {
+  ): Promise<{ detail: string; imageBytes?: number; pid?: number; pagesIn?: PagesIn }> {
     const { engine, logger } = this.options;
     for (const name of discardPartialDumps(run)) {
       logger.log('warn', `job ${request.jobId}: removed ${request.dir}/${name}, left by a dump that never completed`);

@@ -1,16 +1,7 @@
 /** What /proc says about the powers of a process: more than its user's own processes have? */
-import { readFileSync, statSync } from 'node:fs';
-import { threadsOf } from '../proc/processes.js';
+import { statSync } from 'node:fs';
+import { readOrEmpty, threadsOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
-
-/** A /proc file's text, or nothing when the process is gone. */
-export function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
 
 const NO_CAPABILITIES = /^0+$/;
 

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { RESTORED_CGROUPS_FILE, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
+import type { PagesIn } from '../protocol/run-dir.js';
 import { treeOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { RUN_FILES } from './run-files.js';
@@ -79,7 +80,7 @@ function readOrUndefined(path: string): string | undefined {
 /** A restored program: its root, and when every page of a lazy restore was in. */
 export interface Resumed {
   pid: number;
-  pagesIn?: { ms: number; bytes: number };
+  pagesIn?: PagesIn;
 }
 
 /**

@@ -8,10 +8,10 @@
  */
 import { execa, execaSync } from 'execa';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { effectiveCapabilities } from '../proc/processes.js';
+import { effectiveCapabilities, readOrEmpty } from '../proc/processes.js';
 import { dumpProgress, stalledAtBreakpoint } from './criu-stage.js';
 
 /** How every criu call runs on this node. */
@@ -128,13 +128,6 @@ async function canary(criu: string, env: Record<string, string>): Promise<Canary
   }
 }
 
-function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
 
 function lastError(log: string): string | undefined {
   return log.split('\n').filter((line) => /Error \(/.test(line)).pop()?.trim();

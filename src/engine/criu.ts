@@ -53,7 +53,7 @@ import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { killAll, processState, readStat, sleep, treeOf } from '../proc/processes.js';
+import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
 import { treeHoldsTcp } from '../proc/tcp-sockets.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { busyPid, criuFailure } from './criu-log.js';
@@ -285,13 +285,6 @@ export class CriuEngine implements CheckpointEngine {
   }
 }
 
-function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
 
 /** Kills criu and whatever it started (its action script) and waits for it to be reaped. */
 async function killGroup(child: ResultPromise): Promise<void> {

@@ -4,6 +4,7 @@
  * "restart" (no CRIU: records the command line and starts it again; for the local dry run).
  */
 import type { Requester } from '../protocol/spool-request.js';
+import type { PagesIn } from '../protocol/run-dir.js';
 
 export interface DumpTarget {
   /** Root of the tree to dump. */
@@ -42,7 +43,7 @@ export interface RestoredTree {
    * A lazy restore (engine/lazy-pages.ts): resolves once every page is in, rejects (with the
    * tree killed) when the transfer failed. The images must stay as they are until then.
    */
-  pagesIn?: Promise<{ ms: number; bytes: number }>;
+  pagesIn?: Promise<PagesIn>;
 }
 
 export interface CheckpointEngine {

@@ -11,15 +11,12 @@
  * restore fails with the checkpoint intact, so that the next job resumes it again.
  */
 import { execa, type ResultPromise } from 'execa';
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readOrEmpty, sleep } from '../proc/processes.js';
+import { socketInodes } from '../proc/tcp-sockets.js';
+import type { PagesIn } from '../protocol/run-dir.js';
 import { EngineError } from './engine.js';
-
-/** What the server brought in, once every page is in. */
-export interface PagesIn {
-  ms: number;
-  bytes: number;
-}
 
 const SOCKET = 'lazy-pages.socket';
 /** /proc/net/unix's Flags of a listening socket (__SO_ACCEPTCON). */
@@ -33,8 +30,6 @@ const POLL_MS = 50;
 /** The restored program would block for ever on its next missing page: it goes, once the job was told. */
 const KILLED = 'the restored program is killed; the checkpoint is kept';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * Whether the server PID listens on its socket. The socket file appears at bind(), a moment before
  * listen(): a restore that connects in between is refused ("uffd: connect to lazy-pages.socket
@@ -43,29 +38,9 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * for every server.
  */
 function listening(pid: number): boolean {
-  let fds: string[];
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return false;
-  }
-  const inodes = new Set(
-    fds.map((fd) => {
-      try {
-        return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-      } catch {
-        return undefined;
-      }
-    }),
-  );
-  let table: string;
-  try {
-    table = readFileSync(`/proc/${pid}/net/unix`, 'utf8');
-  } catch {
-    return false;
-  }
+  const inodes = new Set(socketInodes(pid));
   // Num RefCount Protocol Flags Type St Inode Path
-  return table.split('\n').some((line) => {
+  return readOrEmpty(`/proc/${pid}/net/unix`).split('\n').some((line) => {
     const fields = line.trim().split(/\s+/);
     return fields[3] === LISTENING && inodes.has(fields[6]) && fields[7]?.endsWith(SOCKET);
   });

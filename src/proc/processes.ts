@@ -80,6 +80,15 @@ export function killAll(pids: number[], signal: NodeJS.Signals): void {
   }
 }
 
+/** A file's text, or nothing when it is absent (a process gone, a log not written yet). */
+export function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**

@@ -1,17 +1,9 @@
 /** Whether a process tree holds TCP sockets, from /proc: CRIU must then lock the network. */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { treeOf } from './processes.js';
-
-function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return ''; // gone, or no IPv6
-  }
-}
+import { readdirSync, readlinkSync } from 'node:fs';
+import { readOrEmpty, treeOf } from './processes.js';
 
 /** The socket inodes a process's descriptors point to. */
-function socketInodes(pid: number): string[] {
+export function socketInodes(pid: number): string[] {
   let fds: string[];
   try {
     fds = readdirSync(`/proc/${pid}/fd`);
