@@ -2,7 +2,10 @@
 # ckpt-daemon's criu action script (criu dump/restore --action-script), for two of criu's
 # actions; any other action passes.
 #
-# "post-dump": the tree is dumped and still frozen. The daemon checked it before the dump, but
+# "post-dump": the tree is dumped and still frozen. First the files it holds open for writing
+# are recorded (CKPT_OPEN_FILES, set by the daemon: "SIZE INODE PATH" per regular file): a job
+# that resumes this checkpoint after the run went on without it (a crash) cuts each one back to
+# that size; only now, frozen, are the sizes those of the images. The daemon checked it before the dump, but
 # a process may have changed since (exec'd a setuid program, or its PID went to another
 # process): the frozen tree is the one in the images, so it is checked again against the
 # requester, for credentials and the "dumpable" flag. Refused, the dump is discarded: criu
@@ -57,6 +60,25 @@ while [ $# -gt 0 ]; do
   tree="$tree $pid"
   set -- "$@" $(cat /proc/"$pid"/task/*/children)
 done
+
+if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_OPEN_FILES:-}" ]; then
+  : >"$CKPT_OPEN_FILES"
+  for pid in $tree; do
+    for fd in /proc/"$pid"/fd/*; do
+      [ -f "$fd" ] || continue # regular files only (pipes, sockets, devices have no size to keep)
+      flags=0
+      while read -r key value; do
+        if [ "$key" = flags: ]; then flags=$value; break; fi
+      done <"/proc/$pid/fdinfo/${fd##*/}"
+      [ $((0$flags & 3)) != 0 ] || continue # read-only
+      target=$(readlink "$fd")
+      case $target in /*) ;; *) continue ;; esac
+      case $target in *" (deleted)" | *"
+"*) continue ;; esac # no name to cut back, or one the record cannot hold
+      echo "$(stat -L -c '%s %i' "$fd") $target" >>"$CKPT_OPEN_FILES"
+    done
+  done
+fi
 
 # The new job's cgroups (CKPT_JOB_CGROUPS, space-separated): the restored tree goes there before
 # it runs an instruction, so that nothing it forks starts (and stays) outside the job. Where criu

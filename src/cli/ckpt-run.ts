@@ -14,7 +14,7 @@ import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
 import { releaseFinishedImages } from '../state/run-images.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
-import { runCli, secondsOption, wholeNumberOption } from './run-cli.js';
+import { durationOption, runCli, secondsOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `
 How it works
@@ -36,7 +36,9 @@ Files (in the working directory, which must be on a shared filesystem)
     checkpoint/ checkpoint_ok  the daemon's images and its "dump complete" mark; the images
                                are removed once the program finishes (--keep-images keeps
                                them); a failed or stopped run keeps its last checkpoint
-    checkpoint.old/            the checkpoint before it, until the daemon's next dump
+    checkpoint.old/            the checkpoint before it, while the daemon makes the next one
+    checkpoint.gen-TIME/       older checkpoints kept by --keep
+    checkpoint_stats           the last checkpoint's size and how long the program was frozen
     stdout.log stderr.log      the program's output (relayed once to each job's output)
     *.rolled-back.log          output written after the last checkpoint by a job that was
                                killed without a new one: the resumed program does it again
@@ -65,6 +67,12 @@ Exit codes
 ${EXIT_CODE_HELP.map(([code, meaning]) => `  ${code.padEnd(6)} ${meaning}`).join('\n')}
 `;
 
+function positiveOption(value: string): number {
+  const count = wholeNumberOption(value);
+  if (count < 1) throw new InvalidArgumentError('expected 1 or more');
+  return count;
+}
+
 function signalOption(value: string): NodeJS.Signals {
   const name = (value.startsWith('SIG') ? value : `SIG${value}`).toUpperCase() as NodeJS.Signals;
   if (!(name in constants.signals)) throw new InvalidArgumentError(`unknown signal ${value}`);
@@ -91,6 +99,9 @@ export interface LauncherCliOptions {
   verbose?: boolean;
   /** Keep a finished run's checkpoint images (only `ckpt-run` itself has the option). */
   keepImages?: boolean;
+  /** Periodic checkpoints, in seconds. */
+  interval?: number;
+  keep: number;
 }
 
 /** Checks the inputs and turns the options into the launcher's settings. */
@@ -140,6 +151,8 @@ export function launch(
     minRuntimeMs: (options.minRuntime ?? scheduler.minRuntimeSec) * 1000,
     maxRestarts: options.maxRestarts,
     walltimeEndsAt: options.walltime === undefined ? scheduler.walltimeEndsAt : walltimeEndsAt(options.walltime),
+    intervalMs: options.interval === undefined ? undefined : options.interval * 1000,
+    keep: options.keep,
     pidNamespace: options.pidNamespace === 'on' || (options.pidNamespace === 'auto' && process.geteuid?.() === 0),
     daemonCheck: options.daemonCheck,
     daemonGraceMs: options.daemonGrace * 1000,
@@ -165,6 +178,14 @@ export function buildProgram(): Command {
     .option('--min-runtime <seconds>', 'do not exit 99 before the job has run this long (default: 62 under OAR, else 0)', secondsOption)
     .option('--walltime <seconds>', "the job's walltime, from its start, where the scheduler does not give it (OAR does): the log then says how much of it each dump leaves", secondsOption)
     .option('--keep-images', "keep the checkpoint images once the program has finished (by default they are removed then: no job resumes a finished run)")
+    .option(
+      '--interval <duration>',
+      'also checkpoint every DURATION (90, 90s, 5m, 1.5h) while the program runs on: a job killed without its final checkpoint ' +
+        '(node crash, OOM, preemption without warning) resumes from the last one, its open files cut back to that moment. ' +
+        'Each costs a freeze of the program (the log says how long) and a full dump on disk. Needs ckpt-daemon on the node',
+      durationOption,
+    )
+    .option('--keep <n>', 'how many complete checkpoints the run folder keeps, the current one included; older ones are checkpoint.gen-TIME/ (to resume one: make it checkpoint/ and touch checkpoint_ok)', positiveOption, 1)
     .passThroughOptions()
     .enablePositionalOptions()
     .addOption(

@@ -12,6 +12,16 @@ export function secondsOption(value: string): number {
   return seconds;
 }
 
+const UNIT_SECONDS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
+
+/** A duration of at least a second: "90" or "90s", "5m", "1.5h"; in seconds. */
+export function durationOption(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([smh]?)$/.exec(value.trim());
+  const seconds = match ? Number(match[1]) * UNIT_SECONDS[match[2]] : NaN;
+  if (!(seconds >= 1)) throw new InvalidArgumentError('expected a duration of 1 s or more: seconds, or with s, m or h (90, 90s, 5m, 1.5h)');
+  return seconds;
+}
+
 export function wholeNumberOption(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
   return Number(value);

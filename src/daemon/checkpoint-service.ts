@@ -15,7 +15,7 @@ import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unl
 import { basename } from 'node:path';
 import type { CheckpointEngine } from '../engine/engine.js';
 import type { Requester } from '../protocol/spool-request.js';
-import { PARTIAL_IMAGES_PREFIX } from '../protocol/run-dir.js';
+import { formatCheckpointStats, PARTIAL_IMAGES_PREFIX, type CheckpointStats } from '../protocol/run-dir.js';
 import { checkDumpRoom } from './dump-room.js';
 import { SIGNATURE_FILE, signImages } from './image-signature.js';
 import { entriesOf, handOver, publishFile, runsAsRoot } from './owned-files.js';
@@ -107,31 +107,34 @@ export function discardPartialDumps(run: PinnedDir): string[] {
   return removed;
 }
 
-/** Dumps PID into the run folder (by DEADLINE, epoch ms, when the job gave one); resolves to the images' size in bytes. */
+/**
+ * Dumps PID into the run folder (by DEADLINE, epoch ms, when the job gave one; LEAVERUNNING: the
+ * program runs on); resolves to the checkpoint's figures, also published in checkpoint_stats.
+ */
 export async function serveCheckpoint(
   engine: CheckpointEngine,
   run: PinnedDir,
   pid: number,
   requester: Requester,
   imageKey: Buffer,
-  deadline?: number,
-): Promise<number> {
+  { deadline, leaveRunning = false }: { deadline?: number; leaveRunning?: boolean } = {},
+): Promise<CheckpointStats> {
   await removeOldImages(run, requester);
   // After the previous checkpoint's removal, which frees room; before anything is written.
   if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester);
   const { name, images } = createImagesDir(run);
-  let imageBytes: number;
+  let stats: CheckpointStats;
   try {
-    await engine.dump({ pid, imagesDir: images.path(), requester, deadline });
+    const { frozenMs } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning });
     publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
-    imageBytes = handOver(images, requester);
+    stats = { bytes: handOver(images, requester), leftRunning: leaveRunning, ...(frozenMs === undefined ? {} : { frozenMs }) };
   } catch (error) {
     discardImages(run, name, images);
     throw error;
   } finally {
     images.close();
   }
-  // From here on the program is gone: a failure must keep the new images (named in the reason).
+  // From here on the images are the program's latest state: a failure must keep them (named in the reason).
   try {
     if (exists(run.path(RUN_FILES.images))) renameSync(run.path(RUN_FILES.images), run.path(RUN_FILES.oldImages));
     renameSync(run.path(name), run.path(RUN_FILES.images));
@@ -139,6 +142,8 @@ export async function serveCheckpoint(
     const where = `${run.location()}/${name}`;
     throw new Error(`the dump is complete in ${where} but could not be renamed to ${RUN_FILES.images}: ${(error as Error).message}`);
   }
+  // Before checkpoint_ok, so that a job that sees the new checkpoint_ok finds its figures.
+  publishFile(run, RUN_FILES.checkpointStats, formatCheckpointStats(stats), requester);
   publishFile(run, RUN_FILES.checkpointOk, `${new Date().toISOString()}\n`, requester);
-  return imageBytes;
+  return stats;
 }

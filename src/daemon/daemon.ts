@@ -12,7 +12,7 @@ import type { Logger } from '../log/logger.js';
 import type { PagesIn } from '../protocol/run-dir.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
-import { readAnswerBy } from './answer-by.js';
+import { readAnswerBy, readLeaveRunning } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -158,8 +158,9 @@ class RequestServer {
       return { detail: `: PID ${pid}`, pid, pagesIn };
     }
     checkTargetProcess(request.pid, requester);
-    const imageBytes = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, deadline);
-    return { detail: ` (${formatMegabytes(imageBytes)})`, imageBytes };
+    const stats = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, { deadline, leaveRunning: readLeaveRunning(run) });
+    const frozen = stats.frozenMs === undefined ? '' : `, program frozen ${seconds(stats.frozenMs)}`;
+    return { detail: ` (${formatMegabytes(stats.bytes)}${frozen}${stats.leftRunning ? ', left running' : ''})`, imageBytes: stats.bytes };
   }
 
   /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */

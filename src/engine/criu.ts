@@ -27,12 +27,16 @@
  *    SQLite its database. The restored tree holds its locks again; a lock another process took
  *    meanwhile fails the restore, as it must.
  *  - -v4 -o LOG: the failure reason is taken from the log (criu-log.ts).
+ *  - --leave-running for a periodic checkpoint (ckpt-run --interval): the tree runs on once
+ *    dumped. Without soft-dirty tracking (not on every kernel) each one writes all the memory.
  *  - restore -d (detached) with -W in the daemon's private scratch folder, so that criu writes
  *    its log, pidfile and statistics there and never into a folder that the user controls.
  *  - --action-script: before the restored tree runs, scripts/criu-pre-resume-check.sh moves it
  *    into the new job's cgroups, checks every restored process against the requester and kills
  *    the tree otherwise. The same script
- *    checks the dumped tree once criu has frozen it ("post-dump"): the daemon checked the tree
+ *    records the files the tree holds open for writing, with their sizes, while it is frozen
+ *    ("post-dump": the job rolls them back to those sizes before a resume, protocol/open-files.ts), and
+ *    checks the dumped tree once criu has frozen it: the daemon checked the tree
  *    before, but a process may have changed since (run a setuid program, or a new PID holder),
  *    and only a frozen tree is the one in the images. Refused, criu resumes it and fails.
  *  - a restore that finds a PID of the tree taken waits for that PID to leave /proc and tries
@@ -55,14 +59,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
 import { treeHoldsTcp } from '../proc/tcp-sockets.js';
+import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { busyPid, criuFailure } from './criu-log.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
+import { frozenMsOf } from './criu-stats.js';
 import {
   EngineError,
   RESTORED_CGROUPS_FILE,
   type CheckpointEngine,
+  type DumpFigures,
   type DumpTarget,
   type ProgramAfterFailure,
   type RestoredTree,
@@ -73,6 +80,8 @@ import { LazyPagesServer } from './lazy-pages.js';
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
 
+/** criu's own figures of a dump, written beside its images. */
+const STATS_IMAGE = 'stats-dump';
 /** Left in the images by a dump that needed --shell-job; the restore needs it too. */
 const SHELL_JOB_MARKER = 'ckpt-daemon-shell-job';
 /** Left in the images by a dump of a tree holding TCP sockets; the restore locks the same way. */
@@ -170,17 +179,23 @@ export class CriuEngine implements CheckpointEngine {
     this.pidWaitMs = options.pidWaitMs ?? PID_WAIT_MS;
   }
 
-  async dump({ pid, imagesDir, requester, deadline }: DumpTarget): Promise<void> {
+  async dump({ pid, imagesDir, requester, deadline, leaveRunning }: DumpTarget): Promise<DumpFigures> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
     const tcp = treeHoldsTcp(pid);
     if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
     const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
+    if (shellJob) args.push('--shell-job');
+    if (leaveRunning) args.push('--leave-running');
     const before = new Map(treeOf(pid).map((member) => [member, processState(member)]));
-    await this.run([...args, ...(shellJob ? ['--shell-job'] : [])], join(imagesDir, 'dump.log'), requesterEnv(requester), this.deadlineOf(deadline), {
+    // The action script records the files open for writing while the tree is frozen (protocol/open-files.ts).
+    const env = { ...requesterEnv(requester), CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE) };
+    await this.run(args, join(imagesDir, 'dump.log'), env, this.deadlineOf(deadline), {
       locksNetwork: tcp,
       onDeadline: (child) => this.stopDump(child, join(imagesDir, 'dump.log'), before),
     });
+    const stats = join(imagesDir, STATS_IMAGE);
+    return { frozenMs: existsSync(stats) ? frozenMsOf(readFileSync(stats)) : undefined };
   }
 
   async restore(target: RestoreTarget): Promise<RestoredTree> {

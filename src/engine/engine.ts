@@ -15,6 +15,14 @@ export interface DumpTarget {
   requester: Requester;
   /** Epoch ms by which the job needs an answer (engine/criu.ts kills a criu still running then). */
   deadline?: number;
+  /** Leave the tree running after the dump (a periodic checkpoint) instead of stopping it. */
+  leaveRunning?: boolean;
+}
+
+/** What an engine can tell of a dump it made. */
+export interface DumpFigures {
+  /** How long the tree was frozen, where the engine measures it. */
+  frozenMs?: number;
 }
 
 export interface RestoreTarget {
@@ -53,8 +61,8 @@ export interface CheckpointEngine {
    * needs no room for the tree's memory. Unset: it does, as CRIU's.
    */
   readonly keepsNoMemory?: boolean;
-  /** Dumps the tree and stops it; throws EngineError and leaves it running on failure. */
-  dump(target: DumpTarget): Promise<void>;
+  /** Dumps the tree and stops it (unless leaveRunning); throws EngineError and leaves it running on failure. */
+  dump(target: DumpTarget): Promise<DumpFigures>;
   /** Restores the tree, detached from the daemon; resolves once it runs. */
   restore(target: RestoreTarget): Promise<RestoredTree>;
 }

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killAll, ProcessHandle, sleep, treeOf } from '../proc/processes.js';
-import { EngineError, type CheckpointEngine, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
+import { EngineError, type CheckpointEngine, type DumpFigures, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
 
 /** How long the program may take to save its own state and exit after SIGTERM. */
 const STOP_GRACE_MS = 10_000;
@@ -45,7 +45,7 @@ export class RestartEngine implements CheckpointEngine {
   readonly name = 'restart';
   readonly keepsNoMemory = true;
 
-  async dump({ pid, imagesDir }: DumpTarget): Promise<void> {
+  async dump({ pid, imagesDir, leaveRunning }: DumpTarget): Promise<DumpFigures> {
     try {
       writeFileSync(join(imagesDir, 'cmdline'), readFileSync(`/proc/${pid}/cmdline`));
       writeFileSync(join(imagesDir, 'environ'), readFileSync(`/proc/${pid}/environ`));
@@ -53,7 +53,9 @@ export class RestartEngine implements CheckpointEngine {
     } catch (error) {
       throw new EngineError(`cannot record process ${pid}: ${(error as Error).message}`, false);
     }
-    await stopTree(pid);
+    // Nothing is frozen: the command line is all a restart keeps.
+    if (!leaveRunning) await stopTree(pid);
+    return {};
   }
 
   async restore({ imagesDir, requester }: RestoreTarget): Promise<RestoredTree> {

@@ -3,13 +3,13 @@
  * into the spool, and the daemon's liveness (its heartbeat) watched while one is out. What the
  * heartbeat means is decided in decisions.ts (daemonVerdict).
  */
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../protocol/heartbeat.js';
-import type { RunDirPaths } from '../protocol/run-dir.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatFeatures } from '../protocol/heartbeat.js';
+import { LEAVE_RUNNING, type RunDirPaths } from '../protocol/run-dir.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import { daemonVerdict } from './decisions.js';
 
@@ -20,8 +20,13 @@ import { daemonVerdict } from './decisions.js';
  * too, and supervisor.ts picks the link from the settings.
  */
 export interface CheckpointLink {
-  /** ANSWERBY: epoch ms by which the job needs the answer (the daemon bounds its criu by it). */
-  requestCheckpoint(pid: number, answerBy: number): void;
+  /**
+   * ANSWERBY: epoch ms by which the job needs the answer (the daemon bounds its criu by it);
+   * LEAVERUNNING: a periodic checkpoint, after which the program runs on.
+   */
+  requestCheckpoint(pid: number, answerBy: number, leaveRunning: boolean): void;
+  /** Whether periodic checkpoints can be asked for; else why not, for the job's log. */
+  periodic(): { ok: true } | { ok: false; why: string };
   requestResume(answerBy: number): void;
   /** checkpoint_ok's identity when the last checkpoint request went out: a different one is new. */
   readonly checkpointOkAtRequest: string | undefined;
@@ -49,12 +54,28 @@ export class DaemonLink implements CheckpointLink {
 
   constructor(private readonly options: DaemonLinkOptions) {}
 
-  requestCheckpoint(pid: number, answerBy: number): void {
+  requestCheckpoint(pid: number, answerBy: number, leaveRunning: boolean): void {
     const { paths, jobId } = this.options;
     this.checkpointOkAtRequest = checkpointIdentity(paths.checkpointOk);
     rmSync(paths.dumpFailed, { force: true });
+    rmSync(paths.checkpointStats, { force: true });
     writeFileAtomic(paths.answerBy, `${answerBy}\n`);
+    if (leaveRunning) writeFileAtomic(paths.checkpointMode, `${LEAVE_RUNNING}\n`);
+    else rmSync(paths.checkpointMode, { force: true });
     this.send({ kind: 'checkpoint', jobId, pid, dir: paths.dir });
+  }
+
+  /** A daemon that leaves the program running says so in its heartbeat; another one would stop it. */
+  periodic(): { ok: true } | { ok: false; why: string } {
+    const heartbeatPath = join(this.options.spoolDir, HEARTBEAT_FILE);
+    let text: string;
+    try {
+      text = readFileSync(heartbeatPath, 'utf8');
+    } catch {
+      return { ok: false, why: `no ckpt-daemon heartbeat ${heartbeatPath} (the node's daemon cannot be asked to leave the program running)` };
+    }
+    if (heartbeatFeatures(text).includes('leave-running')) return { ok: true };
+    return { ok: false, why: `the node's daemon does not say it can leave the program running (no "leave-running" among the features in ${heartbeatPath}: an older ckpt-daemon?)` };
   }
 
   requestResume(answerBy: number): void {

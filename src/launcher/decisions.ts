@@ -4,6 +4,7 @@
  * tested with a fake clock in test/unit/supervisor-decisions.test.ts.
  */
 import type { DaemonReport } from '../protocol/daemon-report.js';
+import type { CheckpointStats } from '../protocol/run-dir.js';
 import type { RunState } from '../state/run-state.js';
 import type { MachineEvent, MachineState, Outcome } from './machine.js';
 
@@ -18,6 +19,8 @@ export interface RunFiles {
   /** checkpoint_ok's identity now, and when the last checkpoint request went out. */
   checkpointOk?: string;
   checkpointOkAtRequest?: string;
+  /** What the daemon said of its last checkpoint (checkpoint_stats). */
+  checkpointStats?: CheckpointStats;
   /** Whether the watched program lives; undefined while no program is watched. */
   programAlive?: boolean;
   /** This job resumed a checkpoint. */
@@ -40,7 +43,10 @@ export function eventsFromFiles(state: MachineState, files: RunFiles): MachineEv
   const events: MachineEvent[] = [];
   if ((state.phase === 'running' || state.phase === 'checkpointing') && state.request) {
     if (files.dumpFailed) events.push({ type: 'dumpFailed', reason: files.dumpFailed.reason, program: files.dumpFailed.program });
-    if (files.checkpointOk !== undefined && files.checkpointOk !== files.checkpointOkAtRequest) events.push({ type: 'checkpointOk' });
+    if (files.checkpointOk !== undefined && files.checkpointOk !== files.checkpointOkAtRequest) {
+      const stats = files.checkpointStats;
+      events.push({ type: 'checkpointOk', figures: stats && { frozenMs: stats.frozenMs, bytes: stats.bytes } });
+    }
   }
   // A resumed program gone with no status but restore_failed: a lazy restore whose memory never
   // all came in (the daemon told, then killed the program); the checkpoint is intact.

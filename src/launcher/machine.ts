@@ -5,6 +5,7 @@
  *
  *   fresh:  starting → running → checkpointing → (program gone + checkpoint_ok) → exit 99
  *   resume: resuming → (pidfile) → running → … → the program's own exit code
+ *   periodic (--interval): running → checkpointing (the program runs on) → checkpoint_ok → running
  *
  * The one rule that matters most: exit 99 (resubmit) only when a checkpoint completed since our
  * request (a new checkpoint_ok) AND the program is gone without an exit status of its own.
@@ -14,8 +15,9 @@
  */
 import { constants } from 'node:os';
 import { ExitCode } from '../base/exit-codes.js';
+import { formatMegabytes } from '../base/sizes.js';
 
-export type TimerName = 'dump' | 'resume' | 'minRuntime';
+export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval';
 
 export interface MachineConfig {
   /** How long the daemon may take to complete a dump before we say so. */
@@ -30,6 +32,8 @@ export interface MachineConfig {
   maxRestarts: number;
   /** When the scheduler kills the job (the supervisor's clock), where it says. */
   walltimeEndsAt?: number;
+  /** --interval: a checkpoint that leaves the program running this often (the daemon can do them). */
+  intervalMs?: number;
 }
 
 /** A checkpoint request that is out and not answered yet (by success or failure). */
@@ -40,6 +44,18 @@ export interface CheckpointRequest {
   complete: boolean;
   /** --dump-timeout passed unanswered: a late checkpoint_ok still counts, but only for a bounded while more. */
   late?: boolean;
+  /** A periodic checkpoint: the program runs on after it. */
+  periodic?: boolean;
+  /** The scheduler's signal came during a periodic checkpoint: the final one follows it. */
+  thenStop?: boolean;
+}
+
+/** What the daemon says of a complete checkpoint (DIR/checkpoint_stats), where it says it. */
+export interface CheckpointFigures {
+  /** How long the program was frozen. */
+  frozenMs?: number;
+  /** The images' size. */
+  bytes?: number;
 }
 
 interface Common {
@@ -87,7 +103,7 @@ export type MachineEvent =
   | { type: 'restored'; pid: number }
   | { type: 'restoreFailed'; reason: string; retryable: boolean }
   | { type: 'checkpointSignal' }
-  | { type: 'checkpointOk' }
+  | { type: 'checkpointOk'; figures?: CheckpointFigures }
   /** program: how the daemon found the program after a dump it cut short (its deadline). */
   | { type: 'dumpFailed'; reason: string; program?: 'running' | 'frozen' | 'gone' }
   | { type: 'daemonSilent'; detail: string }
@@ -101,8 +117,10 @@ export type Outcome = 'checkpointed' | 'finished' | 'failed';
 
 export type MachineAction =
   | { type: 'spawn' }
-  /** answerBy: epoch ms by which the daemon must have answered (its criu deadline, answerBy()). */
-  | { type: 'requestCheckpoint'; pid: number; answerBy: number }
+  /** answerBy: epoch ms by which the daemon must have answered (its criu deadline, answerBy()); leaveRunning: a periodic one. */
+  | { type: 'requestCheckpoint'; pid: number; answerBy: number; leaveRunning: boolean }
+  /** A checkpoint is complete (the supervisor records it and keeps --keep of them). */
+  | { type: 'checkpointKept'; periodic: boolean; figures?: CheckpointFigures }
   | { type: 'requestResume'; answerBy: number }
   | { type: 'watchProgram'; pid: number }
   | { type: 'setTimer'; name: TimerName; ms: number }
@@ -166,24 +184,47 @@ function failWith(state: MachineState, code: number, message: string): Step {
 /** Puts ACTIONS before those of STEP. */
 const after = (actions: MachineAction[], step: Step): Step => ({ state: step.state, actions: [...actions, ...step.actions] });
 
-/** Sends the checkpoint request for a running program and arms the dump bound. */
-function requestCheckpoint(state: InPhase<'running'>, now: number, actions: MachineAction[]): Step {
+/** Sends the checkpoint request for a running program and arms the dump bound; PERIODIC: it runs on after it. */
+function requestCheckpoint(state: InPhase<'running'>, now: number, actions: MachineAction[], periodic = false): Step {
   const { pid, programGone, config, startedAt, terminating } = state;
   return {
-    state: { phase: 'checkpointing', config, startedAt, terminating, pid, programGone, request: { at: now, complete: false } },
+    state: { phase: 'checkpointing', config, startedAt, terminating, pid, programGone, request: { at: now, complete: false, periodic } },
     actions: [
       ...actions,
-      log('info', `checkpoint requested for PID ${pid}`),
-      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, config.dumpTimeoutMs, config.walltimeEndsAt) },
+      log('info', periodic ? `periodic checkpoint requested for PID ${pid} (it runs on)` : `checkpoint requested for PID ${pid}`),
+      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, config.dumpTimeoutMs, config.walltimeEndsAt), leaveRunning: periodic },
       { type: 'setTimer', name: 'dump', ms: config.dumpTimeoutMs },
     ],
   };
 }
 
+/** The next periodic checkpoint's timer (--interval), when there are periodic checkpoints. */
+const nextPeriodic = (config: MachineConfig): MachineAction[] =>
+  config.intervalMs === undefined ? [] : [{ type: 'setTimer', name: 'interval', ms: config.intervalMs }];
+
+/** "1.2 s (program frozen 340 ms, 12.0 MB)": how long a checkpoint took, and what the daemon said of it. */
+function figuresOf(ms: number, figures: CheckpointFigures | undefined): string {
+  const frozen = figures?.frozenMs === undefined ? [] : [`program frozen ${duration(figures.frozenMs)}`];
+  const size = figures?.bytes === undefined ? [] : [formatMegabytes(figures.bytes)];
+  const said = [...frozen, ...size];
+  return said.length === 0 ? duration(ms) : `${duration(ms)} (${said.join(', ')})`;
+}
+
+/**
+ * A periodic checkpoint is over (complete, failed or unanswered): the program runs on and the
+ * next one is timed; the scheduler's signal that came meanwhile is served now.
+ */
+function periodicOver(state: Watched, now: number, actions: MachineAction[], request?: CheckpointRequest): Step {
+  const running: InPhase<'running'> = { ...state, phase: 'running', request };
+  const more: MachineAction[] = [{ type: 'clearTimer', name: 'dump' }, ...actions, ...nextPeriodic(state.config)];
+  if (!state.request?.thenStop) return { state: running, actions: more };
+  return requestCheckpoint({ ...running, request: undefined }, now, [...more, log('info', 'now the final checkpoint, for the signal that came during the periodic one')]);
+}
+
 /** The program's root PID is known (spawned or restored): watch it, serve a pending signal. */
 function programKnown(state: InPhase<'starting' | 'resuming'>, pid: number, now: number, actions: MachineAction[]): Step {
   const running: InPhase<'running'> = { phase: 'running', config: state.config, startedAt: state.startedAt, terminating: state.terminating, pid, programGone: false };
-  const watched: MachineAction[] = [...actions, { type: 'watchProgram', pid }];
+  const watched: MachineAction[] = [...actions, { type: 'watchProgram', pid }, ...nextPeriodic(state.config)];
   if (!state.signalPending) return { state: running, actions: watched };
   return requestCheckpoint(running, now, [...watched, log('info', 'serving the checkpoint signal that arrived before the program was running')]);
 }
@@ -242,12 +283,15 @@ function walltimeMargin(config: MachineConfig, requestedAt: number, dumpMs: numb
 }
 
 /** Exit 99 iff the program is gone and a checkpoint completed after our request; else undefined. */
-function checkpointDone(state: Watched, now: number): Step | undefined {
+function checkpointDone(state: Watched, now: number, figures?: CheckpointFigures): Step | undefined {
   const { request } = state;
   if (!state.programGone || !request?.complete) return undefined;
   const dumpMs = now - request.at;
-  const done = resubmit(state, now, `checkpoint complete in ${duration(dumpMs)}, program stopped`);
-  return after([{ type: 'clearTimer', name: 'dump' }, ...walltimeMargin(state.config, request.at, dumpMs)], done);
+  const done = resubmit(state, now, `checkpoint complete in ${figuresOf(dumpMs, figures)}, program stopped`);
+  return after(
+    [{ type: 'clearTimer', name: 'dump' }, { type: 'checkpointKept', periodic: false, figures }, ...walltimeMargin(state.config, request.at, dumpMs)],
+    done,
+  );
 }
 
 /** The state with a program (running or checkpointing) and a request out, if that is where the machine is. */
@@ -309,6 +353,12 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
           actions: [log('info', 'checkpoint signal received before the program runs: will checkpoint as soon as it does')],
         };
       case 'checkpointing':
+        if (state.request.periodic && !state.request.thenStop) {
+          return {
+            state: { ...state, request: { ...state.request, thenStop: true } },
+            actions: [log('info', `checkpoint signal received${walltimeLeft(state, now)} during a periodic checkpoint: the final one follows it`)],
+          };
+        }
         return { state, actions: [log('info', 'checkpoint signal ignored: a checkpoint is already in progress')] };
       case 'running':
         return requestCheckpoint(state, now, [log('info', `checkpoint signal received${walltimeLeft(state, now)}`)]);
@@ -318,14 +368,19 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     }
   },
 
-  checkpointOk(state, _event, now) {
+  checkpointOk(state, event, now) {
     const asked = withRequest(state);
     if (!asked) return unchanged(state);
     const next = { ...asked, request: { ...asked.request, complete: true } };
-    return checkpointDone(next, now) ?? unchanged(next);
+    const done = checkpointDone(next, now, event.figures);
+    if (done || !next.request.periodic || next.programGone) return done ?? unchanged(next);
+    return periodicOver(next, now, [
+      log('info', `periodic checkpoint complete in ${figuresOf(now - next.request.at, event.figures)}; the program runs on`),
+      { type: 'checkpointKept', periodic: true, figures: event.figures },
+    ]);
   },
 
-  dumpFailed(state, event) {
+  dumpFailed(state, event, now) {
     const asked = withRequest(state);
     if (!asked) return unchanged(state);
     if (asked.programGone) {
@@ -334,18 +389,17 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
       if (asked.terminating) return ended(asked, [log('error', gone)], { type: 'exit', code: 128 + signalNumber(asked.terminating), outcome: 'failed' });
       return after([{ type: 'clearTimer', name: 'dump' }], failWith(asked, ExitCode.ProgramLost, `${gone}; not exiting 99`));
     }
-    return {
-      state: { ...asked, phase: 'running', request: undefined },
-      actions: [
-        { type: 'clearTimer', name: 'dump' },
-        log(
-          'error',
-          event.program === 'frozen'
-            ? `checkpoint failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
-            : `checkpoint failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
-        ),
-      ],
-    };
+    const what = asked.request.periodic ? 'periodic checkpoint' : 'checkpoint';
+    const failed = log(
+      'error',
+      event.program === 'frozen'
+        ? `${what} failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
+        : asked.request.periodic
+          ? `${what} failed: ${event.reason}. The program keeps running; the last complete checkpoint stays the one to resume.`
+          : `${what} failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
+    );
+    if (asked.request.periodic) return periodicOver(asked, now, [failed]);
+    return { state: { ...asked, phase: 'running', request: undefined }, actions: [{ type: 'clearTimer', name: 'dump' }, failed] };
   },
 
   daemonSilent(state, event) {
@@ -385,8 +439,13 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     return failWith(next, ExitCode.ProgramLost, 'the program disappeared without an exit status and no checkpoint was made (killed from outside?); not exiting 99');
   },
 
-  timer(state, event) {
+  timer(state, event, now) {
     switch (event.name) {
+      case 'interval':
+        if (state.phase === 'checkpointing' || (state.phase === 'running' && state.request)) {
+          return { state, actions: [log('debug', 'periodic checkpoint skipped: a request is still out'), ...nextPeriodic(state.config)] };
+        }
+        return state.phase === 'running' ? requestCheckpoint(state, now, [], true) : unchanged(state);
       case 'minRuntime':
         if (state.phase !== 'holding') return unchanged(state);
         return ended(state, [log('info', 'exit 99 so that the job is resubmitted')], { type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' });
@@ -399,7 +458,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
             'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
         );
       case 'dump':
-        return dumpTimedOut(state, event.programState);
+        return dumpTimedOut(state, now, event.programState);
     }
   },
 
@@ -423,7 +482,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
 };
 
 /** --dump-timeout passed with the request unanswered; PROGRAMSTATE is what /proc says of the program then. */
-function dumpTimedOut(state: MachineState, programState: string | undefined): Step {
+function dumpTimedOut(state: MachineState, now: number, programState: string | undefined): Step {
   const asked = withRequest(state);
   if (!asked) return unchanged(state);
   if (asked.programGone) {
@@ -434,17 +493,15 @@ function dumpTimedOut(state: MachineState, programState: string | undefined): St
         `${duration(asked.config.dumpTimeoutMs)} (no new checkpoint_ok); not exiting 99`,
     );
   }
-  return {
-    // A late checkpoint_ok still counts: the request stays noted, as late.
-    state: { ...asked, phase: 'running', request: { ...asked.request, late: true } },
-    actions: [
-      log(
-        'warn',
-        `the daemon has not answered the dump request after ${duration(asked.config.dumpTimeoutMs)} ` +
-          `(--dump-timeout; ckpt-daemon answers before it, so this node's daemon is another one or stuck): ${programNow(programState)}`,
-      ),
-    ],
-  };
+  const warning = log(
+    'warn',
+    `the daemon has not answered the dump request after ${duration(asked.config.dumpTimeoutMs)} ` +
+      `(--dump-timeout; ckpt-daemon answers before it, so this node's daemon is another one or stuck): ${programNow(programState)}`,
+  );
+  // A late checkpoint_ok still counts: the request stays noted, as late.
+  const late = { ...asked.request, late: true };
+  if (asked.request.periodic) return periodicOver(asked, now, [warning], late);
+  return { state: { ...asked, phase: 'running', request: late }, actions: [warning] };
 }
 
 export function step(state: MachineState, event: MachineEvent, now: number): Step {

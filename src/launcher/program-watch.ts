@@ -7,7 +7,7 @@
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { parseDaemonReport, type DaemonReport } from '../protocol/daemon-report.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { parsePagesIn, type RunDirPaths } from '../protocol/run-dir.js';
+import { parseCheckpointStats, parsePagesIn, type RunDirPaths } from '../protocol/run-dir.js';
 import { OutputRelay } from '../proc/output-relay.js';
 import { processState, ProcessHandle } from '../proc/processes.js';
 import { formatMegabytes } from '../base/sizes.js';
@@ -80,6 +80,7 @@ export class ProgramWatch {
       dumpFailed: readReport(this.paths.dumpFailed),
       checkpointOk: checkpointIdentity(this.paths.checkpointOk),
       checkpointOkAtRequest,
+      checkpointStats: parseCheckpointStats(readIfPresent(this.paths.checkpointStats)),
     };
   }
 

@@ -15,6 +15,7 @@ import { rmSync } from 'node:fs';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import { keepGenerations } from '../state/run-images.js';
 import { saveRunState } from '../state/run-state.js';
 import { DaemonLink, type CheckpointLink } from './daemon-link.js';
 import { endOfJobRecord, eventsFromFiles } from './decisions.js';
@@ -37,6 +38,10 @@ export interface LaunchSettings {
   maxRestarts: number;
   /** When the scheduler kills the job (epoch ms), where it says. */
   walltimeEndsAt?: number;
+  /** --interval: periodic checkpoints that leave the program running, this often. */
+  intervalMs?: number;
+  /** --keep: how many complete checkpoints the run folder keeps (the current one included). */
+  keep: number;
   pidNamespace: boolean;
   /** Fail fast when no daemon heartbeat answers a request (off for daemons without one). */
   daemonCheck: boolean;
@@ -99,6 +104,12 @@ class Supervisor {
       awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
       silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
     });
+    if (settings.intervalMs !== undefined) {
+      const periodic = this.link.periodic();
+      // Said once, here: the scheduler's signal still makes the final checkpoint.
+      if (!periodic.ok) settings.logger.log('warn', `--interval: no periodic checkpoints in this job: ${periodic.why}; the scheduler's signal still checkpoints the program`);
+      else this.state = { ...this.state, config: { ...this.state.config, intervalMs: settings.intervalMs } };
+    }
   }
 
   run(): Promise<number> {
@@ -153,7 +164,10 @@ class Supervisor {
         );
         return;
       case 'requestCheckpoint':
-        link.requestCheckpoint(action.pid, action.answerBy);
+        link.requestCheckpoint(action.pid, action.answerBy, action.leaveRunning);
+        return;
+      case 'checkpointKept':
+        for (const line of keepGenerations(this.prepared.paths, settings.keep)) settings.logger.log('warn', line);
         return;
       case 'requestResume':
         link.requestResume(action.answerBy);

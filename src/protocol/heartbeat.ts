@@ -8,3 +8,22 @@ export const HEARTBEAT_FILE = 'ckpt-daemon.heartbeat';
 export const HEARTBEAT_INTERVAL_MS = 2000;
 /** A heartbeat older than this means the daemon is gone. */
 export const HEARTBEAT_STALE_MS = 3 * HEARTBEAT_INTERVAL_MS;
+
+/**
+ * What a daemon can do beyond the public protocol, said on the heartbeat's second line
+ * ("features: a b"). The clusters' existing daemon writes no heartbeat: it can do none of them.
+ */
+export type DaemonFeature = 'leave-running';
+
+export const DAEMON_FEATURES: readonly DaemonFeature[] = ['leave-running'];
+
+/** The heartbeat file's content: the daemon's PID, then its features. */
+export function formatHeartbeat(pid: number): string {
+  return `${pid}\nfeatures: ${DAEMON_FEATURES.join(' ')}\n`;
+}
+
+/** The features a heartbeat says its daemon has (none for a heartbeat with no features line). */
+export function heartbeatFeatures(text: string): string[] {
+  const line = text.split('\n').find((candidate) => candidate.startsWith('features:'));
+  return line === undefined ? [] : line.slice('features:'.length).trim().split(/\s+/).filter(Boolean);
+}

@@ -39,6 +39,14 @@ export interface RunDirPaths {
    * {"ms": since the request, "bytes": the memory brought in}. ckpt-daemon's own extension.
    */
   pagesIn: string;
+  /**
+   * Written by ckpt-run before a checkpoint request: "leave-running\n" asks for a dump that leaves
+   * the program running (--interval); absent, the dump stops it. ckpt-daemon's own extension,
+   * sent only to a daemon whose heartbeat says it knows it (protocol/heartbeat.ts).
+   */
+  checkpointMode: string;
+  /** Written by ckpt-daemon before checkpoint_ok: the checkpoint's figures (CheckpointStats, one JSON line). */
+  checkpointStats: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
@@ -59,6 +67,44 @@ export function parsePagesIn(text: string | undefined): PagesIn | undefined {
     return undefined;
   }
 }
+
+/** What checkpoint_mode says for a dump that leaves the program running. */
+export const LEAVE_RUNNING = 'leave-running';
+
+/** A complete checkpoint's figures, as ckpt-daemon tells them (checkpoint_stats). */
+export interface CheckpointStats {
+  /** The images' size. */
+  bytes: number;
+  /** How long the program was frozen (criu's own count), where the engine knows it. */
+  frozenMs?: number;
+  /** The program ran on after the dump (a periodic checkpoint). */
+  leftRunning: boolean;
+}
+
+export function formatCheckpointStats(stats: CheckpointStats): string {
+  return `${JSON.stringify(stats)}\n`;
+}
+
+/** checkpoint_stats as ckpt-daemon writes it, or undefined for anything else. */
+export function parseCheckpointStats(text: string | undefined): CheckpointStats | undefined {
+  if (text === undefined || !text.endsWith('\n')) return undefined;
+  try {
+    const { bytes, frozenMs, leftRunning } = JSON.parse(text) as Partial<CheckpointStats>;
+    if (typeof bytes !== 'number' || typeof leftRunning !== 'boolean') return undefined;
+    return { bytes, leftRunning, ...(typeof frozenMs === 'number' ? { frozenMs } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * In a CRIU images folder: the regular files the tree held open for writing, with their sizes,
+ * recorded by ckpt-daemon's action script while the tree was frozen (protocol/open-files.ts).
+ */
+export const OPEN_FILES_IMAGE = 'ckpt-open-files';
+
+/** Older checkpoints kept by --keep: `checkpoint.gen-<when it was the current one until>`. */
+export const GENERATION_PREFIX = 'checkpoint.gen-';
 
 /** The daemon dumps into `checkpoint.new-XXXXXX` (root's, mode 0700) and renames it once complete. */
 export const PARTIAL_IMAGES_PREFIX = 'checkpoint.new-';
@@ -81,6 +127,8 @@ export function runDirPaths(dir: string): RunDirPaths {
     state: join(dir, 'state.json'),
     answerBy: join(dir, 'answer_by'),
     pagesIn: join(dir, 'pages_in'),
+    checkpointMode: join(dir, 'checkpoint_mode'),
+    checkpointStats: join(dir, 'checkpoint_stats'),
   };
 }
 

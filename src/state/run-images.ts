@@ -7,17 +7,17 @@
  * The daemon hands every completed dump over to the user (daemon/owned-files.ts), so the user's
  * own rm removes it; only a dump that never completed stays root's (see removeImages).
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { formatMegabytes } from '../base/sizes.js';
-import { imagesBytes, PARTIAL_IMAGES_PREFIX, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
+import { GENERATION_PREFIX, imagesBytes, PARTIAL_IMAGES_PREFIX, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, type RunState } from './run-state.js';
 
 export interface DiskUse {
   /** The whole run folder: images, output logs, state. */
   total: number;
-  /** Its checkpoint images (checkpoint/, checkpoint.old/, unfinished dumps). */
+  /** Its checkpoint images (checkpoint/, checkpoint.old/, older ones kept by --keep, unfinished dumps). */
   images: number;
 }
 
@@ -46,9 +46,38 @@ function bytesOf(dir: string): number {
 export function imageFolders(paths: RunDirPaths): string[] {
   const named = [basename(paths.images), basename(paths.oldImages)];
   return readdirSync(paths.dir)
-    .filter((name) => named.includes(name) || name.startsWith(PARTIAL_IMAGES_PREFIX))
+    .filter((name) => named.includes(name) || name.startsWith(PARTIAL_IMAGES_PREFIX) || name.startsWith(GENERATION_PREFIX))
     .sort()
     .map((name) => join(paths.dir, name));
+}
+
+/**
+ * After a complete checkpoint (the daemon moved the one before to checkpoint.old): the run folder
+ * keeps KEEP checkpoints, the current one included; the older ones kept become
+ * checkpoint.gen-<time> (sortable), the oldest go. Returns a line per folder it could not handle.
+ * The daemon hands every complete dump over to the user: the user's job may move and remove them.
+ */
+export function keepGenerations(paths: RunDirPaths, keep: number, now = new Date()): string[] {
+  const problems: string[] = [];
+  const remove = (dir: string): void => {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch (error) {
+      problems.push(`cannot remove the older checkpoint ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  };
+  if (keep > 1 && existsSync(paths.oldImages)) {
+    try {
+      renameSync(paths.oldImages, join(paths.dir, `${GENERATION_PREFIX}${now.toISOString().replace(/[:.]/g, '-')}`));
+    } catch (error) {
+      problems.push(`cannot keep the older checkpoint ${paths.oldImages}: ${(error as Error).message}`);
+    }
+  } else if (existsSync(paths.oldImages)) {
+    remove(paths.oldImages);
+  }
+  const generations = readdirSync(paths.dir).filter((name) => name.startsWith(GENERATION_PREFIX)).sort();
+  for (const name of generations.slice(0, Math.max(0, generations.length - (keep - 1)))) remove(join(paths.dir, name));
+  return problems;
 }
 
 export function diskUse(paths: RunDirPaths): DiskUse {

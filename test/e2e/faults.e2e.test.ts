@@ -436,7 +436,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     job.child.kill('SIGTERM');
     expect(await job.exitCode(120_000)).toBe(99);
     expect(job.stderr).toMatch(/SIGTERM received: passing it to the program/);
-    expect(job.stderr).toMatch(/checkpoint complete in [\d.]+ m?s, program stopped; exit 99/);
+    expect(job.stderr).toMatch(/checkpoint complete in [\d.]+ m?s( \([^)]*\))?, program stopped; exit 99/);
     const k = numbers(job.stdout).length;
     expect(numbers(job.stdout)).toEqual(range(1, k));
 

@@ -308,7 +308,7 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
     const left = Number(/checkpoint signal received \(the walltime ends in ([\d.]+) s\)/.exec(a.stderr[0])?.[1]);
     console.log(`[a] ckpt-run at the signal: the walltime ends in ${left} s (by OAR's start time: ${(A.walltime - (signalOffset ?? 0)).toFixed(1)} s); ${/checkpoint complete in [\d.]+ m?s/.exec(a.stderr[0])?.[0]}`);
     expect(Math.abs(left - (A.walltime - (signalOffset as number)))).toBeLessThan(5);
-    expect(a.stderr[0]).toMatch(/checkpoint complete in [\d.]+ m?s, program stopped; exit 99/);
+    expect(a.stderr[0]).toMatch(/checkpoint complete in [\d.]+ m?s( \([^)]*\))?, program stopped; exit 99/);
     // examples/oar-job.sh exec'd ckpt-run: no shell in between to die of the signal.
     expect(a.stderr[0]).not.toMatch(/parent is a shell/);
     expect(a.stderr[1]).toMatch(/program restored as PID \d+/);

@@ -6,10 +6,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EngineError, type CheckpointEngine } from '../../src/engine/engine.js';
+import { EngineError, type CheckpointEngine, type DumpFigures } from '../../src/engine/engine.js';
 import { RestartEngine } from '../../src/engine/restart.js';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
-import { HEARTBEAT_FILE } from '../../src/protocol/heartbeat.js';
+import { HEARTBEAT_FILE, heartbeatFeatures } from '../../src/protocol/heartbeat.js';
+import { parseCheckpointStats } from '../../src/protocol/run-dir.js';
 import { AS_ROOT, cleanUp, isGone, killAtCleanUp, startTree, tempDir } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 import { mountTmpfs, resizeTmpfs, unmount } from '../helpers/fault-system.js';
@@ -63,9 +64,24 @@ describe('ckpt-daemon with the restart engine', () => {
     daemon.request({ kind: 'checkpoint', jobId: 'j2', pid: restored, dir });
     expect(await daemon.event('dump', 'j2')).toMatchObject({ ok: true });
     expect(identity(join(dir, 'checkpoint_ok'))).not.toBe(firstOk);
-    expect(readdirSync(dir).filter((name) => name.startsWith('checkpoint')).sort()).toEqual(['checkpoint', 'checkpoint.old', 'checkpoint_ok']);
+    expect(readdirSync(dir).filter((name) => name.startsWith('checkpoint')).sort()).toEqual(['checkpoint', 'checkpoint.old', 'checkpoint_ok', 'checkpoint_stats']);
     expect(readdirSync(join(dir, 'checkpoint.old'))).toContain('pidfile');
+    expect(parseCheckpointStats(readFileSync(join(dir, 'checkpoint_stats'), 'utf8'))).toEqual({ bytes: expect.any(Number), leftRunning: false });
     expect(daemon.lines.join('\n')).toMatch(/info: job j1: dump of PID \d+ into .* done in \d+\.\d{3} s \(0\.0 MB\)/);
+  });
+
+  it('says in its heartbeat that it can leave the program running, and does when checkpoint_mode asks', async () => {
+    const base = tempDir();
+    const dir = runDir(base);
+    daemon = await startTestDaemon(base, new RestartEngine());
+    expect(heartbeatFeatures(readFileSync(join(daemon.spoolDir, HEARTBEAT_FILE), 'utf8'))).toEqual(['leave-running']);
+    const pid = await program(dir);
+    writeFileSync(join(dir, 'checkpoint_mode'), 'leave-running\n');
+    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
+    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
+    expect(isGone(pid)).toBe(false);
+    expect(parseCheckpointStats(readFileSync(join(dir, 'checkpoint_stats'), 'utf8'))).toEqual({ bytes: expect.any(Number), leftRunning: true });
+    expect(daemon.lines.join('\n')).toMatch(/dump of PID \d+ into .* done in .*, left running\)/);
   });
 
   it('refuses hostile and malformed requests with a log line, and goes on serving', async () => {
@@ -134,13 +150,14 @@ class ScriptedEngine implements CheckpointEngine {
     for (const release of this.releases.splice(0)) release();
   }
 
-  async dump({ imagesDir }: { imagesDir: string }): Promise<void> {
+  async dump({ imagesDir }: { imagesDir: string }): Promise<DumpFigures> {
     this.running += 1;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     writeFileSync(join(imagesDir, 'pages-1.img'), 'x'.repeat(1000));
     await new Promise<void>((resolve) => this.releases.push(resolve));
     this.running -= 1;
     if (this.failure) throw this.failure;
+    return {};
   }
 
   async restore(): Promise<never> {

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IMAGE_KEY_BYTES, IMAGES_REFUSED, SIGNATURE_FILE } from '../../src/daemon/image-signature.js';
-import type { CheckpointEngine, DumpTarget, RestoredTree, RestoreTarget } from '../../src/engine/engine.js';
+import type { CheckpointEngine, DumpFigures, DumpTarget, RestoredTree, RestoreTarget } from '../../src/engine/engine.js';
 import { RestartEngine } from '../../src/engine/restart.js';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { cleanUp, killAtCleanUp, startTree, tempDir } from '../helpers/daemon-fixtures.js';
@@ -27,7 +27,7 @@ class RecordingEngine implements CheckpointEngine {
   restores = 0;
   private readonly inner = new RestartEngine();
 
-  dump(target: DumpTarget): Promise<void> {
+  dump(target: DumpTarget): Promise<DumpFigures> {
     return this.inner.dump(target);
   }
 

@@ -46,7 +46,7 @@ describe('fresh start → checkpoint → exit 99', () => {
       [1600, { type: 'checkpointOk' }],
     ]);
     expect(run.of('spawn')).toHaveLength(1);
-    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 1000 + 295_000 }]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 1000 + 295_000, leaveRunning: false }]);
     expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
   });
 
@@ -99,7 +99,7 @@ describe('fresh start → checkpoint → exit 99', () => {
       [1, { type: 'checkpointSignal' }],
       [3, { type: 'spawned', pid: 7 }],
     ]);
-    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 7, answerBy: 3 + 295_000 }]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 7, answerBy: 3 + 295_000, leaveRunning: false }]);
   });
 
   it('waits for --min-runtime before exiting 99, then exits on the timer', () => {
@@ -178,7 +178,7 @@ describe('the daemon\'s deadline and what the job says when a dump goes wrong', 
     // a short --dump-timeout keeps most of itself for the daemon
     expect(answerBy(1000, 4000)).toBe(1000 + 4000 - 800);
     const run = drive({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }]]);
-    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 715_000 }]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 715_000, leaveRunning: false }]);
   });
 
   it('says the program runs on after an ordinary dump failure, and that it is frozen when the daemon says so', () => {
@@ -281,7 +281,7 @@ describe('resume', () => {
 
   it('a signal during the resume is served once the program is restored', () => {
     const run = drive({}, [...resume, [100, { type: 'checkpointSignal' }], [300, { type: 'restored', pid: 5 }]]);
-    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 5, answerBy: 300 + 295_000 }]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 5, answerBy: 300 + 295_000, leaveRunning: false }]);
   });
 
   it('gives up at once with exit 11 when no daemon answers', () => {
