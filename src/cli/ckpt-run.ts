@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
 import { holdSignal } from '../proc/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
-import { rollBackOutput } from '../launcher/output-rollback.js';
+import { rollBackToCheckpoint } from '../launcher/file-rollback.js';
 import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
@@ -137,7 +137,7 @@ export function launch(
   if (run.mode === 'resume') {
     // The output check reads the relayed count before the roll-back lowers it.
     const outputWarning = scheduler.resumedOutputWarning?.(run.state.relayed.stdout);
-    for (const warning of [outputWarning, rollBackOutput(run.paths, run.state)]) if (warning) logger.log('warn', warning);
+    for (const warning of [outputWarning, ...rollBackToCheckpoint(run.paths, run.state)]) if (warning) logger.log('warn', warning);
   }
 
   const settings: LaunchSettings = {

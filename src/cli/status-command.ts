@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
-import { imagesBytes, parsePagesIn, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
+import { imagesBytes, parseCheckpointStats, parsePagesIn, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 
@@ -15,8 +15,8 @@ export interface RunStatus {
   restarts?: number;
   exitCode?: number;
   lastJob?: JobRecord;
-  /** The last complete checkpoint: when the daemon marked it, and its images' size. */
-  checkpoint?: { at: string; bytes: number };
+  /** The last complete checkpoint: when the daemon marked it, its images' size, what the daemon said of it. */
+  checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean };
   command?: string[];
   /** The last lazy restore: when every page of the program's memory was in. */
   lazyRestore?: PagesIn;
@@ -36,8 +36,13 @@ function statusOf(workdir: string, runId: string): RunStatus {
     return { runId, status: 'unusable', problem: (error as Error).message, disk };
   }
   if (!state) return { runId, status: 'unusable', problem: `${paths.state} is missing`, disk };
+  const stats = existsSync(paths.checkpointStats) ? parseCheckpointStats(readFileSync(paths.checkpointStats, 'utf8')) : undefined;
   const checkpoint = state.status !== 'finished' && existsSync(paths.checkpointOk)
-    ? { at: statSync(paths.checkpointOk).mtime.toISOString(), bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0 }
+    ? {
+        at: statSync(paths.checkpointOk).mtime.toISOString(),
+        bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0,
+        ...(stats ? { frozenMs: stats.frozenMs, periodic: stats.leftRunning } : {}),
+      }
     : undefined;
   return {
     runId,
@@ -70,6 +75,12 @@ function describeStatus(run: RunStatus): string {
   return `stopped: its last job ended without a checkpoint; ${next}`;
 }
 
+function describeCheckpoint(checkpoint: NonNullable<RunStatus['checkpoint']>): string {
+  const frozen = checkpoint.frozenMs === undefined ? '' : `, program frozen ${Math.round(checkpoint.frozenMs)} ms`;
+  const kind = checkpoint.periodic === undefined ? '' : checkpoint.periodic ? ' (periodic: the program ran on)' : ' (final: the program stopped)';
+  return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}`;
+}
+
 function describeLastJob(job: JobRecord): string {
   const ended = job.outcome === undefined ? 'no end recorded (running, or killed)' : `${job.outcome}, exit ${job.exitCode}`;
   return `job ${job.jobId} (${job.mode}): ${ended}`;
@@ -83,7 +94,7 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.command) lines.push(`  command:    ${run.command.join(' ')}`);
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
     if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
-    if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${formatMegabytes(run.checkpoint.bytes)}`);
+    if (run.checkpoint) lines.push(`  checkpoint: ${describeCheckpoint(run.checkpoint)}`);
     if (run.lazyRestore) lines.push(`  restore:    lazy, all ${formatMegabytes(run.lazyRestore.bytes)} in after ${(run.lazyRestore.ms / 1000).toFixed(1)} s`);
     lines.push(`  disk:       ${formatMegabytes(run.disk.total)} (checkpoint images ${formatMegabytes(run.disk.images)})`);
     return lines.join('\n');

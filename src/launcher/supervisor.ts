@@ -168,6 +168,7 @@ class Supervisor {
         return;
       case 'checkpointKept':
         for (const line of keepGenerations(this.prepared.paths, settings.keep)) settings.logger.log('warn', line);
+        if (action.periodic) this.noteRelayed();
         return;
       case 'requestResume':
         link.requestResume(action.answerBy);
@@ -195,6 +196,17 @@ class Supervisor {
         this.end(action.code, action.outcome, action.exitCode);
         return;
     }
+  }
+
+  /**
+   * The output relayed so far, saved at each periodic checkpoint: a job killed later without a
+   * word (a crash) leaves the next one this count, not the one of the job before.
+   */
+  private noteRelayed(): void {
+    const { paths, state: runState } = this.prepared;
+    this.watch.pumpOutput();
+    runState.relayed = this.watch.relayed();
+    saveRunState(paths.state, runState);
   }
 
   /** Stops every source of events, then writes the run record that decides the next job. */

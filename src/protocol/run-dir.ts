@@ -24,7 +24,7 @@ export interface RunDirPaths {
   /** The program's output files, opened O_APPEND by the tree and relayed by ckpt-run. */
   stdoutLog: string;
   stderrLog: string;
-  /** Output that a resume rolled back (launcher/output-rollback.ts), kept rather than lost. */
+  /** Output that a resume rolled back (launcher/file-rollback.ts), kept rather than lost. */
   stdoutRolledBack: string;
   stderrRolledBack: string;
   /** ckpt-run's record of the run (see src/state/run-state.ts). */

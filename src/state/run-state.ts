@@ -37,7 +37,7 @@ export interface RunState {
   /**
    * The sizes of the output files when the checkpoint CHECKPOINT (its checkpoint_ok's identity)
    * was made: a job that resumes it rolls back what a later job, killed without a new
-   * checkpoint, had appended (launcher/output-rollback.ts).
+   * checkpoint, had appended (launcher/file-rollback.ts).
    */
   checkpointOutput?: { checkpoint: string; stdout: number; stderr: number };
   history: JobRecord[];

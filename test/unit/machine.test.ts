@@ -324,3 +324,69 @@ describe('start failures and the end', () => {
     expect(run.actions.filter((action) => action.type !== 'log')).toEqual([{ type: 'spawn' }, { type: 'watchProgram', pid: 42 }, run.exits[0]]);
   });
 });
+
+describe('periodic checkpoints (--interval)', () => {
+  const EVERY = 60_000;
+  const figures = { frozenMs: 120, bytes: 1_048_576 };
+  const messages = (run: ReturnType<typeof drive>) => run.actions.flatMap((action) => (action.type === 'log' ? [action.message] : []));
+
+  it('asks every interval for a checkpoint that leaves the program running, logs its figures, keeps it, and times the next', () => {
+    const run = drive({ intervalMs: EVERY }, [
+      ...fresh,
+      [EVERY, { type: 'timer', name: 'interval' }],
+      [EVERY + 500, { type: 'checkpointOk', figures }],
+    ]);
+    expect(run.of('setTimer').filter((action) => action.type === 'setTimer' && action.name === 'interval')).toHaveLength(2);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: EVERY + 295_000, leaveRunning: true }]);
+    expect(run.of('checkpointKept')).toEqual([{ type: 'checkpointKept', periodic: true, figures }]);
+    expect(messages(run)).toContain('periodic checkpoint complete in 500 ms (program frozen 120 ms, 1.0 MB); the program runs on');
+    expect(run.exits).toEqual([]);
+    expect(run.state.phase).toBe('running');
+  });
+
+  it("the scheduler's signal during a periodic checkpoint: the final one follows it, then exit 99", () => {
+    const run = drive({ intervalMs: EVERY }, [
+      ...fresh,
+      [EVERY, { type: 'timer', name: 'interval' }],
+      [EVERY + 100, { type: 'checkpointSignal' }],
+      [EVERY + 500, { type: 'checkpointOk', figures }],
+      [EVERY + 900, { type: 'programGone' }],
+      [EVERY + 1000, { type: 'checkpointOk' }],
+    ]);
+    expect(run.of('requestCheckpoint').map((action) => action.type === 'requestCheckpoint' && action.leaveRunning)).toEqual([true, false]);
+    expect(messages(run)).toContain('checkpoint signal received during a periodic checkpoint: the final one follows it');
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
+  });
+
+  it('a failed periodic checkpoint leaves the program running and the last complete checkpoint current; the next one is timed', () => {
+    const run = drive({ intervalMs: EVERY }, [
+      ...fresh,
+      [EVERY, { type: 'timer', name: 'interval' }],
+      [EVERY + 300, { type: 'dumpFailed', reason: 'criu said no' }],
+      [2 * EVERY + 300, { type: 'timer', name: 'interval' }],
+    ]);
+    expect(run.of('requestCheckpoint')).toHaveLength(2);
+    expect(messages(run)).toContain('periodic checkpoint failed: criu said no. The program keeps running; the last complete checkpoint stays the one to resume.');
+    expect(run.exits).toEqual([]);
+  });
+
+  it('an interval that comes while a request is out asks nothing more, and times the next one', () => {
+    const run = drive({ intervalMs: EVERY }, [
+      ...fresh,
+      [1000, { type: 'checkpointSignal' }],
+      [EVERY, { type: 'timer', name: 'interval' }],
+    ]);
+    expect(run.of('requestCheckpoint')).toHaveLength(1);
+    expect(run.of('setTimer').filter((action) => action.type === 'setTimer' && action.name === 'interval')).toHaveLength(2);
+  });
+
+  it('the program that ends during a periodic checkpoint ends the job with its own code', () => {
+    const run = drive({ intervalMs: EVERY }, [...fresh, [EVERY, { type: 'timer', name: 'interval' }], [EVERY + 50, { type: 'programExited', exitCode: 3 }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 3, outcome: 'finished', exitCode: 3 }]);
+  });
+
+  it('without --interval no periodic timer is set', () => {
+    const run = drive({}, fresh);
+    expect(run.of('setTimer')).toEqual([]);
+  });
+});

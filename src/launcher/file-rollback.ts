@@ -1,0 +1,215 @@
+/**
+ * A job killed without a new checkpoint (a crash, a kill, the walltime after a failed dump)
+ * leaves files that the program wrote after its last checkpoint. Resumed from that checkpoint,
+ * the program does that stretch again, so the files it held open for writing are cut back to
+ * where the checkpoint's program left them: its output files in the run folder, and its own
+ * (results, logs) wherever they are. The cut bytes are appended beside each file
+ * (`*.rolled-back.log` for the output, `FILE.rolled-back` for the others), never thrown away.
+ * Without this the resumed job would relay the lost stretch and then its redone twin, and a
+ * results file opened O_APPEND would hold those steps twice: CRIU checks no size for it. Any
+ * other file CRIU refuses to restore once it grew ("has bad size").
+ * The sizes: ckpt-daemon records them while the tree is frozen (protocol/open-files.ts); for
+ * images without that record, the output files' sizes noted when the job ended (checkpointOutput).
+ */
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, statSync, truncateSync, type Dirent } from 'node:fs';
+import { join } from 'node:path';
+import { CliError, ExitCode } from '../base/exit-codes.js';
+import { OutputRelay } from '../proc/output-relay.js';
+import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import { parseOpenFiles, type OpenFile } from '../protocol/open-files.js';
+import { OPEN_FILES_IMAGE, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
+import { saveRunState, type RunState } from '../state/run-state.js';
+
+/** The file every CRIU image set starts with. */
+const CRIU_INVENTORY = 'inventory.img';
+
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Appends bytes OFFSET.. of SOURCE to TARGET: the relay's copy, into a file. */
+function appendTail(source: string, offset: number, target: string): void {
+  const fd = openSync(target, 'a');
+  try {
+    new OutputRelay(source, fd, offset).pump();
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A file as it is now: its size and inode, undefined when it is gone. */
+export type FileNow = { size: number; inode: number } | undefined;
+
+/** One file to cut back: bytes SIZE.. go to KEEP. */
+export interface Cut {
+  path: string;
+  size: number;
+  extra: number;
+  keep: string;
+}
+
+/**
+ * What to do with each file the checkpoint's program held open for writing: cut it back, or
+ * refuse the resume (a file shorter than at the checkpoint, replaced, or gone: the program would
+ * go on writing into it where it left off, over or past what is not there). KEEP: where the
+ * cut bytes of a file go.
+ */
+export function planRollback(files: OpenFile[], now: (path: string) => FileNow, keep: (path: string) => string): { cuts: Cut[]; refusals: string[] } {
+  const cuts: Cut[] = [];
+  const refusals: string[] = [];
+  for (const file of files) {
+    const current = now(file.path);
+    if (current === undefined) refusals.push(`${file.path} is gone (it had ${file.size} bytes at the checkpoint)`);
+    else if (current.inode !== file.inode) refusals.push(`${file.path} was replaced by another file (inode ${current.inode}, was ${file.inode})`);
+    else if (current.size < file.size) refusals.push(`${file.path} is shorter than at the checkpoint (${current.size} bytes, was ${file.size})`);
+    else if (current.size > file.size) cuts.push({ path: file.path, size: file.size, extra: current.size - file.size, keep: keep(file.path) });
+  }
+  return { cuts, refusals };
+}
+
+function fileNow(path: string): FileNow {
+  try {
+    const stats = statSync(path);
+    return { size: stats.size, inode: stats.ino };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The record of the files open for writing in the images, or undefined for images without one. */
+function openFilesOf(paths: RunDirPaths): OpenFile[] | undefined {
+  try {
+    return parseOpenFiles(readFileSync(join(paths.images, OPEN_FILES_IMAGE), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Cuts the files back, crash-safe in this order: the cut bytes are kept first, then the state
+ * saved (with the relayed counts no higher than the output files' new ends), then the files
+ * cut (a crash in between makes the next job do it again, at worst keeping the same bytes twice).
+ */
+function cutBack(paths: RunDirPaths, state: RunState, cuts: Cut[], outputEnds: RunState['relayed']): void {
+  for (const cut of cuts) appendTail(cut.path, cut.size, cut.keep);
+  state.relayed = { stdout: Math.min(state.relayed.stdout, outputEnds.stdout), stderr: Math.min(state.relayed.stderr, outputEnds.stderr) };
+  saveRunState(paths.state, state);
+  for (const cut of cuts) truncateSync(cut.path, cut.size);
+}
+
+function said(state: RunState, cuts: Cut[]): string {
+  const previous = state.history[state.history.length - 1]?.jobId ?? 'the previous job';
+  const what = cuts.map((cut) => `${cut.extra} bytes of ${cut.path} (kept in ${cut.keep})`).join(', ');
+  return (
+    `job ${previous} ended without a new checkpoint (killed?): the program resumes from the ` +
+    `last checkpoint and does again what it did after it; what it wrote then is rolled back: ${what}`
+  );
+}
+
+/** How far the look for files changed after the checkpoint goes: it must stay cheap on any working directory. */
+const SCAN_DEPTH = 2;
+const SCAN_ENTRIES = 5000;
+const NAMED_AT_MOST = 5;
+
+/**
+ * The files under WORKDIR (a bounded look) changed after SINCE that are not among KNOWN: the
+ * program wrote and closed them after the checkpoint, and nothing can roll them back.
+ */
+export function changedSince(workdir: string, since: number, known: Set<string>): string[] {
+  const changed: string[] = [];
+  let seen = 0;
+  const visit = (dir: string, depth: number): void => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (++seen > SCAN_ENTRIES || entry.name === RUNS_FOLDER) continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (depth < SCAN_DEPTH) visit(path, depth + 1);
+      } else if (entry.isFile() && !known.has(path) && !path.endsWith('.rolled-back')) {
+        try {
+          if (statSync(path).mtimeMs > since) changed.push(path);
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
+  };
+  visit(workdir, 0);
+  return changed.sort();
+}
+
+/** The warning for files that cannot be rolled back, if any. */
+function notRolledBack(paths: RunDirPaths, state: RunState, files: OpenFile[]): string[] {
+  let since: number;
+  try {
+    since = statSync(paths.checkpointOk).mtimeMs;
+  } catch {
+    return [];
+  }
+  const changed = changedSince(state.workdir, since, new Set(files.map((file) => file.path)));
+  if (changed.length === 0) return [];
+  const named = changed.slice(0, NAMED_AT_MOST).join(', ') + (changed.length > NAMED_AT_MOST ? ` and ${changed.length - NAMED_AT_MOST} more` : '');
+  return [
+    `changed after the checkpoint, and not held open by the program then, so not rolled back: ${named}. ` +
+      'The resumed program does not know of these changes (it may write such a file again, or expect it as it was)',
+  ];
+}
+
+/**
+ * Rolls the program's files back to the resumed checkpoint; returns what it did and what it
+ * could not do, for the job's log. CliError (exit 15) when a file held open cannot be rolled
+ * back: the message names it and what to do.
+ */
+export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): string[] {
+  // Only a CRIU image brings the program back as it was at the dump; a program that a restart
+  // daemon starts again goes on from its own saved progress, and nothing of its output is redone.
+  if (!existsSync(join(paths.images, CRIU_INVENTORY))) return [];
+  const files = openFilesOf(paths);
+  if (files === undefined) return rollBackOutput(paths, state);
+  const unrolled = notRolledBack(paths, state, files);
+  const output = new Map([
+    [fileNow(paths.stdoutLog)?.inode, paths.stdoutRolledBack],
+    [fileNow(paths.stderrLog)?.inode, paths.stderrRolledBack],
+  ]);
+  const inodeKeep = (path: string): string => output.get(fileNow(path)?.inode) ?? `${path}.rolled-back`;
+  const { cuts, refusals } = planRollback(files, fileNow, inodeKeep);
+  if (refusals.length > 0) {
+    throw new CliError(
+      `cannot resume: the checkpoint's program holds ${refusals.join('; ')}. It would go on writing where it left off. ` +
+        `Put the file back as it was at the checkpoint (at least that long, the same file), or start the run afresh: rm -r ${paths.dir}`,
+      ExitCode.FileChanged,
+    );
+  }
+  if (cuts.length === 0) return unrolled;
+  const endOf = (log: string, relayed: number): number => {
+    const inode = fileNow(log)?.inode;
+    return files.find((file) => file.inode === inode)?.size ?? relayed;
+  };
+  cutBack(paths, state, cuts, { stdout: endOf(paths.stdoutLog, state.relayed.stdout), stderr: endOf(paths.stderrLog, state.relayed.stderr) });
+  return [said(state, cuts), ...unrolled];
+}
+
+/** Images without the record of open files: the output files, to the sizes noted when the checkpoint's job ended. */
+function rollBackOutput(paths: RunDirPaths, state: RunState): string[] {
+  const mark = state.checkpointOutput;
+  if (!mark || mark.checkpoint !== checkpointIdentity(paths.checkpointOk)) return [];
+  const cuts = [
+    { path: paths.stdoutLog, size: mark.stdout, keep: paths.stdoutRolledBack },
+    { path: paths.stderrLog, size: mark.stderr, keep: paths.stderrRolledBack },
+  ]
+    .map((cut) => ({ ...cut, extra: sizeOf(cut.path) - cut.size }))
+    .filter((cut) => cut.extra > 0);
+  if (cuts.length === 0) return [];
+  cutBack(paths, state, cuts, { stdout: mark.stdout, stderr: mark.stderr });
+  return [said(state, cuts)];
+}
