@@ -1,6 +1,7 @@
 /**
  * What the job says of its request beside it (src/protocol/run-dir.ts): its deadline for an
- * answer (DIR/answer_by) and whether the dump leaves the program running (DIR/checkpoint_mode).
+ * answer (DIR/answer_by), whether the dump leaves the program running (DIR/checkpoint_mode),
+ * and which checkpoint a resume is for (DIR/resume_from).
  * Read the way root reads anything in a user's folder: through the pinned folder, never through
  * a symlink, never blocking on a FIFO, a few bytes at most. Anything else counts as not said: no
  * deadline (the daemon's own --criu-deadline still bounds criu), a dump that stops the program.
@@ -10,7 +11,7 @@ import { LEAVE_RUNNING } from '../protocol/run-dir.js';
 import { RUN_FILES } from './run-files.js';
 import type { PinnedDir } from './pinned-dir.js';
 
-const MAX_BYTES = 32;
+const MAX_BYTES = 64;
 
 /** The first bytes of the regular file NAME in the run folder; undefined if it is not one. */
 function readSmall(run: PinnedDir, name: string): string | undefined {
@@ -32,6 +33,12 @@ function readSmall(run: PinnedDir, name: string): string | undefined {
 export function readAnswerBy(run: PinnedDir): number | undefined {
   const text = readSmall(run, RUN_FILES.answerBy);
   return text !== undefined && /^[1-9][0-9]{0,15}\n$/.test(text) ? Number(text.trim()) : undefined;
+}
+
+/** The checkpoint the job rolled its files back to, if it says (checkpoint_ok's identity). */
+export function readResumeFrom(run: PinnedDir): string | undefined {
+  const text = readSmall(run, RUN_FILES.resumeFrom);
+  return text !== undefined && /^\d+:\d+\n$/.test(text) ? text.trim() : undefined;
 }
 
 export function readLeaveRunning(run: PinnedDir): boolean {

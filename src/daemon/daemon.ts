@@ -10,9 +10,10 @@ import { formatMegabytes } from '../base/sizes.js';
 import { EngineError, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
 import type { PagesIn } from '../protocol/run-dir.js';
+import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
-import { readAnswerBy, readLeaveRunning } from './answer-by.js';
+import { readAnswerBy, readLeaveRunning, readResumeFrom } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -153,6 +154,13 @@ class RequestServer {
     const requested = Date.now();
     const deadline = readAnswerBy(run);
     if (request.kind === 'resume') {
+      const expected = readResumeFrom(run);
+      if (expected !== undefined && expected !== checkpointIdentity(run.path(RUN_FILES.checkpointOk))) {
+        throw new EngineError(
+          'the checkpoint changed after this job rolled its files back to the one before (a dump for the previous job completed meanwhile); the next job resumes the new one',
+          true,
+        );
+      }
       const { pid, pagesIn } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, running);
       if (pagesIn) publishFile(run, RUN_FILES.pagesIn, `${JSON.stringify({ ms: Date.now() - requested, bytes: pagesIn.bytes })}\n`, requester);
       return { detail: `: PID ${pid}`, pid, pagesIn };

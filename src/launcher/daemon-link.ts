@@ -42,6 +42,8 @@ export interface DaemonLinkOptions {
   daemonCheck: boolean;
   /** How long a request may wait unanswered, without a live heartbeat, before we say so. */
   graceMs: number;
+  /** The checkpoint a resume is for (checkpoint_ok's identity when the job rolled its files back to it). */
+  resumeFrom?: string;
   /** Whether the supervisor still waits on the daemon: the heartbeat is looked at only then. */
   awaiting(): boolean;
   /** The daemon does not serve the request: DETAIL says why. */
@@ -84,6 +86,7 @@ export class DaemonLink implements CheckpointLink {
     rmSync(paths.restoreFailed, { force: true });
     rmSync(paths.pagesIn, { force: true });
     writeFileAtomic(paths.answerBy, `${answerBy}\n`);
+    if (this.options.resumeFrom) writeFileAtomic(paths.resumeFrom, `${this.options.resumeFrom}\n`);
     this.send({ kind: 'resume', jobId, dir: paths.dir });
   }
 

@@ -5,6 +5,7 @@
 import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
+import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { runDirFor, runDirPaths, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, newRunState, type RunState } from '../state/run-state.js';
 
@@ -14,6 +15,8 @@ export interface PreparedRun {
   state: RunState;
   /** Why this mode was chosen, for the log. */
   reason: string;
+  /** The checkpoint a resume is for (checkpoint_ok's identity when the job started): its files are rolled back to it. */
+  checkpoint?: string;
 }
 
 function isWritableDir(dir: string): 'ok' | 'missing' | 'not a directory' | 'not writable' {
@@ -102,7 +105,7 @@ export function prepareRun(workdir: string, runId: string, argv: string[], now: 
   const hasCheckpoint = existsSync(paths.checkpointOk);
 
   if (previous && previous.status !== 'finished' && hasCheckpoint) {
-    return { mode: 'resume', paths, state: previous, reason: `resuming the checkpoint in ${paths.dir}` };
+    return { mode: 'resume', paths, state: previous, reason: `resuming the checkpoint in ${paths.dir}`, checkpoint: checkpointIdentity(paths.checkpointOk) };
   }
   if (!previous && hasCheckpoint) {
     throw new CliError(

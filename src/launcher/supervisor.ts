@@ -101,6 +101,7 @@ class Supervisor {
       paths,
       daemonCheck: settings.daemonCheck,
       graceMs: settings.daemonGraceMs,
+      resumeFrom: prepared.checkpoint,
       awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
       silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
     });

@@ -47,6 +47,12 @@ export interface RunDirPaths {
   checkpointMode: string;
   /** Written by ckpt-daemon before checkpoint_ok: the checkpoint's figures (CheckpointStats, one JSON line). */
   checkpointStats: string;
+  /**
+   * Written by ckpt-run before a resume request: the identity of the checkpoint_ok whose files it
+   * rolled back (protocol/checkpoint-identity.ts). ckpt-daemon restores only that checkpoint: a
+   * dump of a killed job that completed meanwhile would come back with files cut for another.
+   */
+  resumeFrom: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
@@ -129,6 +135,7 @@ export function runDirPaths(dir: string): RunDirPaths {
     pagesIn: join(dir, 'pages_in'),
     checkpointMode: join(dir, 'checkpoint_mode'),
     checkpointStats: join(dir, 'checkpoint_stats'),
+    resumeFrom: join(dir, 'resume_from'),
   };
 }
 

@@ -70,6 +70,21 @@ describe('ckpt-daemon with the restart engine', () => {
     expect(daemon.lines.join('\n')).toMatch(/info: job j1: dump of PID \d+ into .* done in \d+\.\d{3} s \(0\.0 MB\)/);
   });
 
+  it('restores only the checkpoint the job rolled its files back to (resume_from): another one is a retryable failure', async () => {
+    const base = tempDir();
+    const dir = runDir(base);
+    daemon = await startTestDaemon(base, new RestartEngine());
+    const pid = await program(dir);
+    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
+    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
+    writeFileSync(join(dir, 'resume_from'), '1:2\n'); // the checkpoint_ok of a dump before this one
+    daemon.request({ kind: 'resume', jobId: 'j2', dir });
+    expect(await daemon.event('restore', 'j2')).toMatchObject({ ok: false });
+    const report = parseDaemonReport(readFileSync(join(dir, 'restore_failed'), 'utf8'));
+    expect(report).toMatchObject({ retryable: true, reason: expect.stringMatching(/^the checkpoint changed after this job rolled its files back/) });
+    expect(existsSync(join(dir, 'checkpoint/pidfile'))).toBe(false);
+  });
+
   it('says in its heartbeat that it can leave the program running, and does when checkpoint_mode asks', async () => {
     const base = tempDir();
     const dir = runDir(base);
