@@ -11,7 +11,7 @@ import { simulate } from '../simulate/simulate.js';
 import { formatSummary } from '../simulate/summary.js';
 import { createLogger } from '../log/logger.js';
 import { CliError, ExitCode } from '../base/exit-codes.js';
-import { secondsOption, wholeNumberOption } from './run-cli.js';
+import { durationOption, secondsOption, wholeNumberOption } from './run-cli.js';
 
 interface SimulateOptions {
   walltime?: number;
@@ -26,6 +26,10 @@ interface SimulateOptions {
   dumpTimeout: number;
   quiet?: boolean;
   verbose?: boolean;
+  interval?: number;
+  crashAt?: number;
+  preemptAt?: number;
+  preemptGrace: number;
 }
 
 const HELP = `
@@ -52,6 +56,10 @@ Examples
   ckpt-run simulate --every 4 -- examples/counter.sh 40 0.25 7
   ckpt-run simulate --walltime 120 --checkpoint 30 --max-cycles 3 -- ./my-simulation
   ckpt-run simulate --manual -- ./my-simulation     # then: kill -USR2 <pid it prints>
+  ckpt-run simulate --interval 5 --crash-at 12 --manual -- examples/counter.sh 60 0.25 7
+                                                    # a crash 12 s in: the next job resumes
+                                                    # the last periodic checkpoint
+  ckpt-run simulate --preempt-at 8 --manual -- ./my-simulation
 `;
 
 function scheduleOf(options: SimulateOptions): SignalSchedule {
@@ -86,6 +94,10 @@ export function simulateCommand(): Command {
     .option('--every <seconds>', 'send the checkpoint signal this long after each job starts (default 10)', positive)
     .option('--manual', 'send no signal by itself: checkpoint with kill -USR2 <the printed pid>')
     .option('--max-cycles <k>', 'stop after this many jobs', wholeNumberOption, 10)
+    .option('--interval <duration>', 'periodic checkpoints that leave the program running (passed to each job, see ckpt-run --help)', durationOption)
+    .option('--crash-at <seconds>', 'this long into the dry run, kill the running job whole with SIGKILL, once, as a node crash would; the next job resumes the last complete checkpoint', positive)
+    .option('--preempt-at <seconds>', "this long into the dry run, preempt the running job, once, as OAR does a besteffort job: the checkpoint signal, then the kill after --preempt-grace; the next job resumes", positive)
+    .option('--preempt-grace <seconds>', 'how long a preempted job has before it is killed (oarsub --checkpoint)', secondsOption, 30)
     .addOption(new Option('--engine <engine>', 'how checkpoints are made').choices(['auto', 'criu', 'restart']).default('auto'))
     .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
     .option('--json <file>', 'also write the summary as JSON')
@@ -104,6 +116,7 @@ export function simulateCommand(): Command {
       const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
       if (options.quiet) launcherArgs.push('--quiet');
       if (options.verbose) launcherArgs.push('--verbose');
+      if (options.interval !== undefined) launcherArgs.push('--interval', String(options.interval));
       // Each job then says how much of its walltime the dump leaves, as under OAR.
       if (schedule.kind === 'walltime') launcherArgs.push('--walltime', String(schedule.walltimeSec));
       // The embedded daemon's image key: this run's own, never stored (no /etc needed); only this
@@ -116,6 +129,9 @@ export function simulateCommand(): Command {
         maxCycles: options.maxCycles,
         engine: choice.engine.name,
         launcherArgs,
+        crashAtSec: options.crashAt,
+        preemptAtSec: options.preemptAt,
+        preemptGraceSec: options.preemptGrace,
         startDaemon: async (spoolDir, onEvent) => {
           const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: createLogger('ckpt-daemon', options.verbose ? 'debug' : 'warn'), imageKey, onEvent });
           return () => daemon.stop();

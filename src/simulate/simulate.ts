@@ -14,13 +14,13 @@ import type { DaemonEvent } from '../daemon/daemon.js';
 import { EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { releaseSignal } from '../proc/early-signals.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
-import { ProcessHandle } from '../proc/processes.js';
+import { killAll, ProcessHandle, treeOf } from '../proc/processes.js';
 import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
 import { StatusLine } from './status-line.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
-import { KILLED_AT_WALLTIME, verdict, type DaemonFailure } from './verdict.js';
-import { killAtWalltime } from './walltime-kill.js';
+import { CRASHED, KILLED_AT_WALLTIME, PREEMPTED_KILLED, verdict, type DaemonFailure } from './verdict.js';
+import { killWholeJob } from './job-kill.js';
 
 export interface SimulationOptions {
   argv: string[];
@@ -30,8 +30,21 @@ export interface SimulationOptions {
   engine: string;
   /** Starts the embedded daemon on the spool dir; resolves to its stop function. */
   startDaemon: (spoolDir: string, onEvent: (event: DaemonEvent) => void) => Promise<() => Promise<void>>;
-  /** Extra ckpt-run options (timeouts, logging). */
+  /** Extra ckpt-run options (timeouts, logging, --interval). */
   launcherArgs: string[];
+  /** Seconds into the dry run at which the running job is killed whole with SIGKILL, once (a node crash). */
+  crashAtSec?: number;
+  /**
+   * Seconds into the dry run at which the running job is preempted, once: the checkpoint signal,
+   * then the kill PREEMPTGRACESEC later if it is still there (OAR's besteffort jobs); resubmitted either way.
+   */
+  preemptAtSec?: number;
+  preemptGraceSec?: number;
+}
+
+/** A timer for what happens once, AT ms since the dry run started, if it falls in this job. */
+function once(at: number | undefined, done: boolean, act: () => void): NodeJS.Timeout | undefined {
+  return at === undefined || done ? undefined : setTimeout(act, Math.max(0, at - Date.now()));
 }
 
 const CKPT_RUN = fileURLToPath(new URL('../../bin/ckpt-run', import.meta.url));
@@ -60,14 +73,21 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
   const failures: DaemonFailure[] = [];
   /** Each job's restored program, taken as the daemon restores it (a later PID could be another process). */
   const restoredPrograms = new Map<string, ProcessHandle>();
+  /** Jobs killed whole: a restore the daemon finishes for one afterwards is killed too, as with the job's cgroup. */
+  const deadJobs = new Set<string>();
   const stopDaemon = await options.startDaemon(spoolDir, (event) => {
     events.push(event);
     if (event.kind === 'restore' && event.ok && event.pid) restoredPrograms.set(event.jobId, new ProcessHandle(event.pid));
+    if (event.kind === 'restore' && event.ok && event.pid && deadJobs.has(event.jobId)) killAll(treeOf(event.pid), 'SIGKILL');
     if (!event.ok) failures.push({ kind: event.kind, jobId: event.jobId, reason: event.reason ?? 'no reason given' });
   });
   const status = new StatusLine(process.stderr);
   const cycles: CycleRecord[] = [];
   const started = Date.now();
+  const crashAt = options.crashAtSec === undefined ? undefined : started + options.crashAtSec * 1000;
+  const preemptAt = options.preemptAtSec === undefined ? undefined : started + options.preemptAtSec * 1000;
+  let crashed = false;
+  let preempted = false;
   const series = Date.now().toString(36);
   let current: ReturnType<typeof spawn> | undefined;
   const manualSignal = (): void => {
@@ -96,10 +116,25 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       const delay = signalDelaySec(options.schedule);
       const signalAt = delay === undefined ? undefined : jobStart + delay * 1000;
       const signalTimer = signalAt === undefined ? undefined : setTimeout(() => child.kill('SIGUSR2'), signalAt - jobStart);
-      let killed = false;
+      let killed: string | undefined;
+      const killJob = (why: string): void => {
+        deadJobs.add(jobId);
+        if (killWholeJob(ckptRun, restoredPrograms.get(jobId))) killed = why;
+      };
       const walltimeTimer = options.schedule.kind !== 'walltime'
         ? undefined
-        : setTimeout(() => (killed = killAtWalltime(ckptRun, restoredPrograms.get(jobId))), options.schedule.walltimeSec * 1000);
+        : setTimeout(() => killJob(KILLED_AT_WALLTIME), options.schedule.walltimeSec * 1000);
+      const crashTimer = once(crashAt, crashed, () => {
+        crashed = true;
+        killJob(CRASHED);
+      });
+      let graceTimer: NodeJS.Timeout | undefined;
+      const preemptTimer = once(preemptAt, preempted, () => {
+        preempted = true;
+        status.write(process.stderr, `ckpt-run simulate: job ${jobId} preempted: checkpoint signal now, killed in ${options.preemptGraceSec ?? 0} s if still there\n`);
+        child.kill('SIGUSR2');
+        graceTimer = setTimeout(() => killJob(PREEMPTED_KILLED), (options.preemptGraceSec ?? 0) * 1000);
+      });
       const ticker = setInterval(() => {
         const next = signalAt === undefined ? 'by hand' : `in ${Math.max(0, Math.ceil((signalAt - Date.now()) / 1000))} s`;
         status.update(`[cycle ${cycle} · ${Math.round((Date.now() - started) / 1000)} s elapsed · next checkpoint ${next}]`);
@@ -107,15 +142,16 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       const exitCode: number = await new Promise((resolve) => {
         child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
       });
-      clearTimeout(signalTimer);
-      clearTimeout(walltimeTimer);
+      for (const timer of [signalTimer, walltimeTimer, crashTimer, preemptTimer, graceTimer]) clearTimeout(timer);
       clearInterval(ticker);
-      const dump = events.find((event) => event.kind === 'dump' && event.jobId === jobId && event.ok);
+      const dumps = events.filter((event) => event.kind === 'dump' && event.jobId === jobId && event.ok);
+      const dump = dumps.at(-1);
       const restore = events.find((event) => event.kind === 'restore' && event.jobId === jobId);
-      const ended = killed ? { text: KILLED_AT_WALLTIME, finished: false } : endedBy(options.workdir, exitCode);
+      const ended = killed ? { text: killed, finished: false } : endedBy(options.workdir, exitCode);
       cycles.push({
         jobId,
         runSec: (Date.now() - jobStart) / 1000,
+        dumps: dumps.length,
         dumpMs: dump?.ms,
         imageBytes: dump?.imageBytes,
         restoreMs: restore?.ok ? restore.ms : undefined,
@@ -124,7 +160,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
         endedBy: ended.text,
         finished: ended.finished,
       });
-      if (exitCode !== ExitCode.Resubmit) break;
+      // A crashed or preempted job is submitted again (by the user, or by OAR for a besteffort one).
+      if (exitCode !== ExitCode.Resubmit && killed !== CRASHED && killed !== PREEMPTED_KILLED) break;
     }
   } finally {
     process.removeListener('SIGUSR2', manualSignal);

@@ -3,7 +3,8 @@ import { formatMegabytes } from '../base/sizes.js';
 export interface CycleRecord {
   jobId: string;
   runSec: number;
-  /** The daemon's dump of this job's program, if any. */
+  /** The daemon's dumps of this job's program (periodic ones included), and the last one's figures. */
+  dumps?: number;
   dumpMs?: number;
   imageBytes?: number;
   /** The daemon's restore at this job's start, if it resumed: until the program ran. */
@@ -36,7 +37,7 @@ export function formatSummary(summary: SimulationSummary): string {
     String(index + 1),
     cycle.jobId,
     cell(cycle.runSec, 's', 1),
-    cell(cycle.dumpMs, 'ms'),
+    (cycle.dumps ?? 0) > 1 ? `${cell(cycle.dumpMs, 'ms')} (${cycle.dumps} dumps)` : cell(cycle.dumpMs, 'ms'),
     cycle.imageBytes === undefined ? '-' : formatMegabytes(cycle.imageBytes),
     cycle.allInMs === undefined ? cell(cycle.restoreMs, 'ms') : `${cell(cycle.restoreMs, 'ms')} (all in ${cell(cycle.allInMs, 'ms')})`,
     cycle.endedBy,

@@ -9,6 +9,8 @@ import type { SignalSchedule } from './schedule.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
 
 export const KILLED_AT_WALLTIME = 'killed at its walltime (not resubmitted)';
+export const CRASHED = 'crashed: the whole job killed (SIGKILL)';
+export const PREEMPTED_KILLED = 'preempted: killed after the grace time';
 
 /** A dump or restore the daemon could not make. */
 export interface DaemonFailure {
@@ -66,7 +68,8 @@ function endedDuringDump(failure: DaemonFailure, cycles: CycleRecord[]): boolean
 export function verdict({ engine, command, schedule, maxCycles, cycles, failures: reported }: VerdictInput): SimulationSummary {
   const failures = reported.filter((failure) => !endedDuringDump(failure, cycles));
   const last = cycles[cycles.length - 1];
-  const checkpoints = cycles.filter((cycle) => cycle.exitCode === ExitCode.Resubmit).length;
+  // Periodic checkpoints count too: a job's dumps where the daemon told them, else its exit 99.
+  const checkpoints = cycles.reduce((sum, cycle) => sum + (cycle.dumps ?? (cycle.exitCode === ExitCode.Resubmit ? 1 : 0)), 0);
   const base = { engine, command, cycles, checkpoints };
   const reasons = failures.length ? ` The daemon said: ${said(failures)}` : '';
   // First, since a dump cut off by the kill is its consequence, not its cause.

@@ -1,5 +1,5 @@
 /** `ckpt-run simulate` on real CRIU (root): the demo path a new user runs first. */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../helpers/poll.js';
@@ -18,6 +18,20 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     expect(summary.cycles.slice(1).every((c: { restoreMs?: number }) => typeof c.restoreMs === 'number')).toBe(true);
     // Restored, not restarted: the count goes on where it stopped, each number once.
     expect(counted(sim.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
+  });
+
+  it('--interval and --crash-at: the crashed job is followed by one that resumes the last periodic checkpoint; the output file holds every line once', async () => {
+    const { workdir } = makeSandbox('ckpt-simcrash-');
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '2', '--crash-at', '5', '--', COUNTER, '60', '0.15', '7']);
+    expect(await sim.exitCode(120_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.cycles.map((c: { endedBy: string }) => c.endedBy)).toEqual(['crashed: the whole job killed (SIGKILL)', 'program exited (code 7)']);
+    expect(summary.cycles[0].dumps).toBeGreaterThanOrEqual(1);
+    expect(typeof summary.cycles[1].restoreMs).toBe('number');
+    // The run's own output file, rolled back to the checkpoint before the resumed program redid it.
+    expect(counted(readFileSync(join(workdir, '.ckpt-run/simulate/stdout.log'), 'utf8'))).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(sim.stderr).toMatch(/is rolled back: \d+ bytes of .*stdout\.log/);
     console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
   });
 
