@@ -24,6 +24,7 @@ export interface BenchOptions {
   shareSeconds: number;
   /** The image of the full vs lazy restore run, in MiB; 0: no such run. */
   restoreMib: number;
+  periodicMib: number;
 }
 
 /** Per tool, the samples of each single-job figure. */

@@ -7,8 +7,9 @@
  *
  *   node build/bench/run.js [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
  *                      [--share-seconds 5] [--daemon auto|restart|fake|ckpt-daemon] [--json FILE] [--keep]
- *                      [--restore-mib 2048]
- * As root with criu and userfaultfd, it also restores one image fully and lazily, side by side.
+ *                      [--restore-mib 2048] [--periodic-mib 1024]
+ * As root with criu and userfaultfd, it also restores one image fully and lazily, side by side,
+ * and times the periodic checkpoints (--interval) of a 1 GiB program.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import { now } from './clock.js';
 import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.js';
 import { checkpointCycle } from './figures/cycle.js';
 import { idleRun } from './figures/idle.js';
+import { periodicCheckpoints, periodicLines, type PeriodicResult } from './figures/periodic.js';
 import { restoreModes, restoreModesLines, type RestoreModesResult } from './figures/restore-modes.js';
 import { resumeAndExit } from './figures/resume.js';
 import { scaleRun } from './figures/scale.js';
@@ -45,7 +47,9 @@ const USAGE = `usage: node build/bench/run.js [options]
   --keep                keep the sandbox directory (job logs, stamps) for inspection
   --ckpt-run-bin FILE   measure this ckpt-run entry point instead of bin/ckpt-run (a candidate fix)
   --restore-mib N       full vs lazy restore of one N MiB image, --rounds times each (root, criu,
-                        userfaultfd; 0 to skip; default 2048)`;
+                        userfaultfd; 0 to skip; default 2048)
+  --periodic-mib N      periodic checkpoints (--interval: frozen time, dump time, size) of an N MiB
+                        program, --rounds times (root, criu; 0 to skip; default 1024)`;
 
 function options(): BenchOptions {
   const { values } = parseArgs({
@@ -62,6 +66,7 @@ function options(): BenchOptions {
       keep: { type: 'boolean', default: false },
       'ckpt-run-bin': { type: 'string' },
       'restore-mib': { type: 'string', default: '2048' },
+      'periodic-mib': { type: 'string', default: '1024' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -69,7 +74,7 @@ function options(): BenchOptions {
     console.log(USAGE);
     process.exit(0);
   }
-  const number = (name: 'rounds' | 'idle-seconds' | 'idle-warmup' | 'scale-jobs' | 'share-seconds' | 'restore-mib', min: number): number => {
+  const number = (name: 'rounds' | 'idle-seconds' | 'idle-warmup' | 'scale-jobs' | 'share-seconds' | 'restore-mib' | 'periodic-mib', min: number): number => {
     const value = Number(values[name]);
     if (!Number.isFinite(value) || value < min) {
       console.error(`bench: --${name} must be a number ≥ ${min}\n${USAGE}`);
@@ -90,6 +95,7 @@ function options(): BenchOptions {
     ckptRunBin: values['ckpt-run-bin'] ? resolve(values['ckpt-run-bin']) : undefined,
     shareSeconds: number('share-seconds', 0),
     restoreMib: Math.floor(number('restore-mib', 0)),
+    periodicMib: Math.floor(number('periodic-mib', 0)),
   };
 }
 
@@ -234,6 +240,17 @@ async function runRestoreModes(opts: BenchOptions, got: Collected): Promise<Rest
   }
 }
 
+/** Periodic checkpoints with the product's own CriuEngine, no daemon, also once the jobs are stopped. */
+async function runPeriodic(opts: BenchOptions, got: Collected): Promise<PeriodicResult> {
+  if (opts.periodicMib === 0) return { skipped: '--periodic-mib 0' };
+  try {
+    return await periodicCheckpoints({ mib: opts.periodicMib, rounds: opts.rounds, progress });
+  } catch (error) {
+    got.fail('periodic checkpoints')(error);
+    return { skipped: `failed: ${(error as Error).message.split('\n')[0]}` };
+  }
+}
+
 async function main(): Promise<void> {
   const opts = options();
   const began = now();
@@ -281,17 +298,19 @@ async function main(): Promise<void> {
   await cleanup();
   spoolWatch.close();
   const restore = await runRestoreModes(opts, got);
+  const periodic = await runPeriodic(opts, got);
 
   machine.loadavgAtEnd = loadAverage();
   const { samples, refusals, errors } = got;
   const report = buildReport({ opts, machine, choice, haveBaseline, baselineShown, tools, samples, idle, scale, share, refusals, errors, elapsedMs: now() - began });
   console.log(report.lines.join('\n'));
   console.log(restoreModesLines(restore).join('\n'));
+  console.log(periodicLines(periodic).join('\n'));
 
   if (opts.json) {
     writeFileSync(
       opts.json,
-      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, restore, errors, durationMs: now() - began }, null, 2)}\n`,
+      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, restore, periodic, errors, durationMs: now() - began }, null, 2)}\n`,
     );
     progress(`JSON written to ${opts.json}`);
   }
