@@ -362,3 +362,26 @@ describe('checkpoint images on disk', () => {
     expect(waiting.disk.total).toBeGreaterThan(waiting.disk.images);
   });
 });
+
+describe('--interval with a daemon that cannot leave the program running', () => {
+  it('says so once, at the start, and checkpoints on the scheduler\'s signal as before', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    const job = await checkpointFirstJob(sandbox, ['50', '0.1'], 3, ['--interval', '1']);
+    const said = job.stderr.match(/--interval: no periodic checkpoints in this job: [^\n]*/g) ?? [];
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/ckpt-daemon\.heartbeat/);
+    expect(job.stderr).not.toMatch(/periodic checkpoint requested/);
+  });
+
+  it('a bad --interval or --keep is a usage error, with what is expected', async () => {
+    const sandbox = makeSandbox();
+    for (const [option, value] of [['--interval', '0.5'], ['--interval', '5 minutes'], ['--keep', '0']]) {
+      const job = runCkpt(sandbox, ['--job-id', '1', option, value, '--', 'true']);
+      expect(await job.exitCode()).toBe(2);
+      expect(job.stderr).toMatch(new RegExp(`${option}`));
+      expect(job.stderr).not.toMatch(/ at .*\.js:\d+/);
+    }
+  });
+});
+

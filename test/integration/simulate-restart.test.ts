@@ -60,6 +60,18 @@ describe('ckpt-run simulate --engine restart', () => {
     await waitUntil(() => liveProcessesIn(workdir).length === 0, () => `the job's processes (${liveProcessesIn(workdir).join(', ')}) to be killed`, 5_000);
   });
 
+  it('--interval: periodic checkpoints leave the program running, each logged with its size; the job ends with its code', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-interval-');
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--manual', '--interval', '1', '--', COUNTER, '30', '0.1', '7']);
+    expect(await sim.exitCode(60_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.cycles).toHaveLength(1);
+    expect(summary.cycles[0].dumps).toBeGreaterThanOrEqual(2);
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(sim.stderr).toMatch(/periodic checkpoint complete in [\d.]+ m?s \([\d.]+ MB\); the program runs on/);
+    expect(sim.stderr).not.toMatch(/no periodic checkpoints/);
+  });
+
   it('stops after --max-cycles with the run still checkpointed', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
     const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '0.5', '--max-cycles', '2', '--', COUNTER, '1000', '0.05']);

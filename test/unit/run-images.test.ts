@@ -1,6 +1,10 @@
 /** Which checkpoint images a job may still need (state/run-images.ts): the rule `ckpt-run clean` and the end of a run follow. */
 import { describe, expect, it } from 'vitest';
-import { imagesVerdict } from '../../src/state/run-images.js';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runDirPaths, type RunDirPaths } from '../../src/protocol/run-dir.js';
+import { imagesVerdict, keepGenerations } from '../../src/state/run-images.js';
 import { newRunState, type JobRecord, type RunState } from '../../src/state/run-state.js';
 
 function run(status: RunState['status'], lastJob?: Partial<JobRecord>): RunState {
@@ -35,5 +39,35 @@ describe('imagesVerdict', () => {
 
   it('an unusable state file: kept, ckpt-run does not guess', () => {
     expect(imagesVerdict(undefined, true)).toMatchObject({ removable: false, why: expect.stringMatching(/state file is unusable/) });
+  });
+});
+
+describe('keepGenerations (--keep)', () => {
+  /** A run folder just after a complete checkpoint: the current one, and the one before in checkpoint.old. */
+  function afterCheckpoint(paths: RunDirPaths, n: number): void {
+    mkdirSync(paths.images, { recursive: true });
+    mkdirSync(paths.oldImages);
+    writeFileSync(join(paths.oldImages, 'pages-1.img'), `checkpoint ${n}`);
+  }
+
+  it('--keep 1 (the default): the one before goes at once', () => {
+    const paths = runDirPaths(mkdtempSync(join(tmpdir(), 'ckpt-keep-')));
+    afterCheckpoint(paths, 1);
+    expect(keepGenerations(paths, 1)).toEqual([]);
+    expect(readdirSync(paths.dir)).toEqual(['checkpoint']);
+    rmSync(paths.dir, { recursive: true });
+  });
+
+  it('--keep 3: the two before are kept as checkpoint.gen-TIME, oldest first out', () => {
+    const paths = runDirPaths(mkdtempSync(join(tmpdir(), 'ckpt-keep-')));
+    for (let n = 1; n <= 4; n++) {
+      afterCheckpoint(paths, n);
+      expect(keepGenerations(paths, 3, new Date(Date.UTC(2026, 11, 4, 12, n)))).toEqual([]);
+    }
+    const generations = readdirSync(paths.dir).filter((name) => name.startsWith('checkpoint.gen-')).sort();
+    expect(generations).toEqual(['checkpoint.gen-2026-12-04T12-03-00-000Z', 'checkpoint.gen-2026-12-04T12-04-00-000Z']);
+    expect(readFileSync(join(paths.dir, generations[0], 'pages-1.img'), 'utf8')).toBe('checkpoint 3');
+    expect(existsSync(paths.oldImages)).toBe(false);
+    rmSync(paths.dir, { recursive: true });
   });
 });
