@@ -19,8 +19,8 @@ import { now } from './clock.js';
 import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.js';
 import { checkpointCycle } from './figures/cycle.js';
 import { idleRun } from './figures/idle.js';
-import { periodicCheckpoints, periodicLines, type PeriodicResult } from './figures/periodic.js';
-import { restoreModes, restoreModesLines, type RestoreModesResult } from './figures/restore-modes.js';
+import { periodicCheckpoints, periodicLines } from './figures/periodic.js';
+import { restoreModes, restoreModesLines } from './figures/restore-modes.js';
 import { resumeAndExit } from './figures/resume.js';
 import { scaleRun } from './figures/scale.js';
 import { shareRun, type ShareResult } from './figures/share.js';
@@ -229,24 +229,17 @@ async function runShare(opts: BenchOptions, ctx: BenchContext, machine: MachineI
   }
 }
 
-/** Full vs lazy restore with the product's own CriuEngine, no daemon: run once the daemon and the jobs are stopped, so that they neither slow these restores nor are slowed by them. */
-async function runRestoreModes(opts: BenchOptions, got: Collected): Promise<RestoreModesResult> {
-  if (opts.restoreMib === 0) return { skipped: '--restore-mib 0' };
+/**
+ * A figure of the product's own CriuEngine, no daemon (full vs lazy restore, periodic
+ * checkpoints): run once the daemon and the jobs are stopped, so that they neither slow these
+ * dumps and restores nor are slowed by them. MIB 0 (its option's value) skips it.
+ */
+async function runCriuFigure<T>(what: string, option: string, mib: number, got: Collected, measure: () => Promise<T | { skipped: string }>): Promise<T | { skipped: string }> {
+  if (mib === 0) return { skipped: `${option} 0` };
   try {
-    return await restoreModes({ mib: opts.restoreMib, rounds: opts.rounds, progress });
+    return await measure();
   } catch (error) {
-    got.fail('restore modes')(error);
-    return { skipped: `failed: ${(error as Error).message.split('\n')[0]}` };
-  }
-}
-
-/** Periodic checkpoints with the product's own CriuEngine, no daemon, also once the jobs are stopped. */
-async function runPeriodic(opts: BenchOptions, got: Collected): Promise<PeriodicResult> {
-  if (opts.periodicMib === 0) return { skipped: '--periodic-mib 0' };
-  try {
-    return await periodicCheckpoints({ mib: opts.periodicMib, rounds: opts.rounds, progress });
-  } catch (error) {
-    got.fail('periodic checkpoints')(error);
+    got.fail(what)(error);
     return { skipped: `failed: ${(error as Error).message.split('\n')[0]}` };
   }
 }
@@ -297,8 +290,8 @@ async function main(): Promise<void> {
   const share = await runShare(opts, ctx, machine, got);
   await cleanup();
   spoolWatch.close();
-  const restore = await runRestoreModes(opts, got);
-  const periodic = await runPeriodic(opts, got);
+  const restore = await runCriuFigure('restore modes', '--restore-mib', opts.restoreMib, got, () => restoreModes({ mib: opts.restoreMib, rounds: opts.rounds, progress }));
+  const periodic = await runCriuFigure('periodic checkpoints', '--periodic-mib', opts.periodicMib, got, () => periodicCheckpoints({ mib: opts.periodicMib, rounds: opts.rounds, progress }));
 
   machine.loadavgAtEnd = loadAverage();
   const { samples, refusals, errors } = got;
