@@ -72,6 +72,16 @@ describe('ckpt-run simulate --engine restart', () => {
     expect(sim.stderr).not.toMatch(/no periodic checkpoints/);
   });
 
+  it('--preempt-at: the running job gets the checkpoint signal once, exits 99, and the next job goes on', async () => {
+    const { workdir } = makeSandbox('ckpt-sim-preempt-');
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--manual', '--preempt-at', '1', '--preempt-grace', '20', '--', RESUMABLE, '30', '0.1', '7']);
+    expect(await sim.exitCode(60_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.cycles.map((c: { endedBy: string }) => c.endedBy)).toEqual(['checkpoint (exit 99)', 'program exited (code 7)']);
+    expect(sim.stderr).toMatch(/job sim-\S+-1 preempted: checkpoint signal now, killed in 20 s if still there/);
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+
   it('stops after --max-cycles with the run still checkpointed', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
     const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '0.5', '--max-cycles', '2', '--', COUNTER, '1000', '0.05']);
