@@ -26,7 +26,17 @@ Protocol (the same as the clusters' public CRIU daemon; see ckpt-run --help)
                                         recreates), then write DIR/checkpoint/pidfile
   On failure: DIR/dump_failed (the program keeps running, the previous checkpoint is kept) or
   DIR/restore_failed, with CRIU's reason; the job side reports it at once. SPOOL/${HEARTBEAT_FILE}
-  is refreshed every ${HEARTBEAT_INTERVAL_MS / 1000} s so that jobs can tell the daemon is alive.
+  is refreshed every ${HEARTBEAT_INTERVAL_MS / 1000} s so that jobs can tell the daemon is alive; its
+  second line lists what this daemon does beyond the public protocol ("features: leave-running").
+  ckpt-daemon's own extensions, beside the request in DIR (other daemons ignore them):
+    answer_by        epoch ms by which the job needs the answer (see Deadlines)
+    checkpoint_mode  "leave-running": a periodic checkpoint (ckpt-run --interval), the program
+                     runs on after the dump (criu dump --leave-running)
+    resume_from      the checkpoint_ok identity the job rolled its files back to: another
+                     checkpoint is not restored (restore_failed, retryable)
+  and what it writes: checkpoint_stats (size, how long the program was frozen) before
+  checkpoint_ok, and in the images ckpt-open-files: the files the tree holds open for writing,
+  with their sizes, recorded while it is frozen (ckpt-run cuts them back before a resume).
 
 Threat model (the full text, with what is not covered: SECURITY.md)
   The daemon runs as root; every user of the node can write requests and owns the folders and
