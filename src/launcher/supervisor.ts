@@ -233,7 +233,7 @@ class Supervisor {
         terminating: this.state.terminating !== undefined,
         endedAt: new Date(),
       });
-      if (record.removeCheckpointOk) rmSync(paths.checkpointOk, { force: true });
+      if (record.removeCheckpointOk) for (const path of [paths.checkpointOk, paths.checkpointStats]) rmSync(path, { force: true });
       if (record.removeExitStatus) rmSync(paths.exitStatus, { force: true });
       saveRunState(paths.state, record.state);
     } catch (error) {

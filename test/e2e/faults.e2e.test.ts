@@ -210,7 +210,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 50, megabytes: 1024, exitCode: EXIT });
     const { k } = await firstJob(sandbox, 'cut-1', argv, 3);
     const checkpoint = checkpointIdentity(sandbox.run);
-    const firstDump = await daemon.logged(/job cut-1: dump of .* done in ([\d.]+) s \(([\d.]+) MB\)/, 'the first dump');
+    const firstDump = await daemon.logged(/job cut-1: dump of .* done in ([\d.]+) s \(([\d.]+) MB[,)]/, 'the first dump');
 
     const { job, root } = await resumedJob(sandbox, 'cut-2', argv, ['--daemon-grace', '1']);
     await job.waitFor((p) => numbers(p.stdout).length >= 3, 'the restored program to run on', 30_000);
