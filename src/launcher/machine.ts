@@ -48,6 +48,8 @@ export interface CheckpointRequest {
   periodic?: boolean;
   /** The scheduler's signal came during a periodic checkpoint: the final one follows it. */
   thenStop?: boolean;
+  /** What the daemon said of the checkpoint, once complete. */
+  figures?: CheckpointFigures;
 }
 
 /** What the daemon says of a complete checkpoint (DIR/checkpoint_stats), where it says it. */
@@ -283,9 +285,10 @@ function walltimeMargin(config: MachineConfig, requestedAt: number, dumpMs: numb
 }
 
 /** Exit 99 iff the program is gone and a checkpoint completed after our request; else undefined. */
-function checkpointDone(state: Watched, now: number, figures?: CheckpointFigures): Step | undefined {
+function checkpointDone(state: Watched, now: number): Step | undefined {
   const { request } = state;
   if (!state.programGone || !request?.complete) return undefined;
+  const { figures } = request;
   const dumpMs = now - request.at;
   const done = resubmit(state, now, `checkpoint complete in ${figuresOf(dumpMs, figures)}, program stopped`);
   return after(
@@ -371,8 +374,8 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
   checkpointOk(state, event, now) {
     const asked = withRequest(state);
     if (!asked) return unchanged(state);
-    const next = { ...asked, request: { ...asked.request, complete: true } };
-    const done = checkpointDone(next, now, event.figures);
+    const next = { ...asked, request: { ...asked.request, complete: true, figures: event.figures } };
+    const done = checkpointDone(next, now);
     if (done || !next.request.periodic || next.programGone) return done ?? unchanged(next);
     return periodicOver(next, now, [
       log('info', `periodic checkpoint complete in ${figuresOf(now - next.request.at, event.figures)}; the program runs on`),

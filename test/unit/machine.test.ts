@@ -385,6 +385,19 @@ describe('periodic checkpoints (--interval)', () => {
     expect(run.exits).toEqual([{ type: 'exit', code: 3, outcome: 'finished', exitCode: 3 }]);
   });
 
+  it("the final checkpoint's figures are said whichever comes first, checkpoint_ok or the program's end", () => {
+    for (const order of [['checkpointOk', 'programGone'], ['programGone', 'checkpointOk']] as const) {
+      const run = drive({}, [
+        ...fresh,
+        [1000, { type: 'checkpointSignal' }],
+        ...order.map((type, i): [number, MachineEvent] => [1500 + i * 100, type === 'checkpointOk' ? { type, figures } : { type }]),
+      ]);
+      expect(messages(run).find((message) => message.startsWith('checkpoint complete'))).toBe(
+        'checkpoint complete in 600 ms (program frozen 120 ms, 1.0 MB), program stopped; exit 99 so that the job is resubmitted',
+      );
+    }
+  });
+
   it('without --interval no periodic timer is set', () => {
     const run = drive({}, fresh);
     expect(run.of('setTimer')).toEqual([]);
