@@ -57,6 +57,16 @@ job id, after its requeue delay (2 minutes by default); append, or the requeued 
   #SBATCH --open-mode=append
   exec ckpt-run -- ./my-simulation --steps 1000000
 
+Preemption (see README, "Surviving crashes and preemption")
+  OAR besteffort jobs: "#OAR -t besteffort -t idempotent --checkpoint N": OAR sends the
+  checkpoint signal when a job with priority needs the resources, kills the job N s later and
+  resubmits it; ckpt-run checkpoints on that signal as at the walltime.
+  Slurm preemptible partitions (PreemptMode=REQUEUE, GraceTime=G): Slurm 22.05 signals a
+  preempted job's batch shell only when G is over, with SIGTERM to every process of the job at
+  once (the program too: too late to checkpoint it), so ckpt-run does not treat SIGTERM as a
+  checkpoint signal; ask instead: "#SBATCH --requeue" and "exec ckpt-run --preemption-poll 10 --".
+  The log and "ckpt-run status" say why each job stopped: walltime, preemption, manual, crash.
+
 Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000
 Where a run stands (status, restarts, last job, last checkpoint, disk use): ckpt-run status
 The images no job will resume (finished or failed runs): ckpt-run clean [--yes]
@@ -91,6 +101,8 @@ export interface LauncherCliOptions {
   verbose?: boolean;
   /** Keep a finished run's checkpoint images (only `ckpt-run` itself has the option). */
   keepImages?: boolean;
+  /** Seconds between two questions to the scheduler: is this job preempted? (0: never ask). */
+  preemptionPoll?: number;
 }
 
 /** Checks the inputs and turns the options into the launcher's settings. */
@@ -129,6 +141,9 @@ export function launch(
     for (const warning of [outputWarning, rollBackOutput(run.paths, run.state)]) if (warning) logger.log('warn', warning);
   }
 
+  if (options.preemptionPoll && !scheduler.preempted) {
+    throw new CliError(`--preemption-poll: ${scheduler.name === 'none' ? 'no scheduler' : scheduler.name} cannot be asked whether it preempts a job (Slurm can; OAR sends its checkpoint signal)`, ExitCode.Usage);
+  }
   const settings: LaunchSettings = {
     argv,
     workdir,
@@ -145,6 +160,8 @@ export function launch(
     daemonGraceMs: options.daemonGrace * 1000,
     pollMs: 1000,
     idlePollMs: 10_000,
+    stopFacts: scheduler.stopFacts,
+    preemptionPoll: options.preemptionPoll && scheduler.preempted ? { everyMs: options.preemptionPoll * 1000, preempted: scheduler.preempted } : undefined,
     env,
     logger,
   };
@@ -165,6 +182,11 @@ export function buildProgram(): Command {
     .option('--min-runtime <seconds>', 'do not exit 99 before the job has run this long (default: 62 under OAR, else 0)', secondsOption)
     .option('--walltime <seconds>', "the job's walltime, from its start, where the scheduler does not give it (OAR does): the log then says how much of it each dump leaves", secondsOption)
     .option('--keep-images', "keep the checkpoint images once the program has finished (by default they are removed then: no job resumes a finished run)")
+    .option(
+      '--preemption-poll <seconds>',
+      'Slurm: ask every SECONDS whether Slurm preempts this job, and checkpoint at once when it does (a preempted job\'s batch shell gets no signal until the grace time is over; keep SECONDS well under the partition\'s GraceTime)',
+      secondsOption,
+    )
     .passThroughOptions()
     .enablePositionalOptions()
     .addOption(

@@ -15,6 +15,8 @@ export interface RunStatus {
   restarts?: number;
   exitCode?: number;
   lastJob?: JobRecord;
+  /** Every job of the run, the last one included, with why each stopped. */
+  jobs?: JobRecord[];
   /** The last complete checkpoint: when the daemon marked it, and its images' size. */
   checkpoint?: { at: string; bytes: number };
   command?: string[];
@@ -45,6 +47,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
     restarts: state.restarts,
     exitCode: state.exitCode,
     lastJob: state.history.at(-1),
+    jobs: state.history,
     checkpoint,
     command: state.command,
     lazyRestore: existsSync(paths.pagesIn) ? parsePagesIn(readFileSync(paths.pagesIn, 'utf8')) : undefined,
@@ -70,9 +73,9 @@ function describeStatus(run: RunStatus): string {
   return `stopped: its last job ended without a checkpoint; ${next}`;
 }
 
-function describeLastJob(job: JobRecord): string {
+function describeJob(job: JobRecord): string {
   const ended = job.outcome === undefined ? 'no end recorded (running, or killed)' : `${job.outcome}, exit ${job.exitCode}`;
-  return `job ${job.jobId} (${job.mode}): ${ended}`;
+  return `job ${job.jobId} (${job.mode}): ${ended}${job.reason ? `; stopped by: ${job.reason}` : ''}`;
 }
 
 export function formatStatuses(workdir: string, runs: RunStatus[]): string {
@@ -82,7 +85,7 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.problem) lines.push(`  ${run.problem}`);
     if (run.command) lines.push(`  command:    ${run.command.join(' ')}`);
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
-    if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
+    for (const job of run.jobs ?? []) lines.push(`  ${job === run.lastJob ? 'last job: ' : 'job:      '}  ${describeJob(job)}`);
     if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${formatMegabytes(run.checkpoint.bytes)}`);
     if (run.lazyRestore) lines.push(`  restore:    lazy, all ${formatMegabytes(run.lazyRestore.bytes)} in after ${(run.lazyRestore.ms / 1000).toFixed(1)} s`);
     lines.push(`  disk:       ${formatMegabytes(run.disk.total)} (checkpoint images ${formatMegabytes(run.disk.images)})`);
