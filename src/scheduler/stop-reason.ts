@@ -42,4 +42,4 @@ export function stopReason(clues: StopClues): Exclude<StopReason, 'crash'> {
 }
 
 /** What the scheduler tells a job about its stop, asked at the signal (bounded); any of it may be missing. */
-export type StopFacts = Pick<StopClues, 'said' | 'preemptible' | 'leadMs'>;
+export type StopFacts = Pick<StopClues, 'said' | 'preemptible'>;
