@@ -10,6 +10,7 @@
  * is done, resumes, every line once, the program's own exit code; the run record says
  * "preemption". About 2 minutes. Root only; in CI it always runs.
  */
+import { execFileSync } from 'node:child_process';
 import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +19,7 @@ import { ensureOarUser, type OarUser } from '../helpers/oar-cluster.js';
 import { prepareSchedulerNode, type SchedulerNode } from '../helpers/oar-node.js';
 import { pollFor } from '../helpers/poll.js';
 import { realPartAvailable } from '../helpers/real-parts.js';
-import { asUser, sbatch, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
+import { asUser, sbatch, SLURM_LOCAL, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
 
 const USER = 'ckptoar';
 const COUNT = 60;
@@ -41,6 +42,8 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
 
   beforeAll(async () => {
     wasUp = startSlurm();
+    // A cluster started by an older slurm-local.sh lacks the preemptible partitions: start applies the configuration (restarting the daemons if it changed).
+    if (wasUp) execFileSync('bash', [SLURM_LOCAL, 'start'], { stdio: 'inherit' });
     user = ensureOarUser(USER);
     node = await prepareSchedulerNode(user, 'slurm-preempt-e2e');
     ({ pkg, base } = node);
