@@ -27,8 +27,13 @@ import { realPartAvailable } from '../helpers/real-parts.js';
 const USER = 'ckptoar';
 /** a: the preemptor comes once the besteffort job ran 65 s; N leaves ckpt-run time to exit 99 before OAR's kill. */
 const A = { count: 100, code: 42, preemptAfterSec: 65, checkpoint: 60 };
-/** b: the preemptor comes 15 s in; OAR kills the job N s after its signal, before ckpt-run's 62 s are up. */
-const B = { count: 60, code: 43, preemptAfterSec: 15, checkpoint: 20 };
+/**
+ * b: the preemptor comes 15 s in; OAR kills the job at its first scheduling pass N s or more
+ * after its signal. Almighty runs the scheduler when a job is submitted or ends, else only every
+ * 60 s: on this quiet cluster a second job, submitted N + 3 s after the signal, makes that pass
+ * come before ckpt-run's 62 s are up, as the steady submissions of a busy cluster would.
+ */
+const B = { count: 60, code: 43, preemptAfterSec: 15, checkpoint: 10, nudge: true };
 /** The normal job: the whole node for 15 s. */
 const PREEMPTOR_SEC = 15;
 
@@ -68,7 +73,7 @@ describe.runIf(realPartAvailable('ckpt-run preemption on a real OAR cluster', oa
   }, 240_000);
 
   /** The besteffort job on the whole node, a normal job PREEMPTAFTERSEC into it, and the chain to its end. */
-  async function preempt(name: string, spec: { count: number; code: number; preemptAfterSec: number; checkpoint: number }): Promise<Preempted> {
+  async function preempt(name: string, spec: { count: number; code: number; preemptAfterSec: number; checkpoint: number; nudge?: boolean }): Promise<Preempted> {
     const dir = join(base, name);
     mkdirSync(dir, { mode: 0o755 });
     chownSync(dir, user.uid, user.gid);
@@ -80,6 +85,17 @@ describe.runIf(realPartAvailable('ckpt-run preemption on a real OAR cluster', oa
     await pollFor(() => (Date.now() / 1000 >= started.startTime + spec.preemptAfterSec ? true : undefined), `job ${firstId} to have run ${spec.preemptAfterSec} s`, (spec.preemptAfterSec + 30) * 1000);
     const preemptorId = oarsub(user, dir, ['-l', `/nodes=1,walltime=0:5:0`, '-n', `preemptor-${name}`, `sleep ${PREEMPTOR_SEC}`]);
     console.log(`[${name}] besteffort job ${firstId} started at ${started.startTime}; normal job ${preemptorId} submitted ${Math.round(Date.now() / 1000 - started.startTime)} s into it`);
+    if (spec.nudge) {
+      const signalledAt = await pollFor(
+        async () => (await oarJob(firstId)).events.some((e) => e.type === 'CHECKPOINT') ? Date.now() : undefined,
+        `OAR's CHECKPOINT event for job ${firstId}`,
+        60_000,
+        250,
+      );
+      await pollFor(() => (Date.now() >= signalledAt + (spec.checkpoint + 3) * 1000 ? true : undefined), `${spec.checkpoint + 3} s after OAR's signal`, (spec.checkpoint + 10) * 1000, 250);
+      const nudgeId = oarsub(user, dir, ['-l', '/nodes=1,walltime=0:5:0', '-n', `nudge-${name}`, 'true']);
+      console.log(`[${name}] job ${nudgeId} submitted ${spec.checkpoint + 3} s after OAR's signal: a scheduling pass`);
+    }
     const chain = await followChain(firstId, { timeoutMs: 400_000 });
     const preemptor = await oarJob(preemptorId);
     const stderr = chain.map((job) => readOr(join(dir, job.stderrFile)));
