@@ -7,7 +7,8 @@
 #
 # -t besteffort: the job runs in the besteffort queue and is preempted when its resources
 #   are needed. With --checkpoint N, OAR first sends SIGUSR2 (its "User oar (metasched)"
-#   CHECKPOINT event) and kills the job only N s after the first one.
+#   CHECKPOINT event) and kills the job no sooner than N s after the first one (at its next
+#   scheduling pass: on a quiet cluster up to 60 s later).
 # -t idempotent: OAR resubmits the job (new job id, same array id) either way: when ckpt-run
 #   exits 99 after the checkpoint (the job ran more than 60 s), or when OAR killed it after N
 #   s (BESTEFFORT_KILL). The resubmitted job resumes the checkpoint once resources are free.

@@ -59,7 +59,7 @@ job id, after its requeue delay (2 minutes by default); append, or the requeued 
 
 Preemption (see README, "Surviving crashes and preemption")
   OAR besteffort jobs: "#OAR -t besteffort -t idempotent --checkpoint N": OAR sends the
-  checkpoint signal when a job with priority needs the resources, kills the job N s later and
+  checkpoint signal when a job with priority needs the resources, kills the job N s or more later and
   resubmits it; ckpt-run checkpoints on that signal as at the walltime.
   Slurm preemptible partitions (PreemptMode=REQUEUE, GraceTime=G): Slurm 22.05 signals a
   preempted job's batch shell only when G is over, with SIGTERM to every process of the job at

@@ -7,7 +7,8 @@
  *  - the job's environment has OAR_JOB_WALLTIME_SECONDS, but not the --checkpoint delay;
  *  - every checkpoint signal has a CHECKPOINT event (oarstat -J -f -j ID) naming who asked:
  *    "User oar (sarko)" at walltime - N, "User oar (metasched)" when a besteffort job's
- *    resources are needed (preemption: OAR kills it N s after its first such event, and resubmits
+ *    resources are needed (preemption: OAR kills it at its first scheduling pass N s or more after
+ *    the first such event, up to 60 s later on a quiet cluster, and resubmits
  *    a besteffort+idempotent one), "User NAME" for oardel --checkpoint.
  */
 import { notExecWarning, querySchedulerCommand, walltimeEndsAt, type SchedulerContext } from './scheduler.js';

@@ -3,12 +3,13 @@
  * ckpt-daemon on real CRIU: examples/oar-besteffort-job.sh (`-t besteffort -t idempotent
  * --checkpoint N`) runs a counter on the whole node; a normal job that needs the node makes
  * OAR's meta-scheduler send the besteffort job its checkpoint signal ("User oar (metasched)"),
- * and kill it N s after the first one. Both ways OAR resubmits a besteffort+idempotent job are
+ * and kill it at its first scheduling pass N s or more after the first one. Both ways OAR resubmits a besteffort+idempotent job are
  * tested, one after the other (each needs the whole node):
  *   a. the signal comes after the job ran 60 s: ckpt-run checkpoints and exits 99 within N s,
  *      OAR resubmits it (idempotent, exit 99; no BESTEFFORT_KILL);
  *   b. the signal comes early: ckpt-run checkpoints, then holds exit 99 for OAR's 60 s rule
- *      (--min-runtime), OAR kills it N s after the signal (BESTEFFORT_KILL) and resubmits it;
+ *      (--min-runtime), OAR kills it N s after the signal (BESTEFFORT_KILL: a scheduling pass
+ *      then, see B) and resubmits it;
  *      the run record written when the checkpoint completed survives the kill.
  * Either way the resubmitted job (new id, same array id) starts once the normal job is done,
  * resumes the checkpoint, every line comes once, the program's own exit code ends it, and the
