@@ -149,7 +149,7 @@ class Supervisor {
   /**
    * Why the job is being stopped, decided at its first signal from what the scheduler says
    * (asked here, bounded) and the clock; logged, and written into the run record at once, so
-   * that a job killed later (OAR kills a besteffort job N s after its preemption signal) keeps it.
+   * that a job killed later (OAR kills a besteffort job N s or more after its preemption signal) keeps it.
    */
   private classifyStop(signal: 'checkpoint' | 'terminate', known?: StopFacts): void {
     if (this.reasonKnown) return;
