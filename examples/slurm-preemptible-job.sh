@@ -5,8 +5,8 @@
 #   sbatch --partition=lowprio ./examples/slurm-preemptible-job.sh
 #
 # Slurm 22.05 tells a preempted job's batch shell nothing until the partition's GraceTime is
-# over (then SIGTERM to every process of the job, the program too: too late for a checkpoint),
-# even with SchedulerParameters=preempt_send_user_signal. So ckpt-run asks: --preemption-poll 10
+# over (then, some 30 s later, SIGTERM, and SIGKILL KillWait later), even with
+# SchedulerParameters=preempt_send_user_signal. So ckpt-run asks: --preemption-poll 10
 # runs "scontrol show job" every 10 s and checkpoints as soon as it shows a PreemptTime. Keep
 # the poll period plus the dump time (about 3 s per GB of memory) well under the GraceTime.
 # --requeue: after the checkpoint ckpt-run runs "scontrol requeue"; the job runs again, same

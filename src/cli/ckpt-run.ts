@@ -61,10 +61,12 @@ Preemption (see README, "Surviving crashes and preemption")
   OAR besteffort jobs: "#OAR -t besteffort -t idempotent --checkpoint N": OAR sends the
   checkpoint signal when a job with priority needs the resources, kills the job N s or more later and
   resubmits it; ckpt-run checkpoints on that signal as at the walltime.
-  Slurm preemptible partitions (PreemptMode=REQUEUE, GraceTime=G): Slurm 22.05 signals a
-  preempted job's batch shell only when G is over, with SIGTERM to every process of the job at
-  once (the program too: too late to checkpoint it), so ckpt-run does not treat SIGTERM as a
-  checkpoint signal; ask instead: "#SBATCH --requeue" and "exec ckpt-run --preemption-poll 10 --".
+  Slurm preemptible partitions (PreemptMode=REQUEUE, GraceTime=G): Slurm 22.05 tells a
+  preempted job's batch shell nothing (not its --signal either) until G is over; some 30 s
+  later it sends the batch shell SIGTERM (ckpt-run passes it on to the program, as for
+  scancel) and, KillWait later, SIGKILL to every process, and requeues the job. So ckpt-run
+  asks: "#SBATCH --requeue" and "exec ckpt-run --preemption-poll 10 --" checkpoint as soon as
+  Slurm shows a PreemptTime, then requeue the job.
   The log and "ckpt-run status" say why each job stopped: walltime, preemption, manual, crash.
 
 Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000

@@ -11,8 +11,9 @@
  *  - preemption (PreemptMode=REQUEUE, GraceTime G, SchedulerParameters=preempt_send_user_signal):
  *    `scontrol show job` shows PreemptTime at once and EndTime = PreemptTime + G; the steps get
  *    SIGTERM and SIGCONT, the batch shell NOTHING (not its --signal=B:USR2 either), until Slurm
- *    ends the job some 30 s after EndTime (SIGTERM, SIGCONT to the whole batch step, then
- *    SIGKILL) and requeues it: a job learns of its preemption in time only by asking.
+ *    ends the job some 30 s after EndTime: SIGTERM and SIGCONT to the batch shell (not to its
+ *    other descendants), SIGKILL to all of them KillWait later, and a requeue. A job learns of
+ *    its preemption in time only by asking.
  */
 import { fstatSync } from 'node:fs';
 import { notExecWarning, querySchedulerCommand, type SchedulerContext } from './scheduler.js';
