@@ -25,6 +25,14 @@
 #                 not the default 120 s (the lifetime of the ended run's revoked credential:
 #                 started sooner, with scontrol update StartTime=now, the requeued job may be
 #                 refused by slurmd, "Job credential revoked", and fail with exit code 1).
+#                 Preemption: besides "debug" (the default, never preempted), a preemptible
+#                 partition "lowprio" (PreemptMode=REQUEUE, GraceTime=60) and "highprio",
+#                 whose jobs preempt lowprio's (PreemptType=preempt/partition_prio, higher
+#                 PriorityTier); SchedulerParameters=preempt_send_user_signal (22.05; later
+#                 versions: PreemptParameters=send_user_signal): a preempted job that
+#                 asked for --signal gets that signal at once, not SIGTERM. A configuration
+#                 that changed while the daemons run restarts them (their jobs survive in
+#                 StateSaveLocation).
 #   3. munged   — runs as user munge, socket in /run/munge.
 #   4. slurmctld, slurmd — as root (SlurmUser=root), state in /var/spool/slurm*.
 #   5. readiness — waits (bounded) until the node is idle (a down node is resumed once).
@@ -75,6 +83,8 @@ step_config() {
   cpus=$(nproc)
   [ -d /sys/fs/cgroup/freezer ] || proctrack=proctrack/linuxproc
   mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd "$LOG_DIR"
+  local before
+  before=$(cat "$CONF" 2>/dev/null || true)
   cat >"$CONF" <<EOF
 $MARK
 ClusterName=ckptlocal
@@ -98,9 +108,19 @@ AccountingStorageType=accounting_storage/none
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+SchedulerParameters=preempt_send_user_signal
 NodeName=localhost CPUs=$cpus State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=OFF
+PartitionName=lowprio Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=60
+PartitionName=highprio Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
+  if [ -n "$before" ] && [ "$before" != "$(cat "$CONF")" ] && { pid_alive "$CTLD_PIDFILE" || pid_alive "$SLURMD_PIDFILE"; }; then
+    log "config: $CONF changed, restarting the running daemons"
+    stop_pidfile slurmd "$SLURMD_PIDFILE"
+    stop_pidfile slurmctld "$CTLD_PIDFILE"
+  fi
   if [ -f /etc/slurm/cgroup.conf ] && ! grep -qF "$MARK" /etc/slurm/cgroup.conf; then
     log "config: /etc/slurm/cgroup.conf is a site's own: used as it is"
   else
@@ -140,7 +160,7 @@ step_ready() {
     [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${TIMEOUT}s waiting for the node to be idle (state: $(node_state); see $LOG_DIR)"
     sleep 0.5
   done
-  log "ready: localhost idle in partition debug"
+  log "ready: localhost idle in partitions debug, lowprio, highprio"
 }
 
 cmd_start() {

@@ -59,6 +59,18 @@ job id, after its requeue delay (2 minutes by default); append, or the requeued 
   #SBATCH --open-mode=append
   exec ckpt-run -- ./my-simulation --steps 1000000
 
+Preemption (see README, "Surviving crashes and preemption")
+  OAR besteffort jobs: "#OAR -t besteffort -t idempotent --checkpoint N": OAR sends the
+  checkpoint signal when a job with priority needs the resources, kills the job N s or more later and
+  resubmits it; ckpt-run checkpoints on that signal as at the walltime.
+  Slurm preemptible partitions (PreemptMode=REQUEUE, GraceTime=G): Slurm 22.05 tells a
+  preempted job's batch shell nothing (not its --signal either) until G is over; some 30 s
+  later it sends the batch shell SIGTERM (ckpt-run passes it on to the program, as for
+  scancel) and, KillWait later, SIGKILL to every process, and requeues the job. So ckpt-run
+  asks: "#SBATCH --requeue" and "exec ckpt-run --preemption-poll 10 --" checkpoint as soon as
+  Slurm shows a PreemptTime, then requeue the job.
+  The log and "ckpt-run status" say why each job stopped: walltime, preemption, manual, crash.
+
 Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000
 Where a run stands (status, restarts, last job, last checkpoint, disk use): ckpt-run status
 The images no job will resume (finished or failed runs): ckpt-run clean [--yes]
@@ -102,6 +114,8 @@ export interface LauncherCliOptions {
   /** Periodic checkpoints, in seconds. */
   interval?: number;
   keep: number;
+  /** Seconds between two questions to the scheduler: is this job preempted? (0: never ask). */
+  preemptionPoll?: number;
 }
 
 /** Checks the inputs and turns the options into the launcher's settings. */
@@ -140,6 +154,9 @@ export function launch(
     for (const warning of [outputWarning, ...rollBackToCheckpoint(run.paths, run.state)]) if (warning) logger.log('warn', warning);
   }
 
+  if (options.preemptionPoll && !scheduler.preempted) {
+    throw new CliError(`--preemption-poll: ${scheduler.name === 'none' ? 'no scheduler' : scheduler.name} cannot be asked whether it preempts a job (Slurm can; OAR sends its checkpoint signal)`, ExitCode.Usage);
+  }
   const settings: LaunchSettings = {
     argv,
     workdir,
@@ -158,6 +175,8 @@ export function launch(
     daemonGraceMs: options.daemonGrace * 1000,
     pollMs: 1000,
     idlePollMs: 10_000,
+    stopFacts: scheduler.stopFacts,
+    preemptionPoll: options.preemptionPoll && scheduler.preempted ? { everyMs: options.preemptionPoll * 1000, preempted: scheduler.preempted } : undefined,
     env,
     logger,
   };
@@ -186,6 +205,11 @@ export function buildProgram(): Command {
       durationOption,
     )
     .option('--keep <n>', 'how many complete checkpoints the run folder keeps, the current one included; older ones are checkpoint.gen-TIME/ (to resume one: make it checkpoint/ and touch checkpoint_ok)', positiveOption, 1)
+    .option(
+      '--preemption-poll <seconds>',
+      'Slurm: ask every SECONDS whether Slurm preempts this job, and checkpoint at once when it does (a preempted job\'s batch shell gets no signal until the grace time is over; keep SECONDS well under the partition\'s GraceTime)',
+      secondsOption,
+    )
     .passThroughOptions()
     .enablePositionalOptions()
     .addOption(

@@ -15,6 +15,8 @@ export interface RunStatus {
   restarts?: number;
   exitCode?: number;
   lastJob?: JobRecord;
+  /** Every job of the run, the last one included, with why each stopped. */
+  jobs?: JobRecord[];
   /** The last complete checkpoint: when the daemon marked it, its images' size, what the daemon said of it. */
   checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean };
   command?: string[];
@@ -50,6 +52,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
     restarts: state.restarts,
     exitCode: state.exitCode,
     lastJob: state.history.at(-1),
+    jobs: state.history,
     checkpoint,
     command: state.command,
     lazyRestore: existsSync(paths.pagesIn) ? parsePagesIn(readFileSync(paths.pagesIn, 'utf8')) : undefined,
@@ -81,9 +84,9 @@ function describeCheckpoint(checkpoint: NonNullable<RunStatus['checkpoint']>): s
   return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}`;
 }
 
-function describeLastJob(job: JobRecord): string {
+function describeJob(job: JobRecord): string {
   const ended = job.outcome === undefined ? 'no end recorded (running, or killed)' : `${job.outcome}, exit ${job.exitCode}`;
-  return `job ${job.jobId} (${job.mode}): ${ended}`;
+  return `job ${job.jobId} (${job.mode}): ${ended}${job.reason ? `; stopped by: ${job.reason}` : ''}`;
 }
 
 export function formatStatuses(workdir: string, runs: RunStatus[]): string {
@@ -93,7 +96,7 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.problem) lines.push(`  ${run.problem}`);
     if (run.command) lines.push(`  command:    ${run.command.join(' ')}`);
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
-    if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
+    for (const job of run.jobs ?? []) lines.push(`  ${job === run.lastJob ? 'last job: ' : 'job:      '}  ${describeJob(job)}`);
     if (run.checkpoint) lines.push(`  checkpoint: ${describeCheckpoint(run.checkpoint)}`);
     if (run.lazyRestore) lines.push(`  restore:    lazy, all ${formatMegabytes(run.lazyRestore.bytes)} in after ${(run.lazyRestore.ms / 1000).toFixed(1)} s`);
     lines.push(`  disk:       ${formatMegabytes(run.disk.total)} (checkpoint images ${formatMegabytes(run.disk.images)})`);

@@ -5,7 +5,7 @@
  */
 import type { DaemonReport } from '../protocol/daemon-report.js';
 import type { CheckpointStats } from '../protocol/run-dir.js';
-import type { RunState } from '../state/run-state.js';
+import type { RunState, StopReason } from '../state/run-state.js';
 import type { MachineEvent, MachineState, Outcome } from './machine.js';
 
 /** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */
@@ -134,6 +134,8 @@ export interface JobEnd {
   /** A termination signal was passed to the program. */
   terminating: boolean;
   endedAt: Date;
+  /** Why the job was stopped, once known (scheduler/stop-reason.ts). */
+  reason?: StopReason;
 }
 
 /**
@@ -155,6 +157,7 @@ export function endOfJobRecord(before: RunState, end: JobEnd): { state: RunState
   record.endedAt = end.endedAt.toISOString();
   record.outcome = end.outcome;
   record.exitCode = end.code;
+  if (end.reason) record.reason = end.reason;
   return {
     state,
     // A finished run's images must never be resumed, even if the state cannot be saved.

@@ -104,6 +104,9 @@ export function prepareRun(workdir: string, runId: string, argv: string[], now: 
   const previous = loadRunState(paths.state);
   const hasCheckpoint = existsSync(paths.checkpointOk);
 
+  // The previous job ended without writing its end: it crashed (unless it had said why it stopped).
+  const lastJob = previous?.history.at(-1);
+  if (lastJob && lastJob.endedAt === undefined) lastJob.reason ??= 'crash';
   if (previous && previous.status !== 'finished' && hasCheckpoint) {
     return { mode: 'resume', paths, state: previous, reason: `resuming the checkpoint in ${paths.dir}`, checkpoint: checkpointIdentity(paths.checkpointOk) };
   }

@@ -15,10 +15,11 @@ import { rmSync } from 'node:fs';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import { stopReason, type StopFacts } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
-import { saveRunState } from '../state/run-state.js';
+import { saveRunState, type StopReason } from '../state/run-state.js';
 import { DaemonLink, type CheckpointLink } from './daemon-link.js';
-import { endOfJobRecord, eventsFromFiles } from './decisions.js';
+import { endOfJobRecord, eventsFromFiles, type JobEnd } from './decisions.js';
 import { EventQueue } from './event-queue.js';
 import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
 import type { PreparedRun } from './preflight.js';
@@ -51,6 +52,10 @@ export interface LaunchSettings {
   pollMs: number;
   /** The same while the program just runs: its exit, output and status all have push events. */
   idlePollMs: number;
+  /** Asks the scheduler why the job is being stopped, at the first checkpoint or termination signal. */
+  stopFacts?: () => Promise<StopFacts>;
+  /** --preemption-poll: ask the scheduler this often whether it preempts the job, and checkpoint when it does. */
+  preemptionPoll?: { everyMs: number; preempted: () => Promise<boolean> };
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }
@@ -70,6 +75,12 @@ class Supervisor {
   private readonly checkpointAtStart: string | undefined;
   private stopSignals: () => void = () => undefined;
   private finish: (code: number) => void = () => undefined;
+  /** Why the job is being stopped: asked once, at the first signal; the record waits for the answer (bounded). */
+  private reason?: StopReason;
+  private reasonKnown?: Promise<void>;
+  /** The record written when the checkpoint completed, while exit 99 waits (--min-runtime): a kill then loses nothing. */
+  private holdEnd?: JobEnd;
+  private preemptionTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly settings: LaunchSettings,
@@ -125,7 +136,54 @@ class Supervisor {
     this.stopSignals = signals.stop;
     this.events.post({ type: 'start', mode });
     if (signals.early > 0) this.events.post({ type: 'checkpointSignal' });
+    this.pollPreemption();
     return done;
+  }
+
+  /** --preemption-poll: a preemption the scheduler announces to no process of the job becomes its checkpoint signal. */
+  private pollPreemption(): void {
+    const poll = this.settings.preemptionPoll;
+    if (!poll) return;
+    this.preemptionTimer = setTimeout(() => {
+      void poll.preempted().then(
+        (preempted) => {
+          if (this.ended) return;
+          if (!preempted) return this.pollPreemption();
+          this.settings.logger.log('info', 'the scheduler preempts this job (--preemption-poll): checkpointing now');
+          this.classifyStop('checkpoint', { said: 'preemption' });
+          this.events.post({ type: 'checkpointSignal' });
+        },
+        () => this.pollPreemption(),
+      );
+    }, poll.everyMs);
+  }
+
+  /**
+   * Why the job is being stopped, decided at its first signal from what the scheduler says
+   * (asked here, bounded) and the clock; logged, and written into the run record at once, so
+   * that a job killed later (OAR kills a besteffort job N s or more after its preemption signal) keeps it.
+   */
+  private classifyStop(signal: 'checkpoint' | 'terminate', known?: StopFacts): void {
+    if (this.reasonKnown) return;
+    const now = Date.now();
+    const asked = known ? Promise.resolve(known) : (this.settings.stopFacts?.() ?? Promise.resolve<StopFacts>({})).catch((): StopFacts => ({}));
+    this.reasonKnown = asked.then((facts) => {
+      this.reason = stopReason({ now, signal, walltimeEndsAt: this.settings.walltimeEndsAt, ...facts });
+      this.settings.logger.log('info', `this job stops for: ${this.reason} (${facts.said ? 'the scheduler says so' : 'from the time left and the job type'})`);
+      if (this.ended) return;
+      const { paths, state: runState } = this.prepared;
+      runState.history[runState.history.length - 1].reason = this.reason;
+      this.saveRecord(paths.state);
+    });
+  }
+
+  /** Saves the run record as it stands: the checkpoint's, once it completed, else the running job's. */
+  private saveRecord(path: string): void {
+    try {
+      saveRunState(path, this.holdEnd ? endOfJobRecord(this.prepared.state, { ...this.holdEnd, reason: this.reason }).state : this.prepared.state);
+    } catch (error) {
+      this.settings.logger.log('error', `cannot save the run record ${path}: ${(error as Error).message}`);
+    }
   }
 
   /**
@@ -134,8 +192,11 @@ class Supervisor {
    */
   private handle(event: MachineEvent): void {
     try {
+      if (event.type === 'checkpointSignal' || event.type === 'terminate') this.classifyStop(event.type === 'terminate' ? 'terminate' : 'checkpoint');
+      const before = this.state.phase;
       const next = step(this.state, event, Date.now());
       this.state = next.state;
+      if (next.state.phase === 'holding' && before !== 'holding') this.recordHold();
       for (const action of next.actions) if (!this.ended) this.perform(action);
       if (!this.ended) this.watch.setPollPeriod(awaitsDaemon(this.state) ? this.settings.pollMs : this.settings.idlePollMs);
     } catch (error) {
@@ -204,35 +265,54 @@ class Supervisor {
    * word (a crash) leaves the next one this count, not the one of the job before.
    */
   private noteRelayed(): void {
-    const { paths, state: runState } = this.prepared;
     this.watch.pumpOutput();
-    runState.relayed = this.watch.relayed();
-    saveRunState(paths.state, runState);
+    this.prepared.state.relayed = this.watch.relayed();
+    this.saveRecord(this.prepared.paths.state);
   }
 
-  /** Stops every source of events, then writes the run record that decides the next job. */
+  /** How the job ends, for the run record, as the world stands now. */
+  private jobEnd(code: number, outcome: Outcome, exitCode?: number): JobEnd {
+    return {
+      code,
+      outcome,
+      exitCode,
+      relayed: this.watch.relayed(),
+      checkpointAtStart: this.checkpointAtStart,
+      checkpointNow: checkpointIdentity(this.prepared.paths.checkpointOk),
+      terminating: this.state.terminating !== undefined,
+      endedAt: new Date(),
+      reason: this.reason,
+    };
+  }
+
+  /** The checkpoint completed and exit 99 waits for --min-runtime: the record says so now, in case the job is killed meanwhile. */
+  private recordHold(): void {
+    this.watch.pumpOutput();
+    this.holdEnd = this.jobEnd(ExitCode.Resubmit, 'checkpointed');
+    this.saveRecord(this.prepared.paths.state);
+  }
+
+  /** Stops every source of events, then writes the run record that decides the next job (once the stop's reason is known). */
   private end(code: number, outcome: Outcome, exitCode?: number): void {
     if (this.ended) return;
     this.ended = true;
     this.events.close();
-    const { paths, state: runState } = this.prepared;
     for (const timer of this.timers.values()) clearTimeout(timer);
+    clearTimeout(this.preemptionTimer);
     this.watch.stop();
     this.stopSignals();
+    // The scheduler's answer is bounded (SCHEDULER_QUERY_TIMEOUT_MS); the record must carry it.
+    if (this.reasonKnown) void this.reasonKnown.then(() => this.writeEnd(code, outcome, exitCode));
+    else this.writeEnd(code, outcome, exitCode);
+  }
+
+  private writeEnd(code: number, outcome: Outcome, exitCode?: number): void {
+    const { paths, state: runState } = this.prepared;
     // Whatever fails while tidying up, the exit code decided above is the one the job returns.
     try {
       this.link.close();
       this.watch.pumpOutput();
-      const record = endOfJobRecord(runState, {
-        code,
-        outcome,
-        exitCode,
-        relayed: this.watch.relayed(),
-        checkpointAtStart: this.checkpointAtStart,
-        checkpointNow: checkpointIdentity(paths.checkpointOk),
-        terminating: this.state.terminating !== undefined,
-        endedAt: new Date(),
-      });
+      const record = endOfJobRecord(runState, this.jobEnd(code, outcome, exitCode));
       if (record.removeCheckpointOk) for (const path of [paths.checkpointOk, paths.checkpointStats]) rmSync(path, { force: true });
       if (record.removeExitStatus) rmSync(paths.exitStatus, { force: true });
       saveRunState(paths.state, record.state);

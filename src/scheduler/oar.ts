@@ -4,9 +4,15 @@
  *    be that process (a plain command is exec'd by bash; a script must `exec ckpt-run …`);
  *  - exit 99 resubmits only a job that ran more than 60 s;
  *  - a resubmitted job gets a new OAR_JOB_ID but keeps OAR_ARRAY_ID/OAR_ARRAY_INDEX;
- *  - the job's environment has OAR_JOB_WALLTIME_SECONDS, but not the --checkpoint delay.
+ *  - the job's environment has OAR_JOB_WALLTIME_SECONDS, but not the --checkpoint delay;
+ *  - every checkpoint signal has a CHECKPOINT event (oarstat -J -f -j ID) naming who asked:
+ *    "User oar (sarko)" at walltime - N, "User oar (metasched)" when a besteffort job's
+ *    resources are needed (preemption: OAR kills it at its first scheduling pass N s or more after
+ *    the first such event, up to 60 s later on a quiet cluster, and resubmits
+ *    a besteffort+idempotent one), "User NAME" for oardel --checkpoint.
  */
-import { notExecWarning, walltimeEndsAt, type SchedulerContext } from './scheduler.js';
+import { notExecWarning, querySchedulerCommand, walltimeEndsAt, type SchedulerContext } from './scheduler.js';
+import type { StopFacts } from './stop-reason.js';
 
 /** 60 s is OAR's rule; 2 s of margin for clock granularity between OAR's checks. */
 export const OAR_MIN_RUNTIME_SEC = 62;
@@ -24,5 +30,29 @@ export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContex
     minRuntimeSec: OAR_MIN_RUNTIME_SEC,
     walltimeEndsAt: walltimeEndsAt(Number(env.OAR_JOB_WALLTIME_SECONDS)),
     warnings: warning ? [warning] : [],
+    stopFacts: async () => oarStopFacts(await querySchedulerCommand(['oarstat', '-J', '-f', '-j', jobId])),
   };
+}
+
+interface OarEvent {
+  type?: string;
+  description?: string;
+  date?: number;
+  event_id?: number;
+}
+
+/** What `oarstat -J -f -j ID` (TEXT) says of the job's stop: who asked for its latest checkpoint, and whether it is besteffort. */
+export function oarStopFacts(text: string | undefined): StopFacts {
+  let job: { types?: unknown; events?: unknown } | undefined;
+  try {
+    job = Object.values(JSON.parse(text ?? '') as Record<string, { types?: unknown; events?: unknown }>)[0];
+  } catch {
+    return {};
+  }
+  if (!job || typeof job !== 'object') return {};
+  const types = Array.isArray(job.types) ? job.types : [];
+  const events = (Array.isArray(job.events) ? (job.events as OarEvent[]) : []).filter((event) => event?.type === 'CHECKPOINT');
+  const latest = events.sort((a, b) => (a.date ?? 0) - (b.date ?? 0) || (a.event_id ?? 0) - (b.event_id ?? 0)).at(-1)?.description ?? '';
+  const said = /^User oar \(metasched\)/.test(latest) ? 'preemption' : /^User oar \(sarko\)/.test(latest) ? 'walltime' : /^User \S+ requested/.test(latest) ? 'manual' : undefined;
+  return { said, preemptible: types.includes('besteffort') };
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { startedAtMs } from '../proc/processes.js';
+import type { StopFacts } from './stop-reason.js';
 
 /** What ckpt-run needs to know from the batch scheduler it runs under. */
 export interface SchedulerContext {
@@ -24,9 +25,24 @@ export interface SchedulerContext {
    * the program's stdout the run's earlier jobs relayed to it (Slurm: truncated on requeue).
    */
   resumedOutputWarning?: (relayedBytes: number) => string | undefined;
+  /** Asks the scheduler, when a signal comes, why the job is being stopped (stop-reason.ts). */
+  stopFacts?: () => Promise<StopFacts>;
+  /** Whether the scheduler has chosen this job for preemption (Slurm: PreemptTime), for --preemption-poll. */
+  preempted?: () => Promise<boolean>;
 }
 
-export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [] };
+/** How long a question to the scheduler (oarstat, scontrol) may take: the job cannot wait on it. */
+export const SCHEDULER_QUERY_TIMEOUT_MS = 10_000;
+
+/** COMMAND's stdout, or undefined when it fails or takes longer than SCHEDULER_QUERY_TIMEOUT_MS. */
+export async function querySchedulerCommand(command: string[]): Promise<string | undefined> {
+  const { execa } = await import('execa');
+  const result = await execa(command[0], command.slice(1), { reject: false, stdin: 'ignore', timeout: SCHEDULER_QUERY_TIMEOUT_MS });
+  return result.exitCode === 0 ? String(result.stdout) : undefined;
+}
+
+/** Without a scheduler, only a person sends the job signals. */
+export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [], stopFacts: async () => ({ said: 'manual' }) };
 
 /**
  * When a walltime of WALLTIME_SEC ends (epoch ms). ckpt-run is the job's shell, exec'd: the job

@@ -7,10 +7,17 @@
  *    it pending again under the SAME id, SLURM_RESTART_COUNT one higher, eligible once the ended
  *    run's job credential expired (AuthInfo cred_expire, 120 s by default);
  *  - a requeued job's output file is truncated, unless submitted with --open-mode=append;
- *  - the job's environment has no end time (SLURM_JOB_END_TIME came with 23.02).
+ *  - the job's environment has no end time (SLURM_JOB_END_TIME came with 23.02);
+ *  - preemption (PreemptMode=REQUEUE, GraceTime G, SchedulerParameters=preempt_send_user_signal):
+ *    `scontrol show job` shows PreemptTime at once and EndTime = PreemptTime + G; the steps get
+ *    SIGTERM and SIGCONT, the batch shell NOTHING (not its --signal=B:USR2 either), until Slurm
+ *    ends the job some 30 s after EndTime: SIGTERM and SIGCONT to the batch shell (not to its
+ *    other descendants), SIGKILL to all of them KillWait later, and a requeue. A job learns of
+ *    its preemption in time only by asking.
  */
 import { fstatSync } from 'node:fs';
-import { notExecWarning, type SchedulerContext } from './scheduler.js';
+import { notExecWarning, querySchedulerCommand, type SchedulerContext } from './scheduler.js';
+import type { StopFacts } from './stop-reason.js';
 
 /** The size of ckpt-run's stdout when it is a file, before ckpt-run writes to it; undefined otherwise. */
 function stdoutFileBytes(): number | undefined {
@@ -50,5 +57,16 @@ export function detectSlurm(env: NodeJS.ProcessEnv, ppid: number): SchedulerCont
     warnings: warning ? [warning] : [],
     requeueCommand: ['scontrol', 'requeue', slurmJobId],
     resumedOutputWarning: (relayedBytes) => truncatedOutputWarning(startBytes, relayedBytes),
+    stopFacts: async () => slurmStopFacts(await showJob(slurmJobId)),
+    preempted: async () => slurmStopFacts(await showJob(slurmJobId)).said === 'preemption',
   };
+}
+
+const showJob = (id: string): Promise<string | undefined> => querySchedulerCommand(['scontrol', 'show', 'job', '-o', id]);
+
+/** What `scontrol show job -o ID` (TEXT) says of the job's stop: a PreemptTime means Slurm preempts it. */
+export function slurmStopFacts(text: string | undefined): StopFacts {
+  const preemptTime = /(?:^|\s)PreemptTime=(\S+)/.exec(text ?? '')?.[1];
+  if (preemptTime === undefined) return {};
+  return preemptTime === 'None' ? {} : { said: 'preemption', preemptible: true };
 }

@@ -12,6 +12,13 @@ export const STATE_SCHEMA = 1;
 /** running: a job is (or was, if it died) running it; checkpointed: waiting to be resumed. */
 export type RunStatus = 'running' | 'checkpointed' | 'finished' | 'failed';
 
+/**
+ * Why a job stopped before its program ended (scheduler/stop-reason.ts decides): its walltime,
+ * a preemption (OAR besteffort, Slurm preemptible partition), a person (oardel --checkpoint,
+ * scancel), or a crash (the job ended without recording its end: node failure, SIGKILL).
+ */
+export type StopReason = 'walltime' | 'preemption' | 'manual' | 'crash';
+
 export interface JobRecord {
   jobId: string;
   startedAt: string;
@@ -19,6 +26,8 @@ export interface JobRecord {
   mode: 'fresh' | 'resume';
   outcome?: 'checkpointed' | 'finished' | 'failed';
   exitCode?: number;
+  /** Absent for a job whose program ended on its own, and in records written before it existed. */
+  reason?: StopReason;
 }
 
 export interface RunState {

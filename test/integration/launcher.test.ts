@@ -215,7 +215,7 @@ describe('ckpt-run status', () => {
     expect(checkpointed).toMatch(/^default: checkpointed: the next job resumes the last checkpoint\n/);
     expect(checkpointed).toContain(`  command:    ${COUNTER} 40 0.02 3\n`);
     expect(checkpointed).toContain('  restarts:   1\n');
-    expect(checkpointed).toContain('  last job:   job 100 (fresh): checkpointed, exit 99\n');
+    expect(checkpointed).toContain('  last job:   job 100 (fresh): checkpointed, exit 99; stopped by: manual\n');
     expect(checkpointed).toMatch(/ {2}checkpoint: \d{4}-\d\d-\d\dT[\d:.]+Z, [\d.]+ MB\n/);
 
     expect(await runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '3']).exitCode()).toBe(3);
@@ -225,6 +225,29 @@ describe('ckpt-run status', () => {
 
     writeFileSync(join(runDir(sandbox), 'state.json'), '{"schema": 1, "runId"');
     expect(await status()).toMatch(/^default: unusable\n {2}state file .*state\.json is unusable \(not valid JSON, truncated\?\).*rm -r /);
+  });
+});
+
+describe('why each job stopped', () => {
+  it('a job that never recorded its end (killed with the node, SIGKILL) is marked crash by the next one; status lists every job', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    await checkpointFirstJob(sandbox, ['30', '0.02', '4']);
+    // What a job killed while it ran leaves: its history entry, without an end.
+    const record = state(sandbox);
+    record.history.push({ jobId: '101', startedAt: new Date().toISOString(), mode: 'resume' });
+    writeFileSync(join(runDir(sandbox), 'state.json'), JSON.stringify(record));
+    expect(await runCkpt(sandbox, ['--job-id', '102', '--', COUNTER, '30', '0.02', '4']).exitCode()).toBe(4);
+    expect(state(sandbox).history.map((job: { jobId: string; reason?: string }) => [job.jobId, job.reason])).toEqual([
+      ['100', 'manual'],
+      ['101', 'crash'],
+      ['102', undefined],
+    ]);
+    const shown = runCkpt(sandbox, ['status']);
+    expect(await shown.exitCode()).toBe(0);
+    expect(shown.stdout).toContain('  job:        job 100 (fresh): checkpointed, exit 99; stopped by: manual\n');
+    expect(shown.stdout).toContain('  job:        job 101 (resume): no end recorded (running, or killed); stopped by: crash\n');
+    expect(shown.stdout).toContain('  last job:   job 102 (resume): finished, exit 4\n');
   });
 });
 

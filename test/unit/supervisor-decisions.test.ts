@@ -205,6 +205,14 @@ describe('the run record at the end of a job', () => {
     expect(endOfJobRecord(before(), end({ code: 143, outcome: 'finished', exitCode: 143, terminating: true })).removeExitStatus).toBe(false);
   });
 
+  it("why the job stopped goes into its history entry; the record made when the checkpoint completed and the one at the exit agree (one restart)", () => {
+    const atHold = endOfJobRecord(before(), end({ code: 99, outcome: 'checkpointed', checkpointNow: 'ino2' }));
+    const atExit = endOfJobRecord(before(), end({ code: 99, outcome: 'checkpointed', checkpointNow: 'ino2', reason: 'preemption' }));
+    expect(atHold.state.history[1].reason).toBeUndefined();
+    expect(atExit.state.history[1]).toMatchObject({ outcome: 'checkpointed', reason: 'preemption' });
+    expect([atHold.state.restarts, atExit.state.restarts]).toEqual([3, 3]);
+  });
+
   it('leaves the record it was given as it was', () => {
     const prior = before();
     endOfJobRecord(prior, end({ code: 99, outcome: 'checkpointed', checkpointNow: 'ino2' }));
