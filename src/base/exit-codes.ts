@@ -17,6 +17,8 @@ export const ExitCode = {
   /** ckpt-run simulate only. */
   DryRunFailed: 13,
   CleanIncomplete: 14,
+  /** --engine app: the program did not exit in time after the save signal. */
+  AppTimeout: 15,
   Internal: 70,
   Resubmit: 99,
   NotExecutable: 126,
@@ -39,6 +41,7 @@ export const EXIT_CODE_HELP: ReadonlyArray<[string, string]> = [
   ['12', 'Slurm: the checkpoint completed but scontrol requeue failed (the checkpoint is kept)'],
   ['13', 'simulate: a checkpoint or restore failed during the dry run (the verdict names it and what to do)'],
   ['14', 'ckpt-run clean --yes: some images could not be removed (each is named)'],
+  ['15', '--engine app: the program did not exit within --app-grace of the save signal; killed (its last save is kept)'],
   ['70', 'internal error in ckpt-run (please report it)'],
   ['126', 'the program is not executable'],
   ['127', 'the program was not found'],

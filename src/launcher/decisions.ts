@@ -3,6 +3,7 @@
  * the files, the heartbeat and /proc, and these functions decide what that means. Each one is
  * tested with a fake clock in test/unit/supervisor-decisions.test.ts.
  */
+import { constants } from 'node:os';
 import type { DaemonReport } from '../protocol/daemon-report.js';
 import type { RunState } from '../state/run-state.js';
 import type { MachineEvent, MachineState, Outcome } from './machine.js';
@@ -112,6 +113,37 @@ export function signalTargets(view: ShimView): { retry: true } | { retry: false;
   const notYet = view.children.length === 0 || view.children.some((child) => child.commandLine === view.shimCommandLine);
   if (notYet && view.programAlive && view.now < view.deadline) return { retry: true };
   return { retry: false, pids: view.children.map((child) => child.pid) };
+}
+
+/** Which exit of a program that saves itself means "saved, run me again" (--app-saved-code, --app-any-exit-saved). */
+export type SavedExit = { code: number } | 'any';
+
+/**
+ * Whether the program's exit after the save signal SIGNAL says it saved its state. A death by
+ * that very signal never does, whatever was agreed: the program did not catch it.
+ */
+export function exitMeansSaved(exitCode: number, saved: SavedExit, signal: NodeJS.Signals): boolean {
+  if (exitCode === 128 + constants.signals[signal]) return false;
+  return saved === 'any' || exitCode === saved.code;
+}
+
+/** Why the program is asked to save: what it reads in $CKPT_RUN_REASON_FILE. */
+export type CheckpointReason = 'walltime' | 'manual';
+
+/**
+ * Schedulers send their checkpoint signal this long before the walltime at most, as jobs are
+ * usually set up (oarsub --checkpoint, sbatch --signal=B:USR2@N: a few minutes); a signal earlier
+ * than that was asked for by hand (oardel --checkpoint, scancel --signal).
+ */
+export const WALLTIME_LEAD_MS = 15 * 60_000;
+
+/**
+ * Why a checkpoint signal that came at NOW was sent, in the one place that decides it: the
+ * walltime when it came within WALLTIME_LEAD_MS of its end, else by hand (a job that does not
+ * know its walltime, e.g. under Slurm without --walltime, counts as by hand).
+ */
+export function checkpointReason(now: number, walltimeEndsAt: number | undefined): CheckpointReason {
+  return walltimeEndsAt !== undefined && walltimeEndsAt - now <= WALLTIME_LEAD_MS ? 'walltime' : 'manual';
 }
 
 /** How the job ended, as the run record needs it. */

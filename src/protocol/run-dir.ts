@@ -39,6 +39,8 @@ export interface RunDirPaths {
    * {"ms": since the request, "bytes": the memory brought in}. ckpt-daemon's own extension.
    */
   pagesIn: string;
+  /** --engine app: why the program was last asked to save (walltime, manual), written before the signal. */
+  saveReason: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
@@ -81,6 +83,7 @@ export function runDirPaths(dir: string): RunDirPaths {
     state: join(dir, 'state.json'),
     answerBy: join(dir, 'answer_by'),
     pagesIn: join(dir, 'pages_in'),
+    saveReason: join(dir, 'reason'),
   };
 }
 
