@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
-import { daemonVerdict, endOfJobRecord, eventsFromFiles, signalTargets, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
+import { checkpointReason, daemonVerdict, endOfJobRecord, eventsFromFiles, exitMeansSaved, signalTargets, WALLTIME_LEAD_MS, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
 import { EventQueue } from '../../src/launcher/event-queue.js';
 import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine.js';
 import type { RunState } from '../../src/state/run-state.js';
@@ -239,5 +239,23 @@ describe('the event queue', () => {
     queue.post('exit');
     queue.post('after');
     expect(seen).toEqual(['exit']);
+  });
+});
+
+describe('--engine app: which exit means saved, and why a save was asked', () => {
+  it('the agreed code, or any exit with --app-any-exit-saved; never a death by the save signal itself', () => {
+    expect(exitMeansSaved(85, { code: 85 }, 'SIGUSR2')).toBe(true);
+    expect(exitMeansSaved(0, { code: 85 }, 'SIGUSR2')).toBe(false);
+    expect(exitMeansSaved(0, 'any', 'SIGTERM')).toBe(true);
+    expect(exitMeansSaved(3, 'any', 'SIGTERM')).toBe(true);
+    expect(exitMeansSaved(143, 'any', 'SIGTERM')).toBe(false);
+    expect(exitMeansSaved(140, { code: 140 }, 'SIGUSR2')).toBe(false);
+  });
+
+  it('walltime when the signal came within the lead of the walltime, else manual (also without a known walltime)', () => {
+    expect(checkpointReason(1_000_000, 1_000_000 + 120_000)).toBe('walltime');
+    expect(checkpointReason(1_000_000, 1_000_000 + WALLTIME_LEAD_MS)).toBe('walltime');
+    expect(checkpointReason(1_000_000, 1_000_000 + WALLTIME_LEAD_MS + 1)).toBe('manual');
+    expect(checkpointReason(1_000_000, undefined)).toBe('manual');
   });
 });

@@ -1,0 +1,111 @@
+/**
+ * bin/ckpt-run --engine app with real processes and signals, no daemon at all (the spool dir
+ * does not even exist): a program that saves itself on the signal and exits with the agreed
+ * code, resumed from its own state; one that ignores the signal; one that ends while saving.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/base/exit-codes.js';
+import { counted, liveProcessesIn, makeSandbox, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
+
+const SAVER = join(ROOT, 'examples/saving-counter.sh');
+const NO_SPOOL = ['--spool-dir', '/nonexistent/spool'];
+const runDir = (sandbox: Sandbox) => join(sandbox.workdir, '.ckpt-run', 'default');
+const state = (sandbox: Sandbox) => JSON.parse(readFileSync(join(runDir(sandbox), 'state.json'), 'utf8'));
+
+/** A job of the app engine; SIGNALAFTER: the checkpoint signal once that many lines are out. */
+async function job(sandbox: Sandbox, jobId: string, program: string[], signalAfter?: number, options: string[] = []) {
+  const proc = runCkpt(sandbox, [...NO_SPOOL, '--engine', 'app', '--job-id', jobId, ...options, '--', ...program]);
+  if (signalAfter !== undefined) {
+    await proc.waitFor((p) => counted(p.stdout).length >= signalAfter, `${signalAfter} lines of job ${jobId}`);
+    proc.child.kill('SIGUSR2');
+  }
+  return { proc, code: await proc.exitCode() };
+}
+
+describe('ckpt-run --engine app', () => {
+  it('saves on the signal, exits 99, resumes from its own state across three jobs: every line once, its own exit code', async () => {
+    const sandbox = makeSandbox('ckpt-app-');
+    const counter = [SAVER, '40', '0.05', '7'];
+    const first = await job(sandbox, '1', counter, 5);
+    expect(first.code).toBe(ExitCode.Resubmit);
+    expect(first.proc.stderr).toMatch(/asking the program to save: SIGUSR2 to its process group \(PID \d+\); waiting up to 60 s/);
+    expect(first.proc.stderr).toMatch(/saving-counter: from 1 \(restarts: 0, previous stop: none\)/);
+    expect(first.proc.stderr).toMatch(/saving-counter: saved at \d+ \(manual\)/);
+    expect(first.proc.stderr).toMatch(/the program saved its state and exited [\d.]+ m?s after the signal; exit 99/);
+    expect(state(sandbox)).toMatchObject({ status: 'checkpointed', restarts: 1 });
+    expect(existsSync(join(runDir(sandbox), 'exit_status'))).toBe(false);
+
+    const second = await job(sandbox, '2', counter, counted(first.proc.stdout).length + 5);
+    expect(second.code).toBe(ExitCode.Resubmit);
+    expect(second.proc.stderr).toMatch(/resuming the checkpoint in .*starting the program again: it resumes from the state it saved/s);
+    expect(second.proc.stderr).toMatch(/saving-counter: from \d+ \(restarts: 1, previous stop: manual\)/);
+
+    const third = await job(sandbox, '3', counter);
+    expect(third.code).toBe(7);
+    expect(third.proc.stderr).toMatch(/restarts: 2/);
+    const all = [first, second, third].flatMap((j) => counted(j.proc.stdout));
+    expect(all).toEqual(Array.from({ length: 40 }, (_, k) => k + 1));
+    // Each job relayed only its own lines: the run's output file has them all, once.
+    expect(counted(readFileSync(join(runDir(sandbox), 'stdout.log'), 'utf8'))).toEqual(all);
+    expect(state(sandbox)).toMatchObject({ status: 'finished', exitCode: 7, restarts: 2 });
+    expect(state(sandbox).history.map((record: { outcome: string }) => record.outcome)).toEqual(['checkpointed', 'checkpointed', 'finished']);
+  });
+
+  it('a program that ignores the signal is killed after --app-grace and reported: exit 15, never 99, nothing left running', async () => {
+    const sandbox = makeSandbox('ckpt-app-');
+    const deaf = join(sandbox.workdir, 'deaf.sh');
+    writeFileSync(deaf, "#!/bin/sh\ntrap '' USR2\ni=0\nwhile :; do i=$((i+1)); echo $i; sleep 0.05; done\n", { mode: 0o755 });
+    const started = Date.now();
+    const { proc, code } = await job(sandbox, '1', [deaf], 3, ['--app-grace', '1']);
+    expect(code).toBe(ExitCode.AppTimeout);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(proc.stderr).toMatch(/error: the program did not exit within 1 s of SIGUSR2 \(bound: --app-grace\): killed; not exiting 99/);
+    expect(liveProcessesIn(sandbox.workdir)).toEqual([]);
+    expect(state(sandbox).status).toBe('running'); // not finished: a resubmission would start it again
+    expect(existsSync(join(runDir(sandbox), 'checkpoint_ok'))).toBe(false);
+  });
+
+  it('a program that exits with another code while saving: its own end, passed through, the run finished', async () => {
+    const sandbox = makeSandbox('ckpt-app-');
+    const quitter = join(sandbox.workdir, 'quitter.sh');
+    writeFileSync(quitter, "#!/bin/sh\ntrap 'echo giving up; exit 3' USR2\nwhile :; do echo 1; sleep 0.05 & wait $!; done\n", { mode: 0o755 });
+    const { proc, code } = await job(sandbox, '1', [quitter], 3);
+    expect(code).toBe(3);
+    expect(proc.stdout).toMatch(/giving up/);
+    expect(proc.stderr).toMatch(/program exited with code 3 after the save signal: not the agreed code \(--app-saved-code\), so this is its own end/);
+    expect(state(sandbox)).toMatchObject({ status: 'finished', exitCode: 3 });
+  });
+
+  it('a program that does not catch the save signal dies of it: a failure (its code), never 99, and the run is not finished', async () => {
+    const sandbox = makeSandbox('ckpt-app-');
+    const { proc, code } = await job(sandbox, '1', ['sh', '-c', 'while :; do echo 1; sleep 0.05; done'], 3);
+    expect(code).toBe(128 + 12);
+    expect(proc.stderr).toMatch(/the program died of SIGUSR2, the save signal \(exit 140\): it does not catch it/);
+    expect(state(sandbox).status).toBe('running');
+  });
+
+  it('--app-any-exit-saved: an exit 0 after the signal (GROMACS) counts as saved; --app-signal chooses the signal', async () => {
+    const sandbox = makeSandbox('ckpt-app-');
+    const gmx = join(sandbox.workdir, 'gmx-like.sh');
+    writeFileSync(gmx, "#!/bin/sh\ntrap 'echo checkpoint written; exit 0' TERM\nwhile :; do echo 1; sleep 0.05 & wait $!; done\n", { mode: 0o755 });
+    const { proc, code } = await job(sandbox, '1', [gmx], 3, ['--app-signal', 'TERM', '--app-any-exit-saved']);
+    expect(code).toBe(ExitCode.Resubmit);
+    expect(proc.stderr).toMatch(/asking the program to save: SIGTERM to its process group/);
+    expect(state(sandbox).status).toBe('checkpointed');
+  });
+
+  it('bad --app-* options: one line naming the option and the fix, exit 2', async () => {
+    const sandbox = makeSandbox('ckpt-app-');
+    const without = runCkpt(sandbox, ['--job-id', '1', '--app-grace', '10', '--', SAVER]);
+    expect(await without.exitCode()).toBe(ExitCode.Usage);
+    expect(without.stderr).toBe('ckpt-run: error: --app-grace: only with --engine app (add it, or drop the option)\n');
+    const both = runCkpt(sandbox, ['--engine', 'app', '--job-id', '1', '--app-saved-code', '0', '--app-any-exit-saved', '--', SAVER]);
+    expect(await both.exitCode()).toBe(ExitCode.Usage);
+    expect(both.stderr).toBe('ckpt-run: error: --app-saved-code and --app-any-exit-saved exclude each other: choose one\n');
+    const tooBig = runCkpt(sandbox, ['--engine', 'app', '--job-id', '1', '--app-saved-code', '300', '--', SAVER]);
+    expect(await tooBig.exitCode()).toBe(ExitCode.Usage);
+    expect(tooBig.stderr).toBe('ckpt-run: error: --app-saved-code 300: an exit code is 0 to 255\n');
+  });
+});
