@@ -7,7 +7,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
-import { counted, liveProcessesIn, makeSandbox, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
+import { execFileSync } from 'node:child_process';
+import { CKPT_RUN, counted, liveProcessesIn, makeSandbox, ROOT, runCkpt, runSimulate, summaryOf, type Sandbox } from '../helpers/launcher-harness.js';
 
 const SAVER = join(ROOT, 'examples/saving-counter.sh');
 const NO_SPOOL = ['--spool-dir', '/nonexistent/spool'];
@@ -94,6 +95,22 @@ describe('ckpt-run --engine app', () => {
     expect(code).toBe(ExitCode.Resubmit);
     expect(proc.stderr).toMatch(/asking the program to save: SIGTERM to its process group/);
     expect(state(sandbox).status).toBe('checkpointed');
+  });
+
+  it('simulate --engine app: a real resume without root, CRIU or daemon (the README demo); status tells the run', async () => {
+    const { workdir } = makeSandbox('ckpt-app-sim-');
+    const sim = runSimulate(workdir, ['--engine', 'app', '--every', '1', '--', SAVER, '20', '0.2', '7']);
+    expect(await sim.exitCode(60_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.engine).toBe('app');
+    expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
+    expect(summary.cycles).toHaveLength(summary.checkpoints + 1);
+    expect(sim.stdout).toMatch(/OK: the program finished with exit code 7 after \d+ checkpoints/);
+    expect(sim.stderr).not.toMatch(/NOTICE: real CRIU is not usable/);
+    // Resumed from its own state: every number once, across the cycles.
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 20 }, (_, k) => k + 1));
+    const status = execFileSync(process.execPath, [CKPT_RUN, 'status', workdir], { encoding: 'utf8' });
+    expect(status).toMatch(new RegExp(`simulate: finished, exit code 7\\n.*\\n  restarts:   ${summary.checkpoints}\\n`));
   });
 
   it('bad --app-* options: one line naming the option and the fix, exit 2', async () => {
