@@ -10,7 +10,7 @@
  *      job, Slurm runs it again (same id), the program resumes; every line once, its code.
  * b and c need root (they submit as a test user); in CI every part must be there. About 4 minutes.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
