@@ -29,12 +29,15 @@ Engines (--engine)
     CKPT_RUN_RESTARTS      how many times the run was resubmitted (0 on the first job)
     CKPT_RUN_RESUMED=1     set when the program saved itself in an earlier job: resume from it
     CKPT_RUN_DIR           the run folder: a good place for its state (kept until the run finishes)
-    CKPT_RUN_REASON_FILE   a file that holds why it is asked to save (walltime or manual), written
-                           before each save signal: read it in the handler (the environment of a
-                           running program cannot change)
+    CKPT_RUN_REASON_FILE   a file that holds why it is asked to save, written before each save
+                           signal: walltime (the signal came within 15 min of the walltime, which
+                           ckpt-run knows under OAR, else from --walltime) or manual. Read it in
+                           the handler: a running program's environment cannot change
     CKPT_RUN_REASON        in a resumed job: why the save it resumes from was asked
   A checkpoint signal before the program runs: it is stopped at once (it could not have set up
-  its handler) and the job resubmitted; its saved state is unchanged.
+  its handler) and the job resubmitted; its saved state is unchanged. Keep the same --engine
+  across the jobs of a run. Examples: examples/numpy-loop.py, examples/gromacs-job.sh.
+    exec ckpt-run --engine app -- python3 train.py
 `;
 
 export function addAppOptions(command: Command): Command {
@@ -43,7 +46,7 @@ export function addAppOptions(command: Command): Command {
     .option('--app-saved-code <n>', `app: the exit code by which the program says "saved, run me again" (default ${DEFAULT_SAVED_CODE})`, wholeNumberOption)
     .option(
       '--app-any-exit-saved',
-      'app: any exit after the save signal counts as saved (GROMACS mdrun exits 0 once it wrote its checkpoint on SIGTERM/SIGUSR1). ' +
+      'app: any exit after the save signal counts as saved (GROMACS mdrun exits 0 once it wrote its checkpoint on SIGTERM). ' +
         'Risk: a program that finished at that very moment is started once more',
     )
     .option('--app-grace <seconds>', 'app: how long the program may take to save and exit (default: until 5 s before the walltime where known, else 60 s; never past that)', secondsOption);
