@@ -5,7 +5,7 @@ import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
 import { holdSignal } from '../proc/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
 import { rollBackOutput } from '../launcher/output-rollback.js';
-import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
+import { checkEngine, checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
 import { detectOar } from '../scheduler/oar.js';
@@ -112,6 +112,7 @@ export function launch(
   if (!app) checkSpoolDir(options.spoolDir);
   checkWorkdir(workdir);
   const run = prepareRun(workdir, runId, argv, new Date());
+  checkEngine(run, app !== undefined);
   if (run.mode === 'fresh') resolveProgram(argv[0], workdir, env);
 
   for (const warning of scheduler.warnings) logger.log('warn', warning);

@@ -10,7 +10,7 @@
 import { rmSync } from 'node:fs';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import type { RunDirPaths } from '../protocol/run-dir.js';
+import { PROGRAM_SAVED_MARK, type RunDirPaths } from '../protocol/run-dir.js';
 import { readOrEmpty, signalGroup } from '../proc/processes.js';
 import type { RunState } from '../state/run-state.js';
 import type { CheckpointLink } from './daemon-link.js';
@@ -53,7 +53,7 @@ export class AppLink implements CheckpointLink {
     const { paths, saved, signal } = this.options;
     if (!this.asked || files.exitStatus === undefined || !exitMeansSaved(files.exitStatus, saved, signal)) return files;
     this.asked = false;
-    writeFileAtomic(paths.checkpointOk, `saved by the program: exit ${files.exitStatus} after ${signal}\n`);
+    writeFileAtomic(paths.checkpointOk, `${PROGRAM_SAVED_MARK}: exit ${files.exitStatus} after ${signal}\n`);
     rmSync(paths.exitStatus, { force: true });
     return { ...files, exitStatus: undefined, checkpointOk: checkpointIdentity(paths.checkpointOk) };
   }

@@ -187,16 +187,17 @@ const after = (actions: MachineAction[], step: Step): Step => ({ state: step.sta
  * leaves (else DEFAULT_APP_GRACE_MS), and never past the walltime's margin: a program still
  * saving then is killed with the job, and the job must say so before.
  */
-export function appGraceMs(config: MachineConfig, app: AppEngineConfig, now: number): number {
+export function appGrace(config: MachineConfig, app: AppEngineConfig, now: number): { ms: number; by: string } {
   const walltimeBound = config.walltimeEndsAt === undefined ? Infinity : config.walltimeEndsAt - ANSWER_MARGIN_MS - now;
   const wanted = app.graceMs ?? (config.walltimeEndsAt === undefined ? DEFAULT_APP_GRACE_MS : Infinity);
-  return Math.max(1000, Math.min(wanted, walltimeBound));
+  const by = walltimeBound <= wanted ? 'the walltime' : app.graceMs === undefined ? 'the default, --app-grace' : '--app-grace';
+  return { ms: Math.max(1000, Math.min(wanted, walltimeBound)), by };
 }
 
 /** Sends the checkpoint request for a running program and arms its bound (the dump's, or the program's own save). */
 function requestCheckpoint(state: InPhase<'running'>, now: number, actions: MachineAction[]): Step {
   const { pid, programGone, config, startedAt, terminating } = state;
-  const boundMs = config.app ? appGraceMs(config, config.app, now) : config.dumpTimeoutMs;
+  const boundMs = config.app ? appGrace(config, config.app, now).ms : config.dumpTimeoutMs;
   return {
     state: { phase: 'checkpointing', config, startedAt, terminating, pid, programGone, request: { at: now, complete: false } },
     actions: [
@@ -487,13 +488,13 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
 function saveTimedOut(state: MachineState, app: AppEngineConfig, now: number): Step {
   const asked = withRequest(state);
   if (!asked) return unchanged(state);
-  const why = app.graceMs === undefined ? 'the walltime' : '--app-grace';
+  const { by } = appGrace(asked.config, app, asked.request.at);
   return after(
     [{ type: 'killProgram' }],
     failWith(
       asked,
       ExitCode.AppTimeout,
-      `the program did not exit within ${duration(now - asked.request.at)} of ${app.signal} (bound: ${why}): killed; not exiting 99. ` +
+      `the program did not exit within ${duration(now - asked.request.at)} of ${app.signal} (bound: ${by}): killed; not exiting 99. ` +
         `Does it catch ${app.signal} and exit with the agreed code? Its last saved state, if any, is kept; give it more time with --app-grace and the scheduler's checkpoint lead`,
     ),
   );

@@ -45,6 +45,9 @@ export interface RunDirPaths {
 
 export const RUNS_FOLDER = '.ckpt-run';
 
+/** How checkpoint_ok starts when the program saved itself (--engine app), not a daemon's dump. */
+export const PROGRAM_SAVED_MARK = 'saved by the program';
+
 /** A lazy restore's figures (pages_in): until every page was in, and the memory brought in. */
 export interface PagesIn {
   ms: number;

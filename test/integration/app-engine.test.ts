@@ -1,14 +1,15 @@
 /**
  * bin/ckpt-run --engine app with real processes and signals, no daemon at all (the spool dir
  * does not even exist): a program that saves itself on the signal and exits with the agreed
- * code, resumed from its own state; one that ignores the signal; one that ends while saving.
+ * code, resumed from its own state; one that ignores the signal; one that ends while saving;
+ * the dry run; a run that another engine checkpointed (the fake daemon makes that one).
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
-import { execFileSync } from 'node:child_process';
-import { CKPT_RUN, counted, liveProcessesIn, makeSandbox, ROOT, runCkpt, runSimulate, summaryOf, type Sandbox } from '../helpers/launcher-harness.js';
+import { CKPT_RUN, COUNTER, counted, liveProcessesIn, makeSandbox, ROOT, runCkpt, runSimulate, startFakeDaemon, summaryOf, type Sandbox } from '../helpers/launcher-harness.js';
 
 const SAVER = join(ROOT, 'examples/saving-counter.sh');
 const NO_SPOOL = ['--spool-dir', '/nonexistent/spool'];
@@ -24,6 +25,11 @@ async function job(sandbox: Sandbox, jobId: string, program: string[], signalAft
   }
   return { proc, code: await proc.exitCode() };
 }
+
+const stops: Array<() => void> = [];
+afterEach(() => {
+  while (stops.length) stops.pop()?.();
+});
 
 describe('ckpt-run --engine app', () => {
   it('saves on the signal, exits 99, resumes from its own state across three jobs: every line once, its own exit code', async () => {
@@ -111,6 +117,27 @@ describe('ckpt-run --engine app', () => {
     expect(counted(sim.stdout)).toEqual(Array.from({ length: 20 }, (_, k) => k + 1));
     const status = execFileSync(process.execPath, [CKPT_RUN, 'status', workdir], { encoding: 'utf8' });
     expect(status).toMatch(new RegExp(`simulate: finished, exit code 7\\n.*\\n  restarts:   ${summary.checkpoints}\\n`));
+  });
+
+  it('a run resumes with the engine that checkpointed it: the other one says which, exit 2, the checkpoint untouched', async () => {
+    const saved = makeSandbox('ckpt-app-');
+    expect((await job(saved, '1', [SAVER, '40', '0.05', '0'], 3)).code).toBe(ExitCode.Resubmit);
+    const criu = runCkpt(saved, ['--job-id', '2', '--', SAVER, '40', '0.05', '0']);
+    expect(await criu.exitCode()).toBe(ExitCode.Usage);
+    expect(criu.stderr).toMatch(/error: the checkpoint in \S+ was made by the program itself \(--engine app\): resume it with --engine app \(or start the run afresh: rm -r \S+\)\n$/);
+    expect(state(saved).status).toBe('checkpointed');
+
+    const dumped = makeSandbox('ckpt-app-');
+    const daemon = startFakeDaemon(dumped);
+    stops.push(daemon.stop);
+    const first = runCkpt(dumped, ['--job-id', '1', '--', COUNTER, '100', '0.05', '0']);
+    await first.waitFor((p) => counted(p.stdout).length >= 3, 'three lines');
+    first.child.kill('SIGUSR2');
+    expect(await first.exitCode()).toBe(ExitCode.Resubmit);
+    const app = runCkpt(dumped, ['--engine', 'app', '--job-id', '2', '--', COUNTER, '100', '0.05', '0']);
+    expect(await app.exitCode()).toBe(ExitCode.Usage);
+    expect(app.stderr).toMatch(/error: the checkpoint in \S+ was made by the node's checkpoint daemon \(--engine criu\): resume it with --engine criu/);
+    expect(existsSync(join(runDir(dumped), 'checkpoint_ok'))).toBe(true);
   });
 
   it('bad --app-* options: one line naming the option and the fix, exit 2', async () => {

@@ -3,7 +3,7 @@ import { ExitCode } from '../../src/base/exit-codes.js';
 import {
   ANSWER_MARGIN_MS,
   answerBy,
-  appGraceMs,
+  appGrace,
   DEFAULT_APP_GRACE_MS,
   initialState,
   step,
@@ -409,11 +409,11 @@ describe('--engine app: the state machine', () => {
 
   it('the grace: --app-grace, or what the walltime leaves, never past the walltime margin; 60 s without either', () => {
     const config = { ...CONFIG, app: APP, walltimeEndsAt: 720_000 };
-    expect(appGraceMs(config, APP, 600_000)).toBe(120_000 - ANSWER_MARGIN_MS);
-    expect(appGraceMs(config, { ...APP, graceMs: 30_000 }, 600_000)).toBe(30_000);
-    expect(appGraceMs(config, { ...APP, graceMs: 300_000 }, 600_000)).toBe(120_000 - ANSWER_MARGIN_MS);
-    expect(appGraceMs(config, APP, 719_000)).toBe(1000); // at least a second, even at the walltime
-    expect(appGraceMs({ ...CONFIG, app: APP }, APP, 600_000)).toBe(DEFAULT_APP_GRACE_MS);
+    expect(appGrace(config, APP, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
+    expect(appGrace(config, { ...APP, graceMs: 30_000 }, 600_000)).toEqual({ ms: 30_000, by: '--app-grace' });
+    expect(appGrace(config, { ...APP, graceMs: 300_000 }, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
+    expect(appGrace(config, APP, 719_000).ms).toBe(1000); // at least a second, even at the walltime
+    expect(appGrace({ ...CONFIG, app: APP }, APP, 600_000)).toEqual({ ms: DEFAULT_APP_GRACE_MS, by: 'the default, --app-grace' });
     const run = driveApp({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }], [715_000, { type: 'timer', name: 'dump' }]]);
     expect(run.logs('error')[0]).toMatch(/within 115 s of SIGUSR2 \(bound: the walltime\)/);
   });
