@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
-import { imagesBytes, parsePagesIn, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
+import { imagesBytes, parsePagesIn, PROGRAM_SAVED_MARK, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 
@@ -15,8 +15,8 @@ export interface RunStatus {
   restarts?: number;
   exitCode?: number;
   lastJob?: JobRecord;
-  /** The last complete checkpoint: when the daemon marked it, and its images' size. */
-  checkpoint?: { at: string; bytes: number };
+  /** The last complete checkpoint: when it was marked, its images' size, and whether the program saved itself (--engine app). */
+  checkpoint?: { at: string; bytes: number; savedByProgram: boolean };
   command?: string[];
   /** The last lazy restore: when every page of the program's memory was in. */
   lazyRestore?: PagesIn;
@@ -37,7 +37,11 @@ function statusOf(workdir: string, runId: string): RunStatus {
   }
   if (!state) return { runId, status: 'unusable', problem: `${paths.state} is missing`, disk };
   const checkpoint = state.status !== 'finished' && existsSync(paths.checkpointOk)
-    ? { at: statSync(paths.checkpointOk).mtime.toISOString(), bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0 }
+    ? {
+        at: statSync(paths.checkpointOk).mtime.toISOString(),
+        bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0,
+        savedByProgram: readFileSync(paths.checkpointOk, 'utf8').startsWith(PROGRAM_SAVED_MARK),
+      }
     : undefined;
   return {
     runId,
@@ -83,7 +87,10 @@ export function formatStatuses(workdir: string, runs: RunStatus[]): string {
     if (run.command) lines.push(`  command:    ${run.command.join(' ')}`);
     if (run.restarts !== undefined) lines.push(`  restarts:   ${run.restarts}`);
     if (run.lastJob) lines.push(`  last job:   ${describeLastJob(run.lastJob)}`);
-    if (run.checkpoint) lines.push(`  checkpoint: ${run.checkpoint.at}, ${formatMegabytes(run.checkpoint.bytes)}`);
+    if (run.checkpoint) {
+      const what = run.checkpoint.savedByProgram ? 'saved by the program itself (--engine app), its state in the run folder' : formatMegabytes(run.checkpoint.bytes);
+      lines.push(`  checkpoint: ${run.checkpoint.at}, ${what}`);
+    }
     if (run.lazyRestore) lines.push(`  restore:    lazy, all ${formatMegabytes(run.lazyRestore.bytes)} in after ${(run.lazyRestore.ms / 1000).toFixed(1)} s`);
     lines.push(`  disk:       ${formatMegabytes(run.disk.total)} (checkpoint images ${formatMegabytes(run.disk.images)})`);
     return lines.join('\n');

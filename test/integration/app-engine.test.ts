@@ -43,6 +43,9 @@ describe('ckpt-run --engine app', () => {
     expect(first.proc.stderr).toMatch(/the program saved its state and exited [\d.]+ m?s after the signal; exit 99/);
     expect(state(sandbox)).toMatchObject({ status: 'checkpointed', restarts: 1 });
     expect(existsSync(join(runDir(sandbox), 'exit_status'))).toBe(false);
+    expect(execFileSync(process.execPath, [CKPT_RUN, 'status', sandbox.workdir], { encoding: 'utf8' })).toMatch(
+      /^default: checkpointed: the next job resumes the last checkpoint\n(.*\n)*  checkpoint: \S+, saved by the program itself \(--engine app\), its state in the run folder\n/,
+    );
 
     const second = await job(sandbox, '2', counter, counted(first.proc.stdout).length + 5);
     expect(second.code).toBe(ExitCode.Resubmit);
