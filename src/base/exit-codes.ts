@@ -19,6 +19,8 @@ export const ExitCode = {
   CleanIncomplete: 14,
   /** A file the checkpoint's program holds open for writing shrank, was replaced or is gone. */
   FileChanged: 15,
+  /** --engine app: the program did not exit in time after the save signal. */
+  AppTimeout: 16,
   Internal: 70,
   Resubmit: 99,
   NotExecutable: 126,
@@ -42,6 +44,7 @@ export const EXIT_CODE_HELP: ReadonlyArray<[string, string]> = [
   ['13', 'simulate: a checkpoint or restore failed during the dry run (the verdict names it and what to do)'],
   ['14', 'ckpt-run clean --yes: some images could not be removed (each is named)'],
   ['15', 'cannot resume: a file the checkpointed program writes is shorter than at the checkpoint, replaced or gone (named)'],
+  ['16', '--engine app: the program did not exit within --app-grace of the save signal; killed (its last save is kept)'],
   ['70', 'internal error in ckpt-run (please report it)'],
   ['126', 'the program is not executable'],
   ['127', 'the program was not found'],

@@ -1,11 +1,11 @@
 /** `ckpt-run`: the command an OAR or Slurm job script runs. Its options and --help live here. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { constants } from 'node:os';
+import { appEnvironment } from '../launcher/app-link.js';
 import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
 import { holdSignal } from '../proc/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
 import { rollBackToCheckpoint } from '../launcher/file-rollback.js';
-import { checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
+import { checkEngine, checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
 import { detectOar } from '../scheduler/oar.js';
@@ -14,7 +14,8 @@ import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
 import { releaseFinishedImages } from '../state/run-images.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
-import { durationOption, runCli, secondsOption, wholeNumberOption } from './run-cli.js';
+import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
+import { durationOption, runCli, secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `
 How it works
@@ -85,16 +86,8 @@ function positiveOption(value: string): number {
   return count;
 }
 
-function signalOption(value: string): NodeJS.Signals {
-  const name = (value.startsWith('SIG') ? value : `SIG${value}`).toUpperCase() as NodeJS.Signals;
-  if (!(name in constants.signals)) throw new InvalidArgumentError(`unknown signal ${value}`);
-  if (['SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGINT', 'SIGHUP'].includes(name)) {
-    throw new InvalidArgumentError(`${name} cannot be the checkpoint signal`);
-  }
-  return name;
-}
-
-export interface LauncherCliOptions {
+export interface LauncherCliOptions extends AppCliOptions {
+  engine: 'criu' | 'app';
   spoolDir: string;
   jobId?: string;
   runId?: string;
@@ -126,6 +119,7 @@ export function launch(
   workdir: string,
 ): Promise<number> {
   holdSignal(options.signal);
+  const app = appSettings(options.engine, options, options.signal, options.interval !== undefined);
   const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
   const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? NO_SCHEDULER;
   const jobId = options.jobId ?? scheduler.jobId;
@@ -139,9 +133,11 @@ export function launch(
   const runId = options.runId ?? scheduler.runId ?? 'default';
   if (!isValidJobId(runId)) throw new CliError(`run id ${JSON.stringify(runId)} is not a plain name`, ExitCode.Usage);
 
-  checkSpoolDir(options.spoolDir);
+  // A program that saves itself needs no daemon, hence no spool.
+  if (!app) checkSpoolDir(options.spoolDir);
   checkWorkdir(workdir);
   const run = prepareRun(workdir, runId, argv, new Date());
+  checkEngine(run, app !== undefined);
   if (run.mode === 'fresh') resolveProgram(argv[0], workdir, env);
 
   for (const warning of scheduler.warnings) logger.log('warn', warning);
@@ -170,15 +166,18 @@ export function launch(
     walltimeEndsAt: options.walltime === undefined ? scheduler.walltimeEndsAt : walltimeEndsAt(options.walltime),
     intervalMs: options.interval === undefined ? undefined : options.interval * 1000,
     keep: options.keep,
-    pidNamespace: options.pidNamespace === 'on' || (options.pidNamespace === 'auto' && process.geteuid?.() === 0),
+    // A namespace keeps a restored tree's PIDs free; a program started again needs none.
+    pidNamespace: !app && (options.pidNamespace === 'on' || (options.pidNamespace === 'auto' && process.geteuid?.() === 0)),
     daemonCheck: options.daemonCheck,
     daemonGraceMs: options.daemonGrace * 1000,
     pollMs: 1000,
     idlePollMs: 10_000,
     stopFacts: scheduler.stopFacts,
+    knownFacts: scheduler.knownFacts,
     preemptionPoll: options.preemptionPoll && scheduler.preempted ? { everyMs: options.preemptionPoll * 1000, preempted: scheduler.preempted } : undefined,
-    env,
+    env: app ? appEnvironment(env, run.paths, run.state, run.mode === 'resume') : env,
     logger,
+    app,
   };
   const requeue = scheduler.requeueCommand;
   return runLauncher(settings, run).then(async (code) => {
@@ -217,7 +216,12 @@ export function buildProgram(): Command {
         .env('CKPT_SPOOL_DIR')
         .default(DEFAULT_SPOOL_DIR),
     )
-    .option('--signal <name>', 'the checkpoint signal the scheduler sends', signalOption, 'SIGUSR2' as NodeJS.Signals)
+    .option('--signal <name>', 'the checkpoint signal the scheduler sends', signalOption(['SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGINT', 'SIGHUP'], 'the checkpoint signal'), 'SIGUSR2' as NodeJS.Signals)
+    .addOption(
+      new Option('--engine <engine>', 'criu: the node\'s daemon dumps the program; app: the program saves itself on a signal (see Engines below)')
+        .choices(['criu', 'app'])
+        .default('criu'),
+    )
     .option('--resume-timeout <seconds>', 'how long to wait for the daemon to restore', secondsOption, 600)
     .option('--dump-timeout <seconds>', 'how long the daemon may take to complete a dump', secondsOption, 300)
     .option('--max-restarts <n>', 'stop (exit 10) instead of exiting 99 after this many resubmissions', wholeNumberOption, 100)
@@ -230,7 +234,8 @@ export function buildProgram(): Command {
     .option('--daemon-grace <seconds>', 'how long a request may stay unread, with no daemon heartbeat, before giving up', secondsOption, 5)
     .option('-q, --quiet', 'log only warnings and errors')
     .option('-v, --verbose', 'log every step')
-    .addHelpText('after', PROTOCOL_HELP);
+    .addHelpText('after', `${APP_HELP}${PROTOCOL_HELP}`);
+  addAppOptions(program);
   program.action(async (argv: string[], options: LauncherCliOptions) => {
     process.exitCode = await launch(argv, options, process.env, process.cwd());
   });

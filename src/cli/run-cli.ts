@@ -1,6 +1,7 @@
 /** Shared by both commands: option parsers, and the rule "one line and a distinct code, never a stack trace". */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 
@@ -25,6 +26,16 @@ export function durationOption(value: string): number {
 export function wholeNumberOption(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
   return Number(value);
+}
+
+/** A signal option's parser: a name with or without SIG, any case; REFUSED cannot be ROLE. */
+export function signalOption(refused: string[], role: string): (value: string) => NodeJS.Signals {
+  return (value) => {
+    const name = (value.startsWith('SIG') ? value : `SIG${value}`).toUpperCase() as NodeJS.Signals;
+    if (!(name in constants.signals)) throw new InvalidArgumentError(`unknown signal ${value}`);
+    if (refused.includes(name)) throw new InvalidArgumentError(`${name} cannot be ${role}`);
+    return name;
+  };
 }
 
 /** The package's version, as the one copy installed on the node says it. */

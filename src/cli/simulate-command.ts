@@ -11,15 +11,16 @@ import { simulate } from '../simulate/simulate.js';
 import { formatSummary } from '../simulate/summary.js';
 import { createLogger } from '../log/logger.js';
 import { CliError, ExitCode } from '../base/exit-codes.js';
+import { addAppOptions, appArguments, appSettings, type AppCliOptions } from './app-options.js';
 import { durationOption, secondsOption, wholeNumberOption } from './run-cli.js';
 
-interface SimulateOptions {
+interface SimulateOptions extends AppCliOptions {
   walltime?: number;
   checkpoint?: number;
   every?: number;
   manual?: boolean;
   maxCycles: number;
-  engine: EngineRequest;
+  engine: EngineRequest | 'app';
   criu: string;
   json?: string;
   resumeTimeout: number;
@@ -41,6 +42,8 @@ restore time and what ended it, then the verdict.
 
 Engines: real CRIU when you are root and criu works (sudo bash scripts/install-criu.sh);
 otherwise "restart", which starts the program again from scratch at each resume (announced).
+"app" is ckpt-run --engine app, for programs that save themselves on a signal (see ckpt-run
+--help, Engines): no daemon, no root, no CRIU, and a real resume from the program's own state.
 
 With --walltime/--checkpoint each job knows its walltime, as under OAR, and says how long each
 dump took of the time the checkpoint signal left: the way to choose oarsub's --checkpoint for
@@ -53,6 +56,7 @@ finished (on the cluster it would have met its walltime with nothing to resume);
 code (e.g. 137, killed at its walltime) when that ended the run; 2 on a usage error.
 
 Examples
+  ckpt-run simulate --engine app --every 3 -- examples/saving-counter.sh 30 0.2 7
   ckpt-run simulate --every 4 -- examples/counter.sh 40 0.25 7
   ckpt-run simulate --walltime 120 --checkpoint 30 --max-cycles 3 -- ./my-simulation
   ckpt-run simulate --manual -- ./my-simulation     # then: kill -USR2 <pid it prints>
@@ -85,7 +89,7 @@ function positive(value: string): number {
 }
 
 export function simulateCommand(): Command {
-  return new Command('simulate')
+  const command = new Command('simulate')
     .description('try a job locally: simulated checkpoint signals, an embedded daemon, resubmission on exit 99')
     .usage('[options] -- <command> [args...]')
     .argument('<command...>', 'the program to run, and its arguments')
@@ -98,7 +102,7 @@ export function simulateCommand(): Command {
     .option('--crash-at <seconds>', 'this long into the dry run, kill the running job whole with SIGKILL, once, as a node crash would; the next job resumes the last complete checkpoint', positive)
     .option('--preempt-at <seconds>', "this long into the dry run, preempt the running job, once, as OAR does a besteffort job: the checkpoint signal, then the kill after --preempt-grace; the next job resumes", positive)
     .option('--preempt-grace <seconds>', 'how long a preempted job has before it is killed (oarsub --checkpoint)', secondsOption, 30)
-    .addOption(new Option('--engine <engine>', 'how checkpoints are made').choices(['auto', 'criu', 'restart']).default('auto'))
+    .addOption(new Option('--engine <engine>', 'how checkpoints are made (app: the program saves itself, as ckpt-run --engine app)').choices(['auto', 'criu', 'restart', 'app']).default('auto'))
     .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
     .option('--json <file>', 'also write the summary as JSON')
     .option('--resume-timeout <seconds>', 'passed to each job', secondsOption, 120)
@@ -106,39 +110,46 @@ export function simulateCommand(): Command {
     .option('-q, --quiet', "only the program's output, problems and the summary")
     .option('-v, --verbose', 'every step of the jobs and the daemon')
     .passThroughOptions()
-    .addHelpText('after', HELP)
-    .action(async (argv: string[], options: SimulateOptions) => {
-      if (options.maxCycles < 1) throw new CliError('--max-cycles must be at least 1', ExitCode.Usage);
-      const schedule = scheduleOf(options);
-      const choice = await chooseEngine(options.engine, options.criu);
-      if (choice.notice) process.stderr.write(`\n${choice.notice}\n\n`);
-      process.stderr.write(`ckpt-run simulate: engine ${choice.engine.name}, ${describeSchedule(schedule)}, at most ${options.maxCycles} cycles\n`);
-      const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
-      if (options.quiet) launcherArgs.push('--quiet');
-      if (options.verbose) launcherArgs.push('--verbose');
-      if (options.interval !== undefined) launcherArgs.push('--interval', String(options.interval));
-      // Each job then says how much of its walltime the dump leaves, as under OAR.
-      if (schedule.kind === 'walltime') launcherArgs.push('--walltime', String(schedule.walltimeSec));
-      // The embedded daemon's image key: this run's own, never stored (no /etc needed); only this
-      // run's daemon restores what it dumps.
-      const imageKey = randomBytes(IMAGE_KEY_BYTES);
-      const summary = await simulate({
-        argv,
-        workdir: process.cwd(),
-        schedule,
-        maxCycles: options.maxCycles,
-        engine: choice.engine.name,
-        launcherArgs,
-        crashAtSec: options.crashAt,
-        preemptAtSec: options.preemptAt,
-        preemptGraceSec: options.preemptGrace,
-        startDaemon: async (spoolDir, onEvent) => {
-          const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: createLogger('ckpt-daemon', options.verbose ? 'debug' : 'warn'), imageKey, onEvent });
-          return () => daemon.stop();
-        },
-      });
-      process.stdout.write(formatSummary(summary));
-      if (options.json) writeFileSync(options.json, `${JSON.stringify(summary, null, 2)}\n`);
-      process.exitCode = summary.exitCode;
+    .addHelpText('after', HELP);
+  return addAppOptions(command).action(async (argv: string[], options: SimulateOptions) => {
+    if (options.maxCycles < 1) throw new CliError('--max-cycles must be at least 1', ExitCode.Usage);
+    const schedule = scheduleOf(options);
+    // The --app-* options are checked here once, as each job would check them.
+    appSettings(options.engine, options, 'SIGUSR2', options.interval !== undefined);
+    const { engine } = options;
+    const choice = engine === 'app' ? undefined : await chooseEngine(engine, options.criu);
+    if (choice?.notice) process.stderr.write(`\n${choice.notice}\n\n`);
+    const engineName = choice?.engine.name ?? 'app';
+    process.stderr.write(`ckpt-run simulate: engine ${engineName}, ${describeSchedule(schedule)}, at most ${options.maxCycles} cycles\n`);
+    const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
+    if (engine === 'app') launcherArgs.push('--engine', 'app', ...appArguments(options));
+    if (options.quiet) launcherArgs.push('--quiet');
+    if (options.verbose) launcherArgs.push('--verbose');
+    if (options.interval !== undefined) launcherArgs.push('--interval', String(options.interval));
+    // Each job then says how much of its walltime the dump leaves, as under OAR.
+    if (schedule.kind === 'walltime') launcherArgs.push('--walltime', String(schedule.walltimeSec));
+    // The embedded daemon's image key: this run's own, never stored (no /etc needed); only this
+    // run's daemon restores what it dumps.
+    const imageKey = randomBytes(IMAGE_KEY_BYTES);
+    const summary = await simulate({
+      argv,
+      workdir: process.cwd(),
+      schedule,
+      maxCycles: options.maxCycles,
+      engine: engineName,
+      launcherArgs,
+      crashAtSec: options.crashAt,
+      preemptAtSec: options.preemptAt,
+      preemptGraceSec: options.preemptGrace,
+      startDaemon: async (spoolDir, onEvent) => {
+        // A program that saves itself needs no daemon: the jobs never write to the spool.
+        if (!choice) return async () => undefined;
+        const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: createLogger('ckpt-daemon', options.verbose ? 'debug' : 'warn'), imageKey, onEvent });
+        return () => daemon.stop();
+      },
     });
+    process.stdout.write(formatSummary(summary));
+    if (options.json) writeFileSync(options.json, `${JSON.stringify(summary, null, 2)}\n`);
+    process.exitCode = summary.exitCode;
+  });
 }

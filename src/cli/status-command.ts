@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
-import { imagesBytes, parseCheckpointStats, parsePagesIn, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
+import { imagesBytes, parseCheckpointStats, parsePagesIn, PROGRAM_SAVED_MARK, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 
@@ -17,8 +17,11 @@ export interface RunStatus {
   lastJob?: JobRecord;
   /** Every job of the run, the last one included, with why each stopped. */
   jobs?: JobRecord[];
-  /** The last complete checkpoint: when the daemon marked it, its images' size, what the daemon said of it. */
-  checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean };
+  /**
+   * The last complete checkpoint: when it was marked, its images' size, what the daemon said of
+   * it, and whether the program saved itself (--engine app).
+   */
+  checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean; savedByProgram: boolean };
   command?: string[];
   /** The last lazy restore: when every page of the program's memory was in. */
   lazyRestore?: PagesIn;
@@ -44,6 +47,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
         at: statSync(paths.checkpointOk).mtime.toISOString(),
         bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0,
         ...(stats ? { frozenMs: stats.frozenMs, periodic: stats.leftRunning } : {}),
+        savedByProgram: readFileSync(paths.checkpointOk, 'utf8').startsWith(PROGRAM_SAVED_MARK),
       }
     : undefined;
   return {
@@ -79,6 +83,7 @@ function describeStatus(run: RunStatus): string {
 }
 
 function describeCheckpoint(checkpoint: NonNullable<RunStatus['checkpoint']>): string {
+  if (checkpoint.savedByProgram) return `${checkpoint.at}, saved by the program itself (--engine app), its state in the run folder`;
   const frozen = checkpoint.frozenMs === undefined ? '' : `, program frozen ${Math.round(checkpoint.frozenMs)} ms`;
   const kind = checkpoint.periodic === undefined ? '' : checkpoint.periodic ? ' (periodic: the program ran on)' : ' (final: the program stopped)';
   return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}`;

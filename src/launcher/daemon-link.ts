@@ -11,13 +11,13 @@ import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatFeatures } from '../protocol/heartbeat.js';
 import { LEAVE_RUNNING, type RunDirPaths } from '../protocol/run-dir.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
-import { daemonVerdict } from './decisions.js';
+import type { StopReason } from '../state/run-state.js';
+import { daemonVerdict, type RunFiles } from './decisions.js';
 
 /**
- * How the supervisor asks for a checkpoint and a restore. The daemon link below is the one
- * engine today (CRIU or restart, run by ckpt-daemon); an application-level engine (signal the
- * program, which saves its own state and exits with an agreed code) implements this interface
- * too, and supervisor.ts picks the link from the settings.
+ * How the supervisor asks for a checkpoint and a restore: the daemon link below (CRIU or
+ * restart, run by ckpt-daemon), or the application-level engine's (app-link.ts: signal the
+ * program, which saves its own state and exits with an agreed code). supervisor.ts picks one.
  */
 export interface CheckpointLink {
   /**
@@ -27,7 +27,15 @@ export interface CheckpointLink {
   requestCheckpoint(pid: number, answerBy: number, leaveRunning: boolean): void;
   /** Whether periodic checkpoints can be asked for; else why not, for the job's log. */
   periodic(): { ok: true } | { ok: false; why: string };
-  requestResume(answerBy: number): void;
+  /** Absent for an engine whose programs resume by being started again (the machine then spawns). */
+  requestResume?(answerBy: number): void;
+  /**
+   * For an engine whose answer is the program's own exit: FILES as the daemon protocol would show
+   * them once that exit is published (a new checkpoint_ok, no exit status). Absent: as read.
+   */
+  answer?(files: RunFiles): RunFiles;
+  /** For an engine whose program is told why it is asked to save: the scheduler's word, once known. */
+  tellReason?(reason: StopReason): void;
   /** checkpoint_ok's identity when the last checkpoint request went out: a different one is new. */
   readonly checkpointOkAtRequest: string | undefined;
   /** Ends the link; a request still unread is taken back (it would be served for nobody). */

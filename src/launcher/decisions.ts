@@ -3,6 +3,7 @@
  * the files, the heartbeat and /proc, and these functions decide what that means. Each one is
  * tested with a fake clock in test/unit/supervisor-decisions.test.ts.
  */
+import { constants } from 'node:os';
 import type { DaemonReport } from '../protocol/daemon-report.js';
 import type { CheckpointStats } from '../protocol/run-dir.js';
 import type { RunState, StopReason } from '../state/run-state.js';
@@ -118,6 +119,18 @@ export function signalTargets(view: ShimView): { retry: true } | { retry: false;
   const notYet = view.children.length === 0 || view.children.some((child) => child.commandLine === view.shimCommandLine);
   if (notYet && view.programAlive && view.now < view.deadline) return { retry: true };
   return { retry: false, pids: view.children.map((child) => child.pid) };
+}
+
+/** Which exit of a program that saves itself means "saved, run me again" (--app-saved-code, --app-any-exit-saved). */
+export type SavedExit = { code: number } | 'any';
+
+/**
+ * Whether the program's exit after the save signal SIGNAL says it saved its state. A death by
+ * that very signal never does, whatever was agreed: the program did not catch it.
+ */
+export function exitMeansSaved(exitCode: number, saved: SavedExit, signal: NodeJS.Signals): boolean {
+  if (exitCode === 128 + constants.signals[signal]) return false;
+  return saved === 'any' || exitCode === saved.code;
 }
 
 /** How the job ended, as the run record needs it. */

@@ -6,6 +6,8 @@
  *   fresh:  starting → running → checkpointing → (program gone + checkpoint_ok) → exit 99
  *   resume: resuming → (pidfile) → running → … → the program's own exit code
  *   periodic (--interval): running → checkpointing (the program runs on) → checkpoint_ok → running
+ *   app:    starting → running → checkpointing (the program saves on a signal) → (its agreed
+ *           exit, published as checkpoint_ok by app-link.ts) → exit 99; a resume starts it again
  *
  * The one rule that matters most: exit 99 (resubmit) only when a checkpoint completed since our
  * request (a new checkpoint_ok) AND the program is gone without an exit status of its own.
@@ -34,7 +36,21 @@ export interface MachineConfig {
   walltimeEndsAt?: number;
   /** --interval: a checkpoint that leaves the program running this often (the daemon can do them). */
   intervalMs?: number;
+  /** The application-level engine (app-link.ts), when chosen: the program saves itself on a signal and exits. */
+  app?: AppEngineConfig;
 }
+
+export interface AppEngineConfig {
+  /** The signal that asks the program to save and exit (--app-signal). */
+  signal: NodeJS.Signals;
+  /** --app-grace: how long it may take; undefined: until the walltime's bound, or DEFAULT_APP_GRACE_MS without a walltime. */
+  graceMs?: number;
+  /** --app-periodic-signal: asks for a save after which the program runs on (--interval). */
+  periodicSignal?: NodeJS.Signals;
+}
+
+/** How long a program that saves itself may take to exit when neither --app-grace nor a walltime says. */
+export const DEFAULT_APP_GRACE_MS = 60_000;
 
 /** A checkpoint request that is out and not answered yet (by success or failure). */
 export interface CheckpointRequest {
@@ -128,6 +144,8 @@ export type MachineAction =
   | { type: 'setTimer'; name: TimerName; ms: number }
   | { type: 'clearTimer'; name: TimerName }
   | { type: 'forwardSignal'; signal: NodeJS.Signals }
+  /** SIGKILL to the program's process group (app engine: a program that did not save in time). */
+  | { type: 'killProgram' }
   | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; message: string }
   | { type: 'exit'; code: number; outcome: Outcome; exitCode?: number };
 
@@ -186,16 +204,54 @@ function failWith(state: MachineState, code: number, message: string): Step {
 /** Puts ACTIONS before those of STEP. */
 const after = (actions: MachineAction[], step: Step): Step => ({ state: step.state, actions: [...actions, ...step.actions] });
 
-/** Sends the checkpoint request for a running program and arms the dump bound; PERIODIC: it runs on after it. */
+/**
+ * How long a program that saves itself may take to exit: --app-grace, else what the walltime
+ * leaves (else DEFAULT_APP_GRACE_MS), and never past the walltime's margin: a program still
+ * saving then is killed with the job, and the job must say so before.
+ */
+export function appGrace(config: MachineConfig, app: AppEngineConfig, now: number): { ms: number; by: string } {
+  const walltimeBound = config.walltimeEndsAt === undefined ? Infinity : config.walltimeEndsAt - ANSWER_MARGIN_MS - now;
+  const wanted = app.graceMs ?? (config.walltimeEndsAt === undefined ? DEFAULT_APP_GRACE_MS : Infinity);
+  const by = walltimeBound <= wanted ? 'the walltime' : app.graceMs === undefined ? 'the default, --app-grace' : '--app-grace';
+  return { ms: Math.max(1000, Math.min(wanted, walltimeBound)), by };
+}
+
+/**
+ * Sends the checkpoint request for a running program and arms its bound (the dump's, or the
+ * program's own save); PERIODIC: a dump after which it runs on.
+ */
 function requestCheckpoint(state: InPhase<'running'>, now: number, actions: MachineAction[], periodic = false): Step {
   const { pid, programGone, config, startedAt, terminating } = state;
+  const boundMs = config.app ? appGrace(config, config.app, now).ms : config.dumpTimeoutMs;
   return {
     state: { phase: 'checkpointing', config, startedAt, terminating, pid, programGone, request: { at: now, complete: false, periodic } },
     actions: [
       ...actions,
-      log('info', periodic ? `periodic checkpoint requested for PID ${pid} (it runs on)` : `checkpoint requested for PID ${pid}`),
-      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, config.dumpTimeoutMs, config.walltimeEndsAt), leaveRunning: periodic },
-      { type: 'setTimer', name: 'dump', ms: config.dumpTimeoutMs },
+      log(
+        'info',
+        config.app
+          ? `asking the program to save: ${config.app.signal} to its process group (PID ${pid}); waiting up to ${duration(boundMs)} for it to exit`
+          : periodic
+            ? `periodic checkpoint requested for PID ${pid} (it runs on)`
+            : `checkpoint requested for PID ${pid}`,
+      ),
+      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, boundMs, config.walltimeEndsAt), leaveRunning: periodic },
+      { type: 'setTimer', name: 'dump', ms: boundMs },
+    ],
+  };
+}
+
+/**
+ * A periodic save of a program that saves itself (--interval, --app-periodic-signal): the signal
+ * goes out and nothing is awaited (the program saves and runs on, unconfirmed); the next one is timed.
+ */
+function periodicSave(state: InPhase<'running'>, app: AppEngineConfig, now: number): Step {
+  return {
+    state,
+    actions: [
+      log('info', `periodic save: ${app.periodicSignal} to the program's process group (PID ${state.pid}); it runs on`),
+      { type: 'requestCheckpoint', pid: state.pid, answerBy: now, leaveRunning: true },
+      ...nextPeriodic(state.config),
     ],
   };
 }
@@ -228,6 +284,14 @@ function programKnown(state: InPhase<'starting' | 'resuming'>, pid: number, now:
   const running: InPhase<'running'> = { phase: 'running', config: state.config, startedAt: state.startedAt, terminating: state.terminating, pid, programGone: false };
   const watched: MachineAction[] = [...actions, { type: 'watchProgram', pid }, ...nextPeriodic(state.config)];
   if (!state.signalPending) return { state: running, actions: watched };
+  if (state.config.app) {
+    // It cannot have set up its signal handler yet: the save signal would kill it, and its exit
+    // would pass for its own end. It has done no work worth saving: stop it, run it again later.
+    return after(
+      [...watched, { type: 'killProgram' }],
+      resubmit(running, now, 'the checkpoint signal came before the program ran: stopped it at once, its saved state (if any) unchanged'),
+    );
+  }
   return requestCheckpoint(running, now, [...watched, log('info', 'serving the checkpoint signal that arrived before the program was running')]);
 }
 
@@ -290,6 +354,7 @@ function checkpointDone(state: Watched, now: number): Step | undefined {
   if (!state.programGone || !request?.complete) return undefined;
   const { figures } = request;
   const dumpMs = now - request.at;
+  if (state.config.app) return after([{ type: 'clearTimer', name: 'dump' }], resubmit(state, now, `the program saved its state and exited ${duration(dumpMs)} after the signal`));
   const done = resubmit(state, now, `checkpoint complete in ${figuresOf(dumpMs, figures)}, program stopped`);
   return after(
     [{ type: 'clearTimer', name: 'dump' }, { type: 'checkpointKept', periodic: false, figures }, ...walltimeMargin(state.config, request.at, dumpMs)],
@@ -309,6 +374,8 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
   start(state, event, now) {
     if (state.phase !== 'starting') return unchanged(state);
     if (event.mode === 'fresh') return { state, actions: [{ type: 'spawn' }] };
+    // A program that saves itself resumes by being started again: it finds its own state.
+    if (state.config.app) return { state, actions: [log('info', 'starting the program again: it resumes from the state it saved (CKPT_RUN_RESUMED=1)'), { type: 'spawn' }] };
     return {
       state: { ...state, phase: 'resuming' },
       actions: [
@@ -417,12 +484,25 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
 
   programExited(state, event) {
     if (state.phase === 'holding' || state.phase === 'ended') return unchanged(state);
+    const { app } = state.config;
+    const asked = app ? withRequest(state) : undefined;
+    if (app && asked && event.exitCode === 128 + signalNumber(app.signal)) {
+      // Not its own end, and nothing saved: the run stays resumable from the program's last save.
+      return failWith(
+        asked,
+        event.exitCode,
+        `the program died of ${app.signal}, the save signal (exit ${event.exitCode}): it does not catch it, so it saved nothing; ` +
+          'not exiting 99. Make it catch the signal (or choose the one it catches with --app-signal); its last saved state, if any, is kept',
+      );
+    }
     if (state.terminating && event.exitCode === 128 + signalNumber(state.terminating)) {
       // It died of the signal passed on: the job was stopped, the run did not end, and its
       // last checkpoint stays resumable (as when the tree is gone without a status).
       return ended(state, [log('info', `program stopped by ${state.terminating}`)], { type: 'exit', code: event.exitCode, outcome: 'failed' });
     }
-    return ended(state, [log('info', `program exited with code ${event.exitCode}`)], {
+    // After the save signal, an exit that app-link.ts did not take for "saved" is the program's own end.
+    const notSaved = asked ? ' after the save signal: not the agreed code (--app-saved-code), so this is its own end' : '';
+    return ended(state, [log('info', `program exited with code ${event.exitCode}${notSaved}`)], {
       type: 'exit',
       code: event.exitCode,
       outcome: 'finished',
@@ -433,6 +513,10 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
   programGone(state, _event, now) {
     if ((state.phase !== 'running' && state.phase !== 'checkpointing') || state.programGone) return unchanged(state);
     const next: Watched = { ...state, programGone: true };
+    if (next.request && next.config.app) {
+      // The program's save is its exit status: gone without one, it was killed and saved nothing.
+      return checkpointDone(next, now) ?? failWith(next, ExitCode.ProgramLost, 'the program disappeared without an exit status after the save signal (killed from outside?); not exiting 99');
+    }
     if (next.request) {
       // A request past --dump-timeout gets the bound once more, now that the program is gone.
       const bound: MachineAction[] = next.request.late ? [{ type: 'setTimer', name: 'dump', ms: next.config.dumpTimeoutMs }] : [];
@@ -448,7 +532,9 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
         if (state.phase === 'checkpointing' || (state.phase === 'running' && state.request)) {
           return { state, actions: [log('debug', 'periodic checkpoint skipped: a request is still out'), ...nextPeriodic(state.config)] };
         }
-        return state.phase === 'running' ? requestCheckpoint(state, now, [], true) : unchanged(state);
+        if (state.phase !== 'running') return unchanged(state);
+        if (state.config.app) return periodicSave(state, state.config.app, now);
+        return requestCheckpoint(state, now, [], true);
       case 'minRuntime':
         if (state.phase !== 'holding') return unchanged(state);
         return ended(state, [log('info', 'exit 99 so that the job is resubmitted')], { type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' });
@@ -461,7 +547,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
             'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
         );
       case 'dump':
-        return dumpTimedOut(state, now, event.programState);
+        return state.config.app ? saveTimedOut(state, state.config.app, now) : dumpTimedOut(state, now, event.programState);
     }
   },
 
@@ -483,6 +569,22 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     };
   },
 };
+
+/** The program did not exit within its bound after the save signal: killed, never a 99. */
+function saveTimedOut(state: MachineState, app: AppEngineConfig, now: number): Step {
+  const asked = withRequest(state);
+  if (!asked) return unchanged(state);
+  const { by } = appGrace(asked.config, app, asked.request.at);
+  return after(
+    [{ type: 'killProgram' }],
+    failWith(
+      asked,
+      ExitCode.AppTimeout,
+      `the program did not exit within ${duration(now - asked.request.at)} of ${app.signal} (bound: ${by}): killed; not exiting 99. ` +
+        `Does it catch ${app.signal} and exit with the agreed code? Its last saved state, if any, is kept; give it more time with --app-grace and the scheduler's checkpoint lead`,
+    ),
+  );
+}
 
 /** --dump-timeout passed with the request unanswered; PROGRAMSTATE is what /proc says of the program then. */
 function dumpTimedOut(state: MachineState, now: number, programState: string | undefined): Step {

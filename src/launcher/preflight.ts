@@ -5,8 +5,9 @@
 import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
+import { readOrEmpty } from '../proc/processes.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { runDirFor, runDirPaths, type RunDirPaths } from '../protocol/run-dir.js';
+import { PROGRAM_SAVED_MARK, runDirFor, runDirPaths, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, newRunState, type RunState } from '../state/run-state.js';
 
 export interface PreparedRun {
@@ -96,6 +97,21 @@ function makeRunDir(workdir: string, runDir: string): void {
       );
     }
   }
+}
+
+/**
+ * A run resumes with the engine that checkpointed it: the daemon cannot restore a program's own
+ * save, and starting the program again would throw a CRIU image's progress away.
+ */
+export function checkEngine(run: PreparedRun, app: boolean): void {
+  if (run.mode !== 'resume') return;
+  const programSaved = readOrEmpty(run.paths.checkpointOk).startsWith(PROGRAM_SAVED_MARK);
+  if (programSaved === app) return;
+  const [made, resume] = programSaved ? ['the program itself (--engine app)', 'app'] : ["the node's checkpoint daemon (--engine criu)", 'criu'];
+  throw new CliError(
+    `the checkpoint in ${run.paths.dir} was made by ${made}: resume it with --engine ${resume} (or start the run afresh: rm -r ${run.paths.dir})`,
+    ExitCode.Usage,
+  );
 }
 
 /** Reads (or starts) the run's record and decides: fresh start or resume. */

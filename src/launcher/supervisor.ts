@@ -2,7 +2,8 @@
  * The job-side supervisor: one loop a newcomer can read top to bottom.
  *
  *   world → events:   signals.ts (checkpoint and termination signals), program-watch.ts (run
- *                     directory, program liveness, output), daemon-link.ts (daemon heartbeat),
+ *                     directory, program liveness, output), daemon-link.ts (daemon heartbeat) or
+ *                     app-link.ts (--engine app: the program's own save, published as a checkpoint),
  *                     spawn.ts (the program's start), timers (below)
  *   events → actions: machine.ts (pure; the file and heartbeat verdicts in decisions.ts)
  *   actions → world:  perform() below, one action at a time
@@ -15,11 +16,13 @@ import { rmSync } from 'node:fs';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import { signalGroup } from '../proc/processes.js';
 import { stopReason, type StopFacts } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
 import { saveRunState, type StopReason } from '../state/run-state.js';
+import { AppLink } from './app-link.js';
 import { DaemonLink, type CheckpointLink } from './daemon-link.js';
-import { endOfJobRecord, eventsFromFiles, type JobEnd } from './decisions.js';
+import { endOfJobRecord, eventsFromFiles, type JobEnd, type SavedExit } from './decisions.js';
 import { EventQueue } from './event-queue.js';
 import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
 import type { PreparedRun } from './preflight.js';
@@ -54,10 +57,14 @@ export interface LaunchSettings {
   idlePollMs: number;
   /** Asks the scheduler why the job is being stopped, at the first checkpoint or termination signal. */
   stopFacts?: () => Promise<StopFacts>;
+  /** What is known of any stop without asking the scheduler (scheduler.ts: knownFacts). */
+  knownFacts?: StopFacts;
   /** --preemption-poll: ask the scheduler this often whether it preempts the job, and checkpoint when it does. */
   preemptionPoll?: { everyMs: number; preempted: () => Promise<boolean> };
   env: NodeJS.ProcessEnv;
   logger: Logger;
+  /** --engine app: the program saves itself on SIGNAL and exits as SAVED says; no daemon. */
+  app?: { signal: NodeJS.Signals; saved: SavedExit; graceMs?: number; periodicSignal?: NodeJS.Signals };
 }
 
 /** Runs the job to its end; resolves to ckpt-run's exit code. */
@@ -95,6 +102,7 @@ class Supervisor {
         restarts: runState.restarts,
         maxRestarts: settings.maxRestarts,
         walltimeEndsAt: settings.walltimeEndsAt,
+        app: settings.app && { signal: settings.app.signal, graceMs: settings.app.graceMs, periodicSignal: settings.app.periodicSignal },
       },
       Date.now(),
     );
@@ -105,17 +113,24 @@ class Supervisor {
       resumedJob: prepared.mode === 'resume',
       say: (message) => settings.logger.log('info', message),
     });
-    // The one engine today is the node's checkpoint daemon; a second engine's link is chosen here.
-    this.link = new DaemonLink({
-      spoolDir: settings.spoolDir,
-      jobId: settings.jobId,
-      paths,
-      daemonCheck: settings.daemonCheck,
-      graceMs: settings.daemonGraceMs,
-      resumeFrom: prepared.checkpoint,
-      awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
-      silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
-    });
+    this.link = settings.app
+      ? new AppLink({
+          paths,
+          signal: settings.app.signal,
+          periodicSignal: settings.app.periodicSignal,
+          saved: settings.app.saved,
+          reasonNow: () => stopReason({ now: Date.now(), signal: 'checkpoint', walltimeEndsAt: settings.walltimeEndsAt, ...settings.knownFacts }),
+        })
+      : new DaemonLink({
+          spoolDir: settings.spoolDir,
+          jobId: settings.jobId,
+          paths,
+          daemonCheck: settings.daemonCheck,
+          graceMs: settings.daemonGraceMs,
+          resumeFrom: prepared.checkpoint,
+          awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
+          silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
+        });
     if (settings.intervalMs !== undefined) {
       const periodic = this.link.periodic();
       // Said once, here: the scheduler's signal still makes the final checkpoint.
@@ -174,6 +189,7 @@ class Supervisor {
       const { paths, state: runState } = this.prepared;
       runState.history[runState.history.length - 1].reason = this.reason;
       this.saveRecord(paths.state);
+      this.link.tellReason?.(this.reason);
     });
   }
 
@@ -209,7 +225,8 @@ class Supervisor {
   /** Reads what the run directory says and posts the events it means (decisions.ts decides which). */
   private look(): void {
     if (this.ended || this.state.phase === 'holding') return;
-    for (const event of eventsFromFiles(this.state, this.watch.readFiles(this.link.checkpointOkAtRequest))) this.events.post(event);
+    const files = this.watch.readFiles(this.link.checkpointOkAtRequest);
+    for (const event of eventsFromFiles(this.state, this.link.answer?.(files) ?? files)) this.events.post(event);
   }
 
   private perform(action: MachineAction): void {
@@ -220,7 +237,15 @@ class Supervisor {
         return;
       case 'spawn':
         spawnProgram(
-          { argv: settings.argv, paths: this.prepared.paths, cwd: settings.workdir, env: settings.env, pidNamespace: settings.pidNamespace },
+          {
+            argv: settings.argv,
+            paths: this.prepared.paths,
+            cwd: settings.workdir,
+            env: settings.env,
+            pidNamespace: settings.pidNamespace,
+            // The save signal goes to the whole group, the shim too: it must outlive it to record the exit.
+            survives: settings.app && [settings.app.signal, ...(settings.app.periodicSignal ? [settings.app.periodicSignal] : [])],
+          },
           (event) => this.events.post(event),
           () => this.look(),
         );
@@ -233,7 +258,7 @@ class Supervisor {
         if (action.periodic) this.noteRelayed();
         return;
       case 'requestResume':
-        link.requestResume(action.answerBy);
+        link.requestResume?.(action.answerBy);
         watch.followImages();
         return;
       case 'watchProgram':
@@ -250,6 +275,9 @@ class Supervisor {
       case 'clearTimer':
         clearTimeout(this.timers.get(action.name));
         this.timers.delete(action.name);
+        return;
+      case 'killProgram':
+        if (watch.program) signalGroup(watch.program.pid, 'SIGKILL');
         return;
       case 'forwardSignal':
         if (watch.program) forwardSignal(watch.program, action.signal, () => this.ended, settings.logger);

@@ -80,6 +80,11 @@ export function killAll(pids: number[], signal: NodeJS.Signals): void {
   }
 }
 
+/** Sends SIGNAL to the process group PGID; a group already gone is no error. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  killAll([-pgid], signal);
+}
+
 /** A file's text, or nothing when it is absent (a process gone, a log not written yet). */
 export function readOrEmpty(path: string): string {
   try {

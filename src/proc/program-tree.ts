@@ -11,6 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
 import type { RunDirPaths } from '../protocol/run-dir.js';
 import { childrenOf, sleep } from './processes.js';
 
@@ -26,9 +27,14 @@ import { childrenOf, sleep } from './processes.js';
  * gets the log as its stderr in a subshell (a redirection on a simple command would be the
  * waiting shell's too, and dash reports there). The subshell, which keeps no trap, execs the
  * program in place: the program stays the shim's child, and a shell builtin stays one.
+ * The signal numbers in $4 (space-separated; "-": none, never an empty word, which the restart
+ * engine's replay of the command line would drop) are ones the shim survives (an empty trap, which
+ * the subshell resets to the default): the application engine's save signals, sent to the whole
+ * process group, shim included; the shim then records the program's exit as usual (sh runs a trap
+ * only once its child ended).
  */
 const SHIM =
-  'exec >>"$1" 2>>"$2"; status=$3; shift 3; trap "stopped=1" TERM; ' +
+  'exec >>"$1" 2>>"$2"; status=$3; survives=$4; shift 4; trap "stopped=1" TERM; [ "$survives" = - ] || trap : $survives; ' +
   '{ ( "$@" ) 2>&3 3>&-; code=$?; } 3>&2 2>/dev/null; ' +
   '[ -n "${stopped:-}" ] || { printf "%s\\n" "$code" > "$status.tmp" && mv -f "$status.tmp" "$status"; }; exit "$code"';
 
@@ -45,11 +51,14 @@ export interface SpawnTreeOptions {
   cwd: string;
   env: NodeJS.ProcessEnv;
   pidNamespace: boolean;
+  /** Signals the shim must survive (see SHIM). */
+  survives?: NodeJS.Signals[];
 }
 
 export async function spawnProgramTree(options: SpawnTreeOptions): Promise<ProgramTree> {
   const { argv, paths, pidNamespace } = options;
-  const shimArgv = ['sh', '-c', SHIM, 'ckpt-run-shim', paths.stdoutLog, paths.stderrLog, paths.exitStatus, ...argv];
+  const survives = options.survives?.length ? options.survives.map((signal) => constants.signals[signal]).join(' ') : '-';
+  const shimArgv = ['sh', '-c', SHIM, 'ckpt-run-shim', paths.stdoutLog, paths.stderrLog, paths.exitStatus, survives, ...argv];
   const fullArgv = pidNamespace ? ['unshare', '--pid', '--fork', 'setsid', ...shimArgv] : shimArgv;
   const child = spawn(fullArgv[0], fullArgv.slice(1), {
     cwd: options.cwd,

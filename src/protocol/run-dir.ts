@@ -53,9 +53,14 @@ export interface RunDirPaths {
    * dump of a killed job that completed meanwhile would come back with files cut for another.
    */
   resumeFrom: string;
+  /** --engine app: why the program was last asked to save (walltime, manual), written before the signal. */
+  saveReason: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
+
+/** How checkpoint_ok starts when the program saved itself (--engine app), not a daemon's dump. */
+export const PROGRAM_SAVED_MARK = 'saved by the program';
 
 /** A lazy restore's figures (pages_in): until every page was in, and the memory brought in. */
 export interface PagesIn {
@@ -136,6 +141,7 @@ export function runDirPaths(dir: string): RunDirPaths {
     checkpointMode: join(dir, 'checkpoint_mode'),
     checkpointStats: join(dir, 'checkpoint_stats'),
     resumeFrom: join(dir, 'resume_from'),
+    saveReason: join(dir, 'reason'),
   };
 }
 

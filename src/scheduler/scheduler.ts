@@ -27,6 +27,8 @@ export interface SchedulerContext {
   resumedOutputWarning?: (relayedBytes: number) => string | undefined;
   /** Asks the scheduler, when a signal comes, why the job is being stopped (stop-reason.ts). */
   stopFacts?: () => Promise<StopFacts>;
+  /** What is known of any stop without asking (e.g. no scheduler: only a person signals). */
+  knownFacts?: StopFacts;
   /** Whether the scheduler has chosen this job for preemption (Slurm: PreemptTime), for --preemption-poll. */
   preempted?: () => Promise<boolean>;
 }
@@ -42,7 +44,8 @@ export async function querySchedulerCommand(command: string[]): Promise<string |
 }
 
 /** Without a scheduler, only a person sends the job signals. */
-export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [], stopFacts: async () => ({ said: 'manual' }) };
+const BY_HAND: StopFacts = { said: 'manual' };
+export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [], knownFacts: BY_HAND, stopFacts: async () => BY_HAND };
 
 /**
  * When a walltime of WALLTIME_SEC ends (epoch ms). ckpt-run is the job's shell, exec'd: the job

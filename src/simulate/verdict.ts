@@ -68,8 +68,9 @@ function endedDuringDump(failure: DaemonFailure, cycles: CycleRecord[]): boolean
 export function verdict({ engine, command, schedule, maxCycles, cycles, failures: reported }: VerdictInput): SimulationSummary {
   const failures = reported.filter((failure) => !endedDuringDump(failure, cycles));
   const last = cycles[cycles.length - 1];
-  // Periodic checkpoints count too: a job's dumps where the daemon told them, else its exit 99.
-  const checkpoints = cycles.reduce((sum, cycle) => sum + (cycle.dumps ?? (cycle.exitCode === ExitCode.Resubmit ? 1 : 0)), 0);
+  // Periodic checkpoints count too: a job's dumps as the daemon told them, at least its exit 99
+  // (a program that saved itself, --engine app, has no daemon to tell).
+  const checkpoints = cycles.reduce((sum, cycle) => sum + Math.max(cycle.dumps ?? 0, cycle.exitCode === ExitCode.Resubmit ? 1 : 0), 0);
   const base = { engine, command, cycles, checkpoints };
   const reasons = failures.length ? ` The daemon said: ${said(failures)}` : '';
   // First, since a dump cut off by the kill is its consequence, not its cause.

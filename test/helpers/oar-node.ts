@@ -98,29 +98,49 @@ export async function startNodeDaemon(criu: string, logPath: string, imageKey = 
   return RealDaemon.start({ spool: DEFAULT_SPOOL_DIR, logPath, criu, imageKey });
 }
 
-export interface SchedulerNode {
+export interface UserPackage {
   /** The package USER runs (the checkout, or a copy of it). */
   pkg: string;
-  /** A fresh folder of USER's, in USER's home, for the suite's jobs and the daemon's log. */
+  /** A fresh folder of USER's, in USER's home, for the suite's jobs (and the daemon's log). */
   base: string;
+  /** Removes the wrapper and a package copy. */
+  tearDown(): void;
+}
+
+export interface SchedulerNode extends UserPackage {
   daemon: RealDaemon;
   /** Stops the daemon (saying where its log is), removes the wrapper and a package copy. */
   tearDown(): Promise<void>;
 }
 
 /**
- * Builds the package, makes it runnable by USER (wrapper on the PATH), makes a fresh folder
+ * Builds the package, makes it runnable by USER (wrapper on the PATH) and makes a fresh folder
  * PREFIX-XXXXXX in USER's home (the suite's earlier ones removed: their jobs are long gone;
- * never /tmp, which OAR wipes when a user's last job ends) and starts the node daemon.
+ * never /tmp, which OAR wipes when a user's last job ends). Enough for jobs that need no daemon
+ * (--engine app).
  */
-export async function prepareSchedulerNode(user: OarUser, prefix: string): Promise<SchedulerNode> {
-  const criu = ensureCriu();
+export function preparePackage(user: OarUser, prefix: string): UserPackage {
   execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
   const pkg = packageForUser(user);
   const removeWrapper = installWrapper(user, pkg);
   for (const entry of readdirSync(user.home).filter((name) => name.startsWith(`${prefix}-`))) rmSync(join(user.home, entry), { recursive: true, force: true });
   const base = mkdtempSync(join(user.home, `${prefix}-`));
   chownSync(base, user.uid, user.gid);
+  return {
+    pkg,
+    base,
+    tearDown() {
+      removeWrapper();
+      if (pkg !== ROOT) rmSync(pkg, { recursive: true, force: true });
+    },
+  };
+}
+
+/** preparePackage, and the node daemon started (CRIU installed if missing). */
+export async function prepareSchedulerNode(user: OarUser, prefix: string): Promise<SchedulerNode> {
+  const criu = ensureCriu();
+  const prepared = preparePackage(user, prefix);
+  const { pkg, base } = prepared;
   const daemon = await startNodeDaemon(criu, join(base, 'ckpt-daemon.log'));
   console.log(`${prefix}: user ${user.name} (uid ${user.uid}), package ${pkg}, daemon on ${DEFAULT_SPOOL_DIR} with ${criu}, folders in ${base}`);
   return {
@@ -129,8 +149,7 @@ export async function prepareSchedulerNode(user: OarUser, prefix: string): Promi
     daemon,
     async tearDown() {
       console.log(`${prefix}: ckpt-daemon stopped (exit code ${await daemon.stop()}); its log: ${daemon.logPath}`);
-      removeWrapper();
-      if (pkg !== ROOT) rmSync(pkg, { recursive: true, force: true });
+      prepared.tearDown();
     },
   };
 }

@@ -3,6 +3,8 @@ import { ExitCode } from '../../src/base/exit-codes.js';
 import {
   ANSWER_MARGIN_MS,
   answerBy,
+  appGrace,
+  DEFAULT_APP_GRACE_MS,
   initialState,
   step,
   type MachineAction,
@@ -401,5 +403,105 @@ describe('periodic checkpoints (--interval)', () => {
   it('without --interval no periodic timer is set', () => {
     const run = drive({}, fresh);
     expect(run.of('setTimer')).toEqual([]);
+  });
+});
+
+/** --engine app (fake clock): the program saves itself on a signal and exits; app-link.ts publishes its agreed exit as checkpointOk + programGone. */
+const APP = { signal: 'SIGUSR2' as NodeJS.Signals };
+/** drive() with the app engine; LOGS: the messages of one level. */
+function driveApp(config: Partial<MachineConfig>, events: Array<[number, MachineEvent]>) {
+  const run = drive({ app: APP, ...config }, events);
+  const logs = (level: string): string[] => run.actions.flatMap((a) => (a.type === 'log' && a.level === level ? [a.message] : []));
+  return { ...run, logs };
+}
+/** What app-link.ts makes of the agreed exit: the daemon protocol's answer. */
+const saved = (at: number): Array<[number, MachineEvent]> => [
+  [at, { type: 'checkpointOk' }],
+  [at, { type: 'programGone' }],
+];
+
+describe('--engine app: the state machine', () => {
+  it('saved: the signal asks the program to save (bounded by the grace), its agreed exit makes exit 99', () => {
+    const run = driveApp({}, [...fresh, [1000, { type: 'checkpointSignal' }], ...saved(1800)]);
+    expect(run.of('requestCheckpoint')).toHaveLength(1);
+    expect(run.of('setTimer')).toEqual([{ type: 'setTimer', name: 'dump', ms: DEFAULT_APP_GRACE_MS }]);
+    expect(run.logs('info')).toContain('asking the program to save: SIGUSR2 to its process group (PID 42); waiting up to 60 s for it to exit');
+    expect(run.logs('info')).toContain('the program saved its state and exited 800 ms after the signal; exit 99 so that the job is resubmitted');
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
+  });
+
+  it('saved, under OAR: exit 99 waits for --min-runtime (the 60-second rule); --max-restarts stops it instead', () => {
+    const held = driveApp({ minRuntimeMs: 62_000 }, [...fresh, [10_000, { type: 'checkpointSignal' }], ...saved(11_000)]);
+    expect(held.exits).toEqual([]);
+    expect(held.of('setTimer')).toContainEqual({ type: 'setTimer', name: 'minRuntime', ms: 51_000 });
+    expect(step(held.state, { type: 'timer', name: 'minRuntime' }, 62_000).actions).toContainEqual({ type: 'exit', code: 99, outcome: 'checkpointed' });
+    const capped = driveApp({ restarts: 3, maxRestarts: 3 }, [...fresh, [1000, { type: 'checkpointSignal' }], ...saved(1500)]);
+    expect(capped.exits).toEqual([{ type: 'exit', code: ExitCode.MaxRestarts, outcome: 'failed' }]);
+  });
+
+  it('finished: another exit after the signal is the program\'s own end, passed through', () => {
+    const run = driveApp({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1200, { type: 'programExited', exitCode: 0 }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 0, outcome: 'finished', exitCode: 0 }]);
+    expect(run.logs('info')).toContain('program exited with code 0 after the save signal: not the agreed code (--app-saved-code), so this is its own end');
+    const unasked = driveApp({}, [...fresh, [1000, { type: 'programExited', exitCode: 85 }]]);
+    expect(unasked.exits).toEqual([{ type: 'exit', code: 85, outcome: 'finished', exitCode: 85 }]);
+  });
+
+  it('a death by the save signal itself (not caught): its code, a failure that keeps the last save, never 99', () => {
+    const run = driveApp({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1001, { type: 'programExited', exitCode: 128 + 12 }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 140, outcome: 'failed' }]);
+    expect(run.logs('error')[0]).toMatch(/^the program died of SIGUSR2, the save signal \(exit 140\): it does not catch it, so it saved nothing; not exiting 99/);
+  });
+
+  it('timeout: a program still running after the grace is killed and reported (exit 16), never a 99', () => {
+    const run = driveApp({ app: { ...APP, graceMs: 30_000 } }, [...fresh, [1000, { type: 'checkpointSignal' }], [31_000, { type: 'timer', name: 'dump' }]]);
+    expect(run.of('setTimer')).toEqual([{ type: 'setTimer', name: 'dump', ms: 30_000 }]);
+    expect(run.of('killProgram')).toHaveLength(1);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.AppTimeout, outcome: 'failed' }]);
+    expect(run.logs('error')[0]).toMatch(/^the program did not exit within 30 s of SIGUSR2 \(bound: --app-grace\): killed; not exiting 99/);
+    // Its exit as it dies of the kill changes nothing: the job has ended.
+    expect(step(run.state, { type: 'programExited', exitCode: 137 }, 31_001).actions).toEqual([]);
+  });
+
+  it('gone without an exit status after the signal (killed from outside): exit 5 at once, never 99', () => {
+    const run = driveApp({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1500, { type: 'programGone' }]]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.ProgramLost, outcome: 'failed' }]);
+  });
+
+  it('second signal: the program is asked once; the save still ends the job with 99', () => {
+    const events: Array<[number, MachineEvent]> = [...fresh];
+    for (let i = 0; i < 20; i++) events.push([1000 + i * 10, { type: 'checkpointSignal' }]);
+    const run = driveApp({}, [...events, ...saved(2000)]);
+    expect(run.of('requestCheckpoint')).toHaveLength(1);
+    expect(run.logs('info').filter((message) => message.includes('a checkpoint is already in progress'))).toHaveLength(19);
+    expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+  });
+
+  it('signal before start: the program is stopped as soon as it is known, no save signal, exit 99 (its saved state unchanged)', () => {
+    const run = driveApp({}, [[0, { type: 'start', mode: 'resume' }], [1, { type: 'checkpointSignal' }], [3, { type: 'spawned', pid: 7 }]]);
+    expect(run.of('spawn')).toHaveLength(1); // a resume starts the program again: no daemon
+    expect(run.of('requestResume')).toEqual([]);
+    expect(run.of('requestCheckpoint')).toEqual([]);
+    expect(run.actions.filter((a) => a.type === 'watchProgram' || a.type === 'killProgram')).toEqual([{ type: 'watchProgram', pid: 7 }, { type: 'killProgram' }]);
+    expect(run.exits).toEqual([{ type: 'exit', code: 99, outcome: 'checkpointed' }]);
+  });
+
+  it('the grace: --app-grace, or what the walltime leaves, never past the walltime margin; 60 s without either', () => {
+    const config = { ...CONFIG, app: APP, walltimeEndsAt: 720_000 };
+    expect(appGrace(config, APP, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
+    expect(appGrace(config, { ...APP, graceMs: 30_000 }, 600_000)).toEqual({ ms: 30_000, by: '--app-grace' });
+    expect(appGrace(config, { ...APP, graceMs: 300_000 }, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
+    expect(appGrace(config, APP, 719_000).ms).toBe(1000); // at least a second, even at the walltime
+    expect(appGrace({ ...CONFIG, app: APP }, APP, 600_000)).toEqual({ ms: DEFAULT_APP_GRACE_MS, by: 'the default, --app-grace' });
+    const run = driveApp({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }], [715_000, { type: 'timer', name: 'dump' }]]);
+    expect(run.logs('error')[0]).toMatch(/within 115 s of SIGUSR2 \(bound: the walltime\)/);
+  });
+
+  it('--interval with --app-periodic-signal: the periodic signal goes out, nothing is awaited, the next one is timed', () => {
+    const run = driveApp({ app: { ...APP, periodicSignal: 'SIGUSR1' }, intervalMs: 30_000 }, [...fresh, [30_000, { type: 'timer', name: 'interval' }]]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 30_000, leaveRunning: true }]);
+    expect(run.logs('info')).toContain("periodic save: SIGUSR1 to the program's process group (PID 42); it runs on");
+    expect(run.state.phase).toBe('running');
+    expect(run.of('setTimer').filter((action) => action.type === 'setTimer' && action.name === 'interval')).toHaveLength(2);
   });
 });

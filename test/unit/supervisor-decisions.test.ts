@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
-import { daemonVerdict, endOfJobRecord, eventsFromFiles, signalTargets, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
+import { daemonVerdict, endOfJobRecord, eventsFromFiles, exitMeansSaved, signalTargets, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
 import { EventQueue } from '../../src/launcher/event-queue.js';
 import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine.js';
 import type { RunState } from '../../src/state/run-state.js';
@@ -247,5 +247,16 @@ describe('the event queue', () => {
     queue.post('exit');
     queue.post('after');
     expect(seen).toEqual(['exit']);
+  });
+});
+
+describe('--engine app: which exit means saved, and why a save was asked', () => {
+  it('the agreed code, or any exit with --app-any-exit-saved; never a death by the save signal itself', () => {
+    expect(exitMeansSaved(85, { code: 85 }, 'SIGUSR2')).toBe(true);
+    expect(exitMeansSaved(0, { code: 85 }, 'SIGUSR2')).toBe(false);
+    expect(exitMeansSaved(0, 'any', 'SIGTERM')).toBe(true);
+    expect(exitMeansSaved(3, 'any', 'SIGTERM')).toBe(true);
+    expect(exitMeansSaved(143, 'any', 'SIGTERM')).toBe(false);
+    expect(exitMeansSaved(140, { code: 140 }, 'SIGUSR2')).toBe(false);
   });
 });
