@@ -98,12 +98,17 @@ export function imagesVerdict(state: RunState | undefined, hasCheckpointOk: bool
   return { removable: true, why: 'failed: no complete checkpoint, the next job starts it from the beginning' };
 }
 
-/** Removes the run's image folders; what it removed and freed, and one line per folder it could not remove. */
-export function removeImages(paths: RunDirPaths): { removed: string[]; freed: number; problems: string[] } {
+/**
+ * Removes the run's image folders; what it removed and freed, and one line per folder it could
+ * not remove. PARTIAL: also the dumps that have not completed (`ckpt-run clean`: left by a dump
+ * that never will); a job leaves them to the daemon, which may be writing one right now (a
+ * program that ended during a dump) and removes it itself when the dump fails.
+ */
+export function removeImages(paths: RunDirPaths, partial = true): { removed: string[]; freed: number; problems: string[] } {
   let freed = 0;
   const removed: string[] = [];
   const problems: string[] = [];
-  for (const dir of imageFolders(paths)) {
+  for (const dir of imageFolders(paths).filter((folder) => partial || !basename(folder).startsWith(PARTIAL_IMAGES_PREFIX))) {
     const bytes = bytesOf(dir);
     try {
       rmSync(dir, { recursive: true, force: true });
@@ -132,7 +137,7 @@ export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void 
     return; // not recorded as finished: keep them
   }
   if (state?.status !== 'finished') return;
-  const { freed, problems } = removeImages(paths);
+  const { freed, problems } = removeImages(paths, false);
   if (freed > 0) logger.log('info', `the run finished: removed its checkpoint images (${formatMegabytes(freed)}; --keep-images keeps them)`);
   // E.g. a lazy restore's images, still the daemon's until every page is in: clean finds them later.
   for (const problem of problems) logger.log('warn', `${problem} (ckpt-run clean lists what is left)`);
