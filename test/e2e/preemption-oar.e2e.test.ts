@@ -123,7 +123,7 @@ describe.runIf(realPartAvailable('ckpt-run preemption on a real OAR cluster', oa
     expect(exitStatusOf(last)).toEqual({ code: spec.code, signal: 0 });
     expect(counted(run.stdout)).toEqual(Array.from({ length: spec.count }, (_, k) => k + 1));
     expect(run.stderr[0]).toMatch(/this job stops for: preemption \(the scheduler says so\)/);
-    expect(run.stderr[0]).toMatch(/checkpoint complete in [\d.]+ m?s, program stopped/);
+    expect(run.stderr[0]).toMatch(/checkpoint complete in [\d.]+ m?s( \([^)]*\))?, program stopped/);
     expect(run.stderr[1]).toMatch(/program restored as PID \d+/);
     expect(run.history.map((job) => [job.jobId, job.mode, job.outcome, job.reason])).toEqual([
       [String(first.id), 'fresh', 'checkpointed', 'preemption'],

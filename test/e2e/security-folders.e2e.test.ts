@@ -64,7 +64,7 @@ adversarialSuite('the run folder', () => {
     const verdict = await daemon.verdict('sec-old-etc');
     expect(verdict.outcome, verdict.line).toBe('done');
     expect(etcSnapshot()).toEqual(etc0);
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'checkpoint_ok']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'checkpoint_ok', 'checkpoint_stats']);
     expect(statSync(join(dir, 'checkpoint')).uid).toBe(attacker.uid);
     report('checkpoint whose DIR/checkpoint.old is a symlink to /etc', 'served: the rm, run as the user, removed only the link; /etc untouched');
   });
@@ -82,7 +82,7 @@ adversarialSuite('the run folder', () => {
     expect(verdict.outcome, verdict.line).toBe('done');
     expect(snapshot(victimRun)).toEqual(folder0);
     expect(readlinkSync(dir)).toBe(victimRun);
-    expect(readdirSync(`${dir}-moved`).sort()).toEqual(['checkpoint', 'checkpoint_ok']);
+    expect(readdirSync(`${dir}-moved`).sort()).toEqual(['checkpoint', 'checkpoint_ok', 'checkpoint_stats']);
     report("DIR swapped for a symlink to another user's folder while criu dumps", 'served in the pinned folder (where DIR was moved), the symlink never followed; victim untouched');
   });
 

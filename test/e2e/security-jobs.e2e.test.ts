@@ -48,7 +48,7 @@ adversarialSuite('jobs', () => {
     expect(verdict.reason).toBe(`job id ${ambiguous} has a "_": OAR's cpuset ${VICTIM}_${job} may be another user's job`);
     expect(cgroupProcs(cpuset)).toEqual([]);
     expect(await daemonReport(dir, 'restore_failed')).toBe(verdict.reason);
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'checkpoint_ok', 'restore_failed']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'checkpoint_ok', 'checkpoint_stats', 'restore_failed']);
     report(`resume under job id "${ambiguous}" (${ATTACKER} + "_${ambiguous}" names ${VICTIM}'s job ${job} cpuset)`, refused(verdict, "the victim's job cpuset untouched"));
   });
 
