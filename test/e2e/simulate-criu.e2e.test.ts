@@ -23,7 +23,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
 
   it('--interval and --crash-at: the crashed job is followed by one that resumes the last periodic checkpoint; the output file holds every line once', async () => {
     const { workdir } = makeSandbox('ckpt-simcrash-');
-    const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '2', '--crash-at', '5', '--', COUNTER, '60', '0.15', '7']);
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '2', '--crash-at', '6', '--', COUNTER, '60', '0.15', '7']);
     expect(await sim.exitCode(120_000)).toBe(7);
     const summary = summaryOf(workdir);
     expect(summary.cycles.map((c: { endedBy: string }) => c.endedBy)).toEqual(['crashed: the whole job killed (SIGKILL)', 'program exited (code 7)']);
