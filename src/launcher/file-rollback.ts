@@ -59,7 +59,7 @@ export interface Cut {
  * go on writing into it where it left off, over or past what is not there). KEEP: where the
  * cut bytes of a file go.
  */
-export function planRollback(files: OpenFile[], now: (path: string) => FileNow, keep: (path: string) => string): { cuts: Cut[]; refusals: string[] } {
+export function planRollback(files: OpenFile[], now: (path: string) => FileNow, keep: (file: OpenFile) => string): { cuts: Cut[]; refusals: string[] } {
   const cuts: Cut[] = [];
   const refusals: string[] = [];
   for (const file of files) {
@@ -67,7 +67,7 @@ export function planRollback(files: OpenFile[], now: (path: string) => FileNow, 
     if (current === undefined) refusals.push(`${file.path} is gone (it had ${file.size} bytes at the checkpoint)`);
     else if (current.inode !== file.inode) refusals.push(`${file.path} was replaced by another file (inode ${current.inode}, was ${file.inode})`);
     else if (current.size < file.size) refusals.push(`${file.path} is shorter than at the checkpoint (${current.size} bytes, was ${file.size})`);
-    else if (current.size > file.size) cuts.push({ path: file.path, size: file.size, extra: current.size - file.size, keep: keep(file.path) });
+    else if (current.size > file.size) cuts.push({ path: file.path, size: file.size, extra: current.size - file.size, keep: keep(file) });
   }
   return { cuts, refusals };
 }
@@ -177,12 +177,12 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): strin
   const files = openFilesOf(paths);
   if (files === undefined) return rollBackOutput(paths, state);
   const unrolled = notRolledBack(paths, state, files);
-  const output = new Map([
-    [fileNow(paths.stdoutLog)?.inode, paths.stdoutRolledBack],
-    [fileNow(paths.stderrLog)?.inode, paths.stderrRolledBack],
-  ]);
-  const inodeKeep = (path: string): string => output.get(fileNow(path)?.inode) ?? `${path}.rolled-back`;
-  const { cuts, refusals } = planRollback(files, fileNow, inodeKeep);
+  // The output files, known by inode (the record names them as the program's /proc showed them), each stat'ed once.
+  const stdoutInode = fileNow(paths.stdoutLog)?.inode;
+  const stderrInode = fileNow(paths.stderrLog)?.inode;
+  const keepOf = (file: OpenFile): string =>
+    file.inode === stdoutInode ? paths.stdoutRolledBack : file.inode === stderrInode ? paths.stderrRolledBack : `${file.path}.rolled-back`;
+  const { cuts, refusals } = planRollback(files, fileNow, keepOf);
   if (refusals.length > 0) {
     throw new CliError(
       `cannot resume: the checkpoint's program holds ${refusals.join('; ')}. It would go on writing where it left off. ` +
@@ -191,11 +191,8 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): strin
     );
   }
   if (cuts.length === 0) return unrolled;
-  const endOf = (log: string, relayed: number): number => {
-    const inode = fileNow(log)?.inode;
-    return files.find((file) => file.inode === inode)?.size ?? relayed;
-  };
-  cutBack(paths, state, cuts, { stdout: endOf(paths.stdoutLog, state.relayed.stdout), stderr: endOf(paths.stderrLog, state.relayed.stderr) });
+  const endOf = (inode: number | undefined, relayed: number): number => files.find((file) => file.inode === inode)?.size ?? relayed;
+  cutBack(paths, state, cuts, { stdout: endOf(stdoutInode, state.relayed.stdout), stderr: endOf(stderrInode, state.relayed.stderr) });
   return [said(state, cuts), ...unrolled];
 }
 

@@ -19,12 +19,11 @@ import { ensureOarUser, type OarUser } from '../helpers/oar-cluster.js';
 import { prepareSchedulerNode, type SchedulerNode } from '../helpers/oar-node.js';
 import { pollFor } from '../helpers/poll.js';
 import { realPartAvailable } from '../helpers/real-parts.js';
-import { asUser, sbatch, SLURM_LOCAL, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
+import { cancelUnfinished, sbatch, SLURM_FINAL_STATES, SLURM_LOCAL, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
 
 const USER = 'ckptoar';
 const COUNT = 60;
 const CODE = 42;
-const FINAL = /^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|PREEMPTED|BOOT_FAIL|DEADLINE|OUT_OF_MEMORY)$/;
 
 /** A ckpt-run log line's time (ms). */
 function loggedAt(log: string, what: RegExp): number | undefined {
@@ -50,7 +49,7 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
   }, 300_000);
 
   afterAll(async () => {
-    for (const id of jobs) if (!FINAL.test(slurmJob(id)?.JobState ?? 'COMPLETED')) asUser(user, ['scancel', String(id)]);
+    cancelUnfinished(user, jobs);
     await node?.tearDown();
     if (!wasUp) stopSlurm();
   }, 120_000);
@@ -76,11 +75,11 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
     }, () => `job ${id} requeued (${state(id)})`, 90_000, 250);
     const highDone = await pollFor(() => {
       const job = slurmJob(preemptor);
-      return job && FINAL.test(job.JobState) ? job : undefined;
+      return job && SLURM_FINAL_STATES.test(job.JobState) ? job : undefined;
     }, () => `the highprio job ${preemptor} to end (${state(preemptor)})`, 120_000, 500);
     const done = await pollFor(() => {
       const job = slurmJob(id);
-      return job && FINAL.test(job.JobState) ? job : undefined;
+      return job && SLURM_FINAL_STATES.test(job.JobState) ? job : undefined;
     }, () => `job ${id} to run again and end (${state(id)}); output:\n${readOr(output)}`, 240_000, 500);
 
     const log = readOr(output);

@@ -22,7 +22,7 @@ import { pollFor } from '../helpers/poll.js';
 import { prepareSchedulerNode, type SchedulerNode } from '../helpers/oar-node.js';
 import type { RealDaemon } from '../helpers/real-daemon.js';
 import { IN_CI, realPartAvailable } from '../helpers/real-parts.js';
-import { asUser, sbatch, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
+import { asUser, cancelUnfinished, sbatch, SLURM_FINAL_STATES, slurmJob, slurmProbe, startSlurm, stopSlurm } from '../helpers/slurm-cluster.js';
 
 const USER = 'ckptoar';
 /**
@@ -31,8 +31,7 @@ const USER = 'ckptoar';
  */
 const D = { count: 80, code: 43 };
 /** The states of a job that has ended (a running one may also show SIGNALING, REQUEUED, COMPLETING, …). */
-const FINAL = /^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|PREEMPTED|BOOT_FAIL|DEADLINE|OUT_OF_MEMORY)$/;
-const ended = (job: Record<string, string>): boolean => FINAL.test(job.JobState);
+const ended = (job: Record<string, string>): boolean => SLURM_FINAL_STATES.test(job.JobState);
 
 describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ckpt-run under a real Slurm 22.05 (slurm-local.sh) with ckpt-daemon on real CRIU', () => {
   let wasUp = true;
@@ -77,7 +76,7 @@ describe.runIf(realPartAvailable('ckpt-run under a real Slurm', slurmProbe))('ck
   }, 300_000);
 
   afterAll(async () => {
-    for (const id of jobs) if (!FINAL.test(slurmJob(id)?.JobState ?? 'COMPLETED')) asUser(user, ['scancel', String(id)]);
+    cancelUnfinished(user, jobs);
     await node?.tearDown();
     if (!wasUp) stopSlurm();
   }, 120_000);

@@ -52,3 +52,11 @@ export function slurmJob(id: number): Record<string, string> | undefined {
   }
   return Object.fromEntries(line.split(' ').map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)]));
 }
+
+/** The job states after which Slurm runs a job no more (a requeued job is PENDING again first). */
+export const SLURM_FINAL_STATES = /^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|PREEMPTED|BOOT_FAIL|DEADLINE|OUT_OF_MEMORY)$/;
+
+/** A suite's end: its jobs still queued or running are cancelled (as their user), so that none outlives it. */
+export function cancelUnfinished(user: OarUser, jobs: number[]): void {
+  for (const id of jobs) if (!SLURM_FINAL_STATES.test(slurmJob(id)?.JobState ?? 'COMPLETED')) asUser(user, ['scancel', String(id)]);
+}
