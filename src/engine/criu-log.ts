@@ -24,6 +24,7 @@ const NOISE = [/^rlimit: Can't setup RLIMIT_NOFILE for self/, /^(Dumping|Restori
 const ADVICE: Array<[RegExp, string]> = [
   [/A session leader of .* is outside of its pid namespace/, 'the program is in a session begun outside this PID namespace: start it in a session of its own (setsid), as ckpt-run does'],
   [/^\d+ was killed by 9 unexpectedly/, 'a process of the tree was killed during the dump: its job ended (walltime) or someone killed it'],
+  [/^Unable to create a thread: -17$/, 'a thread ID of the program is taken on this node'],
 ];
 
 function withAdvice(cause: string): string {
@@ -34,10 +35,22 @@ function withAdvice(cause: string): string {
 /** A restore that failed because a PID of the tree is in use (or not reaped yet) on this node. */
 const PID_IN_USE = /Can't fork for (\d+): File exists|clone.*File exists/;
 
+/**
+ * A restore that failed because a thread ID of the tree is in use: criu 4.2 creates each thread
+ * with clone3 and its old TID, and EEXIST (-17) comes back without the TID. Seen when a job forked
+ * right after another process took the tree's PID: its processes took the next IDs, the threads'.
+ */
+const THREAD_ID_IN_USE = /^Unable to create a thread: -17\b/;
+
 /** The PID a restore found taken, if that is why it failed. */
 export function busyPid(reason: string): number | undefined {
   const pid = PID_IN_USE.exec(reason)?.[1];
   return pid === undefined ? undefined : Number(pid);
+}
+
+/** Whether a restore failed because one of the tree's thread IDs is taken (criu does not say which). */
+export function threadIdTaken(reason: string): boolean {
+  return THREAD_ID_IN_USE.test(reason);
 }
 
 export interface CriuFailure {
@@ -54,7 +67,7 @@ export function criuFailure(logText: string, fallback: string): CriuFailure {
   const causes = errors.filter((message) => !NOISE.some((pattern) => pattern.test(message)));
   return {
     reason: causes[0] === undefined ? fallback : withAdvice(causes[0]),
-    retryable: causes.some((message) => PID_IN_USE.test(message)),
+    retryable: causes.some((message) => PID_IN_USE.test(message) || THREAD_ID_IN_USE.test(message)),
     log: errors.slice(-10).join('\n'),
   };
 }

@@ -41,7 +41,9 @@
  *    and only a frozen tree is the one in the images. Refused, criu resumes it and fails.
  *  - a restore that finds a PID of the tree taken waits for that PID to leave /proc and tries
  *    again, for PID_WAIT_MS in all: right after a dump, the dumped processes linger as zombies
- *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists"). The deadline
+ *    until init reaps them, slowly on some nodes ("Can't fork for N: File exists"). A thread ID
+ *    taken ("Unable to create a thread: -17", no ID named) waits the same way for the thread IDs
+ *    of the images that /proc shows, and the last failure names their holders. The deadline
  *    bounds the tries themselves, since criu may name a PID that /proc does not show (seen under
  *    a nested PID namespace whose init never reaps).
  *  - every criu run has a deadline (the daemon's --criu-deadline, or sooner when the job must
@@ -54,14 +56,14 @@
  *    lock where the node lacks iptables-restore (see --tcp-established above for when).
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
 import { treeHoldsTcp } from '../proc/tcp-sockets.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
-import { busyPid, criuFailure } from './criu-log.js';
+import { busyPid, criuFailure, threadIdTaken } from './criu-log.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
 import { frozenMsOf } from './criu-stats.js';
@@ -111,13 +113,47 @@ function leadsItsSession(pid: number): boolean {
   return stat.session === pid;
 }
 
-/** Waits until PID is gone from /proc (a zombie still holds it); false at the deadline. */
-async function vanishes(pid: number, deadline: number): Promise<boolean> {
+/** Waits until each of IDS is gone from /proc (a zombie still holds it); false at the deadline. */
+async function vanish(ids: number[], deadline: number): Promise<boolean> {
   do {
     await sleep(RETRY_PAUSE_MS);
     if (Date.now() > deadline) return false;
-  } while (existsSync(`/proc/${pid}`));
+  } while (ids.some((id) => existsSync(`/proc/${id}`)));
   return true;
+}
+
+/** The tree's thread IDs: criu writes a core-TID.img for each thread of each process. */
+function threadIdsOf(imagesDir: string): number[] {
+  return readdirSync(imagesDir)
+    .map((name) => /^core-(\d+)\.img$/.exec(name)?.[1])
+    .filter((id): id is string => id !== undefined)
+    .map(Number);
+}
+
+/** Which process holds thread ID TID, for the message: "PID 1234 (sleep)". */
+function holderOf(tid: number): string {
+  const pid = /^Tgid:\s*(\d+)$/m.exec(readOrEmpty(`/proc/${tid}/status`))?.[1] ?? String(tid);
+  return `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`;
+}
+
+/**
+ * The IDs a failed restore waits for before it tries again: the PID criu names, or the tree's
+ * thread IDs that /proc shows taken (criu names none; none shown: one that was taken briefly).
+ * Undefined when no ID in use is why it failed.
+ */
+function takenIds(reason: string, imagesDir: string): number[] | undefined {
+  const pid = busyPid(reason);
+  if (pid !== undefined) return [pid];
+  return threadIdTaken(reason) ? threadIdsOf(imagesDir).filter((tid) => existsSync(`/proc/${tid}`)) : undefined;
+}
+
+/** A restore's last failure for an ID in use: with who holds the thread IDs, which criu does not name. */
+function stillTaken(error: EngineError, imagesDir: string): EngineError {
+  if (!threadIdTaken(error.reason)) return error;
+  const held = threadIdsOf(imagesDir).filter((tid) => existsSync(`/proc/${tid}`));
+  if (held.length === 0) return error;
+  const holders = held.map((tid) => `${tid} by ${holderOf(tid)}`).join(', ');
+  return new EngineError(`${error.reason}; held now: thread ID ${holders}`, error.retryable, error.log);
 }
 
 /** Whom the action script checks the tree against. */
@@ -209,8 +245,9 @@ export class CriuEngine implements CheckpointEngine {
           tcp = '--tcp-close';
           continue;
         }
-        const pid = error instanceof EngineError ? busyPid(error.reason) : undefined;
-        if (pid === undefined || !(await vanishes(pid, deadline))) throw error;
+        const taken = error instanceof EngineError ? takenIds(error.reason, target.imagesDir) : undefined;
+        if (taken === undefined) throw error;
+        if (!(await vanish(taken, deadline))) throw stillTaken(error as EngineError, target.imagesDir);
       }
     }
   }

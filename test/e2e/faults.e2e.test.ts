@@ -23,14 +23,14 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childrenOf } from '../../src/proc/processes.js';
+import { childrenOf, sleep } from '../../src/proc/processes.js';
 import { imagesBytes } from '../../src/protocol/run-dir.js';
 import { isGone } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { faultProgram, GHOST_TRIGGER, numbers, range, STOP_TRIGGER } from '../helpers/fault-program.js';
 import {
-  checkpointIdentity, filesystemUsage, killAtWalltime, killProcessesUnder, mountTmpfs, occupyPid, resizeTmpfs, runState, spoolLeftovers, touch, unmount,
+  checkpointIdentity, checkpointThreadIds, filesystemUsage, killAtWalltime, killProcessesUnder, mountTmpfs, occupyPid, resizeTmpfs, runState, spoolLeftovers, touch, unmount,
 } from '../helpers/fault-system.js';
 import { makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
@@ -367,7 +367,8 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const dumped = Number(/checkpoint requested for PID (\d+)/.exec(job1.stderr)?.[1]);
     const checkpoint = checkpointIdentity(sandbox.run);
 
-    const holder = await occupyPid(dumped);
+    // The jobs forked next must not take the tree's thread IDs, which follow its root's.
+    const holder = await occupyPid(dumped, Math.max(...checkpointThreadIds(sandbox.run)));
     let job2: Proc;
     try {
       job2 = ckpt(sandbox, 'pid-2', argv);
@@ -395,6 +396,39 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
         `"${reason}", retryable, exit 99, checkpoint intact, restarts=2; PID freed → next job restored it as PID ${restoredRoot}: ` +
         `lines 1..${k + restored.length} continuous, exit ${EXIT}`,
     );
+  }, 120_000);
+
+  it("2c. a thread's ID taken on restore (--pid-namespace off, criu names no ID): the daemon waits for the images' thread IDs to be free, then restores in the same job", async () => {
+    const sandbox = caseDir('tid-taken');
+    const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 16, exitCode: EXIT });
+    const { job: job1, k } = await firstJob(sandbox, 'tid-1', argv, 10, ['--pid-namespace', 'off']);
+    const dumped = Number(/checkpoint requested for PID (\d+)/.exec(job1.stderr)?.[1]);
+    const threadIds = checkpointThreadIds(sandbox.run);
+    const thread = Math.max(...threadIds.filter((tid) => tid !== dumped));
+    const holdMs = 1500;
+    const holder = await occupyPid(thread, Math.max(...threadIds));
+    let releasedAt = Number.POSITIVE_INFINITY;
+    const released = sleep(holdMs)
+      .then(() => holder.release())
+      .then(() => (releasedAt = Date.now()));
+    const started = Date.now();
+    try {
+      const { restored, job } = await finishRun(sandbox, 'tid-2', argv);
+      const restoredAfterMs = Date.now() - started;
+      const restoredLine = /^ckpt-run: (\S+) .*program restored as PID (\d+)/m.exec(job.stderr);
+      expect(Number(restoredLine?.[2])).toBe(dumped);
+      // criu cannot restore while the thread ID is held: the restore came after the release.
+      expect(Date.parse(restoredLine?.[1] ?? '')).toBeGreaterThanOrEqual(releasedAt - 50);
+      expect(restored).toEqual(range(k + 1, k + restored.length));
+      expect(runState(sandbox.run).restarts).toBe(1); // restored in the first job that tried
+      report(
+        `fault: thread ID ${thread} of the dumped tree (threads ${threadIds.join(' ')}) held ${holdMs} ms on restore (--pid-namespace off) → ` +
+          `criu "Unable to create a thread: -17", the daemon waited for it and restored the same job (PID ${dumped}, ` +
+          `whole job ${(restoredAfterMs / 1000).toFixed(1)} s): lines 1..${k + restored.length} continuous, exit ${EXIT}`,
+      );
+    } finally {
+      await released;
+    }
   }, 120_000);
 
   it('3. resubmission cap: past --max-restarts a clear error and exit 10, not 99, the checkpoint kept; a job with a higher cap resumes it', async () => {

@@ -52,16 +52,18 @@ export interface PidHolder {
  * Occupies PID with a sleeping process: writes PID-1 to /proc/sys/kernel/ns_last_pid and forks
  * at once, again until the fork gets exactly PID (other forks on the node can come between).
  * The forking bash stays the sleeper's parent, so the sleeper is reaped the moment it is killed.
+ * Then the node's next PID is after NEXT_AFTER (by default PID): a dumped tree's thread IDs
+ * follow its root's, and the processes forked next on the node would take them.
  */
-export async function occupyPid(pid: number, timeoutMs = 20_000): Promise<PidHolder> {
+export async function occupyPid(pid: number, nextAfter = pid, timeoutMs = 20_000): Promise<PidHolder> {
   await waitUntil(() => !pidExists(pid), `PID ${pid} to be free (reaped)`, timeoutMs);
   const script =
     'target=$1; tries=0; ' +
     'while [ "$tries" -lt 20000 ]; do tries=$((tries + 1)); ' +
     'echo $((target - 1)) > /proc/sys/kernel/ns_last_pid; sleep 100000 & got=$!; ' +
-    'if [ "$got" = "$target" ]; then echo "holding $got after $tries tries"; wait; exit 0; fi; ' +
+    'if [ "$got" = "$target" ]; then echo "$2" > /proc/sys/kernel/ns_last_pid; echo "holding $got after $tries tries"; wait; exit 0; fi; ' +
     'kill -KILL "$got"; wait "$got" 2>/dev/null; done; echo "gave up after $tries tries"; exit 1';
-  const holder: ChildProcess = spawn('bash', ['-c', script, 'occupy-pid', String(pid)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const holder: ChildProcess = spawn('bash', ['-c', script, 'occupy-pid', String(pid), String(nextAfter)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let said = '';
   holder.stdout?.on('data', (chunk: Buffer) => (said += chunk.toString()));
   const exited = new Promise<void>((resolve) => holder.once('exit', () => resolve()));
@@ -149,6 +151,14 @@ export function checkpointIdentity(runDir: string): string[] {
       .sort()
       .map((name) => `checkpoint/${name} ${id(join(images, name))}`),
   ];
+}
+
+/** The thread IDs of the checkpoint's tree: criu writes a core-TID.img per thread. */
+export function checkpointThreadIds(runDir: string): number[] {
+  return readdirSync(join(runDir, 'checkpoint'))
+    .map((name) => /^core-(\d+)\.img$/.exec(name)?.[1])
+    .filter((id): id is string => id !== undefined)
+    .map(Number);
 }
 
 /** The run's state.json, read as ckpt-run reads it. */

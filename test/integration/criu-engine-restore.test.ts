@@ -1,11 +1,11 @@
 /**
- * CriuEngine.restore's answer to "Can't fork for N: File exists", with a stand-in for criu (a
+ * CriuEngine.restore's answer to "Can't fork for N: File exists" (and to a thread ID taken), with a stand-in for criu (a
  * shell script that fails the way criu 4.1.1 does while PID N is taken): it waits for N to
  * leave /proc and tries again, and its deadline bounds the tries even when criu names a PID
  * that /proc never shows (seen in a nested PID namespace whose init never reaps).
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CriuEngine } from '../../src/engine/criu.js';
@@ -71,6 +71,68 @@ describe('CriuEngine.restore with a PID taken', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(500);
     // One try per pause of 50 ms at most, not a loop of criu runs for as long as criu says so.
     expect(criu.runs()).toBeLessThanOrEqual(12);
+  });
+});
+
+/**
+ * A criu that fails as criu 4.2.1 does while a thread ID of the tree is taken (HELD exists in
+ * /proc: no ID named), else restores. The images hold a core-TID.img per thread, HELD among them.
+ */
+function threadIdCriu(dir: string, held: number, restoredPid: number): { path: string; runs: () => number } {
+  const images = join(dir, 'images');
+  mkdirSync(images, { recursive: true });
+  for (const tid of [restoredPid, held]) writeFileSync(join(images, `core-${tid}.img`), '');
+  const path = join(dir, 'criu');
+  const runsFile = join(dir, 'runs');
+  writeFileSync(runsFile, '');
+  writeFileSync(
+    path,
+    `#!/bin/sh
+echo run >> '${runsFile}'
+while [ $# -gt 0 ]; do
+  case $1 in -W) work=$2 ;; --pidfile) pidfile=$2 ;; esac
+  shift
+done
+if [ -e /proc/${held} ]; then
+  echo "(00.079963) pie: ${restoredPid}: Error (criu/pie/restorer.c:2185): Unable to create a thread: -17" > "$work/restore.log"
+  exit 1
+fi
+echo ${restoredPid} > "$pidfile"
+`,
+  );
+  chmodSync(path, 0o755);
+  return { path, runs: () => readFileSync(runsFile, 'utf8').split('\n').filter(Boolean).length };
+}
+
+describe('CriuEngine.restore with a thread ID taken', () => {
+  afterEach(cleanUp);
+
+  it('waits for the thread IDs of the images to leave /proc, then restores', async () => {
+    const dir = tempDir();
+    const holder = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    const holderGone = new Promise((resolve) => holder.once('exit', resolve));
+    const criu = threadIdCriu(dir, holder.pid as number, 4321);
+    const restored = restoreWith(criu.path, 10_000, dir);
+    setTimeout(() => holder.kill('SIGKILL'), 300);
+    await expect(restored).resolves.toBe(4321);
+    await holderGone;
+    expect(criu.runs()).toBeGreaterThanOrEqual(2);
+  });
+
+  it('at the deadline, a retryable failure that names the thread ID and its holder', async () => {
+    const dir = tempDir();
+    const holder = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    try {
+      const tid = holder.pid as number;
+      const failure = await restoreWith(threadIdCriu(dir, tid, 4321).path, 300, dir).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(EngineError);
+      expect((failure as EngineError).reason).toBe(
+        `Unable to create a thread: -17 (a thread ID of the program is taken on this node); held now: thread ID ${tid} by PID ${tid} (sleep)`,
+      );
+      expect((failure as EngineError).retryable).toBe(true);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 });
 

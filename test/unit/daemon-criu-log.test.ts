@@ -1,6 +1,6 @@
 /** The reason a failed CRIU run gives the job, from log lines seen on these machines. */
 import { describe, expect, it } from 'vitest';
-import { busyPid, criuFailure } from '../../src/engine/criu-log.js';
+import { busyPid, criuFailure, threadIdTaken } from '../../src/engine/criu-log.js';
 
 const NOISE = '(00.025554) Error (criu/util.c:1533): rlimit: Can\'t setup RLIMIT_NOFILE for self: Operation not permitted';
 
@@ -25,6 +25,18 @@ describe('criuFailure', () => {
     expect(failure).toMatchObject({ reason: "Can't fork for 13039: File exists", retryable: true });
     expect(busyPid(failure.reason)).toBe(13039);
     expect(busyPid('File x has bad size 19 (expect 14)')).toBeUndefined();
+  });
+
+  it('marks a thread ID in use as retryable, and says what -17 means (criu 4.2.1 names no thread)', () => {
+    // Seen on restore with --pid-namespace off once a job forked right after the tree's PID was taken.
+    const log = `${NOISE}\n(00.079963) pie: 20069: Error (criu/pie/restorer.c:2185): Unable to create a thread: -17\n(00.080302) Error (criu/cr-restore.c:2331): Restoring FAILED.`;
+    const failure = criuFailure(log, 'fallback');
+    expect(failure).toMatchObject({ reason: 'Unable to create a thread: -17 (a thread ID of the program is taken on this node)', retryable: true });
+    expect(threadIdTaken(failure.reason)).toBe(true);
+    expect(busyPid(failure.reason)).toBeUndefined();
+    // Another errno is not an ID in use.
+    expect(criuFailure('(00.07) pie: 1: Error (criu/pie/restorer.c:2185): Unable to create a thread: -12', 'fallback').retryable).toBe(false);
+    expect(threadIdTaken('Unable to create a thread: -12')).toBe(false);
   });
 
   it("reports the pre-resume check's refusal, not criu's consequences of it", () => {
