@@ -16,6 +16,7 @@ import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spo
 import { readAnswerBy, readLeaveRunning, readResumeFrom } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
+import { checkJobProcess, JobLeases } from './job-leases.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { publishFile } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
@@ -24,7 +25,7 @@ import { checkJobOwner, checkServable, checkTargetProcess, openRunDir } from './
 import { readRequestFile } from './request-file.js';
 import { lookupRequester } from './requester.js';
 import { serveResume } from './restore-service.js';
-import { killAll, treeOf } from '../proc/processes.js';
+import { killAll, ProcessHandle, treeOf } from '../proc/processes.js';
 import { RUN_FILES } from './run-files.js';
 import { discard, pickUp, prepareSpool } from './spool.js';
 import { SpoolWatcher } from './spool-watcher.js';
@@ -60,10 +61,14 @@ const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`;
 class RequestServer {
   private readonly queue: KeyedQueue;
   private readonly privateDir: string;
+  private readonly leases: JobLeases;
 
   constructor(private readonly options: DaemonOptions) {
     const { logger } = options;
     this.queue = new KeyedQueue((error) => logger.log('error', `internal error while serving a request: ${error.stack}`));
+    this.leases = new JobLeases(({ jobId, job, root }, killed) =>
+      logger.log('warn', `job ${jobId}: its process ${job.pid} ended while the program restored for it ran (PID ${root.pid}): killed the program's ${killed} process(es), as the job's end would have`),
+    );
     this.privateDir = prepareSpool(options.spoolDir);
     for (const name of readdirSync(this.privateDir)) {
       this.discard(join(this.privateDir, name));
@@ -155,13 +160,18 @@ class RequestServer {
     const deadline = readAnswerBy(run);
     if (request.kind === 'resume') {
       const expected = readResumeFrom(run);
+      const job = request.jobPid === undefined ? undefined : checkJobProcess(request.jobPid, requester);
       if (expected !== undefined && expected !== checkpointIdentity(run.path(RUN_FILES.checkpointOk))) {
         throw new EngineError(
           'the checkpoint changed after this job rolled its files back to the one before (a dump for the previous job completed meanwhile); the next job resumes the new one',
           true,
         );
       }
-      const { pid, pagesIn } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, running);
+      const hold = (pid: number): void => {
+        if (job) this.leases.hold({ jobId: request.jobId, job, root: new ProcessHandle(pid) });
+        running(pid);
+      };
+      const { pid, pagesIn } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, hold);
       if (pagesIn) publishFile(run, RUN_FILES.pagesIn, `${JSON.stringify({ ms: Date.now() - requested, bytes: pagesIn.bytes })}\n`, requester);
       return { detail: `: PID ${pid}`, pid, pagesIn };
     }
@@ -187,6 +197,10 @@ class RequestServer {
   idle(): Promise<void> {
     return this.queue.idle();
   }
+
+  stop(): void {
+    this.leases.stop();
+  }
 }
 
 /** Serves the spool until stop(), which waits for the requests in progress. */
@@ -207,6 +221,7 @@ export async function startDaemon(options: DaemonOptions): Promise<{ stop(): Pro
       watcher.stop();
       heartbeat.stop();
       await server.idle();
+      server.stop();
       spool.close();
       logger.log('info', 'stopped');
     },

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatFeatures } from '../protocol/heartbeat.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatFeatures, type DaemonFeature } from '../protocol/heartbeat.js';
 import { LEAVE_RUNNING, type RunDirPaths } from '../protocol/run-dir.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import type { StopReason } from '../state/run-state.js';
@@ -77,15 +77,24 @@ export class DaemonLink implements CheckpointLink {
 
   /** A daemon that leaves the program running says so in its heartbeat; another one would stop it. */
   periodic(): { ok: true } | { ok: false; why: string } {
-    const heartbeatPath = join(this.options.spoolDir, HEARTBEAT_FILE);
-    let text: string;
-    try {
-      text = readFileSync(heartbeatPath, 'utf8');
-    } catch {
-      return { ok: false, why: `no ckpt-daemon heartbeat ${heartbeatPath} (the node's daemon cannot be asked to leave the program running)` };
-    }
-    if (heartbeatFeatures(text).includes('leave-running')) return { ok: true };
+    const heartbeatPath = this.heartbeatPath();
+    const features = this.daemonFeatures();
+    if (features === undefined) return { ok: false, why: `no ckpt-daemon heartbeat ${heartbeatPath} (the node's daemon cannot be asked to leave the program running)` };
+    if (features.includes('leave-running')) return { ok: true };
     return { ok: false, why: `the node's daemon does not say it can leave the program running (no "leave-running" among the features in ${heartbeatPath}: an older ckpt-daemon?)` };
+  }
+
+  private heartbeatPath(): string {
+    return join(this.options.spoolDir, HEARTBEAT_FILE);
+  }
+
+  /** What the node's daemon says it can do beyond the public protocol; undefined without a heartbeat. */
+  private daemonFeatures(): DaemonFeature[] | undefined {
+    try {
+      return heartbeatFeatures(readFileSync(this.heartbeatPath(), 'utf8')) as DaemonFeature[];
+    } catch {
+      return undefined;
+    }
   }
 
   requestResume(answerBy: number): void {
@@ -95,7 +104,10 @@ export class DaemonLink implements CheckpointLink {
     rmSync(paths.pagesIn, { force: true });
     writeFileAtomic(paths.answerBy, `${answerBy}\n`);
     if (this.options.resumeFrom) writeFileAtomic(paths.resumeFrom, `${this.options.resumeFrom}\n`);
-    this.send({ kind: 'resume', jobId, dir: paths.dir });
+    // This process's PID, for a daemon that takes it (an older one refuses a second line): it
+    // kills the restored tree if the job ends without stopping it (daemon/job-leases.ts).
+    const lease = this.daemonFeatures()?.includes('job-lease') ? { jobPid: process.pid } : {};
+    this.send({ kind: 'resume', jobId, dir: paths.dir, ...lease });
   }
 
   close(): void {
@@ -124,7 +136,7 @@ export class DaemonLink implements CheckpointLink {
 
   private lookAtDaemon(path: string): void {
     if (!this.options.awaiting()) return;
-    const heartbeatPath = join(this.options.spoolDir, HEARTBEAT_FILE);
+    const heartbeatPath = this.heartbeatPath();
     let heartbeatAgeMs: number | undefined;
     try {
       heartbeatAgeMs = Date.now() - statSync(heartbeatPath).mtimeMs;

@@ -13,9 +13,10 @@ export const HEARTBEAT_STALE_MS = 3 * HEARTBEAT_INTERVAL_MS;
  * What a daemon can do beyond the public protocol, said on the heartbeat's second line
  * ("features: a b"). The clusters' existing daemon writes no heartbeat: it can do none of them.
  */
-export type DaemonFeature = 'leave-running';
+export type DaemonFeature = 'leave-running' | 'job-lease';
 
-export const DAEMON_FEATURES: readonly DaemonFeature[] = ['leave-running'];
+/** leave-running: periodic checkpoints (DIR/checkpoint_mode); job-lease: a resume request may name the job's PID. */
+export const DAEMON_FEATURES: readonly DaemonFeature[] = ['leave-running', 'job-lease'];
 
 /** The heartbeat file's content: the daemon's PID, then its features. */
 export function formatHeartbeat(pid: number): string {

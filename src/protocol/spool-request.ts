@@ -4,8 +4,10 @@ import { join } from 'node:path';
  * The node daemon's spool protocol, as spoken by the clusters' public bash daemon:
  *   <spool>/<job-id>.checkpoint   "PID\nDIR\n"  dump the tree rooted at PID into DIR/checkpoint/
  *   <spool>/<job-id>.resume       "DIR\n"       restore DIR/checkpoint/, write its pidfile
+ *                                 "JOBPID\nDIR\n" the same, the tree held on the job's life
+ *                                               (ckpt-daemon's lease, daemon/job-leases.ts)
  * The public daemon reads the PID with `head -1` and DIR with `tail -1`, so both formats
- * stay strictly line-based with a trailing newline.
+ * stay strictly line-based with a trailing newline (and it reads a resume's DIR as before).
  */
 /** Where the clusters' daemon reads requests. */
 export const DEFAULT_SPOOL_DIR = '/var/lib/checkpoints';
@@ -23,6 +25,8 @@ export interface ResumeRequest {
   kind: 'resume';
   jobId: string;
   dir: string;
+  /** The job's process (ckpt-run): the restored tree is killed once it is gone. */
+  jobPid?: number;
 }
 
 export type SpoolRequest = CheckpointRequest | ResumeRequest;
@@ -63,7 +67,8 @@ export function parseRequestName(name: string): { jobId: string; kind: RequestKi
 }
 
 export function formatRequest(request: SpoolRequest): string {
-  return request.kind === 'checkpoint' ? `${request.pid}\n${request.dir}\n` : `${request.dir}\n`;
+  const pid = request.kind === 'checkpoint' ? request.pid : request.jobPid;
+  return pid === undefined ? `${request.dir}\n` : `${pid}\n${request.dir}\n`;
 }
 
 export class MalformedRequestError extends Error {}
@@ -77,13 +82,11 @@ export function parseRequest(kind: RequestKind, jobId: string, body: string): Sp
   if (!dir.startsWith('/') || dir.includes('\n')) {
     throw new MalformedRequestError(`directory ${JSON.stringify(dir)} is not an absolute path`);
   }
-  if (kind === 'resume') {
-    if (lines.length !== 1) throw new MalformedRequestError(`expected 1 line, got ${lines.length}`);
-    return { kind, jobId, dir };
-  }
-  if (lines.length !== 2) throw new MalformedRequestError(`expected 2 lines, got ${lines.length}`);
+  if (kind === 'resume' && lines.length === 1) return { kind, jobId, dir };
+  if (lines.length !== 2) throw new MalformedRequestError(`expected ${kind === 'resume' ? '1 or 2' : 2} lines, got ${lines.length}`);
   if (!/^[1-9][0-9]{0,9}$/.test(lines[0])) {
     throw new MalformedRequestError(`PID ${JSON.stringify(lines[0])} is not a number`);
   }
-  return { kind, jobId, pid: Number(lines[0]), dir };
+  const pid = Number(lines[0]);
+  return kind === 'resume' ? { kind, jobId, dir, jobPid: pid } : { kind, jobId, pid, dir };
 }

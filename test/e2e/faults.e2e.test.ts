@@ -11,11 +11,13 @@
  *      a. in its own PID namespace (--pid-namespace on, root's default) the restore succeeds;
  *      b. without (--pid-namespace off): a retryable failure, exit 99 with the checkpoint intact,
  *         counted; once the PID is free the next job resumes and the run completes;
+ *      c. a thread's ID taken instead: the daemon waits for it and restores in the same job;
  *   3. the resubmission cap (--max-restarts): exit 10, not 99, the checkpoint kept, and a job
  *      with a higher cap resumes it;
  *   4. SIGTERM to the job while CRIU dumps its program (the other signal cases need no CRIU:
  *      test/integration/faults.test.ts, with 6, the local-filesystem warning);
- *   5. output continuity over 10 consecutive checkpoint/restore cycles (100 SIGUSR2 per cycle).
+ *   5. output continuity over 10 consecutive checkpoint/restore cycles (100 SIGUSR2 per cycle);
+ *   6. the job SIGKILLed alone while its restored program runs: the daemon kills the program.
  * A job killed "at walltime" is SIGKILLed together with its program's tree, as OAR does.
  * In CI this suite runs (a missing part fails it); elsewhere it is skipped loudly.
  */
@@ -484,6 +486,26 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
         `next job restored it, the program ran on (the signal not delivered again): lines 1..${k + restored.length} continuous, exit ${EXIT}`,
     );
   }, 180_000);
+
+  it("6. the job SIGKILLed alone while its restored program runs (what Slurm's process tracking leaves of a daemon's child): the daemon kills the program (job-lease) and the next job resumes the checkpoint", async () => {
+    const sandbox = caseDir('lease');
+    const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 16, exitCode: EXIT });
+    const { k } = await firstJob(sandbox, 'lease-1', argv, 10);
+    const { job: job2, root } = await resumedJob(sandbox, 'lease-2', argv);
+    job2.child.kill('SIGKILL');
+    await job2.exited;
+    const killedAt = Date.now();
+    await waitUntil(() => isGone(root), `the restored program ${root} to be killed once its job is gone`, 10_000);
+    const goneAfterMs = Date.now() - killedAt;
+    expect(daemon.log()).toMatch(new RegExp(`job lease-2: its process ${job2.child.pid} ended while the program restored for it ran \\(PID ${root}\\)`));
+
+    const { restored } = await finishRun(sandbox, 'lease-3', argv);
+    expect(restored).toEqual(range(k + 1, k + restored.length));
+    report(
+      `fault: job SIGKILLed alone while its restored program ran → the daemon killed the program ${goneAfterMs} ms later (its lease on the job); ` +
+        `the next job resumed the checkpoint: lines 1..${k + restored.length} continuous, exit ${EXIT}`,
+    );
+  }, 120_000);
 
   it('5. output continuity over 10 consecutive checkpoint/restore cycles (100 SIGUSR2 each): every line once, in order, memory intact, the exit code', async () => {
     const sandbox = caseDir('continuity');

@@ -2,8 +2,8 @@
  * The daemon end to end without CRIU: the restart engine, or a scripted engine, on a temporary
  * spool, with requests written as ckpt-run writes them. Runs as any user.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EngineError, type CheckpointEngine, type DumpFigures } from '../../src/engine/engine.js';
@@ -85,11 +85,58 @@ describe('ckpt-daemon with the restart engine', () => {
     expect(existsSync(join(dir, 'checkpoint/pidfile'))).toBe(false);
   });
 
+  it("holds a restored tree on its job's life (job-lease): killed once the job process named in the request is gone; a job already gone is refused", async () => {
+    const base = tempDir();
+    const dir = runDir(base);
+    daemon = await startTestDaemon(base, new RestartEngine());
+    const pid = await program(dir);
+    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
+    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
+
+    // The job (ckpt-run) is a sleeper here; the restored program runs until its job is killed.
+    const job = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    const jobPid = job.pid as number;
+    killAtCleanUp(jobPid);
+    daemon.request({ kind: 'resume', jobId: 'j2', dir, jobPid });
+    expect(await daemon.event('restore', 'j2')).toMatchObject({ ok: true });
+    const restored = Number(readFileSync(join(dir, 'checkpoint/pidfile'), 'utf8'));
+    killAtCleanUp(restored);
+    expect(isGone(restored)).toBe(false);
+    job.kill('SIGKILL');
+    await waitUntil(() => isGone(restored), `the restored program ${restored} to be killed once its job ${jobPid} is gone`, 5_000);
+    await daemon.logged(new RegExp(`warn: job j2: its process ${jobPid} ended while the program restored for it ran \\(PID ${restored}\\): killed the program's 2 process\\(es\\)`));
+
+    // A resume asked by a job that has ended is not served: the program would run for nobody.
+    rmSync(join(dir, 'checkpoint/pidfile')); // as a job does before it asks
+    daemon.request({ kind: 'resume', jobId: 'j3', dir, jobPid });
+    expect((await daemon.event('restore', 'j3')).reason).toBe(`the job process ${jobPid} that asked for the restore has ended: nothing to restore for`);
+    expect(existsSync(join(dir, 'checkpoint/pidfile'))).toBe(false);
+  });
+
+  it('a restored tree that ends before its job: the lease ends with it, nothing killed', async () => {
+    const base = tempDir();
+    const dir = runDir(base);
+    daemon = await startTestDaemon(base, new RestartEngine());
+    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid: await program(dir), dir });
+    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
+    const job = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    killAtCleanUp(job.pid as number);
+    daemon.request({ kind: 'resume', jobId: 'j2', dir, jobPid: job.pid as number });
+    expect(await daemon.event('restore', 'j2')).toMatchObject({ ok: true });
+    const restored = Number(readFileSync(join(dir, 'checkpoint/pidfile'), 'utf8'));
+    process.kill(restored, 'SIGKILL');
+    await waitUntil(() => isGone(restored), `the restored program ${restored} to end`);
+    job.kill('SIGKILL');
+    await waitUntil(() => isGone(job.pid as number), 'the job to end');
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // a lease poll (1 s) after the job's end
+    expect(daemon.lines.join('\n')).not.toMatch(/ended while the program restored for it ran/);
+  });
+
   it('says in its heartbeat that it can leave the program running, and does when checkpoint_mode asks', async () => {
     const base = tempDir();
     const dir = runDir(base);
     daemon = await startTestDaemon(base, new RestartEngine());
-    expect(heartbeatFeatures(readFileSync(join(daemon.spoolDir, HEARTBEAT_FILE), 'utf8'))).toEqual(['leave-running']);
+    expect(heartbeatFeatures(readFileSync(join(daemon.spoolDir, HEARTBEAT_FILE), 'utf8'))).toEqual(['leave-running', 'job-lease']);
     const pid = await program(dir);
     writeFileSync(join(dir, 'checkpoint_mode'), 'leave-running\n');
     daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
