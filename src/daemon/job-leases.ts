@@ -17,16 +17,19 @@ import { Refusal } from './refusal.js';
 /** How often the daemon looks whether the jobs holding restored trees still live. */
 export const LEASE_POLL_MS = 1000;
 
+/** A process watched through /proc: ProcessHandle (its PID and start time). */
+type Watched = Pick<ProcessHandle, 'pid' | 'isAlive'>;
+
 export interface Lease {
   jobId: string;
   /** The job process the tree belongs to. */
-  job: ProcessHandle;
+  job: Watched;
   /** The restored tree's root. */
-  root: ProcessHandle;
+  root: Watched;
 }
 
 /** What becomes of a lease: kept, dropped (the tree ended first), or expired (its job ended first: kill the tree). */
-function leaseVerdict(lease: { job: { isAlive(): boolean }; root: { isAlive(): boolean } }): 'keep' | 'drop' | 'expire' {
+function leaseVerdict(lease: Lease): 'keep' | 'drop' | 'expire' {
   if (!lease.root.isAlive()) return 'drop';
   return lease.job.isAlive() ? 'keep' : 'expire';
 }

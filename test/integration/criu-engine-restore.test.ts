@@ -14,10 +14,10 @@ import { cleanUp, isGone, SELF, tempDir } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 
 /**
- * A criu that reports BUSY_PID taken while /proc/BUSY_PID exists (or always, ALWAYS_BUSY), else
- * restores: writes --pidfile and exits 0. Counts its runs.
+ * A criu that fails with ERROR_LINE in its log while /proc/HELD exists (or always, HELD
+ * undefined), else restores: writes --pidfile and exits 0. Counts its runs.
  */
-function standInCriu(dir: string, busyPid: number, restoredPid: number, alwaysBusy = false): { path: string; runs: () => number } {
+function standInCriu(dir: string, held: number | undefined, errorLine: string, restoredPid: number): { path: string; runs: () => number } {
   const path = join(dir, 'criu');
   const runsFile = join(dir, 'runs');
   writeFileSync(runsFile, '');
@@ -29,8 +29,8 @@ while [ $# -gt 0 ]; do
   case $1 in -W) work=$2 ;; --pidfile) pidfile=$2 ;; esac
   shift
 done
-if ${alwaysBusy ? 'true' : `[ -e /proc/${busyPid} ]`}; then
-  echo "(00.035731) Error (criu/cr-restore.c:1230): Can't fork for ${busyPid}: File exists" > "$work/restore.log"
+if ${held === undefined ? 'true' : `[ -e /proc/${held} ]`}; then
+  echo "${errorLine}" > "$work/restore.log"
   exit 1
 fi
 echo ${restoredPid} > "$pidfile"
@@ -40,18 +40,36 @@ echo ${restoredPid} > "$pidfile"
   return { path, runs: () => readFileSync(runsFile, 'utf8').split('\n').filter(Boolean).length };
 }
 
+/** criu 4.1.1's word for a PID of the tree taken, BUSY_PID held by HELD (or always). */
+const pidTakenCriu = (dir: string, busyPid: number, restoredPid: number, alwaysBusy = false) =>
+  standInCriu(dir, alwaysBusy ? undefined : busyPid, `(00.035731) Error (criu/cr-restore.c:1230): Can't fork for ${busyPid}: File exists`, restoredPid);
+
+/**
+ * criu 4.2.1's word for a thread ID of the tree taken (no ID named) while HELD exists; the
+ * images hold a core-TID.img per thread, HELD among them.
+ */
+function threadIdCriu(dir: string, held: number, restoredPid: number): { path: string; runs: () => number } {
+  const images = join(dir, 'images');
+  mkdirSync(images, { recursive: true });
+  for (const tid of [restoredPid, held]) writeFileSync(join(images, `core-${tid}.img`), '');
+  return standInCriu(dir, held, `(00.079963) pie: ${restoredPid}: Error (criu/pie/restorer.c:2185): Unable to create a thread: -17`, restoredPid);
+}
+
 function restoreWith(criu: string, pidWaitMs: number, scratchDir: string): Promise<number> {
   return new CriuEngine(criu, { pidWaitMs }).restore({ imagesDir: join(scratchDir, 'images'), scratchDir, requester: SELF }).then((tree) => tree.pid);
 }
 
-describe('CriuEngine.restore with a PID taken', () => {
+describe('CriuEngine.restore with a PID or a thread ID taken', () => {
   afterEach(cleanUp);
 
-  it('waits for the PID to leave /proc, then restores', async () => {
+  it.each([
+    ['the PID', pidTakenCriu],
+    ['the thread IDs of the images', threadIdCriu],
+  ])('waits for %s to leave /proc, then restores', async (_taken, criuFor) => {
     const dir = tempDir();
     const holder = spawn('sleep', ['1000'], { stdio: 'ignore' });
     const holderGone = new Promise((resolve) => holder.once('exit', resolve));
-    const criu = standInCriu(dir, holder.pid as number, 4321);
+    const criu = criuFor(dir, holder.pid as number, 4321);
     const restored = restoreWith(criu.path, 10_000, dir);
     setTimeout(() => holder.kill('SIGKILL'), 300);
     await expect(restored).resolves.toBe(4321);
@@ -62,7 +80,7 @@ describe('CriuEngine.restore with a PID taken', () => {
   it('gives up at the deadline, tries included, when criu names a PID that /proc does not show', async () => {
     const dir = tempDir();
     const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
-    const criu = standInCriu(dir, pidMax + 1, 4321, true); // no process can hold it: criu's word only
+    const criu = pidTakenCriu(dir, pidMax + 1, 4321, true); // no process can hold it: criu's word only
     const started = Date.now();
     const failure = await restoreWith(criu.path, 500, dir).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(EngineError);
@@ -71,52 +89,6 @@ describe('CriuEngine.restore with a PID taken', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(500);
     // One try per pause of 50 ms at most, not a loop of criu runs for as long as criu says so.
     expect(criu.runs()).toBeLessThanOrEqual(12);
-  });
-});
-
-/**
- * A criu that fails as criu 4.2.1 does while a thread ID of the tree is taken (HELD exists in
- * /proc: no ID named), else restores. The images hold a core-TID.img per thread, HELD among them.
- */
-function threadIdCriu(dir: string, held: number, restoredPid: number): { path: string; runs: () => number } {
-  const images = join(dir, 'images');
-  mkdirSync(images, { recursive: true });
-  for (const tid of [restoredPid, held]) writeFileSync(join(images, `core-${tid}.img`), '');
-  const path = join(dir, 'criu');
-  const runsFile = join(dir, 'runs');
-  writeFileSync(runsFile, '');
-  writeFileSync(
-    path,
-    `#!/bin/sh
-echo run >> '${runsFile}'
-while [ $# -gt 0 ]; do
-  case $1 in -W) work=$2 ;; --pidfile) pidfile=$2 ;; esac
-  shift
-done
-if [ -e /proc/${held} ]; then
-  echo "(00.079963) pie: ${restoredPid}: Error (criu/pie/restorer.c:2185): Unable to create a thread: -17" > "$work/restore.log"
-  exit 1
-fi
-echo ${restoredPid} > "$pidfile"
-`,
-  );
-  chmodSync(path, 0o755);
-  return { path, runs: () => readFileSync(runsFile, 'utf8').split('\n').filter(Boolean).length };
-}
-
-describe('CriuEngine.restore with a thread ID taken', () => {
-  afterEach(cleanUp);
-
-  it('waits for the thread IDs of the images to leave /proc, then restores', async () => {
-    const dir = tempDir();
-    const holder = spawn('sleep', ['1000'], { stdio: 'ignore' });
-    const holderGone = new Promise((resolve) => holder.once('exit', resolve));
-    const criu = threadIdCriu(dir, holder.pid as number, 4321);
-    const restored = restoreWith(criu.path, 10_000, dir);
-    setTimeout(() => holder.kill('SIGKILL'), 300);
-    await expect(restored).resolves.toBe(4321);
-    await holderGone;
-    expect(criu.runs()).toBeGreaterThanOrEqual(2);
   });
 
   it('at the deadline, a retryable failure that names the thread ID and its holder', async () => {

@@ -40,6 +40,17 @@ const identity = (path: string): string => {
 const program = (dir: string) => startTree(['sh', '-c', `echo $$ >> ${dir}/pids; sleep 100`], { cwd: dir });
 
 describe('ckpt-daemon with the restart engine', () => {
+  /** A run folder with a checkpoint of job j1's program, served by a fresh daemon. */
+  async function checkpointedRun(): Promise<string> {
+    const base = tempDir();
+    const dir = runDir(base);
+    daemon = await startTestDaemon(base, new RestartEngine());
+    const pid = await program(dir);
+    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
+    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
+    return dir;
+  }
+
   it('checkpoints (a new checkpoint_ok each time, the previous images kept as checkpoint.old) and resumes', async () => {
     const base = tempDir();
     const dir = runDir(base);
@@ -71,12 +82,7 @@ describe('ckpt-daemon with the restart engine', () => {
   });
 
   it('restores only the checkpoint the job rolled its files back to (resume_from): another one is a retryable failure', async () => {
-    const base = tempDir();
-    const dir = runDir(base);
-    daemon = await startTestDaemon(base, new RestartEngine());
-    const pid = await program(dir);
-    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
-    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
+    const dir = await checkpointedRun();
     writeFileSync(join(dir, 'resume_from'), '1:2\n'); // the checkpoint_ok of a dump before this one
     daemon.request({ kind: 'resume', jobId: 'j2', dir });
     expect(await daemon.event('restore', 'j2')).toMatchObject({ ok: false });
@@ -86,12 +92,7 @@ describe('ckpt-daemon with the restart engine', () => {
   });
 
   it("holds a restored tree on its job's life (job-lease): killed once the job process named in the request is gone; a job already gone is refused", async () => {
-    const base = tempDir();
-    const dir = runDir(base);
-    daemon = await startTestDaemon(base, new RestartEngine());
-    const pid = await program(dir);
-    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
-    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
+    const dir = await checkpointedRun();
 
     // The job (ckpt-run) is a sleeper here; the restored program runs until its job is killed.
     const job = spawn('sleep', ['1000'], { stdio: 'ignore' });
@@ -111,25 +112,6 @@ describe('ckpt-daemon with the restart engine', () => {
     daemon.request({ kind: 'resume', jobId: 'j3', dir, jobPid });
     expect((await daemon.event('restore', 'j3')).reason).toBe(`the job process ${jobPid} that asked for the restore has ended: nothing to restore for`);
     expect(existsSync(join(dir, 'checkpoint/pidfile'))).toBe(false);
-  });
-
-  it('a restored tree that ends before its job: the lease ends with it, nothing killed', async () => {
-    const base = tempDir();
-    const dir = runDir(base);
-    daemon = await startTestDaemon(base, new RestartEngine());
-    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid: await program(dir), dir });
-    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
-    const job = spawn('sleep', ['1000'], { stdio: 'ignore' });
-    killAtCleanUp(job.pid as number);
-    daemon.request({ kind: 'resume', jobId: 'j2', dir, jobPid: job.pid as number });
-    expect(await daemon.event('restore', 'j2')).toMatchObject({ ok: true });
-    const restored = Number(readFileSync(join(dir, 'checkpoint/pidfile'), 'utf8'));
-    process.kill(restored, 'SIGKILL');
-    await waitUntil(() => isGone(restored), `the restored program ${restored} to end`);
-    job.kill('SIGKILL');
-    await waitUntil(() => isGone(job.pid as number), 'the job to end');
-    await new Promise((resolve) => setTimeout(resolve, 1500)); // a lease poll (1 s) after the job's end
-    expect(daemon.lines.join('\n')).not.toMatch(/ended while the program restored for it ran/);
   });
 
   it('says in its heartbeat that it can leave the program running, and does when checkpoint_mode asks', async () => {
