@@ -41,14 +41,15 @@ const program = (dir: string) => startTree(['sh', '-c', `echo $$ >> ${dir}/pids;
 
 describe('ckpt-daemon with the restart engine', () => {
   /** A run folder with a checkpoint of job j1's program, served by a fresh daemon. */
-  async function checkpointedRun(): Promise<string> {
+  async function checkpointedRun(): Promise<{ dir: string; served: TestDaemon }> {
     const base = tempDir();
     const dir = runDir(base);
-    daemon = await startTestDaemon(base, new RestartEngine());
+    const served = await startTestDaemon(base, new RestartEngine());
+    daemon = served;
     const pid = await program(dir);
-    daemon.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
-    expect(await daemon.event('dump', 'j1')).toMatchObject({ ok: true });
-    return dir;
+    served.request({ kind: 'checkpoint', jobId: 'j1', pid, dir });
+    expect(await served.event('dump', 'j1')).toMatchObject({ ok: true });
+    return { dir, served };
   }
 
   it('checkpoints (a new checkpoint_ok each time, the previous images kept as checkpoint.old) and resumes', async () => {
@@ -82,7 +83,7 @@ describe('ckpt-daemon with the restart engine', () => {
   });
 
   it('restores only the checkpoint the job rolled its files back to (resume_from): another one is a retryable failure', async () => {
-    const dir = await checkpointedRun();
+    const { dir, served: daemon } = await checkpointedRun();
     writeFileSync(join(dir, 'resume_from'), '1:2\n'); // the checkpoint_ok of a dump before this one
     daemon.request({ kind: 'resume', jobId: 'j2', dir });
     expect(await daemon.event('restore', 'j2')).toMatchObject({ ok: false });
@@ -92,7 +93,7 @@ describe('ckpt-daemon with the restart engine', () => {
   });
 
   it("holds a restored tree on its job's life (job-lease): killed once the job process named in the request is gone; a job already gone is refused", async () => {
-    const dir = await checkpointedRun();
+    const { dir, served: daemon } = await checkpointedRun();
 
     // The job (ckpt-run) is a sleeper here; the restored program runs until its job is killed.
     const job = spawn('sleep', ['1000'], { stdio: 'ignore' });
