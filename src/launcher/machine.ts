@@ -227,6 +227,8 @@ function requestCheckpoint(state: InPhase<'running'>, now: number, actions: Mach
     state: { phase: 'checkpointing', config, startedAt, terminating, pid, programGone, request: { at: now, complete: false, periodic } },
     actions: [
       ...actions,
+      // Said once the request is out (or the signal sent): whoever reads the log finds it there.
+      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, boundMs, config.walltimeEndsAt), leaveRunning: periodic },
       log(
         'info',
         config.app
@@ -235,7 +237,6 @@ function requestCheckpoint(state: InPhase<'running'>, now: number, actions: Mach
             ? `periodic checkpoint requested for PID ${pid} (it runs on)`
             : `checkpoint requested for PID ${pid}`,
       ),
-      { type: 'requestCheckpoint', pid, answerBy: answerBy(now, boundMs, config.walltimeEndsAt), leaveRunning: periodic },
       { type: 'setTimer', name: 'dump', ms: boundMs },
     ],
   };
