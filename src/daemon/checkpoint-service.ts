@@ -14,6 +14,7 @@ import { execa } from 'execa';
 import { lstatSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { CheckpointEngine } from '../engine/engine.js';
+import { asUserArgv } from '../proc/as-user.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { formatCheckpointStats, PARTIAL_IMAGES_PREFIX, type CheckpointStats } from '../protocol/run-dir.js';
 import { checkDumpRoom } from './dump-room.js';
@@ -47,9 +48,9 @@ async function removeOldImages(run: PinnedDir, requester: Requester): Promise<vo
     return;
   }
   const path = `${run.location()}/${RUN_FILES.oldImages}`;
-  const result = await execa('rm', ['-rf', '--', path], {
-    uid: requester.uid,
-    gid: requester.gid,
+  // Through setpriv (as-user.ts): an rm the user stops holds up this request only, not the daemon.
+  const [file, ...args] = asUserArgv(requester, ['rm', '-rf', '--', path]);
+  const result = await execa(file, args, {
     reject: false,
     timeout: REMOVE_OLD_TIMEOUT_MS,
     killSignal: 'SIGKILL', // a stopped rm ignores SIGTERM

@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { formatMegabytes } from '../base/sizes.js';
+import { asUserArgv } from '../proc/as-user.js';
 import { treeOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { runsAsRoot } from './owned-files.js';
@@ -49,9 +50,9 @@ async function freeBytesFor(run: PinnedDir, requester: Requester): Promise<numbe
     const stats = await statfs(run.path()); // in the thread pool: a hung filesystem does not stop the daemon
     return stats.bavail * stats.bsize;
   }
-  const result = await execa('stat', ['--file-system', '--format', '%a %S', '--', run.location()], {
-    uid: requester.uid,
-    gid: requester.gid,
+  // Through setpriv (as-user.ts): a stat the user stops holds up this request only, not the daemon.
+  const [file, ...args] = asUserArgv(requester, ['stat', '--file-system', '--format', '%a %S', '--', run.location()]);
+  const result = await execa(file, args, {
     reject: false,
     timeout: STATFS_TIMEOUT_MS,
     killSignal: 'SIGKILL',

@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { asUserArgv } from '../proc/as-user.js';
 import { killAll, ProcessHandle, sleep, treeOf } from '../proc/processes.js';
 import { EngineError, type CheckpointEngine, type DumpFigures, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
 
@@ -66,14 +67,16 @@ export class RestartEngine implements CheckpointEngine {
       const at = entry.indexOf('=');
       return [entry.slice(0, at), entry.slice(at + 1)];
     }));
-    // A root daemon starts the program as the requester, never as root.
-    const asRequester = process.getuid?.() === 0 ? { uid: requester.uid, gid: requester.gid } : {};
-    const child = spawn(command, args, {
+    // A root daemon starts the program as the requester, never as root, and through setpriv
+    // (proc/as-user.ts: the requester could otherwise stop the child before its exec, and with it
+    // the daemon). A program that cannot be started then ends at once (setpriv's exit 127)
+    // instead of failing the restore here.
+    const argv = process.getuid?.() === 0 ? asUserArgv(requester, [command, ...args]) : [command, ...args];
+    const child = spawn(argv[0], argv.slice(1), {
       cwd: readFileSync(join(imagesDir, 'cwd'), 'utf8'),
       env,
       detached: true,
       stdio: 'ignore',
-      ...asRequester,
     });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
