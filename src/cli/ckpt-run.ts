@@ -66,10 +66,12 @@ Preemption (see README, "Surviving crashes and preemption")
   resubmits it; ckpt-run checkpoints on that signal as at the walltime.
   Slurm preemptible partitions (PreemptMode=REQUEUE, GraceTime=G): Slurm 22.05 tells a
   preempted job's batch shell nothing (not its --signal either) until G is over; some 30 s
-  later it sends the batch shell SIGTERM (ckpt-run passes it on to the program, as for
-  scancel) and, KillWait later, SIGKILL to every process, and requeues the job. So ckpt-run
-  asks: "#SBATCH --requeue" and "exec ckpt-run --preemption-poll 10 --" checkpoint as soon as
-  Slurm shows a PreemptTime, then requeue the job.
+  later it sends the batch shell SIGTERM and, KillWait (30 s) later, SIGKILL to every process,
+  and requeues the job. At that SIGTERM ckpt-run asks Slurm whether it preempts the job: if so
+  it checkpoints the program (instead of passing SIGTERM on, as for scancel) within KillWait.
+  Sooner, at the start of the grace time: "#SBATCH --requeue" and
+  "exec ckpt-run --preemption-poll 10 --" checkpoint as soon as Slurm shows a PreemptTime,
+  then requeue the job.
   The log and "ckpt-run status" say why each job stopped: walltime, preemption, manual, crash.
 
 Try it locally first: ckpt-run simulate -- ./my-simulation --steps 1000
@@ -174,7 +176,8 @@ export function launch(
     idlePollMs: 10_000,
     stopFacts: scheduler.stopFacts,
     knownFacts: scheduler.knownFacts,
-    preemptionPoll: options.preemptionPoll && scheduler.preempted ? { everyMs: options.preemptionPoll * 1000, preempted: scheduler.preempted } : undefined,
+    preempted: scheduler.preempted,
+    preemptionPollMs: options.preemptionPoll === undefined ? undefined : options.preemptionPoll * 1000,
     env: app ? appEnvironment(env, run.paths, run.state, run.mode === 'resume') : env,
     logger,
     app,

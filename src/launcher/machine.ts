@@ -129,7 +129,8 @@ export type MachineEvent =
   | { type: 'programGone' }
   /** programState: for the dump timer, the program's state letter in /proc (T/t: stopped). */
   | { type: 'timer'; name: TimerName; programState?: string }
-  | { type: 'terminate'; signal: NodeJS.Signals };
+  /** PREEMPTED: the scheduler, asked at the signal, said it preempts the job (undefined: not asked). */
+  | { type: 'terminate'; signal: NodeJS.Signals; preempted?: boolean };
 
 export type Outcome = 'checkpointed' | 'finished' | 'failed';
 
@@ -552,8 +553,15 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     }
   },
 
-  terminate(state, event) {
+  terminate(state, event, now) {
     if (state.phase === 'holding' || state.phase === 'ended') return unchanged(state);
+    if (event.preempted && !state.terminating && (state.phase === 'running' || state.phase === 'checkpointing')) {
+      // The scheduler ends a preempted job (Slurm: KillWait before SIGKILL, then its own requeue):
+      // the program is checkpointed, not stopped; a second signal is passed on to it.
+      const checkpoint = HANDLERS.checkpointSignal(state, { type: 'checkpointSignal' }, now);
+      const said = log('warn', `${event.signal} received from the scheduler, which ends this job for a preemption: checkpointing the program instead of stopping it`);
+      return { state: checkpoint.state, actions: [said, ...checkpoint.actions] };
+    }
     if (!state.terminating && state.phase === 'starting') {
       // The program is being started: leaving now would leave it running with no one to watch it.
       return {

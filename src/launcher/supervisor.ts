@@ -59,8 +59,10 @@ export interface LaunchSettings {
   stopFacts?: () => Promise<StopFacts>;
   /** What is known of any stop without asking the scheduler (scheduler.ts: knownFacts). */
   knownFacts?: StopFacts;
-  /** --preemption-poll: ask the scheduler this often whether it preempts the job, and checkpoint when it does. */
-  preemptionPoll?: { everyMs: number; preempted: () => Promise<boolean> };
+  /** Asks the scheduler whether it preempts the job (Slurm: PreemptTime): at a termination signal, and for --preemption-poll. */
+  preempted?: () => Promise<boolean>;
+  /** --preemption-poll: ask this often, and checkpoint when the scheduler preempts the job. */
+  preemptionPollMs?: number;
   env: NodeJS.ProcessEnv;
   logger: Logger;
   /** --engine app: the program saves itself on SIGNAL and exits as SAVED says; no daemon. */
@@ -88,6 +90,8 @@ class Supervisor {
   /** The record written when the checkpoint completed, while exit 99 waits (--min-runtime): a kill then loses nothing. */
   private holdEnd?: JobEnd;
   private preemptionTimer?: NodeJS.Timeout;
+  /** The scheduler was asked, at the first termination signal, whether it preempts the job. */
+  private terminationAsked = false;
 
   constructor(
     private readonly settings: LaunchSettings,
@@ -157,10 +161,10 @@ class Supervisor {
 
   /** --preemption-poll: a preemption the scheduler announces to no process of the job becomes its checkpoint signal. */
   private pollPreemption(): void {
-    const poll = this.settings.preemptionPoll;
-    if (!poll) return;
+    const { preempted, preemptionPollMs } = this.settings;
+    if (!preempted || preemptionPollMs === undefined) return;
     this.preemptionTimer = setTimeout(() => {
-      void poll.preempted().then(
+      void preempted().then(
         (preempted) => {
           if (this.ended) return;
           if (!preempted) return this.pollPreemption();
@@ -170,7 +174,24 @@ class Supervisor {
         },
         () => this.pollPreemption(),
       );
-    }, poll.everyMs);
+    }, preemptionPollMs);
+  }
+
+  /**
+   * The first termination signal, where the scheduler can say whether it preempts the job: asked
+   * first (bounded), then handled with the answer. Slurm 22.05 ends a preempted job with SIGTERM
+   * to its batch shell, KillWait (30 s by default) before SIGKILL and its own requeue: that
+   * SIGTERM is the job's last chance to checkpoint (machine.ts). True when the signal waits for the answer.
+   */
+  private askWhetherPreempted(event: Extract<MachineEvent, { type: 'terminate' }>): boolean {
+    const { preempted } = this.settings;
+    if (!preempted || event.preempted !== undefined || this.terminationAsked) return false;
+    if (this.state.phase !== 'running' && this.state.phase !== 'checkpointing') return false;
+    this.terminationAsked = true;
+    void preempted()
+      .catch(() => false)
+      .then((answer) => this.events.post({ ...event, preempted: answer }));
+    return true;
   }
 
   /**
@@ -208,7 +229,9 @@ class Supervisor {
    */
   private handle(event: MachineEvent): void {
     try {
-      if (event.type === 'checkpointSignal' || event.type === 'terminate') this.classifyStop(event.type === 'terminate' ? 'terminate' : 'checkpoint');
+      if (event.type === 'terminate' && this.askWhetherPreempted(event)) return;
+      if (event.type === 'checkpointSignal') this.classifyStop('checkpoint');
+      if (event.type === 'terminate') this.classifyStop('terminate', event.preempted ? { said: 'preemption', preemptible: true } : undefined);
       const before = this.state.phase;
       const next = step(this.state, event, Date.now());
       this.state = next.state;

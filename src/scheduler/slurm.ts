@@ -13,7 +13,9 @@
  *    SIGTERM and SIGCONT, the batch shell NOTHING (not its --signal=B:USR2 either), until Slurm
  *    ends the job some 30 s after EndTime: SIGTERM and SIGCONT to the batch shell (not to its
  *    other descendants), SIGKILL to all of them KillWait later, and a requeue. A job learns of
- *    its preemption in time only by asking.
+ *    its preemption in time only by asking. At that SIGTERM `scontrol show job` shows the job
+ *    COMPLETING, already requeued (Restarts one higher, no PreemptTime), and `scontrol requeue`
+ *    fails ("Job is pending execution"): KillWait (30 s by default) is left for a checkpoint.
  */
 import { fstatSync } from 'node:fs';
 import { notExecWarning, querySchedulerCommand, type SchedulerContext } from './scheduler.js';
@@ -57,16 +59,22 @@ export function detectSlurm(env: NodeJS.ProcessEnv, ppid: number): SchedulerCont
     warnings: warning ? [warning] : [],
     requeueCommand: ['scontrol', 'requeue', slurmJobId],
     resumedOutputWarning: (relayedBytes) => truncatedOutputWarning(startBytes, relayedBytes),
-    stopFacts: async () => slurmStopFacts(await showJob(slurmJobId)),
-    preempted: async () => slurmStopFacts(await showJob(slurmJobId)).said === 'preemption',
+    stopFacts: async () => slurmStopFacts(await showJob(slurmJobId), Number(restarts)),
+    preempted: async () => slurmStopFacts(await showJob(slurmJobId), Number(restarts)).said === 'preemption',
   };
 }
 
 const showJob = (id: string): Promise<string | undefined> => querySchedulerCommand(['scontrol', 'show', 'job', '-o', id]);
 
-/** What `scontrol show job -o ID` (TEXT) says of the job's stop: a PreemptTime means Slurm preempts it. */
-export function slurmStopFacts(text: string | undefined): StopFacts {
+/**
+ * What `scontrol show job -o ID` (TEXT) says of the stop of the job's run number RESTARTS
+ * (SLURM_RESTART_COUNT): a PreemptTime means Slurm preempts it; so does a Restarts count above
+ * the run's own, the job's state once Slurm ends a preempted job (COMPLETING, no PreemptTime
+ * shown, already requeued: measured on 22.05 at the SIGTERM that ends it).
+ */
+export function slurmStopFacts(text: string | undefined, restarts: number): StopFacts {
   const preemptTime = /(?:^|\s)PreemptTime=(\S+)/.exec(text ?? '')?.[1];
-  if (preemptTime === undefined) return {};
-  return preemptTime === 'None' ? {} : { said: 'preemption', preemptible: true };
+  const requeuedAs = Number(/(?:^|\s)Restarts=(\d+)/.exec(text ?? '')?.[1]);
+  if ((preemptTime !== undefined && preemptTime !== 'None') || requeuedAs > restarts) return { said: 'preemption', preemptible: true };
+  return {};
 }

@@ -8,7 +8,10 @@
  * checkpoints within the grace time and requeues the job itself; the job runs again (same id,
  * Restarts=1, not more: Slurm's own preemption requeue does not add one) once the highprio job
  * is done, resumes, every line once, the program's own exit code; the run record says
- * "preemption". About 2 minutes. Root only; in CI it always runs.
+ * "preemption". The same without --preemption-poll (examples/slurm-job.sh): Slurm's SIGTERM
+ * that ends the preempted job (GraceTime + ~25 s after the preemption; Slurm has requeued the job
+ * by then, `scontrol show job` shows Restarts one higher) makes the checkpoint, within KillWait.
+ * About 4.5 minutes. Root only; in CI it always runs.
  */
 import { execFileSync } from 'node:child_process';
 import { chownSync, mkdirSync, readFileSync } from 'node:fs';
@@ -54,11 +57,15 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
     if (!wasUp) stopSlurm();
   }, 120_000);
 
-  it('a lowprio job preempted by a highprio one: checkpoint within the grace time, one requeue, resumed once the highprio job is done; every line once, the exit code, reason preemption', async () => {
-    const dir = join(base, 'a');
+  /**
+   * A lowprio job running SCRIPT (a counter under ckpt-run) preempted by a highprio job that
+   * needs the node, followed until it ran again and ended.
+   */
+  async function preemptedRun(name: string, script: string, count = COUNT) {
+    const dir = join(base, name);
     mkdirSync(dir);
     chownSync(dir, user.uid, user.gid);
-    const id = sbatch(user, dir, ['--partition=lowprio', '--cpus-per-task=2', '--time=10', join(pkg, 'examples/slurm-preemptible-job.sh'), join(pkg, 'examples/counter.sh'), String(COUNT), '1', String(CODE)]);
+    const id = sbatch(user, dir, ['--partition=lowprio', '--cpus-per-task=2', '--time=10', join(pkg, 'examples', script), join(pkg, 'examples/counter.sh'), String(count), '1', String(CODE)]);
     jobs.push(id);
     const output = join(dir, `ckpt-run.${id}.out`);
     const state = (jobId: number): string => `job ${jobId}: ${JSON.stringify(slurmJob(jobId))}`;
@@ -72,7 +79,7 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
     const requeued = await pollFor(() => {
       const job = slurmJob(id);
       return job && job.Restarts !== '0' ? job : undefined;
-    }, () => `job ${id} requeued (${state(id)})`, 90_000, 250);
+    }, () => `job ${id} requeued (${state(id)})`, 180_000, 250);
     const highDone = await pollFor(() => {
       const job = slurmJob(preemptor);
       return job && SLURM_FINAL_STATES.test(job.JobState) ? job : undefined;
@@ -81,13 +88,18 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
       const job = slurmJob(id);
       return job && SLURM_FINAL_STATES.test(job.JobState) ? job : undefined;
     }, () => `job ${id} to run again and end (${state(id)}); output:\n${readOr(output)}`, 240_000, 500);
-
     const log = readOr(output);
     console.log(
-      `slurm preemption e2e: job ${id} PreemptTime=${preempted.PreemptTime} EndTime=${preempted.EndTime}; requeued (${requeued.JobState}, Restarts=${requeued.Restarts}); ` +
+      `slurm preemption e2e (${script}): job ${id} PreemptTime=${preempted.PreemptTime} EndTime=${preempted.EndTime}; requeued (${requeued.JobState}, Restarts=${requeued.Restarts}); ` +
         `highprio ${preemptor} ${highDone.JobState} ${highDone.StartTime}..${highDone.EndTime}; then ${done.JobState} ExitCode=${done.ExitCode} Restarts=${done.Restarts} StartTime=${done.StartTime}\n` +
         log.split('\n').filter((line) => line.startsWith('ckpt-run:')).join('\n'),
     );
+    const history = JSON.parse(readFileSync(join(dir, '.ckpt-run', `slurm-${id}`, 'state.json'), 'utf8')).history;
+    return { id, preempted, highDone, done, log, history };
+  }
+
+  it('a lowprio job preempted by a highprio one (--preemption-poll): checkpoint within the grace time, one requeue, resumed once the highprio job is done; every line once, the exit code, reason preemption', async () => {
+    const { id, preempted, highDone, done, log, history } = await preemptedRun('a', 'slurm-preemptible-job.sh');
     expect(done).toMatchObject({ JobState: 'FAILED', ExitCode: `${CODE}:0`, Restarts: '1' }); // one requeue: ckpt-run's
     expect(counted(log)).toEqual(Array.from({ length: COUNT }, (_, k) => k + 1));
     expect(log).toMatch(/the scheduler preempts this job \(--preemption-poll\): checkpointing now/);
@@ -97,7 +109,6 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
     expect(log).toMatch(/program restored as PID \d+/);
     // The requeued job ran only once the highprio job was done with the node.
     expect(Date.parse(done.StartTime)).toBeGreaterThanOrEqual(Date.parse(highDone.EndTime));
-    const history = JSON.parse(readFileSync(join(dir, '.ckpt-run', `slurm-${id}`, 'state.json'), 'utf8')).history;
     expect(history.map((job: { jobId: string; outcome?: string; reason?: string }) => [job.jobId, job.outcome, job.reason])).toEqual([
       [`slurm-${id}-0`, 'checkpointed', 'preemption'],
       [`slurm-${id}-1`, 'finished', undefined],
@@ -112,4 +123,20 @@ describe.runIf(realPartAvailable('ckpt-run preemption under a real Slurm', slurm
         `(highprio job ran ${highDone.StartTime}..${highDone.EndTime})`,
     );
   }, 420_000);
+
+  it('without --preemption-poll: the SIGTERM that Slurm sends once the grace time is over checkpoints the program (KillWait before SIGKILL), Slurm requeues the job, it resumes; every line once, the exit code, reason preemption', async () => {
+    // Slurm's SIGTERM comes GraceTime (60 s) + ~25 s after the preemption (84 s measured, at about
+    // the counter's line 92): the program must still run then.
+    const count = 120;
+    const { id, done, log, history } = await preemptedRun('b', 'slurm-job.sh', count);
+    expect(log).toMatch(/SIGTERM received from the scheduler, which ends this job for a preemption: checkpointing the program instead of stopping it/);
+    expect(log).toMatch(/this job stops for: preemption \(the scheduler says so\)/);
+    expect(done).toMatchObject({ JobState: 'FAILED', ExitCode: `${CODE}:0` });
+    expect(counted(log)).toEqual(Array.from({ length: count }, (_, k) => k + 1));
+    expect(log).toMatch(new RegExp(`job slurm-${id}-1, run slurm-${id}: resuming the checkpoint`));
+    expect(history.map((job: { jobId: string; outcome?: string; reason?: string }) => [job.jobId, job.outcome, job.reason])).toEqual([
+      [`slurm-${id}-0`, 'checkpointed', 'preemption'],
+      [`slurm-${id}-1`, 'finished', undefined],
+    ]);
+  }, 480_000);
 });

@@ -303,6 +303,22 @@ describe('termination signals', () => {
     const run = drive({}, [...fresh, [100, { type: 'terminate', signal: 'SIGINT' }], [150, { type: 'terminate', signal: 'SIGINT' }]]);
     expect(run.exits).toEqual([{ type: 'exit', code: 130, outcome: 'failed' }]);
   });
+
+  it('SIGTERM from a scheduler that preempts the job (Slurm, asked at the signal): a checkpoint, not a stop, then exit 99', () => {
+    const run = drive({}, [...fresh, [100, { type: 'terminate', signal: 'SIGTERM', preempted: true }], [900, { type: 'checkpointOk' }], [950, { type: 'programGone' }]]);
+    expect(run.of('forwardSignal')).toEqual([]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: expect.any(Number), leaveRunning: false }]);
+    expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
+  });
+
+  it('the same SIGTERM again during that checkpoint is passed on to the program; one not from a preemption is passed on at once', () => {
+    const again = drive({}, [...fresh, [100, { type: 'terminate', signal: 'SIGTERM', preempted: true }], [300, { type: 'terminate', signal: 'SIGTERM' }]]);
+    expect(again.of('requestCheckpoint')).toHaveLength(1);
+    expect(again.of('forwardSignal')).toEqual([{ type: 'forwardSignal', signal: 'SIGTERM' }]);
+    const manual = drive({}, [...fresh, [100, { type: 'terminate', signal: 'SIGTERM', preempted: false }]]);
+    expect(manual.of('requestCheckpoint')).toEqual([]);
+    expect(manual.of('forwardSignal')).toEqual([{ type: 'forwardSignal', signal: 'SIGTERM' }]);
+  });
 });
 
 describe('start failures and the end', () => {

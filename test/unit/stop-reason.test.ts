@@ -61,8 +61,16 @@ describe('oarStopFacts (oarstat -J -f -j ID)', () => {
 describe('slurmStopFacts (scontrol show job -o ID)', () => {
   it('a PreemptTime means a preemption; None or no answer says nothing', () => {
     const line = (preempt: string) => `JobId=28 JobName=trap2.sh JobState=RUNNING Partition=lowprio PreemptEligibleTime=2026-12-04T21:40:53 PreemptTime=${preempt} SuspendTime=None`;
-    expect(slurmStopFacts(line('2026-12-04T21:40:58'))).toEqual({ said: 'preemption', preemptible: true });
-    expect(slurmStopFacts(line('None'))).toEqual({});
-    expect(slurmStopFacts(undefined)).toEqual({});
+    expect(slurmStopFacts(line('2026-12-04T21:40:58'), 0)).toEqual({ said: 'preemption', preemptible: true });
+    expect(slurmStopFacts(line('None'), 0)).toEqual({});
+    expect(slurmStopFacts(undefined, 0)).toEqual({});
+  });
+
+  it("a job Slurm requeued already (Restarts above the run's own) is being preempted: its state at the SIGTERM that ends it", () => {
+    // Measured on 22.05 at that SIGTERM: COMPLETING, Restarts one higher, no PreemptTime field at all.
+    const ending = 'JobId=88 JobName=job.sh JobState=COMPLETING Reason=None Dependency=(null) Requeue=1 Restarts=1 BatchFlag=1 Partition=lowprio';
+    expect(slurmStopFacts(ending, 0)).toEqual({ said: 'preemption', preemptible: true });
+    // The requeued run itself (SLURM_RESTART_COUNT=1) is not.
+    expect(slurmStopFacts(ending.replace('COMPLETING', 'RUNNING'), 1)).toEqual({});
   });
 });
