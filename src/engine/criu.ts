@@ -122,12 +122,13 @@ async function vanish(ids: number[], deadline: number): Promise<boolean> {
   return true;
 }
 
-/** The tree's thread IDs: criu writes a core-TID.img for each thread of each process. */
-function threadIdsOf(imagesDir: string): number[] {
+/** The tree's thread IDs that /proc shows taken: criu writes a core-TID.img for each thread of each process. */
+function takenThreadIds(imagesDir: string): number[] {
   return readdirSync(imagesDir)
     .map((name) => /^core-(\d+)\.img$/.exec(name)?.[1])
     .filter((id): id is string => id !== undefined)
-    .map(Number);
+    .map(Number)
+    .filter((tid) => existsSync(`/proc/${tid}`));
 }
 
 /** Which process holds thread ID TID, for the message: "PID 1234 (sleep)". */
@@ -144,13 +145,13 @@ function holderOf(tid: number): string {
 function takenIds(reason: string, imagesDir: string): number[] | undefined {
   const pid = busyPid(reason);
   if (pid !== undefined) return [pid];
-  return threadIdTaken(reason) ? threadIdsOf(imagesDir).filter((tid) => existsSync(`/proc/${tid}`)) : undefined;
+  return threadIdTaken(reason) ? takenThreadIds(imagesDir) : undefined;
 }
 
 /** A restore's last failure for an ID in use: with who holds the thread IDs, which criu does not name. */
 function stillTaken(error: EngineError, imagesDir: string): EngineError {
   if (!threadIdTaken(error.reason)) return error;
-  const held = threadIdsOf(imagesDir).filter((tid) => existsSync(`/proc/${tid}`));
+  const held = takenThreadIds(imagesDir);
   if (held.length === 0) return error;
   const holders = held.map((tid) => `${tid} by ${holderOf(tid)}`).join(', ');
   return new EngineError(`${error.reason}; held now: thread ID ${holders}`, error.retryable, error.log);
