@@ -166,6 +166,11 @@ check_cgroups() {
 
 root=$(stat -L -c %d:%i /)
 for pid in $tree; do
+  # A zombie (a shell's child that exited, not yet reaped when the tree froze; criu restores it as
+  # one) has no memory, no files, no working directory and runs nothing: nothing to check. The
+  # kernel shows its /proc as root's, and criu gives a restored zombie no credentials of its own.
+  grep -q '^VmSize:' "/proc/$pid/status" || continue
+
   for status in /proc/"$pid"/task/*/status; do
     while read -r key rest; do
       case $key in
