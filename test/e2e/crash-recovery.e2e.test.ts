@@ -17,6 +17,7 @@ import { makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launc
 import { waitUntil } from '../helpers/poll.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuForUsers, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { killAll } from '../helpers/listed-processes.js';
 
 const STEPS_PROGRAM = join(ROOT, 'test/e2e/crash/steps.py');
 const STEPS = 300;
@@ -80,7 +81,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
       await new Promise((resolve) => setTimeout(resolve, delay));
       expect(job.child.exitCode, `job ${crash} ended before its crash:\n${job.stderr}`).toBeNull();
       const victims = jobProcesses(job);
-      for (const pid of victims) process.kill(pid, 'SIGKILL');
+      killAll(victims, 'SIGKILL');
       await waitUntil(() => victims.every(isGone), `job ${crash}'s processes to die`, 10_000);
       const left = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(STEPS_PROGRAM));
       expect(left, `job ${crash}'s program outlived its job`).toEqual([]);

@@ -1,9 +1,10 @@
 /** Runs bin/ckpt-run (and the fake daemon) as real processes, for the integration tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readStat } from '../../src/proc/processes.js';
+import { processesWhere, procLink } from './listed-processes.js';
 import { waitUntil } from './poll.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -123,13 +124,9 @@ export function counted(output: string): number[] {
 
 /** The live processes (zombies excepted) whose working directory is DIR: what a job left running there. */
 export function liveProcessesIn(dir: string): number[] {
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
-    try {
-      const state = readStat(pid)?.state;
-      return readlinkSync(`/proc/${pid}/cwd`) === dir && state !== undefined && state !== 'Z' && state !== 'X';
-    } catch {
-      return false; // gone, or not ours to look at
-    }
+  return processesWhere((pid) => {
+    const state = readStat(pid)?.state;
+    return procLink(pid, 'cwd') === dir && state !== undefined && state !== 'Z' && state !== 'X';
   });
 }
 
