@@ -91,6 +91,11 @@ describe.runIf(AS_ROOT)('the pre-resume check', () => {
     expect(isGone(pid)).toBe(false);
   });
 
+  it('kills a tree with a namespace of its own and no capability (UTS), or a privileged scheduling (nice -5)', async () => {
+    await expectKilled(await startTree(['unshare', '--uts', ...asStranger(['sleep', '100'])]), 'has a uts namespace of its own');
+    await expectKilled(await startTree(['nice', '-n', '-5', ...asStranger(['sleep', '100'])]), 'has nice -5');
+  });
+
   it('kills a tree in a namespace of its own (a user namespace with full capabilities)', async () => {
     await expectKilled(await startTree(asStranger(['unshare', '--user', '--map-root-user', 'sleep', '100'])), /has capabilities|namespace of its own/);
   });
