@@ -175,6 +175,8 @@ export function launch(
     pollMs: 1000,
     idlePollMs: 10_000,
     stopFacts: scheduler.stopFacts,
+    pastStopFacts: scheduler.stopFactsOf,
+    schedulerJobId: scheduler.jobId,
     knownFacts: scheduler.knownFacts,
     preempted: scheduler.preempted,
     preemptionPollMs: options.preemptionPoll === undefined ? undefined : options.preemptionPoll * 1000,

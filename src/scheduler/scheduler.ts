@@ -27,6 +27,11 @@ export interface SchedulerContext {
   resumedOutputWarning?: (relayedBytes: number) => string | undefined;
   /** Asks the scheduler, when a signal comes, why the job is being stopped (stop-reason.ts). */
   stopFacts?: () => Promise<StopFacts>;
+  /**
+   * Asks about a past job of the run by its id (JOBID): OAR keeps a job's events. A job that
+   * exited before the scheduler answered leaves its reason pending; the next job asks this.
+   */
+  stopFactsOf?: (jobId: string) => Promise<StopFacts>;
   /** What is known of any stop without asking (e.g. no scheduler: only a person signals). */
   knownFacts?: StopFacts;
   /** Whether the scheduler has chosen this job for preemption (Slurm: PreemptTime), for --preemption-poll. */
