@@ -34,8 +34,13 @@ export interface MachineConfig {
   maxRestarts: number;
   /** When the scheduler kills the job (the supervisor's clock), where it says. */
   walltimeEndsAt?: number;
-  /** --interval: a checkpoint that leaves the program running this often (the daemon can do them). */
+  /** --interval: a checkpoint that leaves the program running this often (when the daemon can do them). */
   intervalMs?: number;
+  /**
+   * Why the node's daemon cannot leave the program running, while it cannot (no heartbeat yet:
+   * restarting, upgraded; an older daemon): the interval timer asks again each time.
+   */
+  periodicWhyNot?: string;
   /** The application-level engine (app-link.ts), when chosen: the program saves itself on a signal and exits. */
   app?: AppEngineConfig;
 }
@@ -127,10 +132,16 @@ export type MachineEvent =
   | { type: 'daemonSilent'; detail: string }
   | { type: 'programExited'; exitCode: number }
   | { type: 'programGone' }
-  /** programState: for the dump timer, the program's state letter in /proc (T/t: stopped). */
-  | { type: 'timer'; name: TimerName; programState?: string }
+  /**
+   * programState: for the dump timer, the program's state letter in /proc (T/t: stopped);
+   * periodic: for the interval timer, whether the node's daemon can leave the program running now.
+   */
+  | { type: 'timer'; name: TimerName; programState?: string; periodic?: PeriodicAnswer }
   /** PREEMPTED: the scheduler, asked at the signal, said it preempts the job (undefined: not asked). */
   | { type: 'terminate'; signal: NodeJS.Signals; preempted?: boolean };
+
+/** Whether the checkpoint link can make a checkpoint that leaves the program running; ASKAGAIN: it may later (a daemon's heartbeat). */
+export type PeriodicAnswer = { ok: true } | { ok: false; why: string; askAgain: boolean };
 
 export type Outcome = 'checkpointed' | 'finished' | 'failed';
 
@@ -256,6 +267,30 @@ function periodicSave(state: InPhase<'running'>, app: AppEngineConfig, now: numb
       ...nextPeriodic(state.config),
     ],
   };
+}
+
+/** Why a job with --interval makes no periodic checkpoint for now, and that it asks again. */
+export const noPeriodicYet = (why: string, intervalMs: number): string =>
+  `--interval: no periodic checkpoint for now: ${why}; asking again every ${duration(intervalMs)}: they start as soon as the daemon can (the scheduler's signal still checkpoints the program)`;
+
+/**
+ * The interval is up and nothing is out: a periodic checkpoint if the node's daemon can leave
+ * the program running now (asked at each interval: a daemon restarting when the job started
+ * has no heartbeat for a while), else the next question is timed. Each change is logged once.
+ */
+function periodicIfDaemonCan(state: InPhase<'running'>, can: PeriodicAnswer, now: number): Step {
+  const { periodicWhyNot, intervalMs = 0 } = state.config;
+  if (!can.ok) {
+    const config = { ...state.config, periodicWhyNot: can.why };
+    const said =
+      periodicWhyNot === undefined
+        ? log('warn', noPeriodicYet(can.why, intervalMs))
+        : log('debug', `--interval: still no periodic checkpoint: ${can.why}`);
+    return { state: { ...state, config }, actions: [said, ...nextPeriodic(config)] };
+  }
+  const config = { ...state.config, periodicWhyNot: undefined };
+  const started = periodicWhyNot === undefined ? [] : [log('info', `--interval: the node's daemon can now leave the program running: periodic checkpoints start, every ${duration(intervalMs)}`)];
+  return requestCheckpoint({ ...state, config }, now, started, true);
 }
 
 /** The next periodic checkpoint's timer (--interval), when there are periodic checkpoints. */
@@ -536,7 +571,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
         }
         if (state.phase !== 'running') return unchanged(state);
         if (state.config.app) return periodicSave(state, state.config.app, now);
-        return requestCheckpoint(state, now, [], true);
+        return periodicIfDaemonCan(state, event.periodic ?? { ok: true }, now);
       case 'minRuntime':
         if (state.phase !== 'holding') return unchanged(state);
         return ended(state, [log('info', 'exit 99 so that the job is resubmitted')], { type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' });

@@ -24,7 +24,7 @@ import { AppLink } from './app-link.js';
 import { DaemonLink, type CheckpointLink } from './daemon-link.js';
 import { completeStop, endOfJobRecord, eventsFromFiles, stopRecord, type JobEnd, type SavedExit, type StopSeen } from './decisions.js';
 import { EventQueue } from './event-queue.js';
-import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
+import { awaitsDaemon, initialState, noPeriodicYet, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
 import type { PreparedRun } from './preflight.js';
 import { ProgramWatch } from './program-watch.js';
 import { forwardSignal, listenToSignals } from './signals.js';
@@ -146,9 +146,16 @@ class Supervisor {
         });
     if (settings.intervalMs !== undefined) {
       const periodic = this.link.periodic();
-      // Said once, here: the scheduler's signal still makes the final checkpoint.
-      if (!periodic.ok) settings.logger.log('warn', `--interval: no periodic checkpoints in this job: ${periodic.why}; the scheduler's signal still checkpoints the program`);
-      else this.state = { ...this.state, config: { ...this.state.config, intervalMs: settings.intervalMs } };
+      // Said here, at the start; the machine says when that changes. The scheduler's signal still makes the final checkpoint.
+      if (!periodic.ok && !periodic.askAgain) {
+        settings.logger.log('warn', `--interval: no periodic checkpoints in this job: ${periodic.why}; the scheduler's signal still checkpoints the program`);
+      } else {
+        const periodicWhyNot = periodic.ok ? undefined : periodic.why;
+        if (periodicWhyNot !== undefined) {
+          settings.logger.log('warn', noPeriodicYet(periodicWhyNot, settings.intervalMs));
+        }
+        this.state = { ...this.state, config: { ...this.state.config, intervalMs: settings.intervalMs, periodicWhyNot } };
+      }
     }
   }
 
@@ -339,7 +346,16 @@ class Supervisor {
         this.timers.set(
           action.name,
           // What /proc says of the program when the dump bound passes: the message tells the truth.
-          setTimeout(() => this.events.post({ type: 'timer', name: action.name, programState: action.name === 'dump' ? watch.programState() : undefined }), action.ms),
+          setTimeout(
+            () =>
+              this.events.post({
+                type: 'timer',
+                name: action.name,
+                programState: action.name === 'dump' ? watch.programState() : undefined,
+                periodic: action.name === 'interval' ? link.periodic() : undefined,
+              }),
+            action.ms,
+          ),
         );
         return;
       case 'clearTimer':
