@@ -18,6 +18,7 @@
 import { constants } from 'node:os';
 import { ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
+import { plural, quoted } from '../base/words.js';
 
 export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval';
 
@@ -339,7 +340,7 @@ function resubmit(state: MachineState, now: number, reason: string): Step {
     return failWith(
       state,
       ExitCode.MaxRestarts,
-      `${reason}, but this run was already resubmitted ${restarts} times (--max-restarts ` +
+      `${reason}, but this run was already resubmitted ${plural(restarts, 'time')} (--max-restarts ` +
         `${maxRestarts}): not exiting 99. The checkpoint is kept: to resume it, submit the ` +
         `job again with a higher --max-restarts.`,
     );
@@ -448,7 +449,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.request)) return unchanged(state);
     const cleared: MachineAction[] = [{ type: 'clearTimer', name: 'resume' }];
     if (event.retryable) return after(cleared, resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`));
-    return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${event.reason}. The checkpoint is kept; fix the cause and submit again.`));
+    return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${quoted(event.reason)}. The checkpoint is kept; fix the cause and submit again.`));
   },
 
   checkpointSignal(state, _event, now) {
@@ -500,10 +501,10 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     const failed = log(
       'error',
       event.program === 'frozen'
-        ? `${what} failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
+        ? `${what} failed: ${quoted(event.reason)}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
         : asked.request.periodic
-          ? `${what} failed: ${event.reason}. The program keeps running; the last complete checkpoint stays the one to resume.`
-          : `${what} failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
+          ? `${what} failed: ${quoted(event.reason)}. The program keeps running; the last complete checkpoint stays the one to resume.`
+          : `${what} failed: ${quoted(event.reason)}. The program keeps running; the next checkpoint signal tries again.`,
     );
     if (asked.request.periodic) return periodicOver(asked, now, [failed]);
     return { state: { ...asked, phase: 'running', request: undefined }, actions: [{ type: 'clearTimer', name: 'dump' }, failed] };

@@ -16,6 +16,7 @@ import { rmSync } from 'node:fs';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import type { OwnFile } from '../proc/job-output.js';
 import { signalGroup } from '../proc/processes.js';
 import { answered, stopReason, type StopFacts } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
@@ -64,6 +65,8 @@ export interface LaunchSettings {
   pastStopFacts?: (schedulerJobId: string) => Promise<StopFacts>;
   /** This job's id as its scheduler knows it, where pastStopFacts can be asked about it later. */
   schedulerJobId?: string;
+  /** The job's own output files (proc/job-output.ts), kept in its history entry: a later resume leaves them out of what changed. */
+  jobOutput?: OwnFile[];
   /** What is known of any stop without asking the scheduler (scheduler.ts: knownFacts). */
   knownFacts?: StopFacts;
   /** Asks the scheduler whether it preempts the job (Slurm: PreemptTime): at a termination signal, and for --preemption-poll. */
@@ -165,7 +168,8 @@ class Supervisor {
     });
     const { state: runState, paths, mode } = this.prepared;
     runState.status = 'running';
-    runState.history.push({ jobId: this.settings.jobId, startedAt: new Date(this.state.startedAt).toISOString(), mode });
+    const output = this.settings.jobOutput?.length ? { output: this.settings.jobOutput } : {};
+    runState.history.push({ jobId: this.settings.jobId, startedAt: new Date(this.state.startedAt).toISOString(), mode, ...output });
     saveRunState(paths.state, runState);
     this.completePastStops();
     const signals = listenToSignals(this.settings.signal, (event) => this.events.post(event));

@@ -49,7 +49,7 @@ export async function querySchedulerCommand(command: string[]): Promise<string |
 }
 
 /** Without a scheduler, only a person sends the job signals. */
-const BY_HAND: StopFacts = { said: 'manual' };
+const BY_HAND: StopFacts = { said: 'manual', source: 'no scheduler: a person sent the signal' };
 export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [], knownFacts: BY_HAND, stopFacts: async () => BY_HAND };
 
 /**

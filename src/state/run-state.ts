@@ -63,7 +63,7 @@ export interface RunState {
   status: RunStatus;
   /** The program's own exit code once it finished. */
   exitCode?: number;
-  /** How many times the job exited 99 to be resubmitted. */
+  /** How many times the run was started again: each exit 99, and each resume after a job that did not exit 99 (a crash). */
   restarts: number;
   /** Bytes of the program's output already relayed to a job's stdout/stderr. */
   relayed: { stdout: number; stderr: number };

@@ -243,8 +243,11 @@ describe('why each job stopped', () => {
       ['101', 'crash'],
       ['102', undefined],
     ]);
+    // The resume after the crash is a restart too: 100's exit 99, then 102's resume.
+    expect(state(sandbox).restarts).toBe(2);
     const shown = runCkpt(sandbox, ['status']);
     expect(await shown.exitCode()).toBe(0);
+    expect(shown.stdout).toContain('  restarts:   2\n');
     expect(shown.stdout).toContain('  job:        job 100 (fresh): checkpointed, exit 99; stopped by: manual\n');
     expect(shown.stdout).toContain('  job:        job 101 (resume): no end recorded (running, or killed); stopped by: crash\n');
     expect(shown.stdout).toContain('  last job:   job 102 (resume): finished, exit 4\n');

@@ -166,6 +166,19 @@ describe('fresh start → checkpoint → exit 99', () => {
     ]);
     expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.MaxRestarts, outcome: 'failed' }]);
   });
+
+  it('messages read as sentences: "1 time", and a quoted reason ending in its own full stop gets no second one', () => {
+    const once = drive({ restarts: 1, maxRestarts: 1 }, [...fresh, [1000, { type: 'checkpointSignal' }], [1500, { type: 'programGone' }], [1600, { type: 'checkpointOk' }]]);
+    const said = (run: ReturnType<typeof drive>) => run.actions.flatMap((action) => (action.type === 'log' ? [action.message] : []));
+    expect(said(once).join('\n')).toMatch(/already resubmitted 1 time \(--max-restarts 1\)/);
+    // CRIU's hints end with a full stop ("... consider using --tcp-established option.").
+    const hint = 'Connected TCP socket, consider using --tcp-established option.';
+    const failed = drive({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1200, { type: 'dumpFailed', reason: hint }], [1300, { type: 'restoreFailed', reason: hint, retryable: false }]]);
+    expect(said(failed)).toContain('checkpoint failed: Connected TCP socket, consider using --tcp-established option. The program keeps running; the next checkpoint signal tries again.');
+    const restore = drive({}, [[0, { type: 'start', mode: 'resume' }], [500, { type: 'restoreFailed', reason: `${hint}\n`, retryable: false }]]);
+    expect(said(restore)).toContain('restore failed: Connected TCP socket, consider using --tcp-established option. The checkpoint is kept; fix the cause and submit again.');
+    expect([...said(failed), ...said(restore)].join('\n')).not.toMatch(/\.\. /);
+  });
 });
 
 describe('the daemon\'s deadline and what the job says when a dump goes wrong', () => {

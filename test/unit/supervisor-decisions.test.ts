@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
 import { completeStop, daemonVerdict, endOfJobRecord, eventsFromFiles, exitMeansSaved, signalTargets, stopRecord, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
 import { EventQueue } from '../../src/launcher/event-queue.js';
+import { restartsOnResume } from '../../src/launcher/preflight.js';
 import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine.js';
 import type { RunState } from '../../src/state/run-state.js';
 
@@ -268,6 +269,21 @@ describe("the stop's reason: the exit waits for no scheduler answer", () => {
     const answeredLater = endOfJobRecord(record.state, { code: 99, outcome: 'checkpointed', relayed: { stdout: 0, stderr: 0 }, terminating: false, endedAt: new Date(SIGNAL_AT + 3000), stop: stopRecord(seen, saidPreemption) });
     expect(answeredLater.state.history[0].reasonPending).toBeUndefined();
     expect(answeredLater.state.history[0].reason).toBe('preemption');
+  });
+});
+
+describe('restarts, as `ckpt-run status` and --max-restarts count them', () => {
+  const run = (restarts: number, outcomes: Array<'checkpointed' | 'failed' | undefined>): RunState => ({
+    schema: 1, runId: 'r', command: ['p'], workdir: '/w', createdAt: '2026-01-01T00:00:00.000Z', status: 'checkpointed', restarts, relayed: { stdout: 0, stderr: 0 },
+    history: outcomes.map((outcome, i) => ({ jobId: `j${i}`, startedAt: '2026-01-01T00:00:00.000Z', mode: i === 0 ? 'fresh' : 'resume', ...(outcome ? { outcome } : {}) })),
+  });
+
+  it("a resume after an exit 99 was counted by that exit; one after a crash or a failed job counts itself", () => {
+    expect(restartsOnResume(run(1, ['checkpointed']))).toBe(1);
+    // Job j1 resumed and crashed (no end recorded): the job that resumes now is a restart too.
+    expect(restartsOnResume(run(1, ['checkpointed', undefined]))).toBe(2);
+    expect(restartsOnResume(run(1, ['checkpointed', 'failed']))).toBe(2);
+    expect(restartsOnResume(run(0, []))).toBe(0);
   });
 });
 
