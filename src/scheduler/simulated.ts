@@ -4,7 +4,7 @@
  * file that SIMULATED_STOP_ENV names, so that its jobs log what it simulates, not a guess.
  */
 import { readFileSync } from 'node:fs';
-import type { SchedulerContext } from './scheduler.js';
+import { NO_SCHEDULER, type SchedulerContext } from './scheduler.js';
 import type { StopFacts, StopReason } from './stop-reason.js';
 
 export const SIMULATED_STOP_ENV = 'CKPT_RUN_SIMULATED_STOP';
@@ -26,5 +26,6 @@ export function simulatedStopFacts(file: string): StopFacts {
 export function detectSimulated(env: NodeJS.ProcessEnv): SchedulerContext | undefined {
   const file = env[SIMULATED_STOP_ENV];
   if (!file) return undefined;
-  return { name: 'ckpt-run simulate', minRuntimeSec: 0, warnings: [], stopFacts: async () => simulatedStopFacts(file) };
+  // No scheduler, for all else (a local run: no shared filesystem, no resubmission rule); only the reason is the dry run's.
+  return { ...NO_SCHEDULER, knownFacts: undefined, stopFacts: async () => simulatedStopFacts(file) };
 }
