@@ -448,7 +448,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     // While running: a lazy restore whose memory never all came in (the daemon killed the tree).
     if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.request)) return unchanged(state);
     const cleared: MachineAction[] = [{ type: 'clearTimer', name: 'resume' }];
-    if (event.retryable) return after(cleared, resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`));
+    if (event.retryable) return after(cleared, resubmit(state, now, `restore failed (${quoted(event.reason)}); the checkpoint is intact`));
     return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${quoted(event.reason)}. The checkpoint is kept; fix the cause and submit again.`));
   },
 
@@ -493,7 +493,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     if (!asked) return unchanged(state);
     if (asked.programGone) {
       // Nothing runs on and nothing was checkpointed: waiting would last until the walltime.
-      const gone = `checkpoint failed: ${event.reason}; the program is gone without an exit status, so nothing was saved and nothing runs on`;
+      const gone = `checkpoint failed: ${quoted(event.reason)}; the program is gone without an exit status, so nothing was saved and nothing runs on`;
       if (asked.terminating) return ended(asked, [log('error', gone)], { type: 'exit', code: 128 + signalNumber(asked.terminating), outcome: 'failed' });
       return after([{ type: 'clearTimer', name: 'dump' }], failWith(asked, ExitCode.ProgramLost, `${gone}; not exiting 99`));
     }
