@@ -461,7 +461,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     job2.child.kill('SIGUSR2');
     expect(await job2.exitCode(60_000)).toBe(10);
     const message = /error: (.*--max-restarts.*)/.exec(job2.stderr)?.[1] ?? '';
-    expect(message).toMatch(/already resubmitted 1 times \(--max-restarts 1\): not exiting 99\. The checkpoint is kept/);
+    expect(message).toMatch(/already resubmitted 1 time \(--max-restarts 1\): not exiting 99\. The checkpoint is kept/);
     const printed2 = numbers(job2.stdout);
     expect(printed2).toEqual(range(k1 + 1, k1 + printed2.length));
     expect(existsSync(join(sandbox.run, 'checkpoint_ok'))).toBe(true);
