@@ -80,6 +80,104 @@ if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_OPEN_FILES:-}" ]; th
   done
 fi
 
+# The program's node-local state (CKPT_LOCAL_STATE, set by the daemon: the record to write; the
+# archive goes beside it as CKPT_LOCAL_STATE.tar; protocol/local-state.ts): the next job may run
+# on another node, whose /tmp, /var/tmp, /dev/shm (and the program's TMPDIR, where it is a tmpfs)
+# lack what the program holds there (Open MPI's session folder, its shared-memory segments, a
+# scratch file). While the tree is frozen, the top-level entry of such a folder that holds each
+# file, mapping or working directory of the tree is archived whole (its owner the requester's:
+# another's "stays"), and criu's link-remap files (link_remap.N, the second name criu gives a
+# shared file whose name was deleted: POSIX semaphores) with them. tar runs as the requester
+# (CKPT_AS_USER: setpriv): root never reads a user's folder, nor follows a user's symlink. All or
+# nothing: over CKPT_LOCAL_LIMIT bytes in all, or a failed tar, nothing is carried and the record
+# says why ("stays" lines); the dump itself goes on (the same node can still resume it).
+# Record lines: "limit BYTES", "carried BYTES PATH", "stays WHY PATH" (WHY: owner:UID,
+# over-limit:BYTES, unreadable, odd-name: a space in the name).
+if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_LOCAL_STATE:-}" ]; then
+  roots='/tmp /var/tmp /dev/shm'
+  own_tmp=$(tr '\0' '\n' <"/proc/$CRTOOLS_INIT_PID/environ" | sed -n 's/^TMPDIR=//p' | head -n 1)
+  case $own_tmp in
+    /tmp | /tmp/* | /var/tmp | /var/tmp/* | /dev/shm | /dev/shm/* | *" "* | '') ;;
+    /*) [ "$(stat -f -c %T "$own_tmp" 2>/dev/null)" != tmpfs ] || roots="$roots ${own_tmp%/}" ;;
+  esac
+  # What the tree holds by name: working directories, open files, mapped files; and the inodes of
+  # those whose name was deleted (a link-remap file is another name of one of them).
+  held=$(for pid in $tree; do
+    readlink "/proc/$pid/cwd" || true
+    for fd in /proc/"$pid"/fd/*; do readlink "$fd" || true; done
+    sed -n 's|^[^ ]* [^ ]* [^ ]* [^ ]* [^ ]* *\(/.*\)$|\1|p' "/proc/$pid/maps"
+  done | sort -u)
+  deleted_inodes=' '
+  for pid in $tree; do
+    for fd in /proc/"$pid"/fd/*; do
+      case $(readlink "$fd" || true) in *" (deleted)") deleted_inodes="$deleted_inodes$(stat -L -c %i "$fd" || true) " ;; esac
+    done
+    # Only the deleted mappings' inodes (one stat each): a program maps hundreds of files.
+    for range in $(sed -n 's/^\([0-9a-f]*-[0-9a-f]*\) .* (deleted)$/\1/p' "/proc/$pid/maps"); do
+      file=/proc/$pid/map_files/$(printf '%x-%x' "0x${range%-*}" "0x${range#*-}")
+      deleted_inodes="$deleted_inodes$(stat -L -c %i "$file" || true) "
+    done
+  done
+  entries=
+  stays=
+  add_entry() { # ROOT NAME: the top-level entry ROOT/NAME, once
+    case " $entries " in *" $1/$2 "*) return ;; esac
+    owner=$(stat -c %u "$1/$2") || return 0 # gone meanwhile: nothing held there any more
+    if [ "$owner" = "$CKPT_REQUESTER_UID" ]; then entries="$entries $1/$2"
+    else case $stays in *" owner:$owner $1/$2
+"*) ;; *) stays="${stays}stays owner:$owner $1/$2
+" ;; esac
+    fi
+  }
+  while IFS= read -r path; do
+    case $path in *" (deleted)") continue ;; esac
+    for root in $roots; do
+      case $path in "$root"/*) ;; *) continue ;; esac
+      rest=${path#"$root"/}
+      case ${rest%%/*} in
+        *" "*) case $stays in *" $root/${rest%%/*}
+"*) ;; *) stays="${stays}stays odd-name $root/${rest%%/*}
+" ;; esac ;;
+        *) add_entry "$root" "${rest%%/*}" ;;
+      esac
+    done
+  done <<EOF_HELD
+$held
+EOF_HELD
+  for root in $roots; do
+    for remap in "$root"/link_remap.*; do
+      [ -f "$remap" ] && [ ! -L "$remap" ] || continue
+      case $deleted_inodes in *" $(stat -c %i "$remap") "*) add_entry "$root" "${remap##*/}" ;; esac
+    done
+  done
+  limit=${CKPT_LOCAL_LIMIT:-1073741824}
+  echo "limit $limit" >"$CKPT_LOCAL_STATE"
+  carried=
+  total=0
+  for entry in $entries; do
+    bytes=$($CKPT_AS_USER du -s -B1 -- "$entry" 2>/dev/null | cut -f1) || bytes=
+    if [ -z "$bytes" ]; then stays="${stays}stays unreadable $entry
+"; continue; fi
+    total=$((total + bytes))
+    carried="${carried}carried $bytes $entry
+"
+  done
+  if [ -n "$carried" ] && [ "$total" -gt "$limit" ]; then
+    printf '%s' "$carried" | sed 's/^carried \([0-9]*\) /stays over-limit:\1 /' >>"$CKPT_LOCAL_STATE"
+    carried=
+  elif [ -n "$carried" ]; then
+    # Names relative to /, extracted from / by the next job's daemon as the requester.
+    relative=$(printf '%s' "$carried" | sed 's|^carried [0-9]* /||')
+    # shellcheck disable=SC2086 # the names hold no space (see above); the command is split on purpose
+    if ! (cd / && $CKPT_AS_USER tar --sparse -cf - -- $relative) >"$CKPT_LOCAL_STATE.tar"; then
+      printf '%s' "$carried" | sed 's/^carried [0-9]* /stays unreadable /' >>"$CKPT_LOCAL_STATE"
+      rm -f "$CKPT_LOCAL_STATE.tar"
+      carried=
+    fi
+  fi
+  printf '%s%s' "$carried" "$stays" >>"$CKPT_LOCAL_STATE"
+fi
+
 # The new job's cgroups (CKPT_JOB_CGROUPS, space-separated): the restored tree goes there before
 # it runs an instruction, so that nothing it forks starts (and stays) outside the job. Where criu
 # had put it is left in CKPT_RESTORED_CGROUPS for the daemon, which removes the dumped job's

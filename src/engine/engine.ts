@@ -3,6 +3,7 @@
  * images, and later restore it from them. Two engines: CRIU (the real thing, root only) and
  * "restart" (no CRIU: records the command line and starts it again; for the local dry run).
  */
+import type { LocalState } from '../protocol/local-state.js';
 import type { Requester } from '../protocol/spool-request.js';
 import type { PagesIn } from '../protocol/run-dir.js';
 
@@ -23,6 +24,8 @@ export interface DumpTarget {
 export interface DumpFigures {
   /** How long the tree was frozen, where the engine measures it. */
   frozenMs?: number;
+  /** What of the node-local state travels with the images, and what stays (criu). */
+  localState?: LocalState;
 }
 
 export interface RestoreTarget {
@@ -52,6 +55,8 @@ export interface RestoredTree {
    * tree killed) when the transfer failed. The images must stay as they are until then.
    */
   pagesIn?: Promise<PagesIn>;
+  /** The node-local state put back before the restore (criu). */
+  localState?: LocalState;
 }
 
 export interface CheckpointEngine {
