@@ -29,7 +29,7 @@
 #   - files: each open file, file mapping and working directory is an inode the requester may
 #     use that way by its mode bits (ACLs are not read: they could only allow more), reached
 #     through folders the requester may search; an open file whose name was deleted has no
-#     other name left; the root directory is the node's.
+#     other name left, or is the requester's own; the root directory is the node's.
 # criu only logs a failing pre-resume script and resumes the tree anyway. So this script
 # kills the tree itself (SIGKILL reaches the stopped tasks), on refusal and on any error of
 # its own; criu then cannot detach from the dead tasks and reports the restore as failed.
@@ -150,7 +150,7 @@ EOF_HELD
       case $deleted_inodes in *" $(stat -c %i "$remap") "*) add_entry "$root" "${remap##*/}" ;; esac
     done
   done
-  limit=${CKPT_LOCAL_LIMIT:-1073741824}
+  limit=${CKPT_LOCAL_LIMIT:-1000000000}
   echo "limit $limit" >"$CKPT_LOCAL_STATE"
   carried=
   total=0
@@ -234,7 +234,11 @@ reachable() {
 check_file() {
   case $3 in
     *" (deleted)")
-      [ "$(stat -L -c %h "$4")" = 0 ] || refuse "$1" "has $2 on a deleted name of a file that still has other names ($3)" ;;
+      # Its other names cannot be checked (which folders lead to them?): it must have none, or be
+      # the requester's own file (a POSIX semaphore mapped under the temporary name glibc deleted,
+      # restored through criu's link-remap name: the requester's, as it was at the dump).
+      [ "$(stat -L -c %h "$4")" = 0 ] || [ "$(stat -L -c %u "$4")" = "$uid" ] ||
+        refuse "$1" "has $2 on a deleted name of a file that still has other names and is not $user_name's ($3)" ;;
     *)
       reachable "$3" || refuse "$1" "has $2 on $3, behind a folder uid $uid may not search" ;;
   esac

@@ -37,6 +37,8 @@
  *    user and while the tree is frozen, what the tree holds in /tmp, /var/tmp, /dev/shm and its
  *    tmpfs TMPDIR (bounded by localStateLimit, all or nothing), and the restore first extracts it
  *    as the user, keeping what is already there (the same node) and its owner and modes.
+ *  - the node's CPU features go with the images (protocol/cpu-features.ts): ckpt-run refuses to
+ *    resume them on a CPU that lacks any, before the restore (criu's own check is the FPU's only).
  *  - --leave-running for a periodic checkpoint (ckpt-run --interval): the tree runs on once
  *    dumped. Without soft-dirty tracking (not on every kernel) each one writes all the memory.
  *  - restore -d (detached) with -W in the daemon's private scratch folder, so that criu writes
@@ -68,10 +70,12 @@
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { asUserArgv } from '../proc/as-user.js';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
 import { treeHoldsTcp } from '../proc/tcp-sockets.js';
+import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../protocol/cpu-features.js';
 import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../protocol/local-state.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
@@ -248,6 +252,8 @@ export class CriuEngine implements CheckpointEngine {
   }
 
   async dump({ pid, imagesDir, requester, deadline, leaveRunning }: DumpTarget): Promise<DumpFigures> {
+    // The CPU the program chose its code for: a job on a node without it refuses to resume (protocol/cpu-features.ts).
+    writeFileSync(join(imagesDir, CPU_FEATURES_IMAGE), formatCpuRecord(cpuOf(readFileSync('/proc/cpuinfo', 'utf8'), hostname())));
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
     const tcp = treeHoldsTcp(pid);

@@ -12,7 +12,7 @@ export const LOCAL_STATE_IMAGE = 'ckpt-local-state';
 /** In the images: the archive (tar, names relative to /), when anything was carried. */
 export const LOCAL_STATE_ARCHIVE = `${LOCAL_STATE_IMAGE}.tar`;
 /** The default bound on what one checkpoint carries (ckpt-daemon --local-state-limit). */
-export const DEFAULT_LOCAL_STATE_LIMIT = 2 ** 30;
+export const DEFAULT_LOCAL_STATE_LIMIT = 1e9;
 
 export interface CarriedEntry {
   path: string;
@@ -52,11 +52,14 @@ export const travelledWith = (state: LocalState, path: string): boolean =>
 
 export const carriedBytes = (state: LocalState): number => state.carried.reduce((sum, entry) => sum + entry.bytes, 0);
 
-/** "/tmp/ompi.n1.1000 (0.1 MB), /dev/shm/vader_segment.n1.1 (4.2 MB): 4.3 MB", or undefined when nothing travelled. */
+/** Sizes in MB as everywhere, in kB below 0.1 MB: most of these entries are a few kB (a semaphore is 4 kB). */
+const sizeOf = (bytes: number): string => (bytes < 1e5 ? `${(bytes / 1e3).toFixed(1)} kB` : formatMegabytes(bytes));
+
+/** "/tmp/ompi.n1.1000 (8.5 MB), /dev/shm/sem.mp-x (4.1 kB): 8.5 MB", or undefined when nothing travelled. */
 export function describeCarried(state: LocalState): string | undefined {
   if (state.carried.length === 0) return undefined;
-  const entries = state.carried.map((entry) => `${entry.path} (${formatMegabytes(entry.bytes)})`).join(', ');
-  return `${entries}: ${formatMegabytes(carriedBytes(state))}`;
+  const entries = state.carried.map((entry) => `${entry.path} (${sizeOf(entry.bytes)})`).join(', ');
+  return `${entries}: ${sizeOf(carriedBytes(state))}`;
 }
 
 function why(entry: StayingEntry, limit: number): string {
