@@ -92,7 +92,8 @@ fi
 # nothing: over CKPT_LOCAL_LIMIT bytes in all, or a failed tar, nothing is carried and the record
 # says why ("stays" lines); the dump itself goes on (the same node can still resume it).
 # Record lines: "limit BYTES", "carried BYTES PATH", "stays WHY PATH" (WHY: owner:UID,
-# over-limit:BYTES, unreadable, odd-name: a space in the name).
+# over-limit:BYTES, unreadable, odd-name: a space in the name, device: a device of the node's);
+# the daemon adds "socket ADDRESS STATE" lines (a socket bound to one of this node's addresses).
 if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_LOCAL_STATE:-}" ]; then
   roots='/tmp /var/tmp /dev/shm'
   own_tmp=$(tr '\0' '\n' <"/proc/$CRTOOLS_INIT_PID/environ" | sed -n 's/^TMPDIR=//p' | head -n 1)
@@ -130,7 +131,14 @@ if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_LOCAL_STATE:-}" ]; t
     fi
   }
   while IFS= read -r path; do
-    case $path in *" (deleted)") continue ;; esac
+    case $path in
+      *" (deleted)") continue ;;
+      # A device other than the ones every node has (a GPU, an InfiniBand adapter) is this node's.
+      /dev/null | /dev/zero | /dev/full | /dev/random | /dev/urandom | /dev/tty | /dev/ptmx | /dev/pts/* | /dev/shm/*) ;;
+      /dev/*) case $stays in *" $path
+"*) ;; *) stays="${stays}stays device $path
+" ;; esac ;;
+    esac
     for root in $roots; do
       case $path in "$root"/*) ;; *) continue ;; esac
       rest=${path#"$root"/}

@@ -68,13 +68,13 @@
  *    lock where the node lacks iptables-restore (see --tcp-established above for when).
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { asUserArgv } from '../proc/as-user.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
-import { treeHoldsTcp } from '../proc/tcp-sockets.js';
+import { treeHoldsTcp, treeNodeSockets } from '../proc/tcp-sockets.js';
 import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../protocol/cpu-features.js';
 import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../protocol/local-state.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
@@ -257,6 +257,8 @@ export class CriuEngine implements CheckpointEngine {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
     const tcp = treeHoldsTcp(pid);
+    // Before the dump (which ends the tree): said with the node-local state, as what cannot travel.
+    const nodeSockets = treeNodeSockets(pid);
     if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
     const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
     // Semaphores and other shared files whose name was deleted (see --link-remap above).
@@ -279,6 +281,7 @@ export class CriuEngine implements CheckpointEngine {
     });
     const stats = join(imagesDir, STATS_IMAGE);
     const local = join(imagesDir, LOCAL_STATE_IMAGE);
+    if (nodeSockets.length > 0) appendFileSync(local, nodeSockets.map((socket) => `socket ${socket}\n`).join(''));
     return {
       frozenMs: existsSync(stats) ? frozenMsOf(readFileSync(stats)) : undefined,
       localState: existsSync(local) ? parseLocalState(readFileSync(local, 'utf8')) : undefined,

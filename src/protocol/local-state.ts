@@ -3,7 +3,9 @@
  * /dev/shm, its TMPDIR where that is a tmpfs), which the next job, on another node, would not
  * find. ckpt-daemon's action script archives it with the images while the tree is frozen and
  * records its bound and what it carried and what stays (LOCAL_STATE_IMAGE, one line each:
- * "limit BYTES", "carried BYTES PATH" or "stays WHY PATH"); the daemon puts the archive back, as the user, before the restore.
+ * "limit BYTES", "carried BYTES PATH" or "stays WHY PATH"; and "socket ADDRESS (STATE)" for the
+ * sockets bound to the node's own address). The daemon puts the archive back, as the user,
+ * before the restore.
  */
 import { formatMegabytes } from '../base/sizes.js';
 
@@ -30,11 +32,13 @@ export interface LocalState {
   limit: number;
   carried: CarriedEntry[];
   stays: StayingEntry[];
+  /** Sockets bound to one of the node's own addresses: "TCP 10.0.0.5:5000 (listening)". */
+  sockets: string[];
 }
 
 /** The record; a line that is neither form is left out (the script writes none). */
 export function parseLocalState(text: string): LocalState {
-  const state: LocalState = { limit: DEFAULT_LOCAL_STATE_LIMIT, carried: [], stays: [] };
+  const state: LocalState = { limit: DEFAULT_LOCAL_STATE_LIMIT, carried: [], stays: [], sockets: [] };
   for (const line of text.split('\n')) {
     const limit = /^limit (\d+)$/.exec(line);
     if (limit) state.limit = Number(limit[1]);
@@ -42,6 +46,8 @@ export function parseLocalState(text: string): LocalState {
     if (carried) state.carried.push({ bytes: Number(carried[1]), path: carried[2] });
     const stays = /^stays (\S+) (\/.*)$/.exec(line);
     if (stays) state.stays.push({ why: stays[1], path: stays[2] });
+    const socket = /^socket (.+)$/.exec(line);
+    if (socket) state.sockets.push(socket[1]);
   }
   return state;
 }
@@ -71,6 +77,8 @@ function why(entry: StayingEntry, limit: number): string {
       return `${formatMegabytes(Number(detail))}, with the rest over the daemon's bound of ${formatMegabytes(limit)} (ckpt-daemon --local-state-limit)`;
     case 'odd-name':
       return 'its name has a space';
+    case 'device':
+      return "a device of this node's";
     default:
       return 'the program\'s user cannot read all of it';
   }
@@ -81,10 +89,11 @@ function why(entry: StayingEntry, limit: number): string {
  * checkpoint (not at a failed resume): one line, or undefined when everything travelled.
  */
 export function describeStays(state: LocalState): string | undefined {
-  if (state.stays.length === 0) return undefined;
-  const entries = state.stays.map((entry) => `${entry.path} (${why(entry, state.limit)})`).join('; ');
+  if (state.stays.length === 0 && state.sockets.length === 0) return undefined;
+  const sockets = state.sockets.map((socket) => `a socket bound to this node's own address, ${socket} (on another node a connection comes back closed, a listening socket fails the restore: bind to 0.0.0.0 or the loopback)`);
+  const entries = [...state.stays.map((entry) => `${entry.path} (${why(entry, state.limit)})`), ...sockets].join('; ');
   return (
-    `the program holds node-local files that cannot travel with its checkpoint: ${entries}. The next job can resume it ` +
+    `the program holds what cannot travel with its checkpoint: ${entries}. The next job can resume it ` +
     `only on this node: keep such files in the job's folder on the shared filesystem, or ask for this node (OAR: -p "host='NODE'"; Slurm: --nodelist)`
   );
 }

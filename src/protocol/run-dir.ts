@@ -105,7 +105,7 @@ export function parseCheckpointStats(text: string | undefined): CheckpointStats 
   try {
     const { bytes, frozenMs, leftRunning, localState } = JSON.parse(text) as Partial<CheckpointStats>;
     if (typeof bytes !== 'number' || typeof leftRunning !== 'boolean') return undefined;
-    const local = Array.isArray(localState?.carried) && Array.isArray(localState?.stays) ? { localState } : {};
+    const local = Array.isArray(localState?.carried) && Array.isArray(localState?.stays) && Array.isArray(localState?.sockets) ? { localState } : {};
     return { bytes, leftRunning, ...(typeof frozenMs === 'number' ? { frozenMs } : {}), ...local };
   } catch {
     return undefined;

@@ -1,6 +1,7 @@
 /** The node-local state's record (protocol/local-state.ts) and the CPU record (protocol/cpu-features.ts): pure parts. */
 import { describe, expect, it } from 'vitest';
 import { cpuOf, cpuRefusal, formatCpuRecord, missingFeatures, parseCpuRecord } from '../../src/protocol/cpu-features.js';
+import { decodeAddress, isNodeAddress, nodeBoundSockets } from '../../src/proc/tcp-sockets.js';
 import { carriedBytes, describeCarried, describeStays, parseLocalState, travelledWith } from '../../src/protocol/local-state.js';
 
 const RECORD = [
@@ -11,6 +12,8 @@ const RECORD = [
   'stays owner:0 /tmp/shared-by-root',
   'stays odd-name /tmp/a b',
   'stays over-limit:2000000 /var/tmp/big',
+  'stays device /dev/nvidia0',
+  'socket TCP 10.0.0.5:5000 (listening)',
   'garbage line',
   '',
 ].join('\n');
@@ -25,7 +28,8 @@ describe('node-local state record', () => {
       { path: '/dev/shm/vader_segment.n1.1000.1', bytes: 131_072 },
       { path: '/dev/shm/sem.mp-x', bytes: 4096 },
     ]);
-    expect(state.stays.map((entry) => entry.why)).toEqual(['owner:0', 'odd-name', 'over-limit:2000000']);
+    expect(state.stays.map((entry) => entry.why)).toEqual(['owner:0', 'odd-name', 'over-limit:2000000', 'device']);
+    expect(state.sockets).toEqual(['TCP 10.0.0.5:5000 (listening)']);
     expect(carriedBytes(state)).toBe(8_635_168);
   });
 
@@ -39,7 +43,10 @@ describe('node-local state record', () => {
     expect(said).toContain('/tmp/shared-by-root (it belongs to uid 0');
     expect(said).toContain('/tmp/a b (its name has a space)');
     expect(said).toContain("/var/tmp/big (2.0 MB, with the rest over the daemon's bound of 1.0 MB (ckpt-daemon --local-state-limit))");
+    expect(said).toContain("/dev/nvidia0 (a device of this node's)");
+    expect(said).toContain("a socket bound to this node's own address, TCP 10.0.0.5:5000 (listening)");
     expect(said).toMatch(/only on this node/);
+    expect(said.split('\n')).toHaveLength(1);
     expect(describeStays(parseLocalState('carried 1 /tmp/x\n'))).toBeUndefined();
   });
 
@@ -48,6 +55,32 @@ describe('node-local state record', () => {
     expect(travelledWith(state, '/tmp/ompi.n1.1000/pid.2/hwloc.sm')).toBe(true);
     expect(travelledWith(state, '/tmp/ompi.n1.10000/x')).toBe(false);
     expect(travelledWith(state, '/tmp/other')).toBe(false);
+  });
+});
+
+describe("sockets bound to the node's own address", () => {
+  it('decodes /proc/net addresses, IPv4 and IPv6', () => {
+    expect(decodeAddress('0100007F:1F90')).toBe('127.0.0.1:8080');
+    expect(decodeAddress('0500000A:1388')).toBe('10.0.0.5:5000');
+    expect(decodeAddress('00000000000000000000000001000000:0016')).toBe('[::1]:22');
+    expect(decodeAddress('00000000000000000000000000000000:0016')).toBe('[::]:22');
+    expect(decodeAddress('0000000000000000FFFF00000500000A:1388')).toBe('10.0.0.5:5000');
+  });
+
+  it('keeps only sockets bound to an address other than the loopback or a wildcard, TCP listening or connected, UDP bound', () => {
+    const header = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+    const row = (local: string, state: string, inode: string): string => `   0: ${local} 00000000:0000 ${state} 00000000:00000000 00:00000000 00000000  1000        0 ${inode} 1\n`;
+    const bound = nodeBoundSockets({
+      tcp: header + row('0500000A:1388', '0A', '11') + row('0100007F:1F90', '0A', '12') + row('00000000:0016', '0A', '13') + row('0500000A:A000', '01', '14') + row('0500000A:A001', '06', '15'),
+      udp: header + row('0500000A:0035', '07', '16'),
+    });
+    expect([...bound]).toEqual([
+      ['11', 'TCP 10.0.0.5:5000 (listening)'],
+      ['14', 'TCP 10.0.0.5:40960 (connected)'],
+      ['16', 'UDP 10.0.0.5:53 (bound)'],
+    ]);
+    expect(isNodeAddress('127.0.0.1:80')).toBe(false);
+    expect(isNodeAddress('192.168.1.2:80')).toBe(true);
   });
 });
 
