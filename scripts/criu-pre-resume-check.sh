@@ -123,6 +123,8 @@ if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_LOCAL_STATE:-}" ]; t
   stays=
   add_entry() { # ROOT NAME: the top-level entry ROOT/NAME, once
     case " $entries " in *" $1/$2 "*) return ;; esac
+    # The entry that holds the run folder (CKPT_RUN_DIR): the next job finds it where it is, or nowhere.
+    case ${CKPT_RUN_DIR:-} in "$1/$2" | "$1/$2"/*) return ;; esac
     owner=$(stat -c %u "$1/$2") || return 0 # gone meanwhile: nothing held there any more
     if [ "$owner" = "$CKPT_REQUESTER_UID" ]; then entries="$entries $1/$2"
     else case $stays in *" owner:$owner $1/$2

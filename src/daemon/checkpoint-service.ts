@@ -126,7 +126,7 @@ export async function serveCheckpoint(
   const { name, images } = createImagesDir(run);
   let stats: CheckpointStats;
   try {
-    const { frozenMs, localState } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning });
+    const { frozenMs, localState } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning, runDir: run.location() });
     publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
     stats = {
       bytes: handOver(images, requester),

@@ -251,7 +251,7 @@ export class CriuEngine implements CheckpointEngine {
     this.pidWaitMs = options.pidWaitMs ?? PID_WAIT_MS;
   }
 
-  async dump({ pid, imagesDir, requester, deadline, leaveRunning }: DumpTarget): Promise<DumpFigures> {
+  async dump({ pid, imagesDir, requester, deadline, leaveRunning, runDir }: DumpTarget): Promise<DumpFigures> {
     // The CPU the program chose its code for: a job on a node without it refuses to resume (protocol/cpu-features.ts).
     writeFileSync(join(imagesDir, CPU_FEATURES_IMAGE), formatCpuRecord(cpuOf(readFileSync('/proc/cpuinfo', 'utf8'), hostname())));
     const shellJob = !leadsItsSession(pid);
@@ -274,6 +274,7 @@ export class CriuEngine implements CheckpointEngine {
       CKPT_LOCAL_STATE: join(imagesDir, LOCAL_STATE_IMAGE),
       CKPT_LOCAL_LIMIT: String(this.options.localStateLimit ?? DEFAULT_LOCAL_STATE_LIMIT),
       CKPT_AS_USER: asUserArgv(requester, []).join(' '),
+      CKPT_RUN_DIR: runDir ?? '',
     };
     await this.run(args, join(imagesDir, 'dump.log'), env, this.deadlineOf(deadline), {
       locksNetwork: tcp,

@@ -18,6 +18,11 @@ export interface DumpTarget {
   deadline?: number;
   /** Leave the tree running after the dump (a periodic checkpoint) instead of stopping it. */
   leaveRunning?: boolean;
+  /**
+   * The run folder, where the next job must find the images anyway: never node-local state to
+   * carry, even where it is under /tmp (a test, a job run from a local folder).
+   */
+  runDir?: string;
 }
 
 /** What an engine can tell of a dump it made. */

@@ -138,11 +138,11 @@ describe.runIf(realPartAvailable('resume on another node (real CRIU)', ready))('
       console.warn("\n*** SKIPPED the socket part: this node has no IPv4 address but the loopback ***\n");
       context.skip();
     }
-    const argv = ['/usr/bin/python3', join(FIXTURES, 'hold_local.py'), '50', address as string, '60'];
+    const argv = ['/usr/bin/python3', join(FIXTURES, 'hold_local.py'), '50', address as string, '200'];
     const plain = spawnSync(argv[0], argv.slice(1), { cwd: workdir, uid: user.uid, gid: user.gid, encoding: 'utf8', timeout: 120_000 });
     expect(plain.status, plain.stderr).toBe(0);
     const first = job('stays', 'stays-1', argv);
-    await first.waitFor((p) => /^step 20 /m.test(p.stdout), 'step 20 in the output', 60_000);
+    await first.waitFor((p) => /^step 20$/m.test(p.stdout), 'step 20 in the output', 60_000);
     first.child.kill('SIGUSR2');
     expect(await first.exitCode(60_000), first.stderr).toBe(99);
     const warning = first.stderr.split('\n').find((line) => line.includes('cannot travel')) ?? '';
