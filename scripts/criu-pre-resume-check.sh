@@ -98,7 +98,7 @@ if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_LOCAL_STATE:-}" ]; t
   roots='/tmp /var/tmp /dev/shm'
   own_tmp=$(tr '\0' '\n' <"/proc/$CRTOOLS_INIT_PID/environ" | sed -n 's/^TMPDIR=//p' | head -n 1)
   case $own_tmp in
-    /tmp | /tmp/* | /var/tmp | /var/tmp/* | /dev/shm | /dev/shm/* | *" "* | '') ;;
+    /tmp | /tmp/* | /var/tmp | /var/tmp/* | /dev/shm | /dev/shm/* | *[[:space:]*?[]* | '') ;;
     /*) [ "$(stat -f -c %T "$own_tmp" 2>/dev/null)" != tmpfs ] || roots="$roots ${own_tmp%/}" ;;
   esac
   # What the tree holds by name: working directories, open files, mapped files; and the inodes of
@@ -160,6 +160,7 @@ EOF_HELD
       case $deleted_inodes in *" $(stat -c %i "$remap") "*) add_entry "$root" "${remap##*/}" ;; esac
     done
   done
+  set -f # from here the names are split unquoted: a "*" in a user's name must not expand
   limit=${CKPT_LOCAL_LIMIT:-1000000000}
   echo "limit $limit" >"$CKPT_LOCAL_STATE"
   carried=
@@ -186,6 +187,7 @@ EOF_HELD
     fi
   fi
   printf '%s%s' "$carried" "$stays" >>"$CKPT_LOCAL_STATE"
+  set +f
 fi
 
 # The new job's cgroups (CKPT_JOB_CGROUPS, space-separated): the restored tree goes there before
