@@ -29,7 +29,7 @@
 #   - files: each open file, file mapping and working directory is an inode the requester may
 #     use that way by its mode bits (ACLs are not read: they could only allow more), reached
 #     through folders the requester may search; an open file whose name was deleted has no
-#     other name left; the root directory is the node's.
+#     other name left, or is the requester's own; the root directory is the node's.
 # criu only logs a failing pre-resume script and resumes the tree anyway. So this script
 # kills the tree itself (SIGKILL reaches the stopped tasks), on refusal and on any error of
 # its own; criu then cannot detach from the dead tasks and reports the restore as failed.
@@ -78,6 +78,123 @@ if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_OPEN_FILES:-}" ]; th
       echo "$(stat -L -c '%s %i' "$fd") $target" >>"$CKPT_OPEN_FILES"
     done
   done
+fi
+
+# The program's node-local state (CKPT_LOCAL_STATE, set by the daemon: the record to write; the
+# archive goes beside it as CKPT_LOCAL_STATE.tar; protocol/local-state.ts): the next job may run
+# on another node, whose /tmp, /var/tmp, /dev/shm (and the program's TMPDIR, where it is a tmpfs)
+# lack what the program holds there (Open MPI's session folder, its shared-memory segments, a
+# scratch file). While the tree is frozen, the top-level entry of such a folder that holds each
+# file, mapping or working directory of the tree is archived whole (its owner the requester's:
+# another's "stays"), and criu's link-remap files (link_remap.N, the second name criu gives a
+# shared file whose name was deleted: POSIX semaphores) with them. tar runs as the requester
+# (CKPT_AS_USER: setpriv): root never reads a user's folder, nor follows a user's symlink. All or
+# nothing: over CKPT_LOCAL_LIMIT bytes in all, or a failed tar, nothing is carried and the record
+# says why ("stays" lines); the dump itself goes on (the same node can still resume it).
+# Record lines: "limit BYTES", "carried BYTES PATH", "stays WHY PATH" (WHY: owner:UID,
+# over-limit:BYTES, unreadable, odd-name: a space in the name, device: a device of the node's);
+# the daemon adds "socket ADDRESS STATE" lines (a socket bound to one of this node's addresses).
+if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_LOCAL_STATE:-}" ]; then
+  roots='/tmp /var/tmp /dev/shm'
+  own_tmp=$(tr '\0' '\n' <"/proc/$CRTOOLS_INIT_PID/environ" | sed -n 's/^TMPDIR=//p' | head -n 1)
+  case $own_tmp in
+    /tmp | /tmp/* | /var/tmp | /var/tmp/* | /dev/shm | /dev/shm/* | *[[:space:]*?[]* | '') ;;
+    /*) [ "$(stat -f -c %T "$own_tmp" 2>/dev/null)" != tmpfs ] || roots="$roots ${own_tmp%/}" ;;
+  esac
+  # What the tree holds by name: working directories, open files, mapped files; and the inodes of
+  # those whose name was deleted (a link-remap file is another name of one of them).
+  held=$(for pid in $tree; do
+    readlink "/proc/$pid/cwd" || true
+    for fd in /proc/"$pid"/fd/*; do readlink "$fd" || true; done
+    sed -n 's|^[^ ]* [^ ]* [^ ]* [^ ]* [^ ]* *\(/.*\)$|\1|p' "/proc/$pid/maps"
+  done | sort -u)
+  deleted_inodes=' '
+  for pid in $tree; do
+    for fd in /proc/"$pid"/fd/*; do
+      case $(readlink "$fd" || true) in *" (deleted)") deleted_inodes="$deleted_inodes$(stat -L -c %i "$fd" || true) " ;; esac
+    done
+    # Only the deleted mappings' inodes (one stat each): a program maps hundreds of files.
+    for range in $(sed -n 's/^\([0-9a-f]*-[0-9a-f]*\) .* (deleted)$/\1/p' "/proc/$pid/maps"); do
+      file=/proc/$pid/map_files/$(printf '%x-%x' "0x${range%-*}" "0x${range#*-}")
+      deleted_inodes="$deleted_inodes$(stat -L -c %i "$file" || true) "
+    done
+  done
+  entries=
+  stays=
+  add_entry() { # ROOT NAME: the top-level entry ROOT/NAME, once
+    case " $entries " in *" $1/$2 "*) return ;; esac
+    # The entry that holds the run folder (CKPT_RUN_DIR): the next job finds it where it is, or nowhere.
+    case ${CKPT_RUN_DIR:-} in "$1/$2" | "$1/$2"/*) return ;; esac
+    owner=$(stat -c %u "$1/$2") || return 0 # gone meanwhile: nothing held there any more
+    if [ "$owner" = "$CKPT_REQUESTER_UID" ]; then entries="$entries $1/$2"
+    else case $stays in *" owner:$owner $1/$2
+"*) ;; *) stays="${stays}stays owner:$owner $1/$2
+" ;; esac
+    fi
+  }
+  while IFS= read -r path; do
+    case $path in
+      *" (deleted)") continue ;;
+      # A device other than the ones every node has (a GPU, an InfiniBand adapter) is this node's.
+      /dev/null | /dev/zero | /dev/full | /dev/random | /dev/urandom | /dev/tty | /dev/ptmx | /dev/pts/* | /dev/shm/*) ;;
+      /dev/*) case $stays in *" $path
+"*) ;; *) stays="${stays}stays device $path
+" ;; esac ;;
+    esac
+    for root in $roots; do
+      case $path in "$root"/*) ;; *) continue ;; esac
+      rest=${path#"$root"/}
+      case ${rest%%/*} in
+        *" "*) case $stays in *" $root/${rest%%/*}
+"*) ;; *) stays="${stays}stays odd-name $root/${rest%%/*}
+" ;; esac ;;
+        *) add_entry "$root" "${rest%%/*}" ;;
+      esac
+    done
+  done <<EOF_HELD
+$held
+EOF_HELD
+  for root in $roots; do
+    for remap in "$root"/link_remap.*; do
+      [ -f "$remap" ] && [ ! -L "$remap" ] || continue
+      case $deleted_inodes in *" $(stat -c %i "$remap") "*) add_entry "$root" "${remap##*/}" ;; esac
+    done
+  done
+  set -f # from here the names are split unquoted: a "*" in a user's name must not expand
+  limit=${CKPT_LOCAL_LIMIT:-1000000000}
+  echo "limit $limit" >"$CKPT_LOCAL_STATE"
+  carried=
+  total=0
+  for entry in $entries; do
+    bytes=$($CKPT_AS_USER du -s -B1 -- "$entry" 2>/dev/null | cut -f1) || bytes=
+    if [ -z "$bytes" ]; then stays="${stays}stays unreadable $entry
+"; continue; fi
+    total=$((total + bytes))
+    carried="${carried}carried $bytes $entry
+"
+  done
+  if [ -n "$carried" ] && [ "$total" -gt "$limit" ]; then
+    printf '%s' "$carried" | sed 's/^carried \([0-9]*\) /stays over-limit:\1 /' >>"$CKPT_LOCAL_STATE"
+    carried=
+  elif [ -n "$carried" ]; then
+    # Names relative to /, extracted from / by the next job's daemon as the requester.
+    relative=$(printf '%s' "$carried" | sed 's|^carried [0-9]* /||')
+    # shellcheck disable=SC2086 # the names hold no space (see above); the command is split on purpose
+    if ! (cd / && $CKPT_AS_USER tar --sparse -cf - -- $relative) >"$CKPT_LOCAL_STATE.tar"; then
+      printf '%s' "$carried" | sed 's/^carried [0-9]* /stays unreadable /' >>"$CKPT_LOCAL_STATE"
+      rm -f "$CKPT_LOCAL_STATE.tar"
+      carried=
+    else
+      # criu names its link-remap files by the file's id in the tree (link_remap.26): left in the
+      # folder, the next dump of a tree shaped alike on this node fails ("Can't link remap to ...:
+      # File exists"), seen. Archived, they are put back for the restore, wherever it runs.
+      for remap in $(printf '%s' "$carried" | sed -n 's|^carried [0-9]* \(/.*/link_remap\.[0-9]*\)$|\1|p'); do
+        $CKPT_AS_USER rm -f -- "$remap" || true
+      done
+    fi
+  fi
+  printf '%s%s' "$carried" "$stays" >>"$CKPT_LOCAL_STATE"
+  set +f
 fi
 
 # The new job's cgroups (CKPT_JOB_CGROUPS, space-separated): the restored tree goes there before
@@ -136,7 +253,11 @@ reachable() {
 check_file() {
   case $3 in
     *" (deleted)")
-      [ "$(stat -L -c %h "$4")" = 0 ] || refuse "$1" "has $2 on a deleted name of a file that still has other names ($3)" ;;
+      # Its other names cannot be checked (which folders lead to them?): it must have none, or be
+      # the requester's own file (a POSIX semaphore mapped under the temporary name glibc deleted,
+      # restored through criu's link-remap name: the requester's, as it was at the dump).
+      [ "$(stat -L -c %h "$4")" = 0 ] || [ "$(stat -L -c %u "$4")" = "$uid" ] ||
+        refuse "$1" "has $2 on a deleted name of a file that still has other names and is not $user_name's ($3)" ;;
     *)
       reachable "$3" || refuse "$1" "has $2 on $3, behind a folder uid $uid may not search" ;;
   esac

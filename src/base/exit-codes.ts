@@ -21,6 +21,8 @@ export const ExitCode = {
   FileChanged: 15,
   /** --engine app: the program did not exit in time after the save signal. */
   AppTimeout: 16,
+  /** This node's CPU lacks instruction-set features of the node that made the checkpoint. */
+  CpuMissing: 17,
   Internal: 70,
   Resubmit: 99,
   NotExecutable: 126,
@@ -45,6 +47,7 @@ export const EXIT_CODE_HELP: ReadonlyArray<[string, string]> = [
   ['14', 'ckpt-run clean --yes: some images could not be removed (each is named)'],
   ['15', 'cannot resume: a file the checkpointed program writes is shorter than at the checkpoint, replaced or gone (named)'],
   ['16', '--engine app: the program did not exit within --app-grace of the save signal; killed (its last save is kept)'],
+  ['17', "cannot resume here: this node's CPU lacks instruction-set features of the checkpoint's node (named, with the scheduler property to ask for); the checkpoint is kept"],
   ['70', 'internal error in ckpt-run (please report it)'],
   ['126', 'the program is not executable'],
   ['127', 'the program was not found'],

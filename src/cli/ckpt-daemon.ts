@@ -5,6 +5,7 @@ import { serveQueued, startDaemon, type DaemonOptions } from '../daemon/daemon.j
 import { DEFAULT_IMAGE_KEY, ImageKeyError, loadImageKey } from '../daemon/image-signature.js';
 import { SpoolError } from '../daemon/spool.js';
 import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
+import { DEFAULT_LOCAL_STATE_LIMIT } from '../protocol/local-state.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
 import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS } from '../engine/criu.js';
 import { formatFindings, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
@@ -13,7 +14,7 @@ import { RestartEngine } from '../engine/restart.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
 import { CliError } from '../base/exit-codes.js';
-import { runCli, secondsOption } from './run-cli.js';
+import { megabytesOption, runCli, secondsOption } from './run-cli.js';
 
 export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;
 
@@ -34,9 +35,13 @@ Protocol (the same as the clusters' public CRIU daemon; see ckpt-run --help)
                      runs on after the dump (criu dump --leave-running)
     resume_from      the checkpoint_ok identity the job rolled its files back to: another
                      checkpoint is not restored (restore_failed, retryable)
-  and what it writes: checkpoint_stats (size, how long the program was frozen) before
-  checkpoint_ok, and in the images ckpt-open-files: the files the tree holds open for writing,
-  with their sizes, recorded while it is frozen (ckpt-run cuts them back before a resume).
+  and what it writes: checkpoint_stats (size, how long the program was frozen, its node-local
+  files) before checkpoint_ok, and in the images ckpt-open-files: the files the tree holds open
+  for writing, with their sizes, recorded while it is frozen (ckpt-run cuts them back before a
+  resume); ckpt-cpu-features: this node's CPU (ckpt-run resumes only on a CPU that has them all);
+  ckpt-local-state(.tar): the program's node-local files (the top-level entries of /tmp, /var/tmp,
+  /dev/shm holding what it has open or mapped), archived as the user while it is frozen, put back
+  as the user before the restore on whichever node (--local-state-limit; what stays is said).
 
 Threat model (the full text, with what is not covered: SECURITY.md)
   The daemon runs as root; every user of the node can write requests and owns the folders and
@@ -118,6 +123,7 @@ interface DaemonCliOptions {
   spoolDir: string;
   criu: string;
   criuDeadline: number;
+  localStateLimit: number;
   criuBreakpoints: 'auto' | 'on' | 'off';
   restore: 'lazy' | 'full';
   check?: boolean;
@@ -152,7 +158,7 @@ async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<Ch
       `each criu run is bounded to ${options.criuDeadline} s`,
   );
   const notice = (message: string): void => logger.log('warn', message);
-  return new CriuEngine(options.criu, { settings: findings.settings, deadlineMs: options.criuDeadline * 1000, notice });
+  return new CriuEngine(options.criu, { settings: findings.settings, deadlineMs: options.criuDeadline * 1000, notice, localStateLimit: options.localStateLimit });
 }
 
 async function check(options: DaemonCliOptions): Promise<void> {
@@ -221,6 +227,11 @@ export function buildProgram(): Command {
       new Option('--criu-deadline <seconds>', 'the longest one criu dump or restore may run before it is killed (the program runs on)')
         .argParser(secondsOption)
         .default(DEFAULT_CRIU_DEADLINE_MS / 1000),
+    )
+    .addOption(
+      new Option('--local-state-limit <MB>', "the most of a program's node-local files (/tmp, /var/tmp, /dev/shm) one checkpoint carries to the next node; over it, none (said at the checkpoint)")
+        .argParser(megabytesOption)
+        .default(DEFAULT_LOCAL_STATE_LIMIT, String(DEFAULT_LOCAL_STATE_LIMIT / 1e6)),
     )
     .addOption(
       new Option('--criu-breakpoints <mode>', "auto: probe whether hardware breakpoints trap here; on/off: take your word, skip the canary")

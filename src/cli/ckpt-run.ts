@@ -4,6 +4,7 @@ import { appEnvironment } from '../launcher/app-link.js';
 import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
 import { holdSignal } from '../proc/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
+import { checkCpuFeatures } from '../launcher/cpu-check.js';
 import { rollBackToCheckpoint } from '../launcher/file-rollback.js';
 import { checkEngine, checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger } from '../log/logger.js';
@@ -150,6 +151,8 @@ export function launch(
   logger.log('info', `job ${jobId}, run ${runId}: ${run.reason}`);
   const jobOutput = jobOutputFiles(env);
   if (run.mode === 'resume') {
+    // Before anything is rolled back: a refused resume leaves the run as it was, for a node that can.
+    checkCpuFeatures(run.paths);
     // The output check reads the relayed count before the roll-back lowers it.
     const outputWarning = scheduler.resumedOutputWarning?.(run.state.relayed.stdout);
     for (const warning of [outputWarning, ...rollBackToCheckpoint(run.paths, run.state, jobOutput)]) if (warning) logger.log('warn', warning);

@@ -13,6 +13,15 @@ export function secondsOption(value: string): number {
   return seconds;
 }
 
+/** A size in MB (10^6 bytes, as every size ckpt-run prints), 0 or more; in bytes. */
+export function megabytesOption(value: string): number {
+  const megabytes = Number(value);
+  if (value.trim() === '' || !Number.isFinite(megabytes) || megabytes < 0) {
+    throw new InvalidArgumentError('expected a size in MB (0 or more)');
+  }
+  return Math.round(megabytes * 1e6);
+}
+
 const UNIT_SECONDS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
 
 /** A duration of at least a second: "90" or "90s", "5m", "1.5h"; in seconds. */

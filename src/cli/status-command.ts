@@ -4,6 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
+import { describeCarried, describeStays, type LocalState } from '../protocol/local-state.js';
 import { imagesBytes, parseCheckpointStats, parsePagesIn, PROGRAM_SAVED_MARK, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
@@ -21,7 +22,7 @@ export interface RunStatus {
    * The last complete checkpoint: when it was marked, its images' size, what the daemon said of
    * it, and whether the program saved itself (--engine app).
    */
-  checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean; savedByProgram: boolean };
+  checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean; savedByProgram: boolean; localState?: LocalState };
   command?: string[];
   /** The last lazy restore: when every page of the program's memory was in. */
   lazyRestore?: PagesIn;
@@ -46,7 +47,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
     ? {
         at: statSync(paths.checkpointOk).mtime.toISOString(),
         bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0,
-        ...(stats ? { frozenMs: stats.frozenMs, periodic: stats.leftRunning } : {}),
+        ...(stats ? { frozenMs: stats.frozenMs, periodic: stats.leftRunning, localState: stats.localState } : {}),
         savedByProgram: readFileSync(paths.checkpointOk, 'utf8').startsWith(PROGRAM_SAVED_MARK),
       }
     : undefined;
@@ -86,7 +87,9 @@ function describeCheckpoint(checkpoint: NonNullable<RunStatus['checkpoint']>): s
   if (checkpoint.savedByProgram) return `${checkpoint.at}, saved by the program itself (--engine app), its state in the run folder`;
   const frozen = checkpoint.frozenMs === undefined ? '' : `, program frozen ${Math.round(checkpoint.frozenMs)} ms`;
   const kind = checkpoint.periodic === undefined ? '' : checkpoint.periodic ? ' (periodic: the program ran on)' : ' (final: the program stopped)';
-  return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}`;
+  const carried = checkpoint.localState && describeCarried(checkpoint.localState);
+  const stays = checkpoint.localState && describeStays(checkpoint.localState);
+  return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}${carried ? `; node-local files carried: ${carried}` : ''}${stays ? `; ${stays}` : ''}`;
 }
 
 function describeJob(job: JobRecord): string {

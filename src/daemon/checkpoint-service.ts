@@ -126,9 +126,14 @@ export async function serveCheckpoint(
   const { name, images } = createImagesDir(run);
   let stats: CheckpointStats;
   try {
-    const { frozenMs } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning });
+    const { frozenMs, localState } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning, runDir: run.location() });
     publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
-    stats = { bytes: handOver(images, requester), leftRunning: leaveRunning, ...(frozenMs === undefined ? {} : { frozenMs }) };
+    stats = {
+      bytes: handOver(images, requester),
+      leftRunning: leaveRunning,
+      ...(frozenMs === undefined ? {} : { frozenMs }),
+      ...(localState === undefined ? {} : { localState }),
+    };
   } catch (error) {
     discardImages(run, name, images);
     throw error;

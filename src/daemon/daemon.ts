@@ -6,6 +6,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { describeCarried } from '../protocol/local-state.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { EngineError, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
@@ -171,14 +172,17 @@ class RequestServer {
         if (job) this.leases.hold({ jobId: request.jobId, job, root: new ProcessHandle(pid) });
         running(pid);
       };
-      const { pid, pagesIn } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, hold);
+      const { pid, pagesIn, localState } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, hold);
       if (pagesIn) publishFile(run, RUN_FILES.pagesIn, `${JSON.stringify({ ms: Date.now() - requested, bytes: pagesIn.bytes })}\n`, requester);
-      return { detail: `: PID ${pid}`, pid, pagesIn };
+      const putBack = localState && describeCarried(localState);
+      return { detail: `: PID ${pid}${putBack ? `; node-local files put back first: ${putBack}` : ''}`, pid, pagesIn };
     }
     checkTargetProcess(request.pid, requester);
     const stats = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, { deadline, leaveRunning: readLeaveRunning(run) });
     const frozen = stats.frozenMs === undefined ? '' : `, program frozen ${seconds(stats.frozenMs)}`;
-    return { detail: ` (${formatMegabytes(stats.bytes)}${frozen}${stats.leftRunning ? ', left running' : ''})`, imageBytes: stats.bytes };
+    const carried = stats.localState && describeCarried(stats.localState);
+    const local = carried ? `; node-local files carried: ${carried}` : '';
+    return { detail: ` (${formatMegabytes(stats.bytes)}${frozen}${stats.leftRunning ? ', left running' : ''})${local}`, imageBytes: stats.bytes };
   }
 
   /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */

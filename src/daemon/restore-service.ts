@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { RESTORED_CGROUPS_FILE, type CheckpointEngine } from '../engine/engine.js';
 import type { Logger } from '../log/logger.js';
+import type { LocalState } from '../protocol/local-state.js';
 import type { PagesIn } from '../protocol/run-dir.js';
 import { treeOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
@@ -81,6 +82,8 @@ function readOrUndefined(path: string): string | undefined {
 export interface Resumed {
   pid: number;
   pagesIn?: PagesIn;
+  /** The node-local state put back before the restore. */
+  localState?: LocalState;
 }
 
 /**
@@ -113,7 +116,7 @@ export async function serveResume(
       for (const problem of moveToJobCgroups(restored.pid, jobId, requester.name, cgroups, where)) logger.log('warn', `job ${jobId}: ${problem}`);
       publishFile(images, PIDFILE, `${restored.pid}\n`, requester);
       running(restored.pid);
-      return { pid: restored.pid, pagesIn: await restored.pagesIn };
+      return { pid: restored.pid, pagesIn: await restored.pagesIn, localState: restored.localState };
     } finally {
       rmSync(scratchDir, { recursive: true, force: true });
     }

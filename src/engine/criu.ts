@@ -27,6 +27,18 @@
  *    SQLite its database. The restored tree holds its locks again; a lock another process took
  *    meanwhile fails the restore, as it must.
  *  - -v4 -o LOG: the failure reason is taken from the log (criu-log.ts).
+ *  - --link-remap: a file the tree shares (a mapping, or descriptors in several processes) whose
+ *    name was deleted while another name remains (glibc's sem_open links /dev/shm/sem.NAME to a
+ *    temporary name it then deletes: every POSIX semaphore, e.g. Python multiprocessing's) cannot
+ *    be dumped without it ("Can't create link remap ... Use link-remap option"). criu gives the
+ *    file a second name (link_remap.N, in its folder) that the restore opens and removes; in a
+ *    node-local folder that name travels with the node-local state (below).
+ *  - the program's node-local state (protocol/local-state.ts): the action script archives, as the
+ *    user and while the tree is frozen, what the tree holds in /tmp, /var/tmp, /dev/shm and its
+ *    tmpfs TMPDIR (bounded by localStateLimit, all or nothing), and the restore first extracts it
+ *    as the user, keeping what is already there (the same node) and its owner and modes.
+ *  - the node's CPU features go with the images (protocol/cpu-features.ts): ckpt-run refuses to
+ *    resume them on a CPU that lacks any, before the restore (criu's own check is the FPU's only).
  *  - --leave-running for a periodic checkpoint (ckpt-run --interval): the tree runs on once
  *    dumped. Without soft-dirty tracking (not on every kernel) each one writes all the memory.
  *  - restore -d (detached) with -W in the daemon's private scratch folder, so that criu writes
@@ -56,11 +68,15 @@
  *    lock where the node lacks iptables-restore (see --tcp-established above for when).
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { asUserArgv } from '../proc/as-user.js';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
-import { treeHoldsTcp } from '../proc/tcp-sockets.js';
+import { treeHoldsTcp, treeNodeSockets } from '../proc/tcp-sockets.js';
+import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../protocol/cpu-features.js';
+import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../protocol/local-state.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { busyPid, criuFailure, threadIdTaken } from './criu-log.js';
@@ -199,6 +215,25 @@ export interface CriuEngineOptions {
   pidWaitMs?: number;
   /** Told once when the engine changes how it runs criu (breakpoints turned off). */
   notice?: (message: string) => void;
+  /** The most node-local state one checkpoint carries, bytes (ckpt-daemon --local-state-limit). */
+  localStateLimit?: number;
+}
+
+/**
+ * Puts the node-local state archived in IMAGESDIR back, as the requester (tar never writes
+ * where the user may not, nor as another owner), keeping what is there (a resume on the same node).
+ */
+async function putBackLocalState(imagesDir: string, requester: Requester, deadline: number): Promise<LocalState | undefined> {
+  const archive = join(imagesDir, LOCAL_STATE_ARCHIVE);
+  if (!existsSync(archive)) return undefined;
+  // Read by the daemon and given on stdin: the user cannot read the daemon's private copy.
+  const [file, ...args] = asUserArgv(requester, ['tar', '-C', '/', '--skip-old-files', '-xpf', '-']);
+  const result = await execa(file, args, { inputFile: archive, reject: false, timeout: Math.max(1, deadline - Date.now()), killSignal: 'SIGKILL' });
+  if (result.exitCode !== 0) {
+    const why = result.timedOut ? 'tar ran past the deadline' : `${result.stderr}`.trim().split('\n')[0];
+    throw new EngineError(`cannot put back the program's node-local files (${why})`, false);
+  }
+  return parseLocalState(readOrEmpty(join(imagesDir, LOCAL_STATE_IMAGE)));
 }
 
 export class CriuEngine implements CheckpointEngine {
@@ -216,31 +251,51 @@ export class CriuEngine implements CheckpointEngine {
     this.pidWaitMs = options.pidWaitMs ?? PID_WAIT_MS;
   }
 
-  async dump({ pid, imagesDir, requester, deadline, leaveRunning }: DumpTarget): Promise<DumpFigures> {
+  async dump({ pid, imagesDir, requester, deadline, leaveRunning, runDir }: DumpTarget): Promise<DumpFigures> {
+    // The CPU the program chose its code for: a job on a node without it refuses to resume (protocol/cpu-features.ts).
+    writeFileSync(join(imagesDir, CPU_FEATURES_IMAGE), formatCpuRecord(cpuOf(readFileSync('/proc/cpuinfo', 'utf8'), hostname())));
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
     const tcp = treeHoldsTcp(pid);
+    // Before the dump (which ends the tree): said with the node-local state, as what cannot travel.
+    const nodeSockets = treeNodeSockets(pid);
     if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
     const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
+    // Semaphores and other shared files whose name was deleted (see --link-remap above).
+    args.push('--link-remap');
     if (shellJob) args.push('--shell-job');
     if (leaveRunning) args.push('--leave-running');
     const before = new Map(treeOf(pid).map((member) => [member, processState(member)]));
-    // The action script records the files open for writing while the tree is frozen (protocol/open-files.ts).
-    const env = { ...requesterEnv(requester), CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE) };
+    // The action script records the files open for writing while the tree is frozen (protocol/open-files.ts),
+    // and archives the node-local state (protocol/local-state.ts) as the user.
+    const env = {
+      ...requesterEnv(requester),
+      CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE),
+      CKPT_LOCAL_STATE: join(imagesDir, LOCAL_STATE_IMAGE),
+      CKPT_LOCAL_LIMIT: String(this.options.localStateLimit ?? DEFAULT_LOCAL_STATE_LIMIT),
+      CKPT_AS_USER: asUserArgv(requester, []).join(' '),
+      CKPT_RUN_DIR: runDir ?? '',
+    };
     await this.run(args, join(imagesDir, 'dump.log'), env, this.deadlineOf(deadline), {
       locksNetwork: tcp,
       onDeadline: (child) => this.stopDump(child, join(imagesDir, 'dump.log'), before),
     });
     const stats = join(imagesDir, STATS_IMAGE);
-    return { frozenMs: existsSync(stats) ? frozenMsOf(readFileSync(stats)) : undefined };
+    const local = join(imagesDir, LOCAL_STATE_IMAGE);
+    if (nodeSockets.length > 0) appendFileSync(local, nodeSockets.map((socket) => `socket ${socket}\n`).join(''));
+    return {
+      frozenMs: existsSync(stats) ? frozenMsOf(readFileSync(stats)) : undefined,
+      localState: existsSync(local) ? parseLocalState(readFileSync(local, 'utf8')) : undefined,
+    };
   }
 
   async restore(target: RestoreTarget): Promise<RestoredTree> {
+    const localState = await putBackLocalState(target.imagesDir, target.requester, this.deadlineOf(target.deadline));
     const deadline = Date.now() + this.pidWaitMs;
     let tcp = '--tcp-established';
     for (;;) {
       try {
-        return await this.restoreOnce(target, tcp);
+        return { ...(await this.restoreOnce(target, tcp)), localState };
       } catch (error) {
         if (tcp === '--tcp-established' && error instanceof EngineError && ADDRESS_NOT_HERE.test(error.reason)) {
           tcp = '--tcp-close';

@@ -3,6 +3,7 @@
  * images, and later restore it from them. Two engines: CRIU (the real thing, root only) and
  * "restart" (no CRIU: records the command line and starts it again; for the local dry run).
  */
+import type { LocalState } from '../protocol/local-state.js';
 import type { Requester } from '../protocol/spool-request.js';
 import type { PagesIn } from '../protocol/run-dir.js';
 
@@ -17,12 +18,19 @@ export interface DumpTarget {
   deadline?: number;
   /** Leave the tree running after the dump (a periodic checkpoint) instead of stopping it. */
   leaveRunning?: boolean;
+  /**
+   * The run folder, where the next job must find the images anyway: never node-local state to
+   * carry, even where it is under /tmp (a test, a job run from a local folder).
+   */
+  runDir?: string;
 }
 
 /** What an engine can tell of a dump it made. */
 export interface DumpFigures {
   /** How long the tree was frozen, where the engine measures it. */
   frozenMs?: number;
+  /** What of the node-local state travels with the images, and what stays (criu). */
+  localState?: LocalState;
 }
 
 export interface RestoreTarget {
@@ -52,6 +60,8 @@ export interface RestoredTree {
    * tree killed) when the transfer failed. The images must stay as they are until then.
    */
   pagesIn?: Promise<PagesIn>;
+  /** The node-local state put back before the restore (criu). */
+  localState?: LocalState;
 }
 
 export interface CheckpointEngine {

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { OutputRelay } from '../proc/output-relay.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import { LOCAL_STATE_IMAGE, parseLocalState, travelledWith, type LocalState } from '../protocol/local-state.js';
 import { parseOpenFiles, type OpenFile } from '../protocol/open-files.js';
 import { OPEN_FILES_IMAGE, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import type { OwnFile } from '../proc/job-output.js';
@@ -60,11 +61,18 @@ export interface Cut {
  * go on writing into it where it left off, over or past what is not there). KEEP: where the
  * cut bytes of a file go.
  */
-export function planRollback(files: OpenFile[], now: (path: string) => FileNow, keep: (file: OpenFile) => string): { cuts: Cut[]; refusals: string[] } {
+export function planRollback(
+  files: OpenFile[],
+  now: (path: string) => FileNow,
+  keep: (file: OpenFile) => string,
+  travelled: (path: string) => boolean = () => false,
+): { cuts: Cut[]; refusals: string[] } {
   const cuts: Cut[] = [];
   const refusals: string[] = [];
   for (const file of files) {
     const current = now(file.path);
+    // Gone from a node-local folder (another node), and in the checkpoint: the daemon puts it back as it was.
+    if (current === undefined && travelled(file.path)) continue;
     if (current === undefined) refusals.push(`${file.path} is gone (it had ${file.size} bytes at the checkpoint)`);
     else if (current.inode !== file.inode) refusals.push(`${file.path} was replaced by another file (inode ${current.inode}, was ${file.inode})`);
     else if (current.size < file.size) refusals.push(`${file.path} is shorter than at the checkpoint (${current.size} bytes, was ${file.size})`);
@@ -86,6 +94,15 @@ function fileNow(path: string): FileNow {
 function openFilesOf(paths: RunDirPaths): OpenFile[] | undefined {
   try {
     return parseOpenFiles(readFileSync(join(paths.images, OPEN_FILES_IMAGE), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The record of the node-local state in the images, or undefined for images without one. */
+function localStateOf(paths: RunDirPaths): LocalState | undefined {
+  try {
+    return parseLocalState(readFileSync(join(paths.images, LOCAL_STATE_IMAGE), 'utf8'));
   } catch {
     return undefined;
   }
@@ -189,8 +206,9 @@ function notRolledBack(paths: RunDirPaths, state: RunState, files: OpenFile[], j
 /**
  * Rolls the program's files back to the resumed checkpoint; returns what it did and what it
  * could not do, for the job's log (JOBOUTPUT: this job's own output files, never the program's
- * change). CliError (exit 15) when a file held open cannot be rolled
- * back: the message names it and what to do.
+ * change). CliError (exit 15) when a file held open cannot be rolled back: the message names it
+ * and what to do. A file that travelled with the checkpoint (its node-local state) and is gone
+ * here is left to the daemon, which puts it back before the restore.
  */
 export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOutput: OwnFile[] = []): string[] {
   // Only a CRIU image brings the program back as it was at the dump; a program that a restart
@@ -204,7 +222,8 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOut
   const stderrInode = fileNow(paths.stderrLog)?.inode;
   const keepOf = (file: OpenFile): string =>
     file.inode === stdoutInode ? paths.stdoutRolledBack : file.inode === stderrInode ? paths.stderrRolledBack : `${file.path}.rolled-back`;
-  const { cuts, refusals } = planRollback(files, fileNow, keepOf);
+  const local = localStateOf(paths);
+  const { cuts, refusals } = planRollback(files, fileNow, keepOf, (path) => local !== undefined && travelledWith(local, path));
   if (refusals.length > 0) {
     throw new CliError(
       `cannot resume: a file the checkpoint's program holds open for writing changed after the checkpoint: ${refusals.join('; ')}. It would go on writing where it left off. ` +

@@ -19,6 +19,7 @@ import { constants } from 'node:os';
 import { ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { plural, quoted } from '../base/words.js';
+import { describeCarried, describeStays, type LocalState } from '../protocol/local-state.js';
 
 export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval';
 
@@ -80,6 +81,8 @@ export interface CheckpointFigures {
   frozenMs?: number;
   /** The images' size. */
   bytes?: number;
+  /** The program's node-local files: what travelled with the images, what stays on this node. */
+  localState?: LocalState;
 }
 
 interface Common {
@@ -306,6 +309,18 @@ function figuresOf(ms: number, figures: CheckpointFigures | undefined): string {
   return said.length === 0 ? duration(ms) : `${duration(ms)} (${said.join(', ')})`;
 }
 
+/** What of the program's node-local files travelled, and what cannot (said at the checkpoint, not at a failed resume). */
+function localStateLines(figures: CheckpointFigures | undefined): MachineAction[] {
+  const state = figures?.localState;
+  if (!state) return [];
+  const carried = describeCarried(state);
+  const stays = describeStays(state);
+  return [
+    ...(carried ? [log('info', `node-local files carried with the checkpoint: ${carried}`)] : []),
+    ...(stays ? [log('warn', stays)] : []),
+  ];
+}
+
 /**
  * A periodic checkpoint is over (complete, failed or unanswered): the program runs on and the
  * next one is timed; the scheduler's signal that came meanwhile is served now.
@@ -395,7 +410,7 @@ function checkpointDone(state: Watched, now: number): Step | undefined {
   if (state.config.app) return after([{ type: 'clearTimer', name: 'dump' }], resubmit(state, now, `the program saved its state and exited ${duration(dumpMs)} after the signal`));
   const done = resubmit(state, now, `checkpoint complete in ${figuresOf(dumpMs, figures)}, program stopped`);
   return after(
-    [{ type: 'clearTimer', name: 'dump' }, { type: 'checkpointKept', periodic: false, figures }, ...walltimeMargin(state.config, request.at, dumpMs)],
+    [{ type: 'clearTimer', name: 'dump' }, { type: 'checkpointKept', periodic: false, figures }, ...localStateLines(figures), ...walltimeMargin(state.config, request.at, dumpMs)],
     done,
   );
 }
@@ -485,6 +500,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     return periodicOver(next, now, [
       log('info', `periodic checkpoint complete in ${figuresOf(now - next.request.at, event.figures)}; the program runs on`),
       { type: 'checkpointKept', periodic: true, figures: event.figures },
+      ...localStateLines(event.figures),
     ]);
   },
 

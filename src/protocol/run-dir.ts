@@ -1,5 +1,6 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { LocalState } from './local-state.js';
 
 /**
  * The files of one run, all inside its run directory (the DIR of the spool requests).
@@ -90,6 +91,8 @@ export interface CheckpointStats {
   frozenMs?: number;
   /** The program ran on after the dump (a periodic checkpoint). */
   leftRunning: boolean;
+  /** The program's node-local files: what travels with the images, what stays (protocol/local-state.ts). */
+  localState?: LocalState;
 }
 
 export function formatCheckpointStats(stats: CheckpointStats): string {
@@ -100,9 +103,10 @@ export function formatCheckpointStats(stats: CheckpointStats): string {
 export function parseCheckpointStats(text: string | undefined): CheckpointStats | undefined {
   if (text === undefined || !text.endsWith('\n')) return undefined;
   try {
-    const { bytes, frozenMs, leftRunning } = JSON.parse(text) as Partial<CheckpointStats>;
+    const { bytes, frozenMs, leftRunning, localState } = JSON.parse(text) as Partial<CheckpointStats>;
     if (typeof bytes !== 'number' || typeof leftRunning !== 'boolean') return undefined;
-    return { bytes, leftRunning, ...(typeof frozenMs === 'number' ? { frozenMs } : {}) };
+    const local = Array.isArray(localState?.carried) && Array.isArray(localState?.stays) && Array.isArray(localState?.sockets) ? { localState } : {};
+    return { bytes, leftRunning, ...(typeof frozenMs === 'number' ? { frozenMs } : {}), ...local };
   } catch {
     return undefined;
   }

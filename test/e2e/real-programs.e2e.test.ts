@@ -49,7 +49,11 @@ interface RealProgram {
   markFile?: string;
 }
 
-/** Open MPI as root, the run's own session dir and shared-memory files (examples/mpi-job.sh). */
+/**
+ * Open MPI as root under `simulate`: every program there is PID 1 of its own namespace, so every
+ * mpirun is PID 2 and Open MPI's files would collide with another run's: the run's own folder for
+ * its session dir and shared-memory files (README, "Verified on real programs").
+ */
 const openMpiEnv = (dir: string): string[] => [
   'OMPI_ALLOW_RUN_AS_ROOT=1', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1',
   `OMPI_MCA_orte_tmpdir_base=${join(dir, '.ompi')}`, `OMPI_MCA_btl_vader_backing_directory=${join(dir, '.ompi')}`,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rollBackToCheckpoint } from '../../src/launcher/file-rollback.js';
 import { checkpointIdentity } from '../../src/protocol/checkpoint-identity.js';
+import { LOCAL_STATE_IMAGE } from '../../src/protocol/local-state.js';
 import { OPEN_FILES_IMAGE, runDirPaths, type RunDirPaths } from '../../src/protocol/run-dir.js';
 import { CliError, ExitCode } from '../../src/base/exit-codes.js';
 import { loadRunState, newRunState, saveRunState, type RunState } from '../../src/state/run-state.js';
@@ -199,6 +200,20 @@ describe('rolling back the output written after the last checkpoint', () => {
         expect((error as CliError).message).toContain(`rm -r ${paths.dir}`);
         expect(readFileSync(paths.stdoutLog, 'utf8')).toBe(AT_CHECKPOINT.stdout + AFTER.stdout);
       }
+    });
+
+    it('leaves a gone file that travelled with the checkpoint (node-local state) to the daemon, and still cuts the others', () => {
+      const folder = join(paths.dir, 'ompi.node1.1000');
+      const scratch = join(folder, 'pid.2', 'hwloc.sm');
+      // Recorded while it was there (on the node that made the checkpoint); absent here.
+      const stdoutLine = `${AT_CHECKPOINT.stdout.length} ${statSync(paths.stdoutLog).ino} ${paths.stdoutLog}\n`;
+      writeFileSync(join(paths.images, OPEN_FILES_IMAGE), `16384 4242 ${scratch}\n${stdoutLine}`);
+      writeFileSync(join(paths.images, LOCAL_STATE_IMAGE), `limit 1000\ncarried 16384 ${folder}\n`);
+      expect(rollBackToCheckpoint(paths, state).join('\n')).toContain(`${AFTER.stdout.length} bytes of ${paths.stdoutLog}`);
+      expect(readFileSync(paths.stdoutLog, 'utf8')).toBe(AT_CHECKPOINT.stdout);
+      // Another folder's file gone: refused as before.
+      writeFileSync(join(paths.images, LOCAL_STATE_IMAGE), `limit 1000\ncarried 16384 ${folder}-other\n`);
+      expect(() => rollBackToCheckpoint(paths, state)).toThrow(/hwloc\.sm is gone/);
     });
   });
 });
