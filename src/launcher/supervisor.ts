@@ -320,8 +320,8 @@ class Supervisor {
     try {
       if (event.type === 'terminate' && this.askWhetherPreempted(event)) return;
       if (event.type === 'checkpointSignal') this.classifyStop('checkpoint');
-      // The planned final checkpoint stands for the signal: the scheduler is asked why, as for one.
-      if (event.type === 'timer' && event.name === 'final') this.classifyStop('checkpoint');
+      // The planned final checkpoint stands for the walltime's signal: its reason is known, nobody is asked.
+      if (event.type === 'timer' && event.name === 'final') this.classifyStop('checkpoint', { said: 'walltime', source: 'ckpt-run timed its final checkpoint before the walltime' });
       if (event.type === 'checkpointSignal' && !event.selfTimed) {
         const short = this.finalTiming?.signalCame(Date.now());
         if (short) this.settings.logger.log('warn', short);
