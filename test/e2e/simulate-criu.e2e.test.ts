@@ -31,8 +31,8 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     expect(summary.cycles.slice(0, -1).every((c: { endedBy: string }) => c.endedBy === 'checkpoint (exit 99)')).toBe(true);
     expect(counted(sim.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect(sim.stderr).toMatch(/final checkpoint planned at \d\d:\d\d:\d\d \(in \d+ s\), \d+ s before the walltime: [\d.]+ MB at [\d.]+ MB\/s assumed/);
-    // From the second job on, the throughput is this run's own, measured at its last dump.
-    expect(sim.stderr).toMatch(/final checkpoint planned at .* MB\/s measured/);
+    // Every job plans (a counter's dumps are too small and quick to measure a throughput: final-plan.test.ts).
+    expect(sim.stderr.match(/final checkpoint planned at/g)?.length).toBeGreaterThanOrEqual(summary.cycles.length);
     expect(sim.stderr).toMatch(/no checkpoint signal from the scheduler \d+ s before the walltime: checkpointing now, as planned/);
     expect(sim.stderr).not.toMatch(/checkpoint signal received/);
     console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));

@@ -47,7 +47,14 @@ describe('planFinal', () => {
     // Without a size or a time, nothing is measured.
     expect(measuredThroughput({ frozenMs: 100 })).toBeUndefined();
     expect(measuredThroughput({ bytes: 100 })).toBeUndefined();
-    expect(measuredThroughput({ bytes: 100 }, 50)).toEqual({ bytesPerSec: 2000, measured: true });
+    expect(measuredThroughput({ bytes: 3e9 }, 1000)).toEqual({ bytesPerSec: 3e9, measured: true });
+  });
+
+  it('a small quick dump is all fixed cost: it measures nothing, the assumed throughput stays', () => {
+    // As on the real OAR cluster: a counter's 0.5 MB frozen for 131 ms.
+    expect(measuredThroughput({ bytes: 0.5e6, frozenMs: 131 })).toBeUndefined();
+    // Slow although small (a slow filesystem): that is measured.
+    expect(measuredThroughput({ bytes: 10e6, frozenMs: 20_000 })).toEqual({ bytesPerSec: 0.5e6, measured: true });
   });
 
   it("warns when the scheduler's signal left less than the dump's estimate, not when it left more", () => {
