@@ -18,6 +18,7 @@ import { releaseFinishedImages } from '../state/run-images.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
 import { DEFAULT_DUMP_SAFETY, DUMP_OVERHEAD_MS, PLAN_MARGIN_MS, DEFAULT_BYTES_PER_SEC } from '../launcher/final-plan.js';
+import { SAMPLE_MS } from '../launcher/final-timing.js';
 import { durationOption, factorOption, runCli, secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `
@@ -223,7 +224,7 @@ export function buildProgram(): Command {
       '--no-self-timed',
       "wait for the scheduler's signal alone. By default, where the job's end is known (OAR's walltime, Slurm's EndTime, --walltime), " +
         "ckpt-run also makes the final checkpoint by itself if no signal came by the walltime minus the dump's estimate: the program tree's " +
-        `memory (sampled every 5 s) at the throughput of this run's last checkpoint (${DEFAULT_BYTES_PER_SEC / 1e6} MB/s, measured here and taken lower, before any), ` +
+        `memory (sampled every ${SAMPLE_MS / 1000} s) at the throughput of this run's last checkpoint (${DEFAULT_BYTES_PER_SEC / 1e6} MB/s, measured here and taken lower, before any), ` +
         `plus ${DUMP_OVERHEAD_MS / 1000} s, times --dump-safety, plus ${PLAN_MARGIN_MS / 1000} s. The log says the plan and each change; ckpt-run status shows it`,
     )
     .option('--dump-safety <factor>', 'the self-timed final checkpoint allows the dump this many times its estimate', factorOption, DEFAULT_DUMP_SAFETY)
