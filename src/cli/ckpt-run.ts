@@ -18,7 +18,9 @@ import { detectSlurm } from '../scheduler/slurm.js';
 import { releaseFinishedImages } from '../state/run-images.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
-import { durationOption, runCli, secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
+import { DEFAULT_DUMP_SAFETY, DUMP_OVERHEAD_MS, PLAN_MARGIN_MS, DEFAULT_BYTES_PER_SEC } from '../launcher/final-plan.js';
+import { SAMPLE_MS } from '../launcher/final-timing.js';
+import { durationOption, factorOption, runCli, secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `
 How it works
@@ -114,6 +116,9 @@ export interface LauncherCliOptions extends AppCliOptions {
   keep: number;
   /** Seconds between two questions to the scheduler: is this job preempted? (0: never ask). */
   preemptionPoll?: number;
+  /** --no-self-timed turns it off. */
+  selfTimed: boolean;
+  dumpSafety: number;
 }
 
 /** Checks the inputs and turns the options into the launcher's settings. */
@@ -172,6 +177,9 @@ export function launch(
     minRuntimeMs: (options.minRuntime ?? scheduler.minRuntimeSec) * 1000,
     maxRestarts: options.maxRestarts,
     walltimeEndsAt: options.walltime === undefined ? scheduler.walltimeEndsAt : walltimeEndsAt(options.walltime),
+    walltimeEnd: options.walltime === undefined ? scheduler.walltimeEnd : undefined,
+    selfTimed: options.selfTimed,
+    dumpSafety: options.dumpSafety,
     intervalMs: options.interval === undefined ? undefined : options.interval * 1000,
     keep: options.keep,
     // A namespace keeps a restored tree's PIDs free; a program started again needs none.
@@ -215,6 +223,14 @@ export function buildProgram(): Command {
         'Each costs a freeze of the program (the log says how long) and a full dump on disk. Needs ckpt-daemon on the node',
       durationOption,
     )
+    .option(
+      '--no-self-timed',
+      "wait for the scheduler's signal alone. By default, where the job's end is known (OAR's walltime, Slurm's EndTime, --walltime), " +
+        "ckpt-run also makes the final checkpoint by itself if no signal came by the walltime minus the dump's estimate: the program tree's " +
+        `memory (sampled every ${SAMPLE_MS / 1000} s) at the throughput of this run's last checkpoint (${DEFAULT_BYTES_PER_SEC / 1e6} MB/s, measured here and taken lower, before any), ` +
+        `plus ${DUMP_OVERHEAD_MS / 1000} s, times --dump-safety, plus ${PLAN_MARGIN_MS / 1000} s. The log says the plan and each change; ckpt-run status shows it`,
+    )
+    .option('--dump-safety <factor>', 'the self-timed final checkpoint allows the dump this many times its estimate', factorOption, DEFAULT_DUMP_SAFETY)
     .option('--keep <n>', 'how many complete checkpoints the run folder keeps, the current one included; older ones are checkpoint.gen-TIME/ (to resume one: make it checkpoint/ and touch checkpoint_ok)', positiveOption, 1)
     .option(
       '--preemption-poll <seconds>',

@@ -32,6 +32,13 @@ export function durationOption(value: string): number {
   return seconds;
 }
 
+/** --dump-safety: a factor of 1 or more (1.5, 2, 3). */
+export function factorOption(value: string): number {
+  const factor = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(factor >= 1)) throw new InvalidArgumentError('expected a factor of 1 or more (1.5, 2, 3)');
+  return factor;
+}
+
 export function wholeNumberOption(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
   return Number(value);

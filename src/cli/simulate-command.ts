@@ -13,7 +13,7 @@ import { createLogger } from '../log/logger.js';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { plural } from '../base/words.js';
 import { addAppOptions, appArguments, appSettings, type AppCliOptions } from './app-options.js';
-import { durationOption, secondsOption, wholeNumberOption } from './run-cli.js';
+import { durationOption, factorOption, secondsOption, wholeNumberOption } from './run-cli.js';
 
 interface SimulateOptions extends AppCliOptions {
   walltime?: number;
@@ -32,6 +32,8 @@ interface SimulateOptions extends AppCliOptions {
   crashAt?: number;
   preemptAt?: number;
   preemptGrace: number;
+  selfTimed: boolean;
+  dumpSafety?: number;
 }
 
 const HELP = `
@@ -48,7 +50,9 @@ otherwise "restart", which starts the program again from scratch at each resume 
 
 With --walltime/--checkpoint each job knows its walltime, as under OAR, and says how long each
 dump took of the time the checkpoint signal left: the way to choose oarsub's --checkpoint for
-your program's size before you queue it. A job still running at its walltime is killed with
+your program's size before you queue it. Each job also plans its final checkpoint itself (see
+ckpt-run --help, --no-self-timed) and makes it when the signal has not come by then; --walltime
+alone plays a scheduler that sends no signal at all: the self-timed checkpoints are all there is. A job still running at its walltime is killed with
 all its processes and not resubmitted, as OAR does: the simulation then fails and says so.
 
 Exit code: the program's own when it finished and every checkpoint and restore worked (0 when
@@ -60,6 +64,7 @@ Examples
   ckpt-run simulate --engine app --every 3 -- examples/saving-counter.sh 30 0.2 7
   ckpt-run simulate --every 4 -- examples/counter.sh 40 0.25 7
   ckpt-run simulate --walltime 120 --checkpoint 30 --max-cycles 3 -- ./my-simulation
+  ckpt-run simulate --walltime 60 -- ./my-simulation   # no signal: self-timed checkpoints
   ckpt-run simulate --manual -- ./my-simulation     # then: kill -USR2 <pid it prints>
   ckpt-run simulate --interval 5 --crash-at 12 --manual -- examples/counter.sh 60 0.25 7
                                                     # a crash 12 s in: the next job resumes
@@ -71,8 +76,11 @@ function scheduleOf(options: SimulateOptions): SignalSchedule {
   const chosen = [options.walltime !== undefined, options.every !== undefined, options.manual === true].filter(Boolean).length;
   if (chosen > 1) throw new CliError('choose one of --walltime/--checkpoint, --every and --manual', ExitCode.Usage);
   if (options.walltime !== undefined || options.checkpoint !== undefined) {
-    if (options.walltime === undefined || options.checkpoint === undefined) {
-      throw new CliError('--walltime and --checkpoint go together', ExitCode.Usage);
+    if (options.walltime === undefined) throw new CliError('--checkpoint needs --walltime (it counts back from the walltime)', ExitCode.Usage);
+    // Without --checkpoint: a scheduler that sends no signal; each job times its final checkpoint itself.
+    if (options.checkpoint === undefined) {
+      if (options.selfTimed === false) throw new CliError('--walltime without --checkpoint plays a scheduler that sends no signal: it needs the self-timed final checkpoint (drop --no-self-timed)', ExitCode.Usage);
+      return { kind: 'walltime', walltimeSec: options.walltime };
     }
     if (options.checkpoint >= options.walltime) {
       throw new CliError('--checkpoint must be smaller than --walltime (it counts back from the walltime)', ExitCode.Usage);
@@ -102,6 +110,8 @@ export function simulateCommand(): Command {
     .option('--interval <duration>', 'periodic checkpoints that leave the program running (passed to each job, see ckpt-run --help)', durationOption)
     .option('--crash-at <seconds>', 'this long into the dry run, kill the running job whole with SIGKILL, once, as a node crash would; the next job resumes the last complete checkpoint', positive)
     .option('--preempt-at <seconds>', "this long into the dry run, preempt the running job, once, as OAR does a besteffort job: the checkpoint signal, then the kill after --preempt-grace; the next job resumes", positive)
+    .option('--no-self-timed', 'each job waits for the signal alone (passed to each job, see ckpt-run --help)')
+    .option('--dump-safety <factor>', 'passed to each job (see ckpt-run --help)', factorOption)
     .option('--preempt-grace <seconds>', 'how long a preempted job has before it is killed (oarsub --checkpoint)', secondsOption, 30)
     .addOption(new Option('--engine <engine>', 'how checkpoints are made (app: the program saves itself, as ckpt-run --engine app)').choices(['auto', 'criu', 'restart', 'app']).default('auto'))
     .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
@@ -127,6 +137,8 @@ export function simulateCommand(): Command {
     if (options.quiet) launcherArgs.push('--quiet');
     if (options.verbose) launcherArgs.push('--verbose');
     if (options.interval !== undefined) launcherArgs.push('--interval', String(options.interval));
+    if (!options.selfTimed) launcherArgs.push('--no-self-timed');
+    if (options.dumpSafety !== undefined) launcherArgs.push('--dump-safety', String(options.dumpSafety));
     // Each job then says how much of its walltime the dump leaves, as under OAR.
     if (schedule.kind === 'walltime') launcherArgs.push('--walltime', String(schedule.walltimeSec));
     // The embedded daemon's image key: this run's own, never stored (no /etc needed); only this

@@ -97,7 +97,11 @@ function describeJob(job: JobRecord): string {
   const pending = job.reasonPending
     ? ` (from the clock: the scheduler had not answered when the job exited${job.reasonPending.schedulerJobId === undefined ? '' : '; the next job asks it'})`
     : '';
-  return `job ${job.jobId} (${job.mode}): ${ended}${job.reason ? `; stopped by: ${job.reason}${pending}` : ''}`;
+  const plan = job.finalPlan
+    ? `; final checkpoint planned at ${job.finalPlan.at} (${formatMegabytes(job.finalPlan.bytes)} at ${formatMegabytes(job.finalPlan.bytesPerSec)}/s ` +
+      `${job.finalPlan.measured ? 'measured' : 'assumed'}, dump estimated ${Math.round(job.finalPlan.estimateMs / 1000)} s)`
+    : '';
+  return `job ${job.jobId} (${job.mode}): ${ended}${job.reason ? `; stopped by: ${job.reason}${pending}` : ''}${plan}`;
 }
 
 export function formatStatuses(workdir: string, runs: RunStatus[]): string {

@@ -21,7 +21,7 @@ import { formatMegabytes } from '../base/sizes.js';
 import { plural, quoted } from '../base/words.js';
 import { describeCarried, describeStays, type LocalState } from '../protocol/local-state.js';
 
-export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval';
+export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval' | 'final';
 
 export interface MachineConfig {
   /** How long the daemon may take to complete a dump before we say so. */
@@ -45,6 +45,8 @@ export interface MachineConfig {
   periodicWhyNot?: string;
   /** The application-level engine (app-link.ts), when chosen: the program saves itself on a signal and exits. */
   app?: AppEngineConfig;
+  /** Why the final checkpoint is made when its planned time comes (final-plan.ts), once planned. */
+  finalWhy?: string;
 }
 
 export interface AppEngineConfig {
@@ -129,7 +131,10 @@ export type MachineEvent =
   | { type: 'spawnFailed'; reason: string }
   | { type: 'restored'; pid: number }
   | { type: 'restoreFailed'; reason: string; retryable: boolean }
-  | { type: 'checkpointSignal' }
+  /** selfTimed: the planned final checkpoint came due with no signal (the final timer), and why. */
+  | { type: 'checkpointSignal'; selfTimed?: string }
+  /** The supervisor's plan for the final checkpoint (final-plan.ts): AT, on the machine's clock; WHY is said then. */
+  | { type: 'finalPlanned'; at: number; walltimeEndsAt: number; why: string }
   | { type: 'checkpointOk'; figures?: CheckpointFigures }
   /** program: how the daemon found the program after a dump it cut short (its deadline). */
   | { type: 'dumpFailed'; reason: string; program?: 'running' | 'frozen' | 'gone' }
@@ -467,7 +472,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${quoted(event.reason)}. The checkpoint is kept; fix the cause and submit again.`));
   },
 
-  checkpointSignal(state, _event, now) {
+  checkpointSignal(state, event, now) {
     switch (state.phase) {
       case 'starting':
       case 'resuming':
@@ -484,11 +489,19 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
         }
         return { state, actions: [log('info', 'checkpoint signal ignored: a checkpoint is already in progress')] };
       case 'running':
-        return requestCheckpoint(state, now, [log('info', `checkpoint signal received${walltimeLeft(state, now)}`)]);
+        return requestCheckpoint(state, now, [log('info', event.selfTimed ?? `checkpoint signal received${walltimeLeft(state, now)}`)]);
       case 'holding':
       case 'ended':
         return { state, actions: [log('debug', 'checkpoint signal ignored: the job is ending')] };
     }
+  },
+
+  finalPlanned(state, event, now) {
+    // Once the final checkpoint is out (or done), a new plan changes nothing.
+    if (state.phase === 'holding' || state.phase === 'ended' || (state.phase === 'checkpointing' && !state.request.periodic)) return unchanged(state);
+    // Under Slurm the end comes from the scheduler after the start: the dumps' deadlines then know it too.
+    const config = { ...state.config, walltimeEndsAt: state.config.walltimeEndsAt ?? event.walltimeEndsAt, finalWhy: event.why };
+    return { state: { ...state, config }, actions: [{ type: 'setTimer', name: 'final', ms: Math.max(0, event.at - now) }] };
   },
 
   checkpointOk(state, event, now) {
@@ -600,6 +613,8 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
           `resume timed out after ${duration(state.config.resumeTimeoutMs)}: no checkpoint/pidfile ` +
             'from the daemon (is ckpt-daemon running on this node? see --resume-timeout)',
         );
+      case 'final':
+        return HANDLERS.checkpointSignal(state, { type: 'checkpointSignal', selfTimed: state.config.finalWhy }, now);
       case 'dump':
         return state.config.app ? saveTimedOut(state, state.config.app, now) : dumpTimedOut(state, now, event.programState);
     }

@@ -25,6 +25,7 @@ import { AppLink } from './app-link.js';
 import { DaemonLink, type CheckpointLink } from './daemon-link.js';
 import { completeStop, endOfJobRecord, eventsFromFiles, stopRecord, type JobEnd, type SavedExit, type StopSeen } from './decisions.js';
 import { EventQueue } from './event-queue.js';
+import { FinalTiming } from './final-timing.js';
 import { awaitsDaemon, initialState, noPeriodicYet, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
 import type { PreparedRun } from './preflight.js';
 import { ProgramWatch } from './program-watch.js';
@@ -43,6 +44,12 @@ export interface LaunchSettings {
   maxRestarts: number;
   /** When the scheduler kills the job (epoch ms), where it says. */
   walltimeEndsAt?: number;
+  /** Asks the scheduler when it kills the job, where it must be asked after the start (Slurm). */
+  walltimeEnd?: () => Promise<number | undefined>;
+  /** Plan the final checkpoint from the walltime, the memory and the dumps' throughput (final-plan.ts); off: --no-self-timed. */
+  selfTimed: boolean;
+  /** --dump-safety: the dump may take this many times its estimate. */
+  dumpSafety: number;
   /** --interval: periodic checkpoints that leave the program running, this often. */
   intervalMs?: number;
   /** --keep: how many complete checkpoints the run folder keeps (the current one included). */
@@ -104,6 +111,8 @@ class Supervisor {
   private preemptionTimer?: NodeJS.Timeout;
   /** The scheduler was asked, at the first termination signal, whether it preempts the job. */
   private terminationAsked = false;
+  /** The self-timed final checkpoint's plan, where the walltime is known (not for a program that saves itself). */
+  private readonly finalTiming?: FinalTiming;
 
   constructor(
     private readonly settings: LaunchSettings,
@@ -147,6 +156,26 @@ class Supervisor {
           awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
           silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
         });
+    if (settings.selfTimed && !settings.app) {
+      this.finalTiming = new FinalTiming({
+        walltimeEndsAt: settings.walltimeEndsAt,
+        walltimeEnd: settings.walltimeEnd,
+        safety: settings.dumpSafety,
+        statsPath: paths.checkpointStats,
+        logger: settings.logger,
+        post: (event) => this.events.post(event),
+        record: (plan) => {
+          this.prepared.state.history[this.prepared.state.history.length - 1].finalPlan = {
+            at: new Date(plan.at).toISOString(),
+            bytes: plan.bytes,
+            bytesPerSec: Math.round(plan.throughput.bytesPerSec),
+            measured: plan.throughput.measured,
+            estimateMs: plan.estimateMs,
+          };
+          this.saveRecord(paths.state);
+        },
+      });
+    }
     if (settings.intervalMs !== undefined) {
       const periodic = this.link.periodic();
       // Said here, at the start; the machine says when that changes. The scheduler's signal still makes the final checkpoint.
@@ -224,7 +253,9 @@ class Supervisor {
    */
   private classifyStop(signal: 'checkpoint' | 'terminate', given?: StopFacts): void {
     if (this.stop) return;
-    const { walltimeEndsAt, schedulerJobId, pastStopFacts, knownFacts, stopFacts } = this.settings;
+    const { schedulerJobId, pastStopFacts, knownFacts, stopFacts } = this.settings;
+    // The machine's: under Slurm the end is learnt after the start (final-timing.ts).
+    const { walltimeEndsAt } = this.state.config;
     const stop: { seen: StopSeen; answer?: StopFacts } = { seen: { signal, at: Date.now(), walltimeEndsAt, schedulerJobId: pastStopFacts ? schedulerJobId : undefined } };
     this.stop = stop;
     const settle = (facts: StopFacts): void => {
@@ -289,6 +320,12 @@ class Supervisor {
     try {
       if (event.type === 'terminate' && this.askWhetherPreempted(event)) return;
       if (event.type === 'checkpointSignal') this.classifyStop('checkpoint');
+      // The planned final checkpoint stands for the walltime's signal: its reason is known, nobody is asked.
+      if (event.type === 'timer' && event.name === 'final') this.classifyStop('checkpoint', { said: 'walltime', source: 'ckpt-run timed its final checkpoint before the walltime' });
+      if (event.type === 'checkpointSignal' && !event.selfTimed) {
+        const short = this.finalTiming?.signalCame(Date.now());
+        if (short) this.settings.logger.log('warn', short);
+      }
       if (event.type === 'terminate') this.classifyStop('terminate', event.preempted ? { said: 'preemption', preemptible: true } : undefined);
       const before = this.state.phase;
       const next = step(this.state, event, Date.now());
@@ -336,6 +373,7 @@ class Supervisor {
         return;
       case 'checkpointKept':
         for (const line of keepGenerations(this.prepared.paths, settings.keep)) settings.logger.log('warn', line);
+        this.finalTiming?.measured(action.figures);
         if (action.periodic) this.noteRelayed();
         return;
       case 'requestResume':
@@ -344,6 +382,7 @@ class Supervisor {
         return;
       case 'watchProgram':
         watch.watchProgram(action.pid);
+        this.finalTiming?.watch(action.pid);
         return;
       case 'setTimer':
         clearTimeout(this.timers.get(action.name));
@@ -417,6 +456,7 @@ class Supervisor {
     this.events.close();
     for (const timer of this.timers.values()) clearTimeout(timer);
     clearTimeout(this.preemptionTimer);
+    this.finalTiming?.stop();
     this.watch.stop();
     this.stopSignals();
     // The exit code is what the scheduler acts on: it waits for no answer about the stop's reason.

@@ -147,3 +147,11 @@ export function startedAtMs(pid: number): number | undefined {
   if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
   return bootSeconds * 1000 + ticks * 10;
 }
+
+/**
+ * The resident memory of the tree rooted at PID (bytes): the sum of its processes' VmRSS. Pages
+ * shared between them count in each, which errs on the big side, as an estimate of a dump should.
+ */
+export function treeRssBytes(pid: number): number {
+  return treeOf(pid).reduce((sum, member) => sum + 1024 * Number(/^VmRSS:\s*(\d+) kB$/m.exec(readOrEmpty(`/proc/${member}/status`))?.[1] ?? 0), 0);
+}

@@ -13,6 +13,8 @@ export interface SchedulerContext {
   minRuntimeSec: number;
   /** When the scheduler kills the job (epoch ms), where it says. */
   walltimeEndsAt?: number;
+  /** Asks the scheduler when it kills the job, where the job's environment does not say (Slurm before 23.02). */
+  walltimeEnd?: () => Promise<number | undefined>;
   /** Things about this job's setup that would stop checkpoints from working. */
   warnings: string[];
   /**

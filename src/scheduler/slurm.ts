@@ -60,11 +60,23 @@ export function detectSlurm(env: NodeJS.ProcessEnv, ppid: number): SchedulerCont
     requeueCommand: ['scontrol', 'requeue', slurmJobId],
     resumedOutputWarning: (relayedBytes) => truncatedOutputWarning(startBytes, relayedBytes),
     stopFacts: async () => slurmStopFacts(await showJob(slurmJobId), Number(restarts)),
+    walltimeEnd: async () => slurmEndTime(await showJob(slurmJobId)),
     preempted: async () => slurmStopFacts(await showJob(slurmJobId), Number(restarts)).said === 'preemption',
   };
 }
 
 const showJob = (id: string): Promise<string | undefined> => querySchedulerCommand(['scontrol', 'show', 'job', '-o', id]);
+
+/**
+ * When Slurm ends the job (epoch ms), from `scontrol show job -o ID` (TEXT): its EndTime, which
+ * Slurm prints in the node's local time, without a zone (as JavaScript reads a date-time without
+ * one); undefined without a time limit ("Unknown") or an answer.
+ */
+export function slurmEndTime(text: string | undefined): number | undefined {
+  const endTime = /(?:^|\s)EndTime=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\s|$)/.exec(text ?? '')?.[1];
+  const ms = endTime === undefined ? NaN : new Date(endTime).getTime();
+  return Number.isFinite(ms) ? ms : undefined;
+}
 
 /**
  * What `scontrol show job -o ID` (TEXT) says of the stop of the job's run number RESTARTS

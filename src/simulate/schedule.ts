@@ -1,6 +1,7 @@
 /** When the simulated scheduler sends the checkpoint signal, counted from each job's start. */
 export type SignalSchedule =
-  | { kind: 'walltime'; walltimeSec: number; checkpointSec: number }
+  /** No checkpointSec: a scheduler that sends no signal; each job times its final checkpoint itself. */
+  | { kind: 'walltime'; walltimeSec: number; checkpointSec?: number }
   | { kind: 'every'; everySec: number }
   | { kind: 'manual' };
 
@@ -8,7 +9,7 @@ export type SignalSchedule =
 export function signalDelaySec(schedule: SignalSchedule): number | undefined {
   switch (schedule.kind) {
     case 'walltime':
-      return schedule.walltimeSec - schedule.checkpointSec;
+      return schedule.checkpointSec === undefined ? undefined : schedule.walltimeSec - schedule.checkpointSec;
     case 'every':
       return schedule.everySec;
     case 'manual':
@@ -19,7 +20,9 @@ export function signalDelaySec(schedule: SignalSchedule): number | undefined {
 export function describeSchedule(schedule: SignalSchedule): string {
   switch (schedule.kind) {
     case 'walltime':
-      return `walltime ${schedule.walltimeSec} s, checkpoint signal ${schedule.checkpointSec} s before it`;
+      return schedule.checkpointSec === undefined
+        ? `walltime ${schedule.walltimeSec} s, no checkpoint signal: each job times its final checkpoint itself`
+        : `walltime ${schedule.walltimeSec} s, checkpoint signal ${schedule.checkpointSec} s before it`;
     case 'every':
       return `checkpoint signal ${schedule.everySec} s after each job starts`;
     case 'manual':

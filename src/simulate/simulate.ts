@@ -160,7 +160,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
         graceTimer = setTimeout(() => killJob(PREEMPTED_KILLED), (options.preemptGraceSec ?? 0) * 1000);
       });
       const ticker = setInterval(() => {
-        const next = signalAt === undefined ? 'by hand' : `in ${Math.max(0, Math.ceil((signalAt - Date.now()) / 1000))} s`;
+        const unsignalled = options.schedule.kind === 'walltime' ? 'self-timed by the job' : 'by hand';
+        const next = signalAt === undefined ? unsignalled : `in ${Math.max(0, Math.ceil((signalAt - Date.now()) / 1000))} s`;
         status.update(`[cycle ${cycle} · ${Math.round((Date.now() - started) / 1000)} s elapsed · next checkpoint ${next}]`);
       }, 1000);
       const exitCode: number = await new Promise((resolve) => {

@@ -81,8 +81,11 @@ export function verdict({ engine, command, schedule, maxCycles, cycles, failures
       exitCode: last.exitCode,
       verdict:
         `cycle ${cycles.length} was still running at its walltime (${walltimeSec} s): OAR kills such a job and does not resubmit it, so the run would stop here. ` +
-        `The checkpoint signal came ${checkpointSec} s before the walltime, too late for the job to exit 99 in time: raise --checkpoint (here and in oarsub) ` +
-        `to the dump time plus ~15 s, since OAR's signal comes up to 10-15 s late.${reasons}`,
+        (checkpointSec === undefined
+          ? "No checkpoint signal came (none was played) and the job's self-timed final checkpoint did not end in time: raise --dump-safety (here and in the job)."
+          : `The checkpoint signal came ${checkpointSec} s before the walltime, too late for the job to exit 99 in time: raise --checkpoint (here and in oarsub) ` +
+            `to the dump time plus ~15 s, since OAR's signal comes up to 10-15 s late.`) +
+        reasons,
     };
   }
   if (failures.length) return { ...base, ok: false, exitCode: ExitCode.DryRunFailed, verdict: failedVerdict(failures, cycles, checkpoints) };

@@ -52,6 +52,8 @@ export interface JobRecord {
    * nothing of them.
    */
   output?: Array<{ path: string; inode: number }>;
+  /** The self-timed final checkpoint's plan as last said (launcher/final-plan.ts), where the walltime was known. */
+  finalPlan?: { at: string; bytes: number; bytesPerSec: number; measured: boolean; estimateMs: number };
 }
 
 export interface RunState {

@@ -21,6 +21,23 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
   });
 
+  it('--walltime without --checkpoint: a scheduler that sends no signal; each job checkpoints itself in time, every line once, the exit code', async () => {
+    const { workdir } = makeSandbox('ckpt-simself-');
+    // 40 s of work, 25 s of walltime per job, no signal ever: only the self-timed checkpoints save the run.
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '25', '--', COUNTER, '40', '1', '7']);
+    expect(await sim.exitCode(150_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
+    expect(summary.cycles.slice(0, -1).every((c: { endedBy: string }) => c.endedBy === 'checkpoint (exit 99)')).toBe(true);
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(sim.stderr).toMatch(/final checkpoint planned at \d\d:\d\d:\d\d \(in \d+ s\), \d+ s before the walltime: [\d.]+ MB at [\d.]+ MB\/s assumed/);
+    // Every job plans (a counter's dumps are too small and quick to measure a throughput: final-plan.test.ts).
+    expect(sim.stderr.match(/final checkpoint planned at/g)?.length).toBeGreaterThanOrEqual(summary.cycles.length);
+    expect(sim.stderr).toMatch(/no checkpoint signal from the scheduler \d+ s before the walltime: checkpointing now, as planned/);
+    expect(sim.stderr).not.toMatch(/checkpoint signal received/);
+    console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
+  }, 180_000);
+
   it('--interval and --crash-at: the crashed job is followed by one that resumes the last periodic checkpoint; the output file holds every line once', async () => {
     const { workdir } = makeSandbox('ckpt-simcrash-');
     const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '2', '--crash-at', '6', '--', COUNTER, '60', '0.15', '7']);
@@ -62,7 +79,8 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
       "import { existsSync } from 'node:fs';\nlet i = 0; const held = [];\n" +
         "setInterval(() => { console.log(++i); if (!held.length && existsSync('grow')) { held.push(Buffer.alloc(3 * 2 ** 30, 1)); console.log('grown'); } }, 100);\n",
     );
-    const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '20', '--checkpoint', '2', '--', process.execPath, grower]);
+    // The scheduler's signal alone (--no-self-timed): the job's own plan would checkpoint the grown program in time.
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '20', '--checkpoint', '2', '--no-self-timed', '--', process.execPath, grower]);
     await sim.waitFor((p) => /checkpoint complete in/.test(p.stderr) || p.child.exitCode !== null, 'the first checkpoint', 60_000);
     writeFileSync(join(workdir, 'grow'), '');
     expect(await sim.exitCode(120_000)).toBe(137);

@@ -468,3 +468,30 @@ describe("the stop's reason under OAR: exit 99 waits for no oarstat", () => {
   });
 });
 
+
+describe('the self-timed final checkpoint (a walltime known, no signal needed)', () => {
+  it('says its plan at the start, checkpoints by itself when no signal came, and ckpt-run status shows the plan', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    // 16 s of walltime: the plan (a 4 s dump estimate for a small tree, 10 s of margin) comes ~2 s in.
+    const job = runCkpt(sandbox, ['--job-id', '1', '--walltime', '16', '--min-runtime', '0', '--', COUNTER, '400', '0.05', '7']);
+    expect(await job.exitCode()).toBe(99);
+    expect(job.stderr).toMatch(/final checkpoint planned at \d\d:\d\d:\d\d \(in \d s\), 14 s before the walltime: [\d.]+ MB at 200\.0 MB\/s assumed \(no dump of this run yet\), dump estimated 4 s \(×2 safety\) \+ 10 s margin/);
+    expect(job.stderr).toMatch(/no checkpoint signal from the scheduler 14 s before the walltime: checkpointing now, as planned/);
+    expect(job.stderr).not.toMatch(/checkpoint signal received/);
+    const shown = runCkpt(sandbox, ['status']);
+    expect(await shown.exitCode()).toBe(0);
+    expect(shown.stdout).toMatch(/job 1 \(fresh\): checkpointed, exit 99; stopped by: walltime.*; final checkpoint planned at \S+ \([\d.]+ MB at 200\.0 MB\/s assumed, dump estimated 4 s\)/);
+  });
+
+  it('--no-self-timed: no plan, the signal alone; --dump-safety below 1 is a usage error', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    const job = runCkpt(sandbox, ['--job-id', '1', '--walltime', '16', '--no-self-timed', '--', COUNTER, '20', '0.05', '7']);
+    expect(await job.exitCode()).toBe(7);
+    expect(job.stderr).not.toMatch(/final checkpoint planned/);
+    const bad = runCkpt(sandbox, ['--job-id', '1', '--dump-safety', '0.5', '--', 'true']);
+    expect(await bad.exitCode()).toBe(2);
+    expect(bad.stderr).toMatch(/--dump-safety.*expected a factor of 1 or more/);
+  });
+});

@@ -32,7 +32,8 @@ describe('ckpt-run simulate --engine restart', () => {
     // and done well before the walltime (a job still running then is killed, next test).
     const slow = join(workdir, 'slow-stop.sh');
     writeFileSync(slow, "#!/bin/sh\ntrap 'sleep 2; exit 143' TERM\ni=0\nwhile :; do i=$((i+1)); echo $i; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
-    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '8', '--checkpoint', '3.5', '--max-cycles', '1', '--', slow]);
+    // The scheduler's signal alone (--no-self-timed): with an 8 s walltime the job's own plan would come first.
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '8', '--checkpoint', '3.5', '--no-self-timed', '--max-cycles', '1', '--', slow]);
     expect(await sim.exitCode(60_000)).toBe(0);
     expect(sim.stderr).toMatch(/checkpoint signal received \(the walltime ends in [\d.]+ m?s\)/);
     expect(sim.stderr).toMatch(
@@ -46,7 +47,8 @@ describe('ckpt-run simulate --engine restart', () => {
     // Its stop takes 30 s (a `sleep` of its own): the walltime comes 1 s after the signal.
     const stubborn = join(workdir, 'stubborn.sh');
     writeFileSync(stubborn, "#!/bin/sh\ntrap 'sleep 30 & echo $! > saver.pid; wait $!; exit 143' TERM\nwhile :; do echo tick; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
-    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '3', '--checkpoint', '1', '--max-cycles', '3', '--', stubborn]);
+    // The scheduler's signal alone (--no-self-timed), as the verdict's advice is about --checkpoint.
+    const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '3', '--checkpoint', '1', '--no-self-timed', '--max-cycles', '3', '--', stubborn]);
     expect(await sim.exitCode(30_000)).toBe(137); // ckpt-run SIGKILLed, as under OAR
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(1);

@@ -12,6 +12,7 @@ import {
   type MachineEvent,
   type MachineState,
 } from '../../src/launcher/machine.js';
+import { DEFAULT_BYTES_PER_SEC, planFinal, selfTimedReason } from '../../src/launcher/final-plan.js';
 
 const CONFIG: MachineConfig = {
   dumpTimeoutMs: 300_000,
@@ -572,5 +573,60 @@ describe('--engine app: the state machine', () => {
     expect(run.logs('info')).toContain("periodic save: SIGUSR1 to the program's process group (PID 42); it runs on");
     expect(run.state.phase).toBe('running');
     expect(run.of('setTimer').filter((action) => action.type === 'setTimer' && action.name === 'interval')).toHaveLength(2);
+  });
+});
+
+describe('the self-timed final checkpoint: the final timer (the plan: final-plan.test.ts)', () => {
+  const GB = 1e9;
+  const ASSUMED = { bytesPerSec: DEFAULT_BYTES_PER_SEC, measured: false };
+  const plan = planFinal({ walltimeEndsAt: 600_000, bytes: GB, throughput: ASSUMED, safety: 2 });
+  const planned: MachineEvent = { type: 'finalPlanned', at: plan.at, walltimeEndsAt: plan.walltimeEndsAt, why: selfTimedReason(plan) };
+
+  it('arms the final timer for the plan, re-arms it for a new one, and checkpoints when it fires with no signal; exit 99 as for the signal', () => {
+    const later = { ...planned, at: plan.at - 30_000 };
+    const run = drive({}, [...fresh, [1000, planned], [2000, later], [later.at, { type: 'timer', name: 'final' }], [later.at + 500, { type: 'programGone' }], [later.at + 900, { type: 'checkpointOk' }]]);
+    expect(run.of('setTimer').filter((a) => a.type === 'setTimer' && a.name === 'final')).toEqual([
+      { type: 'setTimer', name: 'final', ms: plan.at - 1000 },
+      { type: 'setTimer', name: 'final', ms: later.at - 2000 },
+    ]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: expect.any(Number), leaveRunning: false }]);
+    expect(run.of('log')).toContainEqual({ type: 'log', level: 'info', message: expect.stringMatching(/^no checkpoint signal from the scheduler \d+ s before the walltime: checkpointing now, as planned/) });
+    expect(run.of('exit')).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
+    // The dump's deadline knows the walltime the plan brought (Slurm learns it after the start).
+    expect(run.of('requestCheckpoint')[0]).toMatchObject({ answerBy: 600_000 - 5000 });
+  });
+
+  it('a signal before the plan is served as today; the plan then changes nothing and its timer finds the checkpoint under way', () => {
+    const run = drive({}, [
+      ...fresh,
+      [1000, planned],
+      [plan.at - 60_000, { type: 'checkpointSignal' }],
+      [plan.at - 59_000, planned],
+      [plan.at, { type: 'timer', name: 'final' }],
+    ]);
+    expect(run.of('requestCheckpoint')).toHaveLength(1);
+    expect(run.of('setTimer').filter((a) => a.type === 'setTimer' && a.name === 'final')).toHaveLength(1);
+    expect(run.of('log')).toContainEqual({ type: 'log', level: 'info', message: 'checkpoint signal ignored: a checkpoint is already in progress' });
+  });
+
+  it('a plan due during a periodic checkpoint: the final one follows it', () => {
+    const run = drive({ intervalMs: 60_000 }, [
+      ...fresh,
+      [1000, planned],
+      [60_005, { type: 'timer', name: 'interval', periodic: { ok: true } }],
+      [60_100, { type: 'timer', name: 'final' }],
+      [61_000, { type: 'checkpointOk', figures: { bytes: GB, frozenMs: 900 } }],
+    ]);
+    expect(run.of('requestCheckpoint').map((a) => a.type === 'requestCheckpoint' && a.leaveRunning)).toEqual([true, false]);
+  });
+
+  it('a plan due before the program runs is served as soon as it does (a resume)', () => {
+    const run = drive({}, [
+      [0, { type: 'start', mode: 'resume' }],
+      [10, { ...planned, at: 0 }],
+      [10, { type: 'timer', name: 'final' }],
+      [2000, { type: 'restored', pid: 77 }],
+    ]);
+    expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 77, answerBy: expect.any(Number), leaveRunning: false }]);
   });
 });
