@@ -11,11 +11,12 @@
  * A batch whose checkpoint or restore fails is halved until the failing tests are alone. The
  * suite prints the table and fails on any test plain criu passes but ckpt-run fails.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killAll } from '../../src/proc/processes.js';
+import { killAll, sleep } from '../../src/proc/processes.js';
 import { waitUntil } from '../helpers/poll.js';
 import { CKPT_RUN, makeSandbox, Proc, readOr, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
@@ -26,6 +27,7 @@ import {
   type BatchOutcome, type ZdtmResult, type ZdtmTest,
 } from '../helpers/zdtm.js';
 
+const execFileAsync = promisify(execFile);
 const ZDTM = join(ROOT, 'test/e2e/zdtm');
 const BATCH = join(ZDTM, 'batch.sh');
 const STEP_MS = 120_000;
@@ -73,21 +75,25 @@ async function plainCriu(batch: ZdtmTest[]): Promise<BatchOutcome> {
   mkdirSync(images);
   try {
     await waitUntil(() => started(readOr(out), batch.length), () => `the batch to start\n${readOr(out)}`, 60_000, 100);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
     try {
-      execFileSync('criu', ['dump', '-t', String(child.pid), '-D', images, '-o', 'dump.log', '-v4', ...CKPT_RUN_CRIU_OPTIONS], { stdio: 'pipe', timeout: STEP_MS });
+      await execFileAsync('criu', ['dump', '-t', String(child.pid), '-D', images, '-o', 'dump.log', '-v4', ...CKPT_RUN_CRIU_OPTIONS], { timeout: STEP_MS });
     } catch {
       return { failure: `criu dump: ${criuErrors(join(images, 'dump.log'))}` };
     }
-    // Without a PID namespace a PID of the tree may be taken for a moment: criu says so and
-    // restores nothing ("Can't fork for N: File exists"); ckpt-daemon waits the same way.
+    // The dumped root is this process's child: its PID is free once it is reaped here.
+    await exited;
+    // Other PIDs of the tree may still be taken for a moment: criu then says so and restores
+    // nothing ("Can't fork for N: File exists"); ckpt-daemon waits the same way.
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
-        execFileSync('criu', ['restore', '-d', '-D', images, '-o', 'restore.log', '-v4', ...CKPT_RUN_CRIU_OPTIONS.filter((o) => o !== '--link-remap'), '--pidfile', join(dir, 'restored.pid')], { stdio: 'pipe', timeout: STEP_MS });
+        await execFileAsync('criu', ['restore', '-d', '-D', images, '-o', 'restore.log', '-v4', ...CKPT_RUN_CRIU_OPTIONS.filter((o) => o !== '--link-remap'), '--pidfile', join(dir, 'restored.pid')], { timeout: STEP_MS });
         break;
       } catch {
         const errors = criuErrors(join(images, 'restore.log'));
         if (!/File exists/.test(errors) || Date.now() > deadline) return { failure: `criu restore: ${errors}` };
+        await sleep(200);
       }
     }
     writeFileSync(stop, '');
