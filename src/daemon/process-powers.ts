@@ -1,5 +1,5 @@
 /** What /proc says about the powers of a process: more than its user's own processes have? */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readOrEmpty, threadsOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
 
@@ -14,8 +14,12 @@ const NO_CAPABILITIES = /^0+$/;
 export function extraPowers(pid: number, requester: Requester): string | undefined {
   if (requester.uid === 0) return undefined;
   for (const tid of threadsOf(pid)) {
+    const status = readOrEmpty(`/proc/${pid}/task/${tid}/status`);
+    // A thread that ended since the listing has no powers left to carry into the images (read
+    // as uid "0", it refused a program whose threads come and go: zdtm's pthread_timers_h).
+    if (status === '' && !existsSync(`/proc/${pid}/task/${tid}`)) continue;
     const fields = new Map(
-      readOrEmpty(`/proc/${pid}/task/${tid}/status`)
+      status
         .split('\n')
         .map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]),
     );
@@ -27,6 +31,8 @@ export function extraPowers(pid: number, requester: Requester): string | undefin
     const capabilities = ['CapPrm', 'CapEff', 'CapAmb'].find((name) => !NO_CAPABILITIES.test(fields.get(name) ?? ''));
     if (capabilities) return `has capabilities (${capabilities} ${fields.get(capabilities) || 'unreadable'})`;
   }
-  if (statSync(`/proc/${pid}/status`).uid !== requester.uid) return 'is not dumpable (it ran a setuid or setgid program)';
+  // A process that ended meanwhile (no status left) is not dumped either.
+  const owner = statSync(`/proc/${pid}/status`, { throwIfNoEntry: false })?.uid;
+  if (owner !== undefined && owner !== requester.uid) return 'is not dumpable (it ran a setuid or setgid program)';
   return undefined;
 }

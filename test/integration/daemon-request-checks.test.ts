@@ -77,6 +77,13 @@ describe('checkTargetProcess', () => {
     expect(() => checkTargetProcess(grouped, STRANGER_REQUESTER)).toThrow('has group 0, which stranger is not in');
   });
 
+  it.runIf(AS_ROOT)('accepts a tree whose threads come and go while it is checked (a thread that ended has no powers)', async () => {
+    // Threads of 0.5 ms, 20 at a time: some end between the listing and the reading of their status.
+    const pid = await startTree(asStranger(['/usr/bin/python3', '-c', 'import threading, time\nwhile True:\n  ts = [threading.Thread(target=time.sleep, args=(0.0005,)) for _ in range(20)]\n  [t.start() for t in ts]; [t.join() for t in ts]']));
+    await waitUntil(() => statSync(`/proc/${pid}/status`).uid === STRANGER && readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('python'), 'python to run as the stranger');
+    for (let i = 0; i < 300; i++) expect(() => checkTargetProcess(pid, STRANGER_REQUESTER)).not.toThrow();
+  });
+
   it.runIf(AS_ROOT)('refuses a process that is not dumpable (as after running a setuid program)', async () => {
     // prctl(PR_SET_DUMPABLE, 0), syscall 157 on x86_64: what the kernel does on a setuid exec.
     const pid = await startTree(asStranger(['perl', '-e', 'syscall(157, 4, 0, 0, 0, 0); sleep 100']));
