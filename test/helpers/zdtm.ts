@@ -43,9 +43,16 @@ export function readDesc(staticDir: string, name: string): ZdtmDesc {
  * Why ckpt-run cannot run this test (as root, or as an ordinary user), or undefined. zdtm's own
  * meanings: flavor h = the host's namespaces (ns/uns: the test's own, which ckpt-run never
  * makes); crfail = zdtm expects the C/R to fail; noauto = not for automatic runs; suid = the
- * test needs root.
+ * test needs root; nolazy = does not hold with lazy restores.
  */
-export function skipReason(desc: ZdtmDesc, asUser: boolean, hasFeature: (feature: string) => boolean): string | undefined {
+export interface ZdtmMode {
+  /** The job runs as an ordinary user. */
+  asUser: boolean;
+  /** Restores fault the pages in on first touch (ckpt-daemon where userfaultfd works). */
+  lazy: boolean;
+}
+
+export function skipReason(desc: ZdtmDesc, { asUser, lazy }: ZdtmMode, hasFeature: (feature: string) => boolean): string | undefined {
   if (desc.flavor.length && !desc.flavor.includes('h')) return `runs only in namespaces of its own (flavor ${desc.flavor.join(' ')})`;
   if (desc.flags.includes('crfail')) return 'zdtm expects its checkpoint or restore to fail (crfail)';
   if (desc.flags.includes('noauto')) return 'not for automatic runs (noauto)';
@@ -55,6 +62,9 @@ export function skipReason(desc: ZdtmDesc, asUser: boolean, hasFeature: (feature
   const missing = desc.feature.filter((feature) => !hasFeature(feature));
   if (missing.length) return `criu feature missing here (${missing.join(' ')})`;
   if (asUser && desc.flags.includes('suid')) return 'needs root (suid)';
+  // A lazy restore copies each page in on its first fault: pages a parent and child shared
+  // copy-on-write come back as two copies (same contents, more memory), which these tests check.
+  if (lazy && desc.flags.includes('nolazy')) return 'checks that copy-on-write pages stay shared, which a lazy restore does not keep (nolazy)';
   return undefined;
 }
 

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { parseDesc, parseVerdicts, runBisected, skipReason, type BatchOutcome, type ZdtmTest } from '../helpers/zdtm.js';
 
 const all = (): boolean => true;
+const root = { asUser: false, lazy: false };
+const user = { asUser: true, lazy: false };
 
 describe('zdtm .desc files', () => {
   it('reads the quoted fields of the Python dict', () => {
@@ -11,13 +13,15 @@ describe('zdtm .desc files', () => {
   });
 
   it('skips what ckpt-run cannot give, with the reason', () => {
-    expect(skipReason(parseDesc("{'flavor': 'ns uns'}"), false, all)).toBe('runs only in namespaces of its own (flavor ns uns)');
-    expect(skipReason(parseDesc("{'flags': 'crfail'}"), false, all)).toMatch(/crfail/);
-    expect(skipReason(parseDesc("{'opts': '--ghost-limit 1G'}"), false, all)).toBe('needs criu options ckpt-run does not give (--ghost-limit)');
-    expect(skipReason(parseDesc("{'opts': '--file-locks --link-remap'}"), false, all)).toBeUndefined();
-    expect(skipReason(parseDesc("{'feature': 'timerfd'}"), false, () => false)).toBe('criu feature missing here (timerfd)');
-    expect(skipReason(parseDesc("{'flags': 'suid'}"), false, all)).toBeUndefined();
-    expect(skipReason(parseDesc("{'flags': 'suid'}"), true, all)).toBe('needs root (suid)');
+    expect(skipReason(parseDesc("{'flavor': 'ns uns'}"), root, all)).toBe('runs only in namespaces of its own (flavor ns uns)');
+    expect(skipReason(parseDesc("{'flags': 'crfail'}"), root, all)).toMatch(/crfail/);
+    expect(skipReason(parseDesc("{'opts': '--ghost-limit 1G'}"), root, all)).toBe('needs criu options ckpt-run does not give (--ghost-limit)');
+    expect(skipReason(parseDesc("{'opts': '--file-locks --link-remap'}"), root, all)).toBeUndefined();
+    expect(skipReason(parseDesc("{'feature': 'timerfd'}"), root, () => false)).toBe('criu feature missing here (timerfd)');
+    expect(skipReason(parseDesc("{'flags': 'suid'}"), root, all)).toBeUndefined();
+    expect(skipReason(parseDesc("{'flags': 'suid'}"), user, all)).toBe('needs root (suid)');
+    expect(skipReason(parseDesc("{'flags': 'suid nolazy'}"), root, all)).toBeUndefined();
+    expect(skipReason(parseDesc("{'flags': 'suid nolazy'}"), { asUser: false, lazy: true }, all)).toMatch(/lazy restore .*\(nolazy\)/);
   });
 });
 
