@@ -13,6 +13,7 @@ const NO_CAPABILITIES = /^0+$/;
  */
 export function extraPowers(pid: number, requester: Requester): string | undefined {
   if (requester.uid === 0) return undefined;
+  let live: string | undefined;
   for (const tid of threadsOf(pid)) {
     const status = readOrEmpty(`/proc/${pid}/task/${tid}/status`);
     // A thread that ended since the listing has no powers left to carry into the images (read
@@ -30,9 +31,14 @@ export function extraPowers(pid: number, requester: Requester): string | undefin
     if (foreign !== undefined) return `has group ${foreign}, which ${requester.name} is not in`;
     const capabilities = ['CapPrm', 'CapEff', 'CapAmb'].find((name) => !NO_CAPABILITIES.test(fields.get(name) ?? ''));
     if (capabilities) return `has capabilities (${capabilities} ${fields.get(capabilities) || 'unreadable'})`;
+    if (live === undefined && !(fields.get('State') ?? '').startsWith('Z')) live = tid;
   }
-  // A process that ended meanwhile (no status left) is not dumped either.
-  const owner = statSync(`/proc/${pid}/status`, { throwIfNoEntry: false })?.uid;
+  // The kernel gives the /proc files of a task without memory (a zombie) to root, whatever it
+  // ran: the owner is asked of a live thread. A member with none (a zombie, or gone) has no
+  // memory to dump; before, any tree holding an unreaped child was refused (zdtm's zombie00,
+  // sigpending).
+  if (live === undefined) return undefined;
+  const owner = statSync(`/proc/${pid}/task/${live}/status`, { throwIfNoEntry: false })?.uid;
   if (owner !== undefined && owner !== requester.uid) return 'is not dumpable (it ran a setuid or setgid program)';
   return undefined;
 }

@@ -29,6 +29,20 @@ import {
 } from '../helpers/zdtm.js';
 
 const execFileAsync = promisify(execFile);
+
+/**
+ * Tests plain criu passes that an ordinary user's job does not, yet: each runs alone (a batch
+ * holding one would be halved ~8 times) and must fail with this reason, so that a fix shows
+ * here as a failure of this list. ckpt-daemon's check of a user's restored tree
+ * (scripts/criu-pre-resume-check.sh) refuses a name whose file is deleted but still linked
+ * elsewhere, which is what criu's --link-remap and a working directory in a dead process's
+ * /proc folder look like; and it fails on something zdtm's fd test holds (not diagnosed).
+ */
+const OPEN_FOR_USERS = new Map([
+  ['unlink_fstat03', /file descriptor \d+ on a deleted name of a file that still has other names/],
+  ['unhashed_proc', /working directory on a deleted name of a file that still has other names \(\/proc\/\d+ \(deleted\)\)/],
+  ['fd', /the check itself failed \(status 1\)/],
+]);
 const ZDTM = join(ROOT, 'test/e2e/zdtm');
 const BATCH = join(ZDTM, 'batch.sh');
 const STEP_MS = 120_000;
@@ -223,7 +237,10 @@ describe.runIf(realPartAvailable("CRIU's own tests (zdtm) through ckpt-run", cri
     }
     console.log(`zdtm static tests selected: ${tests.length} (build ${seconds.build?.toFixed(0)} s)\n${lines.join('\n')}`);
     for (const [label, got] of [['plain criu', results.plain], ['simulate as root', results.root], ['user job', results.user]] as const) {
-      for (const [name, result] of got) if (!result.pass) console.log(`FAIL ${label}: ${name}: ${result.detail.slice(0, 300)}`);
+      for (const [name, result] of got) {
+        const open = label === 'user job' && OPEN_FOR_USERS.has(name) ? ' (open, known)' : '';
+        if (!result.pass) console.log(`FAIL ${label}${open}: ${name}: ${result.detail.slice(0, 300)}`);
+      }
     }
     for (const mode of ['plain', 'root', 'user'] as const) for (const [name, reason] of skipped[mode]) console.log(`skipped (${mode}): ${name}: ${reason}`);
     if (work) rmSync(join(work, '..'), { recursive: true, force: true });
@@ -253,12 +270,23 @@ describe.runIf(realPartAvailable("CRIU's own tests (zdtm) through ckpt-run", cri
     mkdirSync(join(sandbox.dir, 'image-key'), { mode: 0o700 });
     const daemon = await RealDaemon.start({ spool: sandbox.spool, logPath: join(sandbox.dir, 'daemon.log'), criu: criu as string, imageKey: join(sandbox.dir, 'image-key', 'image.key') });
     try {
-      results.user = await timed('user', () => runBisected(runnable('user'), userJobs(sandbox.spool, user)));
+      results.user = await timed('user', async () => {
+        const run = userJobs(sandbox.spool, user);
+        const batch = await runBisected(runnable('user').filter((test) => !OPEN_FOR_USERS.has(test.name)), run);
+        for (const test of runnable('user').filter((t) => OPEN_FOR_USERS.has(t.name))) {
+          for (const [name, result] of await runBisected([test], run)) batch.set(name, result);
+        }
+        return batch;
+      });
     } finally {
       expect(await daemon.stop()).toBe(0);
       rmSync(sandbox.dir, { recursive: true, force: true });
     }
-    const regressions = [...results.user].filter(([name]) => results.plain.get(name)?.pass && !results.user.get(name)?.pass);
+    const regressions = [...results.user].filter(([name, result]) => results.plain.get(name)?.pass && !result.pass && !OPEN_FOR_USERS.has(name));
     expect(regressions.map(([name, result]) => `${name}: ${result.detail}`)).toEqual([]);
+    for (const [name, reason] of OPEN_FOR_USERS) {
+      const result = results.user.get(name);
+      if (result && results.plain.get(name)?.pass) expect(result.detail, `${name}, open for users: fixed? then drop it from OPEN_FOR_USERS`).toMatch(reason);
+    }
   }, 900_000);
 });

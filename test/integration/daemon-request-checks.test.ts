@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, oarJobUser, removeCgroups } from '../../src/daemon/job-cgroups.js';
 import { checkJobOwner, checkTargetProcess, openRunDir } from '../../src/daemon/request-checks.js';
+import { childrenOf, processState } from '../../src/proc/processes.js';
 import { AS_ROOT, asStranger, cleanUp, requesterOf, SELF, startTree, STRANGER, tempDir } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 
@@ -82,6 +83,14 @@ describe('checkTargetProcess', () => {
     const pid = await startTree(asStranger(['/usr/bin/python3', '-c', 'import threading, time\nwhile True:\n  ts = [threading.Thread(target=time.sleep, args=(0.0005,)) for _ in range(20)]\n  [t.start() for t in ts]; [t.join() for t in ts]']));
     await waitUntil(() => statSync(`/proc/${pid}/status`).uid === STRANGER && readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('python'), 'python to run as the stranger');
     for (let i = 0; i < 300; i++) expect(() => checkTargetProcess(pid, STRANGER_REQUESTER)).not.toThrow();
+  });
+
+  it.runIf(AS_ROOT)("accepts a user's tree holding a zombie (whose /proc files the kernel gives to root)", async () => {
+    const pid = await startTree(asStranger(['sh', '-c', 'sh -c "exit 0" & exec sleep 100']));
+    const zombie = () => childrenOf(pid).find((child) => processState(child) === 'Z');
+    await waitUntil(() => zombie() !== undefined, 'the unreaped child');
+    expect(statSync(`/proc/${zombie()}/status`).uid).toBe(0);
+    expect(() => checkTargetProcess(pid, STRANGER_REQUESTER)).not.toThrow();
   });
 
   it.runIf(AS_ROOT)('refuses a process that is not dumpable (as after running a setuid program)', async () => {
