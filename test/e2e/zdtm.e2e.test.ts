@@ -36,12 +36,11 @@ const execFileAsync = promisify(execFile);
  * here as a failure of this list. ckpt-daemon's check of a user's restored tree
  * (scripts/criu-pre-resume-check.sh) refuses a name whose file is deleted but still linked
  * elsewhere, which is what criu's --link-remap and a working directory in a dead process's
- * /proc folder look like; and it fails on something zdtm's fd test holds (not diagnosed).
+ * /proc folder look like.
  */
 const OPEN_FOR_USERS = new Map([
   ['unlink_fstat03', /file descriptor \d+ on a deleted name of a file that still has other names/],
   ['unhashed_proc', /working directory on a deleted name of a file that still has other names \(\/proc\/\d+ \(deleted\)\)/],
-  ['fd', /the check itself failed \(status 1\)/],
 ]);
 const ZDTM = join(ROOT, 'test/e2e/zdtm');
 const BATCH = join(ZDTM, 'batch.sh');
