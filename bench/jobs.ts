@@ -2,12 +2,14 @@
  * The two wrappers under test, started the way a batch job starts them, and what the bench
  * can see of a running one: its PID, stderr lines with their arrival time, its exit.
  *
- *   ckpt-run  node bin/ckpt-run --job-id J --spool-dir S --min-runtime 0 -- bash PROGRAM STAMPS
+ *   ckpt-run  node bin/ckpt-run --job-id J --run-id default --spool-dir S --min-runtime 0 -- bash PROGRAM STAMPS
+ *             (env OAR_JOB_ID=J: an OAR job, which asks oarstat why it stops)
  *   baseline  bash ../shared/baseline/seed-job.sh bash PROGRAM STAMPS
  *             (env OAR_JOB_ID=J, CKPT_SPOOL_DIR=S, RESUME_TIMEOUT; output to a log file)
+ * Both with an `oarstat` stand-in first on PATH that answers after OARSTAT_DELAY_SEC.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromEpochRealtime, now, sleep } from './clock.js';
 import { catchesSignal, childrenOf, cmdline, killTree, peakRssMiB, readLink, treeOf } from './procfs.js';
@@ -23,6 +25,22 @@ export function useCkptRunBin(path: string): void {
   CKPT_RUN = path;
 }
 export const BASELINE = join(ROOT, '../shared/baseline/seed-job.sh');
+
+/** How long the `oarstat` stand-in takes to answer: a loaded OAR server. */
+export const OARSTAT_DELAY_SEC = 5;
+/** PATH with the `oarstat` stand-in first (writeOarstatStandIn): both tools run as OAR jobs. */
+let schedulerPath = process.env.PATH ?? '';
+
+/**
+ * Puts an `oarstat` into DIR that answers after OARSTAT_DELAY_SEC, as a loaded OAR server does,
+ * that OAR's walltime watcher (sarko) asked for the checkpoint; both tools then run with it first on PATH.
+ */
+export function writeOarstatStandIn(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const answer = '{"%s": {"types": [], "events": [{"type": "CHECKPOINT", "description": "User oar (sarko) requested a checkpoint on the job %s", "date": 1, "event_id": 1}]}}';
+  writeFileSync(join(dir, 'oarstat'), `#!/bin/bash\n# oarstat -J -f -j ID, answered late\nsleep ${OARSTAT_DELAY_SEC}\nid=\${@: -1}\nprintf '${answer}\\n' "$id" "$id"\n`, { mode: 0o755 });
+  schedulerPath = `${dir}:${schedulerPath}`;
+}
 
 /** Every process tree the bench started, to be killed if anything is left at the end. */
 const started = new Set<number>();
@@ -224,10 +242,11 @@ export const ckptRun: Tool = {
     const spawnedAt = now();
     const child = spawn(
       process.execPath,
-      [CKPT_RUN, '--job-id', jobId, '--spool-dir', spool, '--min-runtime', '0', '--', 'bash', PROGRAM, stamps],
+      // An OAR job (its oarstat slow: writeOarstatStandIn); the run folder named as without OAR.
+      [CKPT_RUN, '--job-id', jobId, '--run-id', 'default', '--spool-dir', spool, '--min-runtime', '0', '--', 'bash', PROGRAM, stamps],
       {
         cwd: workdir,
-        env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', OAR_ARRAY_INDEX: '', CKPT_SPOOL_DIR: '' },
+        env: { ...process.env, OAR_JOB_ID: jobId, OAR_ARRAY_ID: '', OAR_ARRAY_INDEX: '', CKPT_SPOOL_DIR: '', PATH: schedulerPath },
         stdio: ['ignore', 'ignore', 'pipe'],
       },
     );
@@ -252,7 +271,7 @@ export const baseline: Tool = {
     const child = spawn('bash', [BASELINE, 'bash', PROGRAM, stamps], {
       detached: true,
       cwd: workdir,
-      env: { ...process.env, OAR_JOB_ID: jobId, CKPT_SPOOL_DIR: spool, RESUME_TIMEOUT: '120' },
+      env: { ...process.env, OAR_JOB_ID: jobId, CKPT_SPOOL_DIR: spool, RESUME_TIMEOUT: '120', PATH: schedulerPath },
       stdio: ['ignore', log, log],
     });
     closeSync(log);

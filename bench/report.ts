@@ -4,7 +4,7 @@ import { DAEMON_DESCRIPTIONS, type DaemonKind } from './daemon.js';
 import type { IdleResult } from './figures/idle.js';
 import type { ScaleResult } from './figures/scale.js';
 import type { ShareResult } from './figures/share.js';
-import { CKPT_RUN, ROOT, type Tool } from './jobs.js';
+import { CKPT_RUN, OARSTAT_DELAY_SEC, ROOT, type Tool } from './jobs.js';
 import type { MachineInfo } from './machine.js';
 import { formatNumber, formatRatio, formatSummary, formatValue, ratio, summarize, type Summary } from './stats.js';
 
@@ -28,7 +28,7 @@ export interface BenchOptions {
 }
 
 /** Per tool, the samples of each single-job figure. */
-export type SampleKey = 'startup' | 'reaction' | 'cycle' | 'dump' | 'dumpReported' | 'resume' | 'restore' | 'restoreReported' | 'exit' | 'rss';
+export type SampleKey = 'startup' | 'reaction' | 'cycle' | 'okToExit' | 'dump' | 'dumpReported' | 'resume' | 'restore' | 'restoreReported' | 'exit' | 'rss';
 export type ToolSamples = Record<SampleKey, Array<number | undefined>> & { exitCodes: Array<number | null | undefined> };
 
 export interface Refusal {
@@ -127,6 +127,7 @@ export function buildReport(measured: Measured): { rows: Row[]; lines: string[];
     row('start-up (spawn → program exec)', 'startup', 'ms', 150),
     row('checkpoint reaction (signal → request)', 'reaction', 'ms', 20),
     row('checkpoint cycle overhead (signal → exit 99, − dump)', 'cycle', 'ms', 50),
+    row(`checkpoint_ok → exit 99 (oarstat answers after ${OARSTAT_DELAY_SEC} s)`, 'okToExit', 'ms', 100),
     row('resume overhead (start → PID held, − restore)', 'resume', 'ms', 200),
     row('exit detection after resume (program → wrapper exit)', 'exit', 'ms', 100),
     {
@@ -205,6 +206,7 @@ function notesFor({ opts, machine, choice, haveBaseline, tools, samples, idle }:
   notes.push('targets: ✓ when every sample is within (the worst one decides); ratios are baseline median / ckpt-run median.');
   notes.push('times: bench-side inotify and child-exit timestamps, the program\'s own $EPOCHREALTIME stamps and the daemon\'s reports share one wall clock (µs resolution).');
   notes.push('the checkpoint signal and the program\'s end come at a random 0.3–1.3 s after the program (re)started, so a polling wrapper is caught at a random phase of its poll.');
+  notes.push(`both tools run as OAR jobs (OAR_JOB_ID set) with an \`oarstat\` stand-in first on PATH that answers after ${OARSTAT_DELAY_SEC} s, as a loaded OAR server does: ckpt-run asks it why the job stops at the signal, and its exit 99 must not wait for the answer (checkpoint_ok → exit 99: the bench's inotify sees checkpoint_ok, then the wrapper's exit). The baseline never asks.`);
   if (haveBaseline) {
     notes.push('baseline reaction and cycle overhead are dominated by its 1 s `sleep` polling: bash runs the trap only when the current `sleep 1` ends, then polls /proc and checkpoint_ok once a second.');
     notes.push('baseline resume overhead is dominated by its fixed sleeps: 30 s before the request, 5 s after the pidfile (plus the 1 s pidfile poll); its resumes ran concurrently with later rounds and the idle run to keep the bench short.');

@@ -24,7 +24,7 @@ import { restoreModes, restoreModesLines } from './figures/restore-modes.js';
 import { resumeAndExit } from './figures/resume.js';
 import { scaleRun } from './figures/scale.js';
 import { shareRun, type ShareResult } from './figures/share.js';
-import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin } from './jobs.js';
+import { BASELINE, baseline, baselinePresent, CKPT_RUN, ckptRun, killAllStarted, killStrays, makeRun, ROOT, useCkptRunBin, writeOarstatStandIn } from './jobs.js';
 import { loadAverage, machineInfo, type MachineInfo } from './machine.js';
 import { buildReport, type BenchOptions, type Refusal, type SampleKey, type ToolSamples } from './report.js';
 import type { CycleResult } from './figures/cycle.js';
@@ -109,7 +109,7 @@ class Collected {
 
   constructor(tools: Tool[]) {
     for (const tool of tools) {
-      this.samples[tool.name] = { startup: [], reaction: [], cycle: [], dump: [], dumpReported: [], resume: [], restore: [], restoreReported: [], exit: [], rss: [], exitCodes: [] };
+      this.samples[tool.name] = { startup: [], reaction: [], cycle: [], okToExit: [], dump: [], dumpReported: [], resume: [], restore: [], restoreReported: [], exit: [], rss: [], exitCodes: [] };
     }
   }
 
@@ -138,7 +138,7 @@ class Collected {
 
 /** Which sample each field of a figure's result goes to. */
 const CYCLE_FIELDS: Array<[SampleKey, keyof CycleResult]> = [
-  ['startup', 'startupMs'], ['reaction', 'reactionMs'], ['cycle', 'cycleMs'], ['dump', 'dumpMs'], ['dumpReported', 'dumpReportedMs'],
+  ['startup', 'startupMs'], ['reaction', 'reactionMs'], ['cycle', 'cycleMs'], ['okToExit', 'okToExitMs'], ['dump', 'dumpMs'], ['dumpReported', 'dumpReportedMs'],
 ];
 const RESUME_FIELDS: Array<[SampleKey, keyof ResumeResult]> = [
   ['resume', 'resumeMs'], ['restore', 'restoreMs'], ['restoreReported', 'restoreReportedMs'], ['exit', 'exitMs'],
@@ -261,6 +261,7 @@ async function main(): Promise<void> {
   mkdirSync(spool);
   chmodSync(spool, 0o1777);
   mkdirSync(join(sandbox, 'stamps'));
+  writeOarstatStandIn(join(sandbox, 'bin'));
 
   const choice = chooseDaemon(opts.daemon, ROOT);
   const daemon = await startDaemon(choice.kind, ROOT, spool, join(sandbox, 'daemon.log'));

@@ -8,7 +8,9 @@ import { rollBackToCheckpoint } from '../launcher/file-rollback.js';
 import { checkEngine, checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
+import { jobOutputFiles } from '../proc/job-output.js';
 import { detectOar } from '../scheduler/oar.js';
+import { detectSimulated } from '../scheduler/simulated.js';
 import { requeueJob } from '../scheduler/requeue.js';
 import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
@@ -123,7 +125,7 @@ export function launch(
   holdSignal(options.signal);
   const app = appSettings(options.engine, options, options.signal, options.interval !== undefined);
   const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
-  const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? NO_SCHEDULER;
+  const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? detectSimulated(env) ?? NO_SCHEDULER;
   const jobId = options.jobId ?? scheduler.jobId;
   if (!jobId) {
     throw new CliError(
@@ -146,10 +148,11 @@ export function launch(
   const fsWarning = scheduler.name === 'none' ? undefined : localFilesystemWarning(workdir);
   if (fsWarning) logger.log('warn', fsWarning);
   logger.log('info', `job ${jobId}, run ${runId}: ${run.reason}`);
+  const jobOutput = jobOutputFiles(env);
   if (run.mode === 'resume') {
     // The output check reads the relayed count before the roll-back lowers it.
     const outputWarning = scheduler.resumedOutputWarning?.(run.state.relayed.stdout);
-    for (const warning of [outputWarning, ...rollBackToCheckpoint(run.paths, run.state)]) if (warning) logger.log('warn', warning);
+    for (const warning of [outputWarning, ...rollBackToCheckpoint(run.paths, run.state, jobOutput)]) if (warning) logger.log('warn', warning);
   }
 
   if (options.preemptionPoll && !scheduler.preempted) {
@@ -180,6 +183,9 @@ export function launch(
     pollMs: 1000,
     idlePollMs: 10_000,
     stopFacts: scheduler.stopFacts,
+    pastStopFacts: scheduler.stopFactsOf,
+    schedulerJobId: scheduler.jobId,
+    jobOutput,
     knownFacts: scheduler.knownFacts,
     preempted: scheduler.preempted,
     preemptionPollMs: options.preemptionPoll === undefined ? undefined : options.preemptionPoll * 1000,

@@ -11,6 +11,7 @@ import { simulate } from '../simulate/simulate.js';
 import { formatSummary } from '../simulate/summary.js';
 import { createLogger } from '../log/logger.js';
 import { CliError, ExitCode } from '../base/exit-codes.js';
+import { plural } from '../base/words.js';
 import { addAppOptions, appArguments, appSettings, type AppCliOptions } from './app-options.js';
 import { durationOption, secondsOption, wholeNumberOption } from './run-cli.js';
 
@@ -120,7 +121,7 @@ export function simulateCommand(): Command {
     const choice = engine === 'app' ? undefined : await chooseEngine(engine, options.criu);
     if (choice?.notice) process.stderr.write(`\n${choice.notice}\n\n`);
     const engineName = choice?.engine.name ?? 'app';
-    process.stderr.write(`ckpt-run simulate: engine ${engineName}, ${describeSchedule(schedule)}, at most ${options.maxCycles} cycles\n`);
+    process.stderr.write(`ckpt-run simulate: engine ${engineName}, ${describeSchedule(schedule)}, at most ${plural(options.maxCycles, 'cycle')}\n`);
     const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
     if (engine === 'app') launcherArgs.push('--engine', 'app', ...appArguments(options));
     if (options.quiet) launcherArgs.push('--quiet');

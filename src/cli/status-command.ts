@@ -91,7 +91,10 @@ function describeCheckpoint(checkpoint: NonNullable<RunStatus['checkpoint']>): s
 
 function describeJob(job: JobRecord): string {
   const ended = job.outcome === undefined ? 'no end recorded (running, or killed)' : `${job.outcome}, exit ${job.exitCode}`;
-  return `job ${job.jobId} (${job.mode}): ${ended}${job.reason ? `; stopped by: ${job.reason}` : ''}`;
+  const pending = job.reasonPending
+    ? ` (from the clock: the scheduler had not answered when the job exited${job.reasonPending.schedulerJobId === undefined ? '' : '; the next job asks it'})`
+    : '';
+  return `job ${job.jobId} (${job.mode}): ${ended}${job.reason ? `; stopped by: ${job.reason}${pending}` : ''}`;
 }
 
 export function formatStatuses(workdir: string, runs: RunStatus[]): string {

@@ -15,6 +15,7 @@ import { readOrEmpty, signalGroup } from '../proc/processes.js';
 import type { RunState, StopReason } from '../state/run-state.js';
 import type { CheckpointLink } from './daemon-link.js';
 import { exitMeansSaved, type RunFiles, type SavedExit } from './decisions.js';
+import type { PeriodicAnswer } from './machine.js';
 
 export interface AppLinkOptions {
   paths: RunDirPaths;
@@ -63,8 +64,8 @@ export class AppLink implements CheckpointLink {
   }
 
   /** A program that saves itself on a signal and runs on can be saved periodically; the signal is its own. */
-  periodic(): { ok: true } | { ok: false; why: string } {
-    return this.options.periodicSignal ? { ok: true } : { ok: false, why: 'no --app-periodic-signal: the signal on which the program saves and runs on' };
+  periodic(): PeriodicAnswer {
+    return this.options.periodicSignal ? { ok: true } : { ok: false, askAgain: false, why: 'no --app-periodic-signal: the signal on which the program saves and runs on' };
   }
 
   /**

@@ -13,6 +13,7 @@ import { LEAVE_RUNNING, type RunDirPaths } from '../protocol/run-dir.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import type { StopReason } from '../state/run-state.js';
 import { daemonVerdict, type RunFiles } from './decisions.js';
+import type { PeriodicAnswer } from './machine.js';
 
 /**
  * How the supervisor asks for a checkpoint and a restore: the daemon link below (CRIU or
@@ -25,8 +26,8 @@ export interface CheckpointLink {
    * LEAVERUNNING: a periodic checkpoint, after which the program runs on.
    */
   requestCheckpoint(pid: number, answerBy: number, leaveRunning: boolean): void;
-  /** Whether periodic checkpoints can be asked for; else why not, for the job's log. */
-  periodic(): { ok: true } | { ok: false; why: string };
+  /** Whether periodic checkpoints can be asked for now; else why not, for the job's log, and whether that may change. */
+  periodic(): PeriodicAnswer;
   /** Absent for an engine whose programs resume by being started again (the machine then spawns). */
   requestResume?(answerBy: number): void;
   /**
@@ -76,12 +77,13 @@ export class DaemonLink implements CheckpointLink {
   }
 
   /** A daemon that leaves the program running says so in its heartbeat; another one would stop it. */
-  periodic(): { ok: true } | { ok: false; why: string } {
+  periodic(): PeriodicAnswer {
     const heartbeatPath = this.heartbeatPath();
     const features = this.daemonFeatures();
-    if (features === undefined) return { ok: false, why: `no ckpt-daemon heartbeat ${heartbeatPath} (the node's daemon cannot be asked to leave the program running)` };
+    // Asked again at each interval: a daemon restarting or upgraded now may say so later.
+    if (features === undefined) return { ok: false, askAgain: true, why: `no ckpt-daemon heartbeat ${heartbeatPath} (the node's daemon cannot be asked to leave the program running)` };
     if (features.includes('leave-running')) return { ok: true };
-    return { ok: false, why: `the node's daemon does not say it can leave the program running (no "leave-running" among the features in ${heartbeatPath}: an older ckpt-daemon?)` };
+    return { ok: false, askAgain: true, why: `the node's daemon does not say it can leave the program running (no "leave-running" among the features in ${heartbeatPath}: an older ckpt-daemon?)` };
   }
 
   private heartbeatPath(): string {

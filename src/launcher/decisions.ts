@@ -6,7 +6,8 @@
 import { constants } from 'node:os';
 import type { DaemonReport } from '../protocol/daemon-report.js';
 import type { CheckpointStats } from '../protocol/run-dir.js';
-import type { RunState, StopReason } from '../state/run-state.js';
+import { stopReason, type StopFacts } from '../scheduler/stop-reason.js';
+import type { JobRecord, PendingStop, RunState } from '../state/run-state.js';
 import type { MachineEvent, MachineState, Outcome } from './machine.js';
 
 /** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */
@@ -147,8 +148,47 @@ export interface JobEnd {
   /** A termination signal was passed to the program. */
   terminating: boolean;
   endedAt: Date;
-  /** Why the job was stopped, once known (scheduler/stop-reason.ts). */
-  reason?: StopReason;
+  /** Why the job was stopped, where it was (stopRecord). */
+  stop?: StopRecord;
+}
+
+/** What the job saw of its stop at its first signal: the clock's part of the reason. */
+export interface StopSeen {
+  signal: 'checkpoint' | 'terminate';
+  /** When the signal came (epoch ms). */
+  at: number;
+  walltimeEndsAt?: number;
+  /** Where the scheduler can be asked later about this job (OAR): its id there. */
+  schedulerJobId?: string;
+}
+
+export type StopRecord = Required<Pick<JobRecord, 'reason'>> & Pick<JobRecord, 'reasonPending'>;
+
+/**
+ * What the run record says of a stop: the reason from the scheduler's ANSWER and the clock at
+ * the signal; without an answer yet (the job exits now: its exit code waits on nothing but the
+ * checkpoint), the clock's guess from what is KNOWN without asking, marked pending so that the
+ * next job completes it (completeStop).
+ */
+export function stopRecord(seen: StopSeen, answer: StopFacts | undefined, known: StopFacts = {}): StopRecord {
+  const clues = { now: seen.at, signal: seen.signal, walltimeEndsAt: seen.walltimeEndsAt };
+  if (answer) return { reason: stopReason({ ...clues, ...answer }) };
+  const reasonPending: PendingStop = { signal: seen.signal, at: new Date(seen.at).toISOString() };
+  if (seen.walltimeEndsAt !== undefined) reasonPending.walltimeEndsAt = new Date(seen.walltimeEndsAt).toISOString();
+  if (seen.schedulerJobId !== undefined) reasonPending.schedulerJobId = seen.schedulerJobId;
+  return { reason: stopReason({ ...clues, ...known }), reasonPending };
+}
+
+/**
+ * A past job's record whose reason was pending, completed with what the scheduler now says of
+ * that job (asked by a later job): decided as it would have been at its signal.
+ */
+export function completeStop(record: JobRecord, facts: StopFacts): JobRecord {
+  const pending = record.reasonPending;
+  if (!pending) return record;
+  const walltimeEndsAt = pending.walltimeEndsAt === undefined ? undefined : Date.parse(pending.walltimeEndsAt);
+  const { reasonPending: _done, ...rest } = record;
+  return { ...rest, reason: stopReason({ now: Date.parse(pending.at), signal: pending.signal, walltimeEndsAt, ...facts }) };
 }
 
 /**
@@ -170,7 +210,11 @@ export function endOfJobRecord(before: RunState, end: JobEnd): { state: RunState
   record.endedAt = end.endedAt.toISOString();
   record.outcome = end.outcome;
   record.exitCode = end.code;
-  if (end.reason) record.reason = end.reason;
+  if (end.stop) {
+    record.reason = end.stop.reason;
+    if (end.stop.reasonPending) record.reasonPending = end.stop.reasonPending;
+    else delete record.reasonPending;
+  }
   return {
     state,
     // A finished run's images must never be resumed, even if the state cannot be saved.

@@ -18,6 +18,7 @@ import { OutputRelay } from '../proc/output-relay.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { parseOpenFiles, type OpenFile } from '../protocol/open-files.js';
 import { OPEN_FILES_IMAGE, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
+import type { OwnFile } from '../proc/job-output.js';
 import { saveRunState, type RunState } from '../state/run-state.js';
 
 /** The file every CRIU image set starts with. */
@@ -117,10 +118,10 @@ const SCAN_ENTRIES = 5000;
 const NAMED_AT_MOST = 5;
 
 /**
- * The files under WORKDIR (a bounded look) changed after SINCE that are not among KNOWN: the
- * program wrote and closed them after the checkpoint, and nothing can roll them back.
+ * The files under WORKDIR (a bounded look) changed after SINCE for which SKIP does not say
+ * otherwise: the program wrote and closed them after the checkpoint, and nothing can roll them back.
  */
-export function changedSince(workdir: string, since: number, known: Set<string>): string[] {
+export function changedSince(workdir: string, since: number, skip: (path: string, inode: number) => boolean): string[] {
   const changed: string[] = [];
   let seen = 0;
   const visit = (dir: string, depth: number): void => {
@@ -135,9 +136,10 @@ export function changedSince(workdir: string, since: number, known: Set<string>)
       const path = join(dir, entry.name);
       if (entry.isDirectory()) {
         if (depth < SCAN_DEPTH) visit(path, depth + 1);
-      } else if (entry.isFile() && !known.has(path) && !path.endsWith('.rolled-back')) {
+      } else if (entry.isFile() && !path.endsWith('.rolled-back')) {
         try {
-          if (statSync(path).mtimeMs > since) changed.push(path);
+          const stats = statSync(path);
+          if (stats.mtimeMs > since && !skip(path, stats.ino)) changed.push(path);
         } catch {
           // gone meanwhile
         }
@@ -148,15 +150,34 @@ export function changedSince(workdir: string, since: number, known: Set<string>)
   return changed.sort();
 }
 
+/**
+ * The schedulers' default names of a job's output files: for the jobs that recorded none (run
+ * by an earlier ckpt-run). OAR: OAR.ID.stdout, OAR.ID.stderr; Slurm: slurm-ID.out, slurm-ID_TASK.out.
+ */
+const SCHEDULER_OUTPUT = /(^|\/)(OAR\.[^/]*\.std(out|err)|slurm-\d+(_\d+)?\.out)$/;
+
+/**
+ * Whether PATH (inode INODE) is not the program's business: a file it held open (rolled back
+ * apart), or the output of a job of the run (this one's, JOBOUTPUT; the earlier ones' from their
+ * records), which every job writes to.
+ */
+function notTheProgramsChange(state: RunState, files: OpenFile[], jobOutput: OwnFile[]): (path: string, inode: number) => boolean {
+  const held = new Set(files.map((file) => file.path));
+  const outputs = [...jobOutput, ...state.history.flatMap((job) => job.output ?? [])];
+  const paths = new Set(outputs.map((file) => file.path));
+  const inodes = new Set(outputs.map((file) => file.inode));
+  return (path, inode) => held.has(path) || paths.has(path) || inodes.has(inode) || SCHEDULER_OUTPUT.test(path);
+}
+
 /** The warning for files that cannot be rolled back, if any. */
-function notRolledBack(paths: RunDirPaths, state: RunState, files: OpenFile[]): string[] {
+function notRolledBack(paths: RunDirPaths, state: RunState, files: OpenFile[], jobOutput: OwnFile[]): string[] {
   let since: number;
   try {
     since = statSync(paths.checkpointOk).mtimeMs;
   } catch {
     return [];
   }
-  const changed = changedSince(state.workdir, since, new Set(files.map((file) => file.path)));
+  const changed = changedSince(state.workdir, since, notTheProgramsChange(state, files, jobOutput));
   if (changed.length === 0) return [];
   const named = changed.slice(0, NAMED_AT_MOST).join(', ') + (changed.length > NAMED_AT_MOST ? ` and ${changed.length - NAMED_AT_MOST} more` : '');
   return [
@@ -167,16 +188,17 @@ function notRolledBack(paths: RunDirPaths, state: RunState, files: OpenFile[]): 
 
 /**
  * Rolls the program's files back to the resumed checkpoint; returns what it did and what it
- * could not do, for the job's log. CliError (exit 15) when a file held open cannot be rolled
+ * could not do, for the job's log (JOBOUTPUT: this job's own output files, never the program's
+ * change). CliError (exit 15) when a file held open cannot be rolled
  * back: the message names it and what to do.
  */
-export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): string[] {
+export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOutput: OwnFile[] = []): string[] {
   // Only a CRIU image brings the program back as it was at the dump; a program that a restart
   // daemon starts again goes on from its own saved progress, and nothing of its output is redone.
   if (!existsSync(join(paths.images, CRIU_INVENTORY))) return [];
   const files = openFilesOf(paths);
   if (files === undefined) return rollBackOutput(paths, state);
-  const unrolled = notRolledBack(paths, state, files);
+  const unrolled = notRolledBack(paths, state, files, jobOutput);
   // The output files, known by inode (the record names them as the program's /proc showed them), each stat'ed once.
   const stdoutInode = fileNow(paths.stdoutLog)?.inode;
   const stderrInode = fileNow(paths.stderrLog)?.inode;
@@ -185,7 +207,7 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): strin
   const { cuts, refusals } = planRollback(files, fileNow, keepOf);
   if (refusals.length > 0) {
     throw new CliError(
-      `cannot resume: the checkpoint's program holds ${refusals.join('; ')}. It would go on writing where it left off. ` +
+      `cannot resume: a file the checkpoint's program holds open for writing changed after the checkpoint: ${refusals.join('; ')}. It would go on writing where it left off. ` +
         `Put the file back as it was at the checkpoint (at least that long, the same file), or start the run afresh: rm -r ${paths.dir}`,
       ExitCode.FileChanged,
     );

@@ -18,6 +18,7 @@
 import { constants } from 'node:os';
 import { ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
+import { plural, quoted } from '../base/words.js';
 
 export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval';
 
@@ -34,8 +35,13 @@ export interface MachineConfig {
   maxRestarts: number;
   /** When the scheduler kills the job (the supervisor's clock), where it says. */
   walltimeEndsAt?: number;
-  /** --interval: a checkpoint that leaves the program running this often (the daemon can do them). */
+  /** --interval: a checkpoint that leaves the program running this often (when the daemon can do them). */
   intervalMs?: number;
+  /**
+   * Why the node's daemon cannot leave the program running, while it cannot (no heartbeat yet:
+   * restarting, upgraded; an older daemon): the interval timer asks again each time.
+   */
+  periodicWhyNot?: string;
   /** The application-level engine (app-link.ts), when chosen: the program saves itself on a signal and exits. */
   app?: AppEngineConfig;
 }
@@ -127,10 +133,16 @@ export type MachineEvent =
   | { type: 'daemonSilent'; detail: string }
   | { type: 'programExited'; exitCode: number }
   | { type: 'programGone' }
-  /** programState: for the dump timer, the program's state letter in /proc (T/t: stopped). */
-  | { type: 'timer'; name: TimerName; programState?: string }
+  /**
+   * programState: for the dump timer, the program's state letter in /proc (T/t: stopped);
+   * periodic: for the interval timer, whether the node's daemon can leave the program running now.
+   */
+  | { type: 'timer'; name: TimerName; programState?: string; periodic?: PeriodicAnswer }
   /** PREEMPTED: the scheduler, asked at the signal, said it preempts the job (undefined: not asked). */
   | { type: 'terminate'; signal: NodeJS.Signals; preempted?: boolean };
+
+/** Whether the checkpoint link can make a checkpoint that leaves the program running; ASKAGAIN: it may later (a daemon's heartbeat). */
+export type PeriodicAnswer = { ok: true } | { ok: false; why: string; askAgain: boolean };
 
 export type Outcome = 'checkpointed' | 'finished' | 'failed';
 
@@ -258,6 +270,30 @@ function periodicSave(state: InPhase<'running'>, app: AppEngineConfig, now: numb
   };
 }
 
+/** Why a job with --interval makes no periodic checkpoint for now, and that it asks again. */
+export const noPeriodicYet = (why: string, intervalMs: number): string =>
+  `--interval: no periodic checkpoint for now: ${why}; asking again every ${duration(intervalMs)}: they start as soon as the daemon can (the scheduler's signal still checkpoints the program)`;
+
+/**
+ * The interval is up and nothing is out: a periodic checkpoint if the node's daemon can leave
+ * the program running now (asked at each interval: a daemon restarting when the job started
+ * has no heartbeat for a while), else the next question is timed. Each change is logged once.
+ */
+function periodicIfDaemonCan(state: InPhase<'running'>, can: PeriodicAnswer, now: number): Step {
+  const { periodicWhyNot, intervalMs = 0 } = state.config;
+  if (!can.ok) {
+    const config = { ...state.config, periodicWhyNot: can.why };
+    const said =
+      periodicWhyNot === undefined
+        ? log('warn', noPeriodicYet(can.why, intervalMs))
+        : log('debug', `--interval: still no periodic checkpoint: ${can.why}`);
+    return { state: { ...state, config }, actions: [said, ...nextPeriodic(config)] };
+  }
+  const config = { ...state.config, periodicWhyNot: undefined };
+  const started = periodicWhyNot === undefined ? [] : [log('info', `--interval: the node's daemon can now leave the program running: periodic checkpoints start, every ${duration(intervalMs)}`)];
+  return requestCheckpoint({ ...state, config }, now, started, true);
+}
+
 /** The next periodic checkpoint's timer (--interval), when there are periodic checkpoints. */
 const nextPeriodic = (config: MachineConfig): MachineAction[] =>
   config.intervalMs === undefined ? [] : [{ type: 'setTimer', name: 'interval', ms: config.intervalMs }];
@@ -304,7 +340,7 @@ function resubmit(state: MachineState, now: number, reason: string): Step {
     return failWith(
       state,
       ExitCode.MaxRestarts,
-      `${reason}, but this run was already resubmitted ${restarts} times (--max-restarts ` +
+      `${reason}, but this run was already resubmitted ${plural(restarts, 'time')} (--max-restarts ` +
         `${maxRestarts}): not exiting 99. The checkpoint is kept: to resume it, submit the ` +
         `job again with a higher --max-restarts.`,
     );
@@ -412,8 +448,8 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     // While running: a lazy restore whose memory never all came in (the daemon killed the tree).
     if (state.phase !== 'resuming' && !(state.phase === 'running' && !state.request)) return unchanged(state);
     const cleared: MachineAction[] = [{ type: 'clearTimer', name: 'resume' }];
-    if (event.retryable) return after(cleared, resubmit(state, now, `restore failed (${event.reason}); the checkpoint is intact`));
-    return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${event.reason}. The checkpoint is kept; fix the cause and submit again.`));
+    if (event.retryable) return after(cleared, resubmit(state, now, `restore failed (${quoted(event.reason)}); the checkpoint is intact`));
+    return after(cleared, failWith(state, ExitCode.RestoreFailed, `restore failed: ${quoted(event.reason)}. The checkpoint is kept; fix the cause and submit again.`));
   },
 
   checkpointSignal(state, _event, now) {
@@ -457,7 +493,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     if (!asked) return unchanged(state);
     if (asked.programGone) {
       // Nothing runs on and nothing was checkpointed: waiting would last until the walltime.
-      const gone = `checkpoint failed: ${event.reason}; the program is gone without an exit status, so nothing was saved and nothing runs on`;
+      const gone = `checkpoint failed: ${quoted(event.reason)}; the program is gone without an exit status, so nothing was saved and nothing runs on`;
       if (asked.terminating) return ended(asked, [log('error', gone)], { type: 'exit', code: 128 + signalNumber(asked.terminating), outcome: 'failed' });
       return after([{ type: 'clearTimer', name: 'dump' }], failWith(asked, ExitCode.ProgramLost, `${gone}; not exiting 99`));
     }
@@ -465,10 +501,10 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     const failed = log(
       'error',
       event.program === 'frozen'
-        ? `${what} failed: ${event.reason}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
+        ? `${what} failed: ${quoted(event.reason)}. The daemon reports the program STILL FROZEN: it does not run; ask the node's admin (ckpt-daemon --check).`
         : asked.request.periodic
-          ? `${what} failed: ${event.reason}. The program keeps running; the last complete checkpoint stays the one to resume.`
-          : `${what} failed: ${event.reason}. The program keeps running; the next checkpoint signal tries again.`,
+          ? `${what} failed: ${quoted(event.reason)}. The program keeps running; the last complete checkpoint stays the one to resume.`
+          : `${what} failed: ${quoted(event.reason)}. The program keeps running; the next checkpoint signal tries again.`,
     );
     if (asked.request.periodic) return periodicOver(asked, now, [failed]);
     return { state: { ...asked, phase: 'running', request: undefined }, actions: [{ type: 'clearTimer', name: 'dump' }, failed] };
@@ -536,7 +572,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
         }
         if (state.phase !== 'running') return unchanged(state);
         if (state.config.app) return periodicSave(state, state.config.app, now);
-        return requestCheckpoint(state, now, [], true);
+        return periodicIfDaemonCan(state, event.periodic ?? { ok: true }, now);
       case 'minRuntime':
         if (state.phase !== 'holding') return unchanged(state);
         return ended(state, [log('info', 'exit 99 so that the job is resubmitted')], { type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' });

@@ -114,6 +114,16 @@ export function checkEngine(run: PreparedRun, app: boolean): void {
   );
 }
 
+/**
+ * The run's restarts once this job resumes it: a job that exited 99 counted its own; one that
+ * did not (a crash, a kill, a failed resume) leaves this resume to count, or `ckpt-run status`
+ * and --max-restarts would miss every restart after a crash.
+ */
+export function restartsOnResume(state: RunState): number {
+  const last = state.history.at(-1);
+  return last === undefined || last.outcome === 'checkpointed' ? state.restarts : state.restarts + 1;
+}
+
 /** Reads (or starts) the run's record and decides: fresh start or resume. */
 export function prepareRun(workdir: string, runId: string, argv: string[], now: Date): PreparedRun {
   const paths = runDirPaths(runDirFor(workdir, runId));
@@ -124,6 +134,7 @@ export function prepareRun(workdir: string, runId: string, argv: string[], now: 
   const lastJob = previous?.history.at(-1);
   if (lastJob && lastJob.endedAt === undefined) lastJob.reason ??= 'crash';
   if (previous && previous.status !== 'finished' && hasCheckpoint) {
+    previous.restarts = restartsOnResume(previous);
     return { mode: 'resume', paths, state: previous, reason: `resuming the checkpoint in ${paths.dir}`, checkpoint: checkpointIdentity(paths.checkpointOk) };
   }
   if (!previous && hasCheckpoint) {

@@ -16,15 +16,16 @@ import { rmSync } from 'node:fs';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import type { OwnFile } from '../proc/job-output.js';
 import { signalGroup } from '../proc/processes.js';
-import { stopReason, type StopFacts } from '../scheduler/stop-reason.js';
+import { answered, stopReason, type StopFacts } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
-import { saveRunState, type StopReason } from '../state/run-state.js';
+import { saveRunState } from '../state/run-state.js';
 import { AppLink } from './app-link.js';
 import { DaemonLink, type CheckpointLink } from './daemon-link.js';
-import { endOfJobRecord, eventsFromFiles, type JobEnd, type SavedExit } from './decisions.js';
+import { completeStop, endOfJobRecord, eventsFromFiles, stopRecord, type JobEnd, type SavedExit, type StopSeen } from './decisions.js';
 import { EventQueue } from './event-queue.js';
-import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
+import { awaitsDaemon, initialState, noPeriodicYet, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
 import type { PreparedRun } from './preflight.js';
 import { ProgramWatch } from './program-watch.js';
 import { forwardSignal, listenToSignals } from './signals.js';
@@ -57,6 +58,15 @@ export interface LaunchSettings {
   idlePollMs: number;
   /** Asks the scheduler why the job is being stopped, at the first checkpoint or termination signal. */
   stopFacts?: () => Promise<StopFacts>;
+  /**
+   * Asks the scheduler about a past job of the run, by its id there (OAR): the next job completes
+   * a record whose reason was still pending when that job exited. Absent where it cannot say (Slurm).
+   */
+  pastStopFacts?: (schedulerJobId: string) => Promise<StopFacts>;
+  /** This job's id as its scheduler knows it, where pastStopFacts can be asked about it later. */
+  schedulerJobId?: string;
+  /** The job's own output files (proc/job-output.ts), kept in its history entry: a later resume leaves them out of what changed. */
+  jobOutput?: OwnFile[];
   /** What is known of any stop without asking the scheduler (scheduler.ts: knownFacts). */
   knownFacts?: StopFacts;
   /** Asks the scheduler whether it preempts the job (Slurm: PreemptTime): at a termination signal, and for --preemption-poll. */
@@ -84,9 +94,11 @@ class Supervisor {
   private readonly checkpointAtStart: string | undefined;
   private stopSignals: () => void = () => undefined;
   private finish: (code: number) => void = () => undefined;
-  /** Why the job is being stopped: asked once, at the first signal; the record waits for the answer (bounded). */
-  private reason?: StopReason;
-  private reasonKnown?: Promise<void>;
+  /**
+   * Why the job is being stopped: seen at the first signal, with the scheduler's answer once it
+   * came. The exit waits for no answer: a record without one says the clock's guess, pending.
+   */
+  private stop?: { seen: StopSeen; answer?: StopFacts };
   /** The record written when the checkpoint completed, while exit 99 waits (--min-runtime): a kill then loses nothing. */
   private holdEnd?: JobEnd;
   private preemptionTimer?: NodeJS.Timeout;
@@ -137,9 +149,16 @@ class Supervisor {
         });
     if (settings.intervalMs !== undefined) {
       const periodic = this.link.periodic();
-      // Said once, here: the scheduler's signal still makes the final checkpoint.
-      if (!periodic.ok) settings.logger.log('warn', `--interval: no periodic checkpoints in this job: ${periodic.why}; the scheduler's signal still checkpoints the program`);
-      else this.state = { ...this.state, config: { ...this.state.config, intervalMs: settings.intervalMs } };
+      // Said here, at the start; the machine says when that changes. The scheduler's signal still makes the final checkpoint.
+      if (!periodic.ok && !periodic.askAgain) {
+        settings.logger.log('warn', `--interval: no periodic checkpoints in this job: ${periodic.why}; the scheduler's signal still checkpoints the program`);
+      } else {
+        const periodicWhyNot = periodic.ok ? undefined : periodic.why;
+        if (periodicWhyNot !== undefined) {
+          settings.logger.log('warn', noPeriodicYet(periodicWhyNot, settings.intervalMs));
+        }
+        this.state = { ...this.state, config: { ...this.state.config, intervalMs: settings.intervalMs, periodicWhyNot } };
+      }
     }
   }
 
@@ -149,8 +168,10 @@ class Supervisor {
     });
     const { state: runState, paths, mode } = this.prepared;
     runState.status = 'running';
-    runState.history.push({ jobId: this.settings.jobId, startedAt: new Date(this.state.startedAt).toISOString(), mode });
+    const output = this.settings.jobOutput?.length ? { output: this.settings.jobOutput } : {};
+    runState.history.push({ jobId: this.settings.jobId, startedAt: new Date(this.state.startedAt).toISOString(), mode, ...output });
     saveRunState(paths.state, runState);
+    this.completePastStops();
     const signals = listenToSignals(this.settings.signal, (event) => this.events.post(event));
     this.stopSignals = signals.stop;
     this.events.post({ type: 'start', mode });
@@ -196,28 +217,65 @@ class Supervisor {
 
   /**
    * Why the job is being stopped, decided at its first signal from what the scheduler says
-   * (asked here, bounded) and the clock; logged, and written into the run record at once, so
-   * that a job killed later (OAR kills a besteffort job N s or more after its preemption signal) keeps it.
+   * (asked here, bounded) and the clock; logged, and written into the run record as soon as the
+   * answer comes, so that a job killed later (OAR kills a besteffort job N s or more after its
+   * preemption signal) keeps it. An answer that comes after the exit is lost with the job: the
+   * record then says the clock's guess, pending, and the next job asks (completePastStops).
    */
-  private classifyStop(signal: 'checkpoint' | 'terminate', known?: StopFacts): void {
-    if (this.reasonKnown) return;
-    const now = Date.now();
-    const asked = known ? Promise.resolve(known) : (this.settings.stopFacts?.() ?? Promise.resolve<StopFacts>({})).catch((): StopFacts => ({}));
-    this.reasonKnown = asked.then((facts) => {
-      this.reason = stopReason({ now, signal, walltimeEndsAt: this.settings.walltimeEndsAt, ...facts });
-      this.settings.logger.log('info', `this job stops for: ${this.reason} (${facts.said ? 'the scheduler says so' : 'from the time left and the job type'})`);
+  private classifyStop(signal: 'checkpoint' | 'terminate', given?: StopFacts): void {
+    if (this.stop) return;
+    const { walltimeEndsAt, schedulerJobId, pastStopFacts, knownFacts, stopFacts } = this.settings;
+    const stop: { seen: StopSeen; answer?: StopFacts } = { seen: { signal, at: Date.now(), walltimeEndsAt, schedulerJobId: pastStopFacts ? schedulerJobId : undefined } };
+    this.stop = stop;
+    const settle = (facts: StopFacts): void => {
       if (this.ended) return;
+      stop.answer = facts;
+      const { reason } = stopRecord(stop.seen, facts);
+      this.settings.logger.log('info', `this job stops for: ${reason} (${facts.said ? (facts.source ?? 'the scheduler says so') : 'from the time left and the job type'})`);
       const { paths, state: runState } = this.prepared;
-      runState.history[runState.history.length - 1].reason = this.reason;
+      const record = runState.history[runState.history.length - 1];
+      record.reason = reason;
+      delete record.reasonPending;
       this.saveRecord(paths.state);
-      this.link.tellReason?.(this.reason);
+      this.link.tellReason?.(reason);
+    };
+    // What is already known for sure (e.g. no scheduler: a person) is not asked.
+    const sure = given ?? (knownFacts?.said ? knownFacts : undefined);
+    if (sure) return settle(sure);
+    void (stopFacts?.() ?? Promise.resolve<StopFacts>({})).catch((): StopFacts => ({})).then(settle);
+  }
+
+  /** What the record says of the stop, as it stands now (undefined: no signal came). */
+  private stopNow(): ReturnType<typeof stopRecord> | undefined {
+    return this.stop && stopRecord(this.stop.seen, this.stop.answer, this.settings.knownFacts);
+  }
+
+  /**
+   * The earlier jobs of the run that exited before the scheduler said why they stopped: asked
+   * now, in the background (bounded, the job does not wait), and their records completed.
+   */
+  private completePastStops(): void {
+    const { pastStopFacts, logger } = this.settings;
+    if (!pastStopFacts) return;
+    const { paths, state: runState } = this.prepared;
+    runState.history.forEach((record, index) => {
+      const id = record.reasonPending?.schedulerJobId;
+      if (id === undefined) return;
+      void pastStopFacts(id)
+        .catch((): StopFacts => ({}))
+        .then((facts) => {
+          if (this.ended || !answered(facts)) return;
+          runState.history[index] = completeStop(runState.history[index], facts);
+          logger.log('info', `job ${record.jobId} stopped for: ${runState.history[index].reason} (asked now: the scheduler had not answered before that job exited)`);
+          this.saveRecord(paths.state);
+        });
     });
   }
 
   /** Saves the run record as it stands: the checkpoint's, once it completed, else the running job's. */
   private saveRecord(path: string): void {
     try {
-      saveRunState(path, this.holdEnd ? endOfJobRecord(this.prepared.state, { ...this.holdEnd, reason: this.reason }).state : this.prepared.state);
+      saveRunState(path, this.holdEnd ? endOfJobRecord(this.prepared.state, { ...this.holdEnd, stop: this.stopNow() }).state : this.prepared.state);
     } catch (error) {
       this.settings.logger.log('error', `cannot save the run record ${path}: ${(error as Error).message}`);
     }
@@ -292,7 +350,16 @@ class Supervisor {
         this.timers.set(
           action.name,
           // What /proc says of the program when the dump bound passes: the message tells the truth.
-          setTimeout(() => this.events.post({ type: 'timer', name: action.name, programState: action.name === 'dump' ? watch.programState() : undefined }), action.ms),
+          setTimeout(
+            () =>
+              this.events.post({
+                type: 'timer',
+                name: action.name,
+                programState: action.name === 'dump' ? watch.programState() : undefined,
+                periodic: action.name === 'interval' ? link.periodic() : undefined,
+              }),
+            action.ms,
+          ),
         );
         return;
       case 'clearTimer':
@@ -332,7 +399,7 @@ class Supervisor {
       checkpointNow: checkpointIdentity(this.prepared.paths.checkpointOk),
       terminating: this.state.terminating !== undefined,
       endedAt: new Date(),
-      reason: this.reason,
+      stop: this.stopNow(),
     };
   }
 
@@ -343,7 +410,7 @@ class Supervisor {
     this.saveRecord(this.prepared.paths.state);
   }
 
-  /** Stops every source of events, then writes the run record that decides the next job (once the stop's reason is known). */
+  /** Stops every source of events, then writes the run record that decides the next job. */
   private end(code: number, outcome: Outcome, exitCode?: number): void {
     if (this.ended) return;
     this.ended = true;
@@ -352,9 +419,13 @@ class Supervisor {
     clearTimeout(this.preemptionTimer);
     this.watch.stop();
     this.stopSignals();
-    // The scheduler's answer is bounded (SCHEDULER_QUERY_TIMEOUT_MS); the record must carry it.
-    if (this.reasonKnown) void this.reasonKnown.then(() => this.writeEnd(code, outcome, exitCode));
-    else this.writeEnd(code, outcome, exitCode);
+    // The exit code is what the scheduler acts on: it waits for no answer about the stop's reason.
+    const stop = this.stopNow();
+    if (stop?.reasonPending) {
+      const next = stop.reasonPending.schedulerJobId === undefined ? "it stays the clock's guess" : 'the next job asks the scheduler and completes it';
+      this.settings.logger.log('info', `the scheduler has not said yet why this job stops: the record says ${stop.reason}, from the clock; ${next}`);
+    }
+    this.writeEnd(code, outcome, exitCode);
   }
 
   private writeEnd(code: number, outcome: Outcome, exitCode?: number): void {

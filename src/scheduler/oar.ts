@@ -30,9 +30,12 @@ export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContex
     minRuntimeSec: OAR_MIN_RUNTIME_SEC,
     walltimeEndsAt: walltimeEndsAt(Number(env.OAR_JOB_WALLTIME_SECONDS)),
     warnings: warning ? [warning] : [],
-    stopFacts: async () => oarStopFacts(await querySchedulerCommand(['oarstat', '-J', '-f', '-j', jobId])),
+    stopFacts: () => oarJobStopFacts(jobId),
+    stopFactsOf: oarJobStopFacts,
   };
 }
+
+const oarJobStopFacts = async (jobId: string): Promise<StopFacts> => oarStopFacts(await querySchedulerCommand(['oarstat', '-J', '-f', '-j', jobId]));
 
 interface OarEvent {
   type?: string;

@@ -27,6 +27,11 @@ export interface SchedulerContext {
   resumedOutputWarning?: (relayedBytes: number) => string | undefined;
   /** Asks the scheduler, when a signal comes, why the job is being stopped (stop-reason.ts). */
   stopFacts?: () => Promise<StopFacts>;
+  /**
+   * Asks about a past job of the run by its id (JOBID): OAR keeps a job's events. A job that
+   * exited before the scheduler answered leaves its reason pending; the next job asks this.
+   */
+  stopFactsOf?: (jobId: string) => Promise<StopFacts>;
   /** What is known of any stop without asking (e.g. no scheduler: only a person signals). */
   knownFacts?: StopFacts;
   /** Whether the scheduler has chosen this job for preemption (Slurm: PreemptTime), for --preemption-poll. */
@@ -44,7 +49,7 @@ export async function querySchedulerCommand(command: string[]): Promise<string |
 }
 
 /** Without a scheduler, only a person sends the job signals. */
-const BY_HAND: StopFacts = { said: 'manual' };
+const BY_HAND: StopFacts = { said: 'manual', source: 'no scheduler: a person sent the signal' };
 export const NO_SCHEDULER: SchedulerContext = { name: 'none', minRuntimeSec: 0, warnings: [], knownFacts: BY_HAND, stopFacts: async () => BY_HAND };
 
 /**

@@ -41,5 +41,11 @@ export function stopReason(clues: StopClues): Exclude<StopReason, 'crash'> {
   return 'manual';
 }
 
-/** What the scheduler tells a job about its stop, asked at the signal (bounded); any of it may be missing. */
-export type StopFacts = Pick<StopClues, 'said' | 'preemptible'>;
+/**
+ * What the scheduler tells a job about its stop, asked at the signal (bounded); any of it may be
+ * missing. SOURCE: who said SAID, for the log (default: the scheduler).
+ */
+export type StopFacts = Pick<StopClues, 'said' | 'preemptible'> & { source?: string };
+
+/** Whether the scheduler answered at all (a failed or timed-out query gives nothing). */
+export const answered = (facts: StopFacts): boolean => facts.said !== undefined || facts.preemptible !== undefined;

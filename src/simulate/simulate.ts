@@ -6,15 +6,17 @@
  * its walltime is killed and not resubmitted, as OAR does.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonEvent } from '../daemon/daemon.js';
 import { EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { releaseSignal } from '../proc/early-signals.js';
+import { JOB_OUTPUT_ENV, ownOutputFiles } from '../proc/job-output.js';
+import { SIMULATED_STOP_ENV } from '../scheduler/simulated.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
-import { killAll, ProcessHandle, treeOf } from '../proc/processes.js';
+import { catchesSignal, killAll, ProcessHandle, treeOf } from '../proc/processes.js';
 import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
 import { StatusLine } from './status-line.js';
@@ -40,6 +42,22 @@ export interface SimulationOptions {
    */
   preemptAtSec?: number;
   preemptGraceSec?: number;
+}
+
+/** How often a signal due to a job that cannot take it yet looks again. */
+const SIGNAL_READY_POLL_MS = 10;
+
+/**
+ * Sends the checkpoint signal to the job CHILD once it can take it: a node process catches
+ * nothing before its first line runs (on a loaded node, half a second and more after the
+ * spawn), and SIGUSR2's default action would kill it. A scheduler signals jobs that have run
+ * for minutes; the dry run's first signal may come sooner than the job's start. Bounded by the
+ * job's life: nothing is sent to a job that ended.
+ */
+function signalWhenHeld(child: ReturnType<typeof spawn>): void {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  if (catchesSignal(child.pid, 'SIGUSR2')) child.kill('SIGUSR2');
+  else setTimeout(() => signalWhenHeld(child), SIGNAL_READY_POLL_MS);
 }
 
 /** A timer for what happens once, AT ms since the dry run started, if it falls in this job. */
@@ -90,9 +108,13 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
   let preempted = false;
   const series = Date.now().toString(36);
   let current: ReturnType<typeof spawn> | undefined;
-  const manualSignal = (): void => {
-    current?.kill('SIGUSR2');
+  // Why each checkpoint signal comes, for the job to log (scheduler/simulated.ts).
+  const stopFile = join(spoolDir, 'simulated-stop');
+  const signalJob = (child: ReturnType<typeof spawn> | undefined, why: 'walltime' | 'preemption' | 'manual'): void => {
+    writeFileSync(stopFile, `${why}\n`);
+    if (child) signalWhenHeld(child);
   };
+  const manualSignal = (): void => signalJob(current, 'manual');
   process.on('SIGUSR2', manualSignal);
   releaseSignal('SIGUSR2');
   status.write(
@@ -100,6 +122,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
     `ckpt-run simulate: send a checkpoint signal by hand with: kill -USR2 ${process.pid}\n`,
   );
 
+  const ownOutput = ownOutputFiles().map((file) => file.path).join('\n');
   try {
     for (let cycle = 1; cycle <= options.maxCycles; cycle++) {
       const jobId = `sim-${series}-${cycle}`;
@@ -107,7 +130,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       const child = spawn(
         process.execPath,
         [CKPT_RUN, '--job-id', jobId, '--run-id', SIMULATION_RUN_ID, '--spool-dir', spoolDir, '--min-runtime', '0', ...options.launcherArgs, '--', ...options.argv],
-        { cwd: options.workdir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OAR_JOB_ID: '' } },
+        // The jobs write into pipes to this process: its own output files are theirs (a resume leaves them out of what changed).
+        { cwd: options.workdir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OAR_JOB_ID: '', [JOB_OUTPUT_ENV]: ownOutput, [SIMULATED_STOP_ENV]: stopFile } },
       );
       current = child;
       const ckptRun = new ProcessHandle(child.pid as number);
@@ -115,7 +139,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       child.stderr.on('data', (chunk: Buffer) => status.write(process.stderr, chunk));
       const delay = signalDelaySec(options.schedule);
       const signalAt = delay === undefined ? undefined : jobStart + delay * 1000;
-      const signalTimer = signalAt === undefined ? undefined : setTimeout(() => child.kill('SIGUSR2'), signalAt - jobStart);
+      const signalTimer = signalAt === undefined ? undefined : setTimeout(() => signalJob(child, 'walltime'), signalAt - jobStart);
       let killed: string | undefined;
       const killJob = (why: string): void => {
         deadJobs.add(jobId);
@@ -132,7 +156,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       const preemptTimer = once(preemptAt, preempted, () => {
         preempted = true;
         status.write(process.stderr, `ckpt-run simulate: job ${jobId} preempted: checkpoint signal now, killed in ${options.preemptGraceSec ?? 0} s if still there\n`);
-        child.kill('SIGUSR2');
+        signalJob(child, 'preemption');
         graceTimer = setTimeout(() => killJob(PREEMPTED_KILLED), (options.preemptGraceSec ?? 0) * 1000);
       });
       const ticker = setInterval(() => {

@@ -5,6 +5,7 @@
  * killed at its walltime with nothing to resume.
  */
 import { ExitCode } from '../base/exit-codes.js';
+import { plural } from '../base/words.js';
 import type { SignalSchedule } from './schedule.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
 
@@ -27,8 +28,6 @@ export interface VerdictInput {
   cycles: CycleRecord[];
   failures: DaemonFailure[];
 }
-
-const plural = (count: number, noun: string): string => `${count} ${noun}${count === 1 ? '' : 's'}`;
 
 function said(failures: DaemonFailure[]): string {
   return failures.map((failure) => `${failure.kind} of job ${failure.jobId} failed: ${failure.reason}`).join('; ');
@@ -92,7 +91,7 @@ export function verdict({ engine, command, schedule, maxCycles, cycles, failures
       ...base,
       ok: true,
       exitCode: 0,
-      verdict: `stopped after ${maxCycles} cycles (--max-cycles): ${checkpoints} checkpoints made; the program has not finished (its last checkpoint is kept in .ckpt-run/simulate).`,
+      verdict: `stopped after ${plural(maxCycles, 'cycle')} (--max-cycles): ${plural(checkpoints, 'checkpoint')} made; the program has not finished (its last checkpoint is kept in .ckpt-run/simulate).`,
     };
   }
   if (last.finished) {

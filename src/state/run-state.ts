@@ -19,6 +19,22 @@ export type RunStatus = 'running' | 'checkpointed' | 'finished' | 'failed';
  */
 export type StopReason = 'walltime' | 'preemption' | 'manual' | 'crash';
 
+/**
+ * A stop whose reason is the clock's guess: the scheduler had not answered by the time the job
+ * ended (its exit code waits on nothing but the checkpoint). What the guess was made of, so that
+ * the next job, which asks the scheduler about this one, can complete the record
+ * (launcher/decisions.ts, completeStop).
+ */
+export interface PendingStop {
+  signal: 'checkpoint' | 'terminate';
+  /** When the signal came (ISO). */
+  at: string;
+  /** When the scheduler would have killed the job (ISO), where it said. */
+  walltimeEndsAt?: string;
+  /** The job's id as its scheduler knows it, where the scheduler can be asked about a past job (OAR). */
+  schedulerJobId?: string;
+}
+
 export interface JobRecord {
   jobId: string;
   startedAt: string;
@@ -28,6 +44,14 @@ export interface JobRecord {
   exitCode?: number;
   /** Absent for a job whose program ended on its own, and in records written before it existed. */
   reason?: StopReason;
+  /** Set while REASON is the clock's guess, not yet the scheduler's word. */
+  reasonPending?: PendingStop;
+  /**
+   * The job's own output files (its stdout and stderr where they are files, e.g. OAR.ID.stdout,
+   * slurm-ID.out, a dry run's redirected output): they change in every job, and a resume says
+   * nothing of them.
+   */
+  output?: Array<{ path: string; inode: number }>;
 }
 
 export interface RunState {
@@ -39,7 +63,7 @@ export interface RunState {
   status: RunStatus;
   /** The program's own exit code once it finished. */
   exitCode?: number;
-  /** How many times the job exited 99 to be resubmitted. */
+  /** How many times the run was started again: each exit 99, and each resume after a job that did not exit 99 (a crash). */
   restarts: number;
   /** Bytes of the program's output already relayed to a job's stdout/stderr. */
   relayed: { stdout: number; stderr: number };

@@ -13,29 +13,34 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeOf } from '../../src/proc/processes.js';
 import { runDirFor, runDirPaths } from '../../src/protocol/run-dir.js';
 import { isGone } from '../helpers/daemon-fixtures.js';
-import { makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
+import { makeUserSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { waitUntil } from '../helpers/poll.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
-import { criuForUsers, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { criuForUser, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { killAll } from '../helpers/listed-processes.js';
+import { ensureTestUser, type TestUser } from '../helpers/test-user.js';
 
 const STEPS_PROGRAM = join(ROOT, 'test/e2e/crash/steps.py');
 const STEPS = 300;
 const CRASHES = 3;
 
 const python: Probe = () => (spawnSync('python3', ['--version']).status === 0 ? undefined : 'no python3');
-const ready: Probe = () => criuReady()() ?? python();
+const ready: Probe = () => criuReady({ withPrlimitShim: true })() ?? python();
 
 describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash recovery on real CRIU: periodic checkpoints, whole job SIGKILLed', () => {
   let sandbox: Sandbox;
   let daemon: RealDaemon;
+  let user: TestUser;
 
   beforeAll(async () => {
     execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
-    sandbox = makeSandbox('ckpt-crash-e2e-');
+    // An ordinary user's job through the root daemon, as on a cluster.
+    user = ensureTestUser();
+    sandbox = makeUserSandbox('ckpt-crash-e2e-', user);
     daemon = await RealDaemon.start({
       spool: sandbox.spool,
       logPath: join(sandbox.dir, 'daemon.log'),
-      criu: criuForUsers() ?? 'criu',
+      criu: criuForUser(),
       imageKey: join(sandbox.dir, 'image-key', 'image.key'),
       verbose: true,
     });
@@ -70,7 +75,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const jobs: Proc[] = [];
     const delays: number[] = [];
     for (let crash = 1; crash <= CRASHES; crash++) {
-      const job = runCkpt(sandbox, args(crash));
+      const job = runCkpt(sandbox, args(crash), {}, user);
       jobs.push(job);
       // The first job crashes only once a checkpoint exists; the others at any point once their program runs.
       if (crash === 1) await job.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
@@ -80,7 +85,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
       await new Promise((resolve) => setTimeout(resolve, delay));
       expect(job.child.exitCode, `job ${crash} ended before its crash:\n${job.stderr}`).toBeNull();
       const victims = jobProcesses(job);
-      for (const pid of victims) process.kill(pid, 'SIGKILL');
+      killAll(victims, 'SIGKILL');
       await waitUntil(() => victims.every(isGone), `job ${crash}'s processes to die`, 10_000);
       const left = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(STEPS_PROGRAM));
       expect(left, `job ${crash}'s program outlived its job`).toEqual([]);
@@ -89,7 +94,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     // Then jobs until one ends on its own (a resume that met a dump of a killed job finishing exits 99: one more).
     let exitCode: number | null = 99;
     for (let n = CRASHES + 1; exitCode === 99 && n <= CRASHES + 3; n++) {
-      const job = runCkpt(sandbox, args(n));
+      const job = runCkpt(sandbox, args(n), {}, user);
       jobs.push(job);
       exitCode = await job.exitCode(120_000);
     }

@@ -9,6 +9,9 @@
 #   FAKE_IGNORE_RESUME=1 never answer resume requests
 #   FAKE_DUMP_DELAY=S    sleep S seconds before dumping
 #   FAKE_NO_HEARTBEAT=1  do not refresh SPOOL/ckpt-daemon.heartbeat
+#   FAKE_LEAVE_RUNNING=1 say "features: leave-running" in the heartbeat, and serve a checkpoint
+#                        whose DIR/checkpoint_mode says leave-running by marking checkpoint_ok
+#                        with the program left running (a periodic checkpoint, minus the images)
 set -u
 spool=$1
 log() { echo "fake-daemon: $*" >&2; }
@@ -19,6 +22,11 @@ checkpoint() {
   log "checkpoint pid=$pid dir=$dir"
   if [ -n "${FAKE_DUMP_DELAY:-}" ]; then sleep "$FAKE_DUMP_DELAY"; fi
   if [ -n "${FAKE_FAIL_DUMP:-}" ]; then log "dump failure simulated"; return; fi
+  if [ -n "${FAKE_LEAVE_RUNNING:-}" ] && [ "$(cat "$dir/checkpoint_mode" 2>/dev/null)" = leave-running ]; then
+    log "periodic checkpoint pid=$pid: left running"
+    rm -f "$dir/checkpoint_ok"; touch "$dir/checkpoint_ok"
+    return
+  fi
   mkdir -p "$dir/checkpoint"
   cp "/proc/$pid/cmdline" "$dir/checkpoint/cmdline"
   readlink "/proc/$pid/cwd" > "$dir/checkpoint/cwd"
@@ -42,7 +50,9 @@ resume() {
 }
 
 while :; do
-  [ -n "${FAKE_NO_HEARTBEAT:-}" ] || touch "$spool/ckpt-daemon.heartbeat"
+  if [ -n "${FAKE_LEAVE_RUNNING:-}" ]; then
+    printf '%s\nfeatures: leave-running\n' $$ > "$spool/.heartbeat.tmp" && mv -f "$spool/.heartbeat.tmp" "$spool/ckpt-daemon.heartbeat"
+  elif [ -z "${FAKE_NO_HEARTBEAT:-}" ]; then touch "$spool/ckpt-daemon.heartbeat"; fi
   for f in "$spool"/*.checkpoint; do [ -f "$f" ] && checkpoint "$f"; done
   for f in "$spool"/*.resume; do [ -f "$f" ] && resume "$f"; done
   sleep 0.05

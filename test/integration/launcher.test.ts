@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { counted, COUNTER, makeSandbox, ROOT, runCkpt, startFakeDaemon, type Sandbox } from '../helpers/launcher-harness.js';
+import { catchesSignal } from '../../src/proc/processes.js';
 
 const stops: Array<() => void> = [];
 afterEach(() => {
@@ -18,10 +19,7 @@ function daemon(sandbox: Sandbox, knobs: Record<string, string> = {}) {
   return started;
 }
 
-function catchesSigusr2(pid: number): boolean {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^SigCgt:\s*([0-9a-f]+)$/m);
-  return line !== null && (BigInt(`0x${line[1]}`) & (1n << 11n)) !== 0n;
-}
+const catchesSigusr2 = (pid: number): boolean => catchesSignal(pid, 'SIGUSR2');
 
 const runDir = (sandbox: Sandbox, runId = 'default') => join(sandbox.workdir, '.ckpt-run', runId);
 /** The checkpoint files of a run folder: images, checkpoint_ok. */
@@ -243,8 +241,11 @@ describe('why each job stopped', () => {
       ['101', 'crash'],
       ['102', undefined],
     ]);
+    // The resume after the crash is a restart too: 100's exit 99, then 102's resume.
+    expect(state(sandbox).restarts).toBe(2);
     const shown = runCkpt(sandbox, ['status']);
     expect(await shown.exitCode()).toBe(0);
+    expect(shown.stdout).toContain('  restarts:   2\n');
     expect(shown.stdout).toContain('  job:        job 100 (fresh): checkpointed, exit 99; stopped by: manual\n');
     expect(shown.stdout).toContain('  job:        job 101 (resume): no end recorded (running, or killed); stopped by: crash\n');
     expect(shown.stdout).toContain('  last job:   job 102 (resume): finished, exit 4\n');
@@ -387,14 +388,33 @@ describe('checkpoint images on disk', () => {
 });
 
 describe('--interval with a daemon that cannot leave the program running', () => {
-  it('says so once, at the start, and checkpoints on the scheduler\'s signal as before', async () => {
+  it('says so once, at the start, asks again at each interval, and checkpoints on the scheduler\'s signal as before', async () => {
     const sandbox = makeSandbox();
     daemon(sandbox);
-    const job = await checkpointFirstJob(sandbox, ['50', '0.1'], 3, ['--interval', '1']);
-    const said = job.stderr.match(/--interval: no periodic checkpoints in this job: [^\n]*/g) ?? [];
+    const job = runCkpt(sandbox, ['--job-id', '100', '-v', '--interval', '1', '--', COUNTER, '50', '0.1']);
+    await job.waitFor((p) => (p.stderr.match(/--interval: still no periodic checkpoint/g) ?? []).length >= 2, 'two intervals asked again');
+    job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(99);
+    const said = job.stderr.match(/--interval: no periodic checkpoint for now: [^\n]*/g) ?? [];
     expect(said).toHaveLength(1);
-    expect(said[0]).toMatch(/ckpt-daemon\.heartbeat/);
+    expect(said[0]).toMatch(/ckpt-daemon\.heartbeat.*asking again every 1 s/);
     expect(job.stderr).not.toMatch(/periodic checkpoint requested/);
+  });
+
+  it('a job started before its node\'s daemon is up gets periodic checkpoints once the daemon\'s heartbeat says it can', async () => {
+    const sandbox = makeSandbox();
+    const job = runCkpt(sandbox, ['--job-id', '100', '--interval', '2', '--', COUNTER, '400', '0.05']);
+    await job.waitFor((p) => /--interval: no periodic checkpoint for now: no ckpt-daemon heartbeat/.test(p.stderr) && counted(p.stdout).length >= 3, 'the job to run without a daemon');
+    daemon(sandbox, { FAKE_LEAVE_RUNNING: '1' });
+    await job.waitFor((p) => (p.stderr.match(/periodic checkpoint complete in /g) ?? []).length >= 2, 'two periodic checkpoints', 20_000);
+    expect(job.stderr).toMatch(/--interval: the node's daemon can now leave the program running: periodic checkpoints start, every 2 s/);
+    // The program ran on through them: the count goes on, no line twice.
+    const before = counted(job.stdout).length;
+    await job.waitFor((p) => counted(p.stdout).length > before + 3, 'the count to go on');
+    job.child.kill('SIGUSR2');
+    expect(await job.exitCode()).toBe(99);
+    const lines = counted(job.stdout);
+    expect(lines).toEqual(Array.from({ length: lines.length }, (_, i) => i + 1));
   });
 
   it('a bad --interval or --keep is a usage error, with what is expected', async () => {
@@ -405,6 +425,46 @@ describe('--interval with a daemon that cannot leave the program running', () =>
       expect(job.stderr).toMatch(new RegExp(`${option}`));
       expect(job.stderr).not.toMatch(/ at .*\.js:\d+/);
     }
+  });
+});
+
+describe("the stop's reason under OAR: exit 99 waits for no oarstat", () => {
+  /** An `oarstat` stand-in on PATH: answers after DELAY seconds that OAR's metasched asked for the checkpoint (a preemption). */
+  function oarstat(sandbox: Sandbox, name: string, delaySec: number): string {
+    const bin = join(sandbox.dir, name);
+    mkdirSync(bin);
+    const event = (id: string) => JSON.stringify({ [id]: { types: ['besteffort'], events: [{ type: 'CHECKPOINT', description: `User oar (metasched) requested a checkpoint on the job ${id}`, date: 1, event_id: 1 }] } });
+    writeFileSync(join(bin, 'oarstat'), `#!/bin/bash\nsleep ${delaySec}\necho "$*" >> ${join(sandbox.dir, 'oarstat.asked')}\nid=\${@: -1}\nprintf '%s\\n' '${event('ID')}' | sed "s/ID/$id/g"\n`);
+    chmodSync(join(bin, 'oarstat'), 0o755);
+    return `${bin}:${process.env.PATH}`;
+  }
+  const oarJob = (id: string, path: string) => ({ OAR_JOB_ID: id, PATH: path });
+
+  it('an oarstat slower than the checkpoint: exit 99 at once, the reason from the clock and pending; the next job asks and completes it', async () => {
+    const sandbox = makeSandbox();
+    daemon(sandbox);
+    const options = ['--run-id', 'default', '--min-runtime', '0'];
+    const first = runCkpt(sandbox, [...options, '--', COUNTER, '200', '0.02', '7'], oarJob('500', oarstat(sandbox, 'slow', 5)));
+    await first.waitFor((p) => counted(p.stdout).length >= 3, '3 lines from the counter');
+    const signalled = Date.now();
+    first.child.kill('SIGUSR2');
+    expect(await first.exitCode()).toBe(99);
+    // The old code waited for oarstat (5 s here): exit 99 now follows the checkpoint alone.
+    expect(Date.now() - signalled).toBeLessThan(4000);
+    expect(first.stderr).toMatch(/the scheduler has not said yet why this job stops: the record says walltime, from the clock; the next job asks the scheduler and completes it/);
+    expect(first.stderr).not.toMatch(/this job stops for:/);
+    expect(state(sandbox).history[0]).toMatchObject({ jobId: '500', outcome: 'checkpointed', reason: 'walltime', reasonPending: { signal: 'checkpoint', schedulerJobId: '500' } });
+    const shown = runCkpt(sandbox, ['status']);
+    expect(await shown.exitCode()).toBe(0);
+    expect(shown.stdout).toMatch(/job 500 \(fresh\): checkpointed, exit 99; stopped by: walltime \(from the clock: the scheduler had not answered when the job exited; the next job asks it\)/);
+
+    const second = runCkpt(sandbox, [...options, '--', COUNTER, '200', '0.02', '7'], oarJob('501', oarstat(sandbox, 'fast', 0)));
+    expect(await second.exitCode()).toBe(7);
+    expect(second.stderr).toMatch(/job 500 stopped for: preemption \(asked now: the scheduler had not answered before that job exited\)/);
+    expect(readFileSync(join(sandbox.dir, 'oarstat.asked'), 'utf8')).toMatch(/^-J -f -j 500$/m);
+    const record = state(sandbox);
+    expect(record.history[0]).toMatchObject({ jobId: '500', reason: 'preemption' });
+    expect(record.history[0].reasonPending).toBeUndefined();
   });
 });
 

@@ -79,6 +79,7 @@ describe('ckpt-run simulate --engine restart', () => {
     const summary = summaryOf(workdir);
     expect(summary.cycles.map((c: { endedBy: string }) => c.endedBy)).toEqual(['checkpoint (exit 99)', 'program exited (code 7)']);
     expect(sim.stderr).toMatch(/job sim-\S+-1 preempted: checkpoint signal now, killed in 20 s if still there/);
+    expect(sim.stderr).toMatch(/this job stops for: preemption \(the dry run's simulated scheduler says so\)/);
     expect(counted(sim.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   });
 
@@ -89,7 +90,10 @@ describe('ckpt-run simulate --engine restart', () => {
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(2);
     expect(summary.cycles.every((cycle: { endedBy: string }) => cycle.endedBy === 'checkpoint (exit 99)')).toBe(true);
-    expect(summary.verdict).toMatch(/stopped after 2 cycles \(--max-cycles\)/);
+    expect(summary.verdict).toMatch(/stopped after 2 cycles \(--max-cycles\): 2 checkpoints made/);
+    // Its jobs log what the dry run simulates: its signal stands for the walltime's.
+    expect(sim.stderr.match(/this job stops for: walltime \(the dry run's simulated scheduler says so\)/g)).toHaveLength(2);
+    expect(sim.stderr).not.toMatch(/manual \(the scheduler says so\)/);
   });
 
   it('a program failing on its own: its exit code, no further cycle', async () => {

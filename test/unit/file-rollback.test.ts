@@ -151,6 +151,29 @@ describe('rolling back the output written after the last checkpoint', () => {
       expect(warning).not.toContain('results.txt');
     });
 
+    it("leaves the job's own output files out of the warning: this job's and the earlier jobs' (by what they are), and the schedulers' default names", () => {
+      const checkpointAt = new Date(Date.now() - 60_000);
+      utimesSync(paths.checkpointOk, checkpointAt, checkpointAt);
+      // Written after the checkpoint, all of them: only the program's own file is its change.
+      const files = {
+        oar: join(workdir, 'OAR.4242.stderr'),
+        slurm: join(workdir, 'slurm-77_3.out'),
+        earlierJob: join(workdir, 'job.log'),
+        thisJob: join(workdir, 'run-output.txt'),
+        redirectedDryRun: join(workdir, 'logs', 'sim.out'),
+        program: join(workdir, 'frame-0042.png'),
+      };
+      mkdirSync(join(workdir, 'logs'));
+      for (const path of Object.values(files)) writeFileSync(path, 'x');
+      // An earlier job recorded its output under another name: it is known by its inode.
+      const renamedEarlier = join(workdir, 'job.log.1');
+      state.history[0].output = [{ path: renamedEarlier, inode: statSync(files.earlierJob).ino }];
+      const ownNow = [files.thisJob, files.redirectedDryRun].map((path) => ({ path, inode: statSync(path).ino }));
+      const [, warning] = rollBackToCheckpoint(paths, state, ownNow);
+      expect(warning).toMatch(new RegExp(`not rolled back: ${files.program}\\. The resumed program`));
+      for (const path of [files.oar, files.slurm, files.earlierJob, files.thisJob, files.redirectedDryRun]) expect(warning).not.toContain(path);
+    });
+
     it('refuses the resume (exit 15, the file named) when a file is shorter, replaced or gone, and touches nothing', () => {
       const cases: Array<[string, () => void, RegExp]> = [
         ['shorter', () => writeFileSync(results, 'step'), /results\.txt is shorter than at the checkpoint \(4 bytes, was 14\)/],
@@ -171,6 +194,8 @@ describe('rolling back the output written after the last checkpoint', () => {
         expect(error).toBeInstanceOf(CliError);
         expect((error as CliError).exitCode).toBe(ExitCode.FileChanged);
         expect((error as CliError).message).toMatch(message);
+        // Said as a sentence: which file, and that it changed (never "the program holds X is gone").
+        expect((error as CliError).message).toMatch(/^cannot resume: a file the checkpoint's program holds open for writing changed after the checkpoint: .*results\.txt/);
         expect((error as CliError).message).toContain(`rm -r ${paths.dir}`);
         expect(readFileSync(paths.stdoutLog, 'utf8')).toBe(AT_CHECKPOINT.stdout + AFTER.stdout);
       }

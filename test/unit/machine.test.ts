@@ -166,6 +166,19 @@ describe('fresh start → checkpoint → exit 99', () => {
     ]);
     expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.MaxRestarts, outcome: 'failed' }]);
   });
+
+  it('messages read as sentences: "1 time", and a quoted reason ending in its own full stop gets no second one', () => {
+    const once = drive({ restarts: 1, maxRestarts: 1 }, [...fresh, [1000, { type: 'checkpointSignal' }], [1500, { type: 'programGone' }], [1600, { type: 'checkpointOk' }]]);
+    const said = (run: ReturnType<typeof drive>) => run.actions.flatMap((action) => (action.type === 'log' ? [action.message] : []));
+    expect(said(once).join('\n')).toMatch(/already resubmitted 1 time \(--max-restarts 1\)/);
+    // CRIU's hints end with a full stop ("... consider using --tcp-established option.").
+    const hint = 'Connected TCP socket, consider using --tcp-established option.';
+    const failed = drive({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1200, { type: 'dumpFailed', reason: hint }], [1300, { type: 'restoreFailed', reason: hint, retryable: false }]]);
+    expect(said(failed)).toContain('checkpoint failed: Connected TCP socket, consider using --tcp-established option. The program keeps running; the next checkpoint signal tries again.');
+    const restore = drive({}, [[0, { type: 'start', mode: 'resume' }], [500, { type: 'restoreFailed', reason: `${hint}\n`, retryable: false }]]);
+    expect(said(restore)).toContain('restore failed: Connected TCP socket, consider using --tcp-established option. The checkpoint is kept; fix the cause and submit again.');
+    expect([...said(failed), ...said(restore)].join('\n')).not.toMatch(/\.\. /);
+  });
 });
 
 describe('the daemon\'s deadline and what the job says when a dump goes wrong', () => {
@@ -414,6 +427,46 @@ describe('periodic checkpoints (--interval)', () => {
         'checkpoint complete in 600 ms (program frozen 120 ms, 1.0 MB), program stopped; exit 99 so that the job is resubmitted',
       );
     }
+  });
+
+  it("a daemon that cannot leave the program running yet is asked again at each interval; periodic checkpoints start as soon as it can, said once each way", () => {
+    const noHeartbeat = { ok: false as const, askAgain: true, why: 'no ckpt-daemon heartbeat /spool/ckpt-daemon.heartbeat' };
+    const run = drive({ intervalMs: EVERY, periodicWhyNot: noHeartbeat.why }, [
+      ...fresh,
+      [EVERY, { type: 'timer', name: 'interval', periodic: noHeartbeat }],
+      [2 * EVERY, { type: 'timer', name: 'interval', periodic: noHeartbeat }],
+      [3 * EVERY, { type: 'timer', name: 'interval', periodic: { ok: true } }],
+      [3 * EVERY + 400, { type: 'checkpointOk', figures }],
+      [4 * EVERY, { type: 'timer', name: 'interval', periodic: { ok: true } }],
+    ]);
+    expect(run.of('requestCheckpoint')).toEqual([
+      { type: 'requestCheckpoint', pid: 42, answerBy: 3 * EVERY + 295_000, leaveRunning: true },
+      { type: 'requestCheckpoint', pid: 42, answerBy: 4 * EVERY + 295_000, leaveRunning: true },
+    ]);
+    // Timed at the start, again at each interval while the daemon cannot, and after the complete checkpoint.
+    expect(run.of('setTimer').filter((action) => action.type === 'setTimer' && action.name === 'interval')).toHaveLength(4);
+    const said = messages(run);
+    expect(said.filter((message) => message.startsWith("--interval: the node's daemon can now leave the program running"))).toEqual([
+      "--interval: the node's daemon can now leave the program running: periodic checkpoints start, every 60 s",
+    ]);
+    // The start said why not (the supervisor): the intervals after it say it only in the debug log.
+    expect(run.actions.filter((action) => action.type === 'log' && action.level !== 'debug' && /no periodic checkpoint/.test(action.message))).toEqual([]);
+    expect(run.state.config.periodicWhyNot).toBeUndefined();
+  });
+
+  it('a daemon that stops being able to (an older one put in its place) gets no periodic request: said once, and asked again', () => {
+    const older = { ok: false as const, askAgain: true, why: 'no "leave-running" among the features' };
+    const run = drive({ intervalMs: EVERY }, [
+      ...fresh,
+      [EVERY, { type: 'timer', name: 'interval', periodic: older }],
+      [2 * EVERY, { type: 'timer', name: 'interval', periodic: older }],
+    ]);
+    expect(run.of('requestCheckpoint')).toEqual([]);
+    const warned = run.actions.filter((action) => action.type === 'log' && action.level === 'warn');
+    expect(warned).toEqual([
+      { type: 'log', level: 'warn', message: `--interval: no periodic checkpoint for now: ${older.why}; asking again every 60 s: they start as soon as the daemon can (the scheduler's signal still checkpoints the program)` },
+    ]);
+    expect(run.state.phase).toBe('running');
   });
 
   it('without --interval no periodic timer is set', () => {

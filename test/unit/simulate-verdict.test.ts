@@ -59,6 +59,12 @@ describe('simulate verdict', () => {
     expect(summary.verdict).toMatch(/^stopped after 2 cycles/);
   });
 
+  it('counts read as words: one cycle, one checkpoint; never "1 checkpoints"', () => {
+    const summary = verdict({ ...input([checkpointed('j1')]), maxCycles: 1 });
+    expect(summary.verdict).toMatch(/^stopped after 1 cycle \(--max-cycles\): 1 checkpoint made; /);
+    expect(verdict(input([checkpointed('j1'), finished('j2', 7)])).verdict).toBe('the program finished with exit code 7 after 1 checkpoint.');
+  });
+
   it('a job killed at its walltime keeps its own verdict: the dump the kill cut off is its consequence', () => {
     const killed: CycleRecord = { jobId: 'j2', runSec: 4, exitCode: 137, endedBy: KILLED_AT_WALLTIME, finished: false };
     const summary = verdict({ ...input([checkpointed('j1'), killed], [{ kind: 'dump', jobId: 'j2', reason: '2 was killed by 9 unexpectedly' }]), schedule: { kind: 'walltime', walltimeSec: 4, checkpointSec: 1 } });

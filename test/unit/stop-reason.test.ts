@@ -1,6 +1,11 @@
 /** Why a job stopped: the classifier and the scheduler answers it reads (values as OAR 2.5.9 and Slurm 22.05 give them). */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { oarStopFacts } from '../../src/scheduler/oar.js';
+import { NO_SCHEDULER } from '../../src/scheduler/scheduler.js';
+import { simulatedStopFacts } from '../../src/scheduler/simulated.js';
 import { slurmStopFacts } from '../../src/scheduler/slurm.js';
 import { stopReason, WALLTIME_SLACK_MS } from '../../src/scheduler/stop-reason.js';
 
@@ -74,3 +79,19 @@ describe('slurmStopFacts (scontrol show job -o ID)', () => {
     expect(slurmStopFacts(ending.replace('COMPLETING', 'RUNNING'), 1)).toEqual({});
   });
 });
+
+describe("the dry run's simulated scheduler, and no scheduler at all", () => {
+  it("says what the dry run simulates (its walltime signal is the walltime's), not the scheduler's word about a person", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'ckpt-simstop-')), 'simulated-stop');
+    expect(simulatedStopFacts(file)).toEqual({});
+    for (const reason of ['walltime', 'preemption', 'manual'] as const) {
+      writeFileSync(file, `${reason}\n`);
+      expect(simulatedStopFacts(file)).toEqual({ said: reason, source: "the dry run's simulated scheduler says so" });
+    }
+    writeFileSync(file, 'crash\n');
+    expect(simulatedStopFacts(file)).toEqual({});
+    // Without a scheduler, the source says a person, not a scheduler.
+    expect(await NO_SCHEDULER.stopFacts?.()).toEqual({ said: 'manual', source: 'no scheduler: a person sent the signal' });
+  });
+});
+

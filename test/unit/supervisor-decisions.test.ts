@@ -5,8 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
-import { daemonVerdict, endOfJobRecord, eventsFromFiles, exitMeansSaved, signalTargets, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
+import { completeStop, daemonVerdict, endOfJobRecord, eventsFromFiles, exitMeansSaved, signalTargets, stopRecord, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
 import { EventQueue } from '../../src/launcher/event-queue.js';
+import { restartsOnResume } from '../../src/launcher/preflight.js';
 import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine.js';
 import type { RunState } from '../../src/state/run-state.js';
 
@@ -207,7 +208,7 @@ describe('the run record at the end of a job', () => {
 
   it("why the job stopped goes into its history entry; the record made when the checkpoint completed and the one at the exit agree (one restart)", () => {
     const atHold = endOfJobRecord(before(), end({ code: 99, outcome: 'checkpointed', checkpointNow: 'ino2' }));
-    const atExit = endOfJobRecord(before(), end({ code: 99, outcome: 'checkpointed', checkpointNow: 'ino2', reason: 'preemption' }));
+    const atExit = endOfJobRecord(before(), end({ code: 99, outcome: 'checkpointed', checkpointNow: 'ino2', stop: { reason: 'preemption' } }));
     expect(atHold.state.history[1].reason).toBeUndefined();
     expect(atExit.state.history[1]).toMatchObject({ outcome: 'checkpointed', reason: 'preemption' });
     expect([atHold.state.restarts, atExit.state.restarts]).toEqual([3, 3]);
@@ -217,6 +218,72 @@ describe('the run record at the end of a job', () => {
     const prior = before();
     endOfJobRecord(prior, end({ code: 99, outcome: 'checkpointed', checkpointNow: 'ino2' }));
     expect(prior).toEqual(before());
+  });
+});
+
+describe("the stop's reason: the exit waits for no scheduler answer", () => {
+  const SIGNAL_AT = Date.parse('2026-01-01T10:00:00.000Z');
+  const seen = { signal: 'checkpoint' as const, at: SIGNAL_AT, walltimeEndsAt: SIGNAL_AT + 30 * 60_000, schedulerJobId: '4242' };
+  const saidPreemption = { said: 'preemption' as const, preemptible: true };
+
+  it('exit 99 is decided by the checkpoint alone: at checkpoint_ok, whatever the scheduler has (not) said', () => {
+    const signalled = step(running(), { type: 'checkpointSignal' }, 1000).state;
+    const gone = step(signalled, { type: 'programGone' }, 1200).state;
+    const done = step(gone, { type: 'checkpointOk' }, 1250);
+    expect(done.actions.at(-1)).toEqual({ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' });
+  });
+
+  it("answered before the exit: the scheduler's word, decided at the signal's time, nothing pending", () => {
+    expect(stopRecord(seen, saidPreemption)).toEqual({ reason: 'preemption' });
+    // The clock part is the signal's: 30 min before the walltime, without the lead, a checkpoint signal is the walltime's.
+    expect(stopRecord(seen, {})).toEqual({ reason: 'walltime' });
+  });
+
+  it("no answer by the exit: the clock's guess (with what is known without asking), marked pending with what it was made of", () => {
+    const record = stopRecord(seen, undefined, { preemptible: true });
+    expect(record).toEqual({
+      reason: 'preemption',
+      reasonPending: { signal: 'checkpoint', at: '2026-01-01T10:00:00.000Z', walltimeEndsAt: '2026-01-01T10:30:00.000Z', schedulerJobId: '4242' },
+    });
+    expect(stopRecord({ signal: 'terminate', at: SIGNAL_AT }, undefined)).toEqual({ reason: 'manual', reasonPending: { signal: 'terminate', at: '2026-01-01T10:00:00.000Z' } });
+  });
+
+  it('the next job completes a pending record with what the scheduler says of that job, as at its signal', () => {
+    const pending = { jobId: 'j1', startedAt: '2026-01-01T09:00:00.000Z', mode: 'fresh' as const, outcome: 'checkpointed' as const, exitCode: 99, ...stopRecord(seen, undefined) };
+    expect(pending.reason).toBe('walltime');
+    const completed = completeStop(pending, saidPreemption);
+    expect(completed).toEqual({ jobId: 'j1', startedAt: '2026-01-01T09:00:00.000Z', mode: 'fresh', outcome: 'checkpointed', exitCode: 99, reason: 'preemption' });
+    // A termination signal 20 s before the recorded walltime was the scheduler's kill, whenever the next job asks.
+    const late = { ...pending, ...stopRecord({ signal: 'terminate', at: seen.walltimeEndsAt - 20_000, walltimeEndsAt: seen.walltimeEndsAt }, undefined) };
+    expect(completeStop(late, { preemptible: false }).reason).toBe('walltime');
+    // A record with nothing pending stays as it is.
+    expect(completeStop(completed, { said: 'manual' })).toBe(completed);
+  });
+
+  it('the end of a job carries the pending mark into its record; an answer at the hold clears it', () => {
+    const record = endOfJobRecord(
+      { schema: 1, runId: 'r', command: ['p'], workdir: '/w', createdAt: '2026-01-01T00:00:00.000Z', status: 'running', restarts: 0, relayed: { stdout: 0, stderr: 0 }, history: [{ jobId: 'j1', startedAt: '2026-01-01T09:00:00.000Z', mode: 'fresh' }] },
+      { code: 99, outcome: 'checkpointed', relayed: { stdout: 0, stderr: 0 }, terminating: false, endedAt: new Date(SIGNAL_AT + 2000), stop: stopRecord(seen, undefined) },
+    );
+    expect(record.state.history[0]).toMatchObject({ reason: 'walltime', reasonPending: { schedulerJobId: '4242' } });
+    const answeredLater = endOfJobRecord(record.state, { code: 99, outcome: 'checkpointed', relayed: { stdout: 0, stderr: 0 }, terminating: false, endedAt: new Date(SIGNAL_AT + 3000), stop: stopRecord(seen, saidPreemption) });
+    expect(answeredLater.state.history[0].reasonPending).toBeUndefined();
+    expect(answeredLater.state.history[0].reason).toBe('preemption');
+  });
+});
+
+describe('restarts, as `ckpt-run status` and --max-restarts count them', () => {
+  const run = (restarts: number, outcomes: Array<'checkpointed' | 'failed' | undefined>): RunState => ({
+    schema: 1, runId: 'r', command: ['p'], workdir: '/w', createdAt: '2026-01-01T00:00:00.000Z', status: 'checkpointed', restarts, relayed: { stdout: 0, stderr: 0 },
+    history: outcomes.map((outcome, i) => ({ jobId: `j${i}`, startedAt: '2026-01-01T00:00:00.000Z', mode: i === 0 ? 'fresh' : 'resume', ...(outcome ? { outcome } : {}) })),
+  });
+
+  it("a resume after an exit 99 was counted by that exit; one after a crash or a failed job counts itself", () => {
+    expect(restartsOnResume(run(1, ['checkpointed']))).toBe(1);
+    // Job j1 resumed and crashed (no end recorded): the job that resumes now is a restart too.
+    expect(restartsOnResume(run(1, ['checkpointed', undefined]))).toBe(2);
+    expect(restartsOnResume(run(1, ['checkpointed', 'failed']))).toBe(2);
+    expect(restartsOnResume(run(0, []))).toBe(0);
   });
 });
 
