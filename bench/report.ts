@@ -219,7 +219,7 @@ function notesFor({ opts, machine, choice, haveBaseline, tools, samples, idle }:
   if (ckCodes.some((c) => c !== 42)) notes.push(`ckpt-run exit codes after resume: ${ckCodes.join(', ')} (expected the program's 42).`);
   const methods = [...new Set(Object.values(idle).map((r) => r.cpuMethod))].join(', ');
   notes.push(`idle cost: the wrapper's processes and all they fork, the program's subtree left out, measured with ${methods || '—'} over a window that opens ${formatNumber(opts.idleWarmup)} s after the program started (start-up CPU shown apart: it is paid once, not per hour); ${tools.map((t) => t.name).join(' and ')} side by side; forks sampled every 10 ms.`);
-  notes.push(`ckpt-run ran as ${machine.user} with its defaults (--pid-namespace auto${machine.user === 'root' ? ' = on: node + unshare + sh shim' : ' = off'}); RSS is the node process's.`);
+  notes.push(`ckpt-run ran as ${machine.user} with its defaults (--pid-namespace off: node + sh shim); RSS is the node process's.`);
   if (choice.kind !== 'ckpt-daemon') notes.push('no real CRIU: dump and restore are kill + restart of the command; the job-side figures subtract the daemon\'s time either way.');
   if (allRefusals.length) {
     const byTool = [...new Set(allRefusals.map((r) => r.tool))].map((tool) => `${allRefusals.filter((r) => r.tool === tool).length} of ${tool}'s`).join(', ');

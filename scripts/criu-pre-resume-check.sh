@@ -352,6 +352,9 @@ for pid in $tree; do
   check_file "$pid" "its working directory" "$(readlink "/proc/$pid/cwd")" "/proc/$pid/cwd" 1
 
   for fd in /proc/"$pid"/fd/*; do
+    # a process with no descriptor at all (zdtm's fd test) leaves the pattern as it is: under
+    # set -e its readlink ended the check ("the check itself failed")
+    [ -L "$fd" ] || continue
     target=$(readlink "$fd")
     case $target in /*) ;; *) continue ;; esac # pipes, sockets, anonymous inodes: no name to open
     flags=0

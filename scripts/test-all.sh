@@ -26,11 +26,12 @@ if [ "$(id -u)" = 0 ]; then
   need stress stress "the seed's example process tree"
   # systemd-analyze verify needs no running systemd: CI's PID 1 is not systemd.
   need systemd-analyze systemd "systemd-analyze verifies scripts/ckpt-daemon.service"
-  # The real-programs suite's Debian packages, in one apt-get call, bounded (~30 s here when
-  # the package lists are fresh); only the missing ones, so a prepared machine pays nothing.
-  missing=$(while read -r pkg; do
+  # The real-programs suite's Debian packages, and what the zdtm suite needs to build CRIU's own
+  # tests (a C compiler and make; xz for the source tarball), in one apt-get call, bounded (~30 s
+  # here when the package lists are fresh); only the missing ones, so a prepared machine pays nothing.
+  missing=$(cat test/e2e/real-programs/packages.txt test/e2e/zdtm/packages.txt | while read -r pkg; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || echo "$pkg"
-  done < test/e2e/real-programs/packages.txt)
+  done)
   if [ -n "$missing" ]; then
     say "installing the real programs' packages:" $missing
     started=$SECONDS

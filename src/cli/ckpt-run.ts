@@ -104,7 +104,7 @@ export interface LauncherCliOptions extends AppCliOptions {
   minRuntime?: number;
   walltime?: number;
   maxRestarts: number;
-  pidNamespace: 'auto' | 'on' | 'off';
+  pidNamespace: 'on' | 'off';
   daemonCheck: boolean;
   daemonGrace: number;
   quiet?: boolean;
@@ -182,8 +182,13 @@ export function launch(
     dumpSafety: options.dumpSafety,
     intervalMs: options.interval === undefined ? undefined : options.interval * 1000,
     keep: options.keep,
-    // A namespace keeps a restored tree's PIDs free; a program started again needs none.
-    pidNamespace: !app && (options.pidNamespace === 'on' || (options.pidNamespace === 'auto' && process.geteuid?.() === 0)),
+    // Off unless asked, for root too: the namespace kept a restored tree's PIDs free, but the
+    // program kept the node's /proc, where /proc/<its own PID> is another process (kthreadd for
+    // PID 2): a program that looks itself up by PID (psutil, Java's ProcessHandle, MPI
+    // libraries; zdtm's file_locks03 and cow00) read another's data, and root's dry run showed
+    // the program another world than a user's job. A PID in use on restore is retried instead
+    // (the daemon waits for it, then exit 99). A program started again needs none.
+    pidNamespace: !app && options.pidNamespace === 'on',
     daemonCheck: options.daemonCheck,
     daemonGraceMs: options.daemonGrace * 1000,
     pollMs: 1000,
@@ -254,9 +259,9 @@ export function buildProgram(): Command {
     .option('--dump-timeout <seconds>', 'how long the daemon may take to complete a dump', secondsOption, 300)
     .option('--max-restarts <n>', 'stop (exit 10) instead of exiting 99 after this many resubmissions', wholeNumberOption, 100)
     .addOption(
-      new Option('--pid-namespace <mode>', 'start the program as init of its own PID namespace, so restores never hit a PID in use (auto: when root)')
-        .choices(['auto', 'on', 'off'])
-        .default('auto'),
+      new Option('--pid-namespace <mode>', "on (root only): start the program as init of its own PID namespace, so restores never hit a PID in use; it keeps the node's /proc, where /proc/<its own PID> is another process")
+        .choices(['off', 'on'])
+        .default('off'),
     )
     .option('--no-daemon-check', 'do not fail fast when no daemon heartbeat is seen (for daemons without one)')
     .option('--daemon-grace <seconds>', 'how long a request may stay unread, with no daemon heartbeat, before giving up', secondsOption, 5)

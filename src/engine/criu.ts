@@ -261,7 +261,9 @@ export class CriuEngine implements CheckpointEngine {
     const nodeSockets = treeNodeSockets(pid);
     if (tcp) writeFileSync(join(imagesDir, TCP_MARKER), '');
     const args = ['dump', '-t', String(pid), '-D', imagesDir, '-o', 'dump.log', '-v4', '--tcp-established', '--file-locks', '--action-script', PRE_RESUME_CHECK];
-    // Semaphores and other shared files whose name was deleted (see --link-remap above).
+    // A file open under a name since removed while other names still link to it: criu keeps it
+    // with a hard link of its own next to it (restore reopens and removes it) instead of
+    // refusing the dump ("Can't create link remap … Use link-remap option"; zdtm's unlink_fstat03).
     args.push('--link-remap');
     if (shellJob) args.push('--shell-job');
     if (leaveRunning) args.push('--leave-running');

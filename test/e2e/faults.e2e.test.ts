@@ -8,7 +8,7 @@
  *      c. the disk has no room for the next dump (the run on a small tmpfs: the first checkpoint fits,
  *         not the second, which the daemon refuses before it starts);
  *   2. the dumped root's PID taken on the node when the job resumes:
- *      a. in its own PID namespace (--pid-namespace on, root's default) the restore succeeds;
+ *      a. in its own PID namespace (--pid-namespace on, opt-in) the restore succeeds;
  *      b. without (--pid-namespace off): a retryable failure, exit 99 with the checkpoint intact,
  *         counted; once the PID is free the next job resumes and the run completes;
  *      c. a thread's ID taken instead: the daemon waits for it and restores in the same job;

@@ -5,7 +5,7 @@
  * trees run as a stranger uid through setpriv.
  */
 import { execa } from 'execa';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { processState, treeOf } from '../../src/proc/processes.js';
 import { PRE_RESUME_CHECK } from '../../src/engine/criu.js';
@@ -35,6 +35,14 @@ describe.runIf(AS_ROOT)('the pre-resume check', () => {
     expect(result.stderr).toBe('');
     expect(result.exitCode).toBe(0);
     expect(isGone(pid)).toBe(false);
+  });
+
+  it('clears a process with no file descriptor at all', async () => {
+    const pid = await startTree(asStranger(['perl', '-e', 'use POSIX; POSIX::close($_) for 0..1023; sleep 100']), { cwd: '/tmp' });
+    await waitUntil(() => readdirSync(`/proc/${pid}/fd`).length === 0, 'perl to close its descriptors');
+    const result = await check(pid);
+    expect(result.stderr).toBe('');
+    expect(result.exitCode).toBe(0);
   });
 
   it('does nothing for another action, and clears anything for root', async () => {

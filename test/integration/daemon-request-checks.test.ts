@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, oarJobUser, removeCgroups } from '../../src/daemon/job-cgroups.js';
 import { checkJobOwner, checkTargetProcess, openRunDir } from '../../src/daemon/request-checks.js';
+import { childrenOf, processState } from '../../src/proc/processes.js';
 import { AS_ROOT, asStranger, cleanUp, requesterOf, SELF, startTree, STRANGER, tempDir } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 
@@ -75,6 +76,21 @@ describe('checkTargetProcess', () => {
     expect(() => checkTargetProcess(capable, STRANGER_REQUESTER)).toThrow('has capabilities (CapPrm 0000000000002000)');
     const grouped = await startTree(['setpriv', `--reuid=${STRANGER}`, `--regid=${STRANGER}`, '--groups=0', 'sleep', '100']);
     expect(() => checkTargetProcess(grouped, STRANGER_REQUESTER)).toThrow('has group 0, which stranger is not in');
+  });
+
+  it.runIf(AS_ROOT)('accepts a tree whose threads come and go while it is checked (a thread that ended has no powers)', async () => {
+    // Threads of 0.5 ms, 20 at a time: some end between the listing and the reading of their status.
+    const pid = await startTree(asStranger(['/usr/bin/python3', '-c', 'import threading, time\nwhile True:\n  ts = [threading.Thread(target=time.sleep, args=(0.0005,)) for _ in range(20)]\n  [t.start() for t in ts]; [t.join() for t in ts]']));
+    await waitUntil(() => statSync(`/proc/${pid}/status`).uid === STRANGER && readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('python'), 'python to run as the stranger');
+    for (let i = 0; i < 300; i++) expect(() => checkTargetProcess(pid, STRANGER_REQUESTER)).not.toThrow();
+  });
+
+  it.runIf(AS_ROOT)("accepts a user's tree holding a zombie (whose /proc files the kernel gives to root)", async () => {
+    const pid = await startTree(asStranger(['sh', '-c', 'sh -c "exit 0" & exec sleep 100']));
+    const zombie = () => childrenOf(pid).find((child) => processState(child) === 'Z');
+    await waitUntil(() => zombie() !== undefined, 'the unreaped child');
+    expect(statSync(`/proc/${zombie()}/status`).uid).toBe(0);
+    expect(() => checkTargetProcess(pid, STRANGER_REQUESTER)).not.toThrow();
   });
 
   it.runIf(AS_ROOT)('refuses a process that is not dumpable (as after running a setuid program)', async () => {
