@@ -185,7 +185,7 @@ export function launch(
     // Off unless asked, for root too: the namespace kept a restored tree's PIDs free, but the
     // program kept the node's /proc, where /proc/<its own PID> is another process (kthreadd for
     // PID 2): a program that looks itself up by PID (psutil, Java's ProcessHandle, MPI
-    // libraries; zdtm's file_locks03 and cow00) read another's data, and root's dry run showed
+    // libraries; zdtm's file_locks01–08 and fanotify00) read another's data, and root's dry run showed
     // the program another world than a user's job. A PID in use on restore is retried instead
     // (the daemon waits for it, then exit 99). A program started again needs none.
     pidNamespace: !app && options.pidNamespace === 'on',
