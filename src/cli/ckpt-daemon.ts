@@ -6,14 +6,14 @@ import { DEFAULT_IMAGE_KEY, ImageKeyError, loadImageKey } from '../daemon/image-
 import { SpoolError } from '../daemon/spool.js';
 import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
-import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS } from '../engine/criu.js';
+import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS, DEFAULT_KEEP_FILES_MAX } from '../engine/criu.js';
 import { formatFindings, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
 import { CliError } from '../base/exit-codes.js';
-import { runCli, secondsOption } from './run-cli.js';
+import { runCli, secondsOption, sizeOption } from './run-cli.js';
 
 export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;
 
@@ -118,6 +118,7 @@ interface DaemonCliOptions {
   spoolDir: string;
   criu: string;
   criuDeadline: number;
+  keepFilesMax: number;
   criuBreakpoints: 'auto' | 'on' | 'off';
   restore: 'lazy' | 'full';
   check?: boolean;
@@ -152,7 +153,7 @@ async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<Ch
       `each criu run is bounded to ${options.criuDeadline} s`,
   );
   const notice = (message: string): void => logger.log('warn', message);
-  return new CriuEngine(options.criu, { settings: findings.settings, deadlineMs: options.criuDeadline * 1000, notice });
+  return new CriuEngine(options.criu, { settings: findings.settings, deadlineMs: options.criuDeadline * 1000, keepFilesMax: options.keepFilesMax, notice });
 }
 
 async function check(options: DaemonCliOptions): Promise<void> {
@@ -221,6 +222,14 @@ export function buildProgram(): Command {
       new Option('--criu-deadline <seconds>', 'the longest one criu dump or restore may run before it is killed (the program runs on)')
         .argParser(secondsOption)
         .default(DEFAULT_CRIU_DEADLINE_MS / 1000),
+    )
+    .addOption(
+      new Option(
+        '--keep-files-max <size>',
+        'the most content of the files a program holds open for writing that one checkpoint keeps (changed blocks, new copies), e.g. 4G; past it a file gets only a checksum',
+      )
+        .argParser(sizeOption)
+        .default(DEFAULT_KEEP_FILES_MAX, '4G'),
     )
     .addOption(
       new Option('--criu-breakpoints <mode>', "auto: probe whether hardware breakpoints trap here; on/off: take your word, skip the canary")

@@ -61,6 +61,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
 import { treeHoldsTcp } from '../proc/tcp-sockets.js';
+import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../protocol/kept-files.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { busyPid, criuFailure, threadIdTaken } from './criu-log.js';
@@ -81,6 +82,12 @@ import { LazyPagesServer } from './lazy-pages.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
+
+/** The keep tool (engine/keep-files.ts), run by the action script. */
+const KEEP_TOOL = fileURLToPath(new URL('./keep-files-tool.js', import.meta.url));
+
+/** The content of open files a checkpoint keeps at most by default: the bases and changed blocks it writes. */
+export const DEFAULT_KEEP_FILES_MAX = 4 * 2 ** 30;
 
 /** criu's own figures of a dump, written beside its images. */
 const STATS_IMAGE = 'stats-dump';
@@ -197,6 +204,8 @@ export interface CriuEngineOptions {
   /** The bound on one criu run when the request gives no sooner one. */
   deadlineMs?: number;
   pidWaitMs?: number;
+  /** The bound on the content of open files kept per checkpoint (protocol/kept-files.ts), in bytes. */
+  keepFilesMax?: number;
   /** Told once when the engine changes how it runs criu (breakpoints turned off). */
   notice?: (message: string) => void;
 }
@@ -216,7 +225,7 @@ export class CriuEngine implements CheckpointEngine {
     this.pidWaitMs = options.pidWaitMs ?? PID_WAIT_MS;
   }
 
-  async dump({ pid, imagesDir, requester, deadline, leaveRunning }: DumpTarget): Promise<DumpFigures> {
+  async dump({ pid, imagesDir, requester, deadline, leaveRunning, runDir }: DumpTarget): Promise<DumpFigures> {
     const shellJob = !leadsItsSession(pid);
     if (shellJob) writeFileSync(join(imagesDir, SHELL_JOB_MARKER), '');
     const tcp = treeHoldsTcp(pid);
@@ -226,13 +235,27 @@ export class CriuEngine implements CheckpointEngine {
     if (leaveRunning) args.push('--leave-running');
     const before = new Map(treeOf(pid).map((member) => [member, processState(member)]));
     // The action script records the files open for writing while the tree is frozen (protocol/open-files.ts).
-    const env = { ...requesterEnv(requester), CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE) };
+    const env = { ...requesterEnv(requester), CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE), ...(runDir ? this.keepEnv(imagesDir, runDir, requester) : {}) };
     await this.run(args, join(imagesDir, 'dump.log'), env, this.deadlineOf(deadline), {
       locksNetwork: tcp,
       onDeadline: (child) => this.stopDump(child, join(imagesDir, 'dump.log'), before),
     });
     const stats = join(imagesDir, STATS_IMAGE);
-    return { frozenMs: existsSync(stats) ? frozenMsOf(readFileSync(stats)) : undefined };
+    const kept = runDir ? parseKeptIndex(readOrEmpty(join(imagesDir, KEPT_INDEX_IMAGE))) : undefined;
+    return { frozenMs: existsSync(stats) ? frozenMsOf(readFileSync(stats)) : undefined, ...(kept ? { kept } : {}) };
+  }
+
+  /** The action script's settings for the keep tool, which it runs as the requester. */
+  private keepEnv(imagesDir: string, runDir: string, requester: Requester): Record<string, string> {
+    return {
+      CKPT_KEEP_FILES: join(imagesDir, KEPT_INDEX_IMAGE),
+      CKPT_KEEP_DATA: join(imagesDir, KEPT_DATA_IMAGE),
+      CKPT_KEEP_NODE: process.execPath,
+      CKPT_KEEP_TOOL: KEEP_TOOL,
+      CKPT_KEEP_MAX: String(this.options.keepFilesMax ?? DEFAULT_KEEP_FILES_MAX),
+      CKPT_RUN_DIR: runDir,
+      CKPT_REQUESTER_GID: String(requester.gid),
+    };
   }
 
   async restore(target: RestoreTarget): Promise<RestoredTree> {

@@ -3,6 +3,7 @@
  * images, and later restore it from them. Two engines: CRIU (the real thing, root only) and
  * "restart" (no CRIU: records the command line and starts it again; for the local dry run).
  */
+import type { KeptIndex } from '../protocol/kept-files.js';
 import type { Requester } from '../protocol/spool-request.js';
 import type { PagesIn } from '../protocol/run-dir.js';
 
@@ -17,12 +18,16 @@ export interface DumpTarget {
   deadline?: number;
   /** Leave the tree running after the dump (a periodic checkpoint) instead of stopping it. */
   leaveRunning?: boolean;
+  /** The run folder as the user reaches it: where the content of the files open for writing is kept (protocol/kept-files.ts). */
+  runDir?: string;
 }
 
 /** What an engine can tell of a dump it made. */
 export interface DumpFigures {
   /** How long the tree was frozen, where the engine measures it. */
   frozenMs?: number;
+  /** The content of the files open for writing, kept while frozen (protocol/kept-files.ts). */
+  kept?: KeptIndex;
 }
 
 export interface RestoreTarget {

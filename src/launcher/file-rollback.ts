@@ -16,9 +16,11 @@ import { join } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { OutputRelay } from '../proc/output-relay.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
+import { KEPT_INDEX_IMAGE, parseKeptIndex, type KeptIndex } from '../protocol/kept-files.js';
 import { parseOpenFiles, type OpenFile } from '../protocol/open-files.js';
 import { OPEN_FILES_IMAGE, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import { saveRunState, type RunState } from '../state/run-state.js';
+import { keptProblems, restoreKeptFiles } from './kept-restore.js';
 
 /** The file every CRIU image set starts with. */
 const CRIU_INVENTORY = 'inventory.img';
@@ -149,13 +151,8 @@ export function changedSince(workdir: string, since: number, known: Set<string>)
 }
 
 /** The warning for files that cannot be rolled back, if any. */
-function notRolledBack(paths: RunDirPaths, state: RunState, files: OpenFile[]): string[] {
-  let since: number;
-  try {
-    since = statSync(paths.checkpointOk).mtimeMs;
-  } catch {
-    return [];
-  }
+function notRolledBack(state: RunState, files: OpenFile[], since: number | undefined): string[] {
+  if (since === undefined) return [];
   const changed = changedSince(state.workdir, since, new Set(files.map((file) => file.path)));
   if (changed.length === 0) return [];
   const named = changed.slice(0, NAMED_AT_MOST).join(', ') + (changed.length > NAMED_AT_MOST ? ` and ${changed.length - NAMED_AT_MOST} more` : '');
@@ -176,13 +173,27 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): strin
   if (!existsSync(join(paths.images, CRIU_INVENTORY))) return [];
   const files = openFilesOf(paths);
   if (files === undefined) return rollBackOutput(paths, state);
-  const unrolled = notRolledBack(paths, state, files);
+  // The files whose content the checkpoint kept are put back whole; the others are cut back to their size.
+  const kept = keptIndexOf(paths);
+  const restored = new Set(kept?.files.filter((file) => file.kind === 'kept').map((file) => file.path));
+  const problems = kept ? keptProblems(kept, paths.dir) : [];
+  if (problems.length > 0) {
+    throw new CliError(
+      `cannot resume: ${problems.join('; ')}. The checkpoint cannot bring the program back with its files as they were. ` +
+        `Put the file back as it was at the checkpoint, or start the run afresh: rm -r ${paths.dir}`,
+      ExitCode.FileChanged,
+    );
+  }
   // The output files, known by inode (the record names them as the program's /proc showed them), each stat'ed once.
   const stdoutInode = fileNow(paths.stdoutLog)?.inode;
   const stderrInode = fileNow(paths.stderrLog)?.inode;
   const keepOf = (file: OpenFile): string =>
     file.inode === stdoutInode ? paths.stdoutRolledBack : file.inode === stderrInode ? paths.stderrRolledBack : `${file.path}.rolled-back`;
-  const { cuts, refusals } = planRollback(files, fileNow, keepOf);
+  const { cuts, refusals } = planRollback(
+    files.filter((file) => !restored.has(file.path)),
+    fileNow,
+    keepOf,
+  );
   if (refusals.length > 0) {
     throw new CliError(
       `cannot resume: the checkpoint's program holds ${refusals.join('; ')}. It would go on writing where it left off. ` +
@@ -190,10 +201,32 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): strin
       ExitCode.FileChanged,
     );
   }
-  if (cuts.length === 0) return unrolled;
+  const since = checkpointTime(paths);
+  const put = kept && since !== undefined ? restoreKeptFiles(kept, paths.dir, paths.images, since) : [];
+  const unrolled = notRolledBack(state, files, since);
+  const back = put.map((what) => `rolled back to the checkpoint: ${what}`);
+  if (cuts.length === 0) return [...back, ...unrolled];
   const endOf = (inode: number | undefined, relayed: number): number => files.find((file) => file.inode === inode)?.size ?? relayed;
   cutBack(paths, state, cuts, { stdout: endOf(stdoutInode, state.relayed.stdout), stderr: endOf(stderrInode, state.relayed.stderr) });
-  return [said(state, cuts), ...unrolled];
+  return [said(state, cuts), ...back, ...unrolled];
+}
+
+/** The kept content's index in the images, or undefined for images without one. */
+function keptIndexOf(paths: RunDirPaths): KeptIndex | undefined {
+  try {
+    return parseKeptIndex(readFileSync(join(paths.images, KEPT_INDEX_IMAGE), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** When the resumed checkpoint was made (checkpoint_ok's mtime). */
+function checkpointTime(paths: RunDirPaths): number | undefined {
+  try {
+    return statSync(paths.checkpointOk).mtimeMs;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Images without the record of open files: the output files, to the sizes noted when the checkpoint's job ended. */
