@@ -13,6 +13,8 @@ import { requeueJob } from '../scheduler/requeue.js';
 import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
 import { releaseFinishedImages } from '../state/run-images.js';
+import { saveRunState, type RunState } from '../state/run-state.js';
+import type { RunDirPaths } from '../protocol/run-dir.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
 import { durationOption, runCli, secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
@@ -149,7 +151,7 @@ export function launch(
   if (run.mode === 'resume') {
     // The output check reads the relayed count before the roll-back lowers it.
     const outputWarning = scheduler.resumedOutputWarning?.(run.state.relayed.stdout);
-    for (const warning of [outputWarning, ...rollBackToCheckpoint(run.paths, run.state)]) if (warning) logger.log('warn', warning);
+    for (const warning of [outputWarning, ...rollBackFor(run.paths, run.state, jobId)]) if (warning) logger.log('warn', warning);
   }
 
   if (options.preemptionPoll && !scheduler.preempted) {
@@ -187,6 +189,23 @@ export function launch(
     if (!options.keepImages) releaseFinishedImages(run.paths, logger);
     return code === ExitCode.Resubmit && requeue && !(await requeueJob(requeue, logger)) ? ExitCode.RequeueFailed : code;
   });
+}
+
+/**
+ * The roll-back before a resume; a refusal is recorded as this job's end, so that `status`
+ * tells why the checkpoint is not resumed rather than that the next job resumes it.
+ */
+function rollBackFor(paths: RunDirPaths, state: RunState, jobId: string): string[] {
+  try {
+    return rollBackToCheckpoint(paths, state);
+  } catch (error) {
+    if (error instanceof CliError && error.exitCode === ExitCode.FileChanged) {
+      const now = new Date().toISOString();
+      state.history.push({ jobId, startedAt: now, endedAt: now, mode: 'resume', outcome: 'failed', exitCode: error.exitCode, refused: error.message });
+      saveRunState(paths.state, state);
+    }
+    throw error;
+  }
 }
 
 export function buildProgram(): Command {

@@ -17,8 +17,12 @@ import {
   type KeptFile, type KeptIndex,
 } from '../protocol/kept-files.js';
 
-const DATA_FD = 1;
-const INDEX_FD = 3;
+/** The descriptors root opened in the images: the blocks, the index. */
+export interface KeepOutput {
+  data: number;
+  index: number;
+}
+const TOOL_OUTPUT: KeepOutput = { data: 1, index: 3 };
 
 /** The bases of the run's checkpoints (the latest, kept generations), by file path. */
 function basesInUse(runDir: string): { latest: Map<string, KeptFile>; used: Set<string> } {
@@ -55,6 +59,7 @@ class Keeper {
   constructor(
     private readonly basesDir: string,
     private readonly max: number,
+    private readonly dataFd: number,
   ) {}
 
   /** The runs where the file differs from BASE (its first BASESIZE bytes). */
@@ -83,7 +88,7 @@ class Keeper {
     for (const [offset, length] of runs) {
       for (let done = 0; done < length; done += KEPT_CHUNK) {
         const chunk = readAt(fd, this.buffer, Math.min(KEPT_CHUNK, length - done), offset + done);
-        writeSync(DATA_FD, chunk);
+        writeSync(this.dataFd, chunk);
       }
     }
     const bytes = runs.reduce((sum, [, length]) => sum + length, 0);
@@ -154,18 +159,18 @@ export function parseKeepList(text: string): { source: string; path: string }[] 
   return list;
 }
 
-export function keepFiles(input: string, runDir: string, max: number): KeptIndex {
+export function keepFiles(input: string, runDir: string, max: number, output: KeepOutput = TOOL_OUTPUT): KeptIndex {
   const started = Date.now();
   const basesDir = join(runDir, KEPT_FILES_FOLDER);
   mkdirSync(basesDir, { recursive: true, mode: 0o700 });
   const { latest, used } = basesInUse(runDir);
-  const keeper = new Keeper(basesDir, max);
+  const keeper = new Keeper(basesDir, max, output.data);
   const files = parseKeepList(input).map(({ source, path }) => keeper.keep(source, path, latest.get(path)));
   // Bases no checkpoint uses any more: of checkpoints removed, or of dumps that failed.
   for (const file of files) if (file.base !== undefined) used.add(file.base);
   for (const name of readdirSync(basesDir)) if (!used.has(name)) rmSync(join(basesDir, name), { force: true });
   const index = { ms: Date.now() - started, bytes: keeper.written, max, files };
-  writeSync(INDEX_FD, formatKeptIndex(index));
+  writeSync(output.index, formatKeptIndex(index));
   return index;
 }
 

@@ -11,6 +11,7 @@ import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { formatMegabytes } from '../base/sizes.js';
+import { KEPT_FILES_FOLDER } from '../protocol/kept-files.js';
 import { GENERATION_PREFIX, imagesBytes, PARTIAL_IMAGES_PREFIX, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, type RunState } from './run-state.js';
 
@@ -121,13 +122,37 @@ export function removeImages(paths: RunDirPaths, partial = true): { removed: str
       problems.push(`cannot remove ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}${partial}`);
     }
   }
+  // The bases of the files' content kept with the checkpoints (protocol/kept-files.ts): of use only with them.
+  const bases = join(paths.dir, KEPT_FILES_FOLDER);
+  if (existsSync(bases)) {
+    const bytes = bytesOf(bases);
+    try {
+      rmSync(bases, { recursive: true, force: true });
+      removed.push(bases);
+      freed += bytes;
+    } catch (error) {
+      problems.push(`cannot remove ${bases}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  }
   return { removed, freed, problems };
+}
+
+/** A program that ends non-zero this soon after its restore may have been harmed by it. */
+export const SOON_AFTER_RESTORE_MS = 60_000;
+
+/** The run's last job resumed a checkpoint and its program ended non-zero within SOON_AFTER_RESTORE_MS of the job's start. */
+export function failedSoonAfterRestore(state: RunState): { exitCode: number; afterMs: number } | undefined {
+  const job = state.history.at(-1);
+  if (job?.mode !== 'resume' || job.endedAt === undefined || !state.exitCode) return undefined;
+  const afterMs = Date.parse(job.endedAt) - Date.parse(job.startedAt);
+  return afterMs < SOON_AFTER_RESTORE_MS ? { exitCode: state.exitCode, afterMs } : undefined;
 }
 
 /**
  * At the end of a job: once the state file says the run finished, its images are of no use to
- * anyone (a finished run is never resumed) and go, unless --keep-images. Any other end keeps
- * them: the last good checkpoint is what the next job resumes.
+ * anyone (a finished run is never resumed) and go, unless --keep-images or the program ended
+ * non-zero right after its restore. Any other end keeps them: the last good checkpoint is what
+ * the next job resumes.
  */
 export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void {
   let state: RunState | undefined;
@@ -137,6 +162,15 @@ export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void 
     return; // not recorded as finished: keep them
   }
   if (state?.status !== 'finished') return;
+  const early = failedSoonAfterRestore(state);
+  if (early) {
+    logger.log(
+      'warn',
+      `the program ended with exit code ${early.exitCode} ${Math.round(early.afterMs / 1000)} s after its restore: that may be the restore's doing, ` +
+        `so the checkpoint images are kept, to inspect or retry (ckpt-run clean removes them)`,
+    );
+    return;
+  }
   const { freed, problems } = removeImages(paths, false);
   if (freed > 0) logger.log('info', `the run finished: removed its checkpoint images (${formatMegabytes(freed)}; --keep-images keeps them)`);
   // E.g. a lazy restore's images, still the daemon's until every page is in: clean finds them later.

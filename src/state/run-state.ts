@@ -28,6 +28,8 @@ export interface JobRecord {
   exitCode?: number;
   /** Absent for a job whose program ended on its own, and in records written before it existed. */
   reason?: StopReason;
+  /** Why this job refused to resume the checkpoint (a file it cannot put back): the next job refuses too until it is fixed. */
+  refused?: string;
 }
 
 export interface RunState {

@@ -66,3 +66,24 @@ describe('simulate verdict', () => {
     expect(summary.verdict).toMatch(/^cycle 2 was still running at its walltime \(4 s\).* The daemon said: dump of job j2 failed: 2 was killed by 9 unexpectedly$/);
   });
 });
+
+describe('simulate verdict: resumes that left files unlike the checkpoint', () => {
+  const resumed = (jobId: string, runSec: number, exitCode: number): CycleRecord => ({ ...finished(jobId, exitCode), runSec, restoreMs: 400 });
+
+  it('a non-zero end within seconds of a resume fails the dry run (exit 13) and says the images are kept', () => {
+    const summary = verdict(input([checkpointed('j1'), resumed('j2', 0.8, 1)]));
+    expect(summary).toMatchObject({ ok: false, exitCode: 13 });
+    expect(summary.verdict).toMatch(/^the program ended with exit code 1 0\.8 s after job j2 resumed it, after 1 checkpoint: .*images are kept/);
+  });
+
+  it('a non-zero end long after the resume, or a zero end soon after it, is the program\'s own', () => {
+    expect(verdict(input([checkpointed('j1'), resumed('j2', 300, 1)]))).toMatchObject({ ok: true, exitCode: 1 });
+    expect(verdict(input([checkpointed('j1'), resumed('j2', 0.8, 0)]))).toMatchObject({ ok: true, exitCode: 0 });
+  });
+
+  it('a resume with files it could not put back fails the dry run, naming them', () => {
+    const summary = verdict(input([checkpointed('j1'), { ...resumed('j2', 30, 0), notRolledBack: '/w/summary.txt' }]));
+    expect(summary).toMatchObject({ ok: false, exitCode: 13 });
+    expect(summary.verdict).toMatch(/^job j2 resumed with files changed after its checkpoint .*: \/w\/summary\.txt; the program then finished with exit code 0/);
+  });
+});
