@@ -10,6 +10,9 @@
  * other file CRIU refuses to restore once it grew ("has bad size").
  * The sizes: ckpt-daemon records them while the tree is frozen (protocol/open-files.ts); for
  * images without that record, the output files' sizes noted when the job ended (checkpointOutput).
+ * Files not opened O_APPEND may have changed in place, not only grown: where the checkpoint kept
+ * their content (protocol/kept-files.ts) they are put back whole instead (kept-restore.ts), and
+ * one that only has a checksum must still match it.
  */
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, statSync, truncateSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
