@@ -205,7 +205,7 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState): strin
     );
   }
   const since = checkpointTime(paths);
-  const put = kept && since !== undefined ? restoreKeptFiles(kept, paths.dir, paths.images, since) : [];
+  const put = kept && since !== undefined ? restoreKeptFiles(kept, paths.dir, paths.images, since, files.map((file) => file.path)) : [];
   const unrolled = notRolledBack(state, files, since);
   const back = put.map((what) => `rolled back to the checkpoint: ${what}`);
   if (cuts.length === 0) return [...back, ...unrolled];

@@ -134,9 +134,9 @@ export function keptProblems(index: KeptIndex, runDir: string): string[] {
   return problems;
 }
 
-/** Restores the kept files; returns what it did, for the job's log. */
-export function restoreKeptFiles(index: KeptIndex, runDir: string, imagesDir: string, since: number): string[] {
-  const known = new Set(index.files.map((file) => file.path));
+/** Restores the kept files; returns what it did, for the job's log. OPEN: every file the program held open for writing. */
+export function restoreKeptFiles(index: KeptIndex, runDir: string, imagesDir: string, since: number, open: string[]): string[] {
+  const known = new Set([...open, ...index.files.map((file) => file.path)]);
   const said: string[] = [];
   for (const file of index.files) {
     if (file.kind !== 'kept') continue;

@@ -1,5 +1,5 @@
 """A program of the in-place crash-recovery suite: a scratch file held open, updated in place,
-and every 25 steps replaced (removed and created again under the same name) as NWChem does
+and every 10 steps replaced (removed and created again under the same name) as NWChem does
 with its grid files. One line per step on stdout; exit code 7 at the end. Its scratch file and
 output must end as an uninterrupted run's."""
 import hashlib
@@ -11,7 +11,7 @@ steps, path = int(sys.argv[1]), sys.argv[2]
 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
 os.pwrite(fd, bytes(8192), 0)
 for step in range(1, steps + 1):
-    if step % 25 == 0:
+    if step % 10 == 0:
         # The new file starts from what the old one held: a lost or doubled step shows.
         old = os.pread(fd, 8192, 0)
         os.close(fd)
