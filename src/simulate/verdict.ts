@@ -5,7 +5,7 @@
  * killed at its walltime with nothing to resume.
  */
 import { ExitCode } from '../base/exit-codes.js';
-import { SOON_AFTER_RESTORE_MS } from '../state/run-images.js';
+import { looksLikeRestoreFailure } from '../state/run-images.js';
 import type { SignalSchedule } from './schedule.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
 
@@ -99,7 +99,7 @@ export function verdict({ engine, command, schedule, maxCycles, cycles, failures
         `${lastCycle(cycles, checkpoints)}. The resumed program finds them unlike what it left: have it hold such files open (their content is then kept with each checkpoint), or write them only when it ends.`,
     };
   }
-  if (last.finished && last.exitCode !== 0 && last.restoreMs !== undefined && last.runSec * 1000 < SOON_AFTER_RESTORE_MS) {
+  if (last.finished && last.restoreMs !== undefined && looksLikeRestoreFailure(last.exitCode, last.runSec * 1000)) {
     return {
       ...base,
       ok: false,

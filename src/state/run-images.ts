@@ -109,7 +109,10 @@ export function removeImages(paths: RunDirPaths, partial = true): { removed: str
   let freed = 0;
   const removed: string[] = [];
   const problems: string[] = [];
-  for (const dir of imageFolders(paths).filter((folder) => partial || !basename(folder).startsWith(PARTIAL_IMAGES_PREFIX))) {
+  // With them, the bases of the files' content kept with the checkpoints (protocol/kept-files.ts): of use only with them.
+  const bases = join(paths.dir, KEPT_FILES_FOLDER);
+  const folders = imageFolders(paths).filter((folder) => partial || !basename(folder).startsWith(PARTIAL_IMAGES_PREFIX));
+  for (const dir of existsSync(bases) ? [...folders, bases] : folders) {
     const bytes = bytesOf(dir);
     try {
       rmSync(dir, { recursive: true, force: true });
@@ -122,36 +125,34 @@ export function removeImages(paths: RunDirPaths, partial = true): { removed: str
       problems.push(`cannot remove ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}${partial}`);
     }
   }
-  // The bases of the files' content kept with the checkpoints (protocol/kept-files.ts): of use only with them.
-  const bases = join(paths.dir, KEPT_FILES_FOLDER);
-  if (existsSync(bases)) {
-    const bytes = bytesOf(bases);
-    try {
-      rmSync(bases, { recursive: true, force: true });
-      removed.push(bases);
-      freed += bytes;
-    } catch (error) {
-      problems.push(`cannot remove ${bases}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
-  }
   return { removed, freed, problems };
 }
 
-/** A program that ends non-zero this soon after its restore may have been harmed by it. */
-export const SOON_AFTER_RESTORE_MS = 60_000;
+/**
+ * A resumed job whose program ended this soon, with a code that says it failed, may have been
+ * harmed by the restore (a file not as it left it: SQLite's "database disk image is malformed"
+ * came 0.05 s after one). Failed: exit code 1 (an uncaught error in Python, Java and most
+ * runtimes) or a signal (128+N: an abort, a segfault). Other codes are taken as the program's
+ * own word (the test programs end with 7 on purpose, seconds after their restore).
+ */
+export const SOON_AFTER_RESTORE_MS = 10_000;
 
-/** The run's last job resumed a checkpoint and its program ended non-zero within SOON_AFTER_RESTORE_MS of the job's start. */
+export function looksLikeRestoreFailure(exitCode: number | undefined, afterMs: number): boolean {
+  return exitCode !== undefined && (exitCode === 1 || exitCode >= 128) && afterMs < SOON_AFTER_RESTORE_MS;
+}
+
+/** The run's last job resumed a checkpoint and its program then ended as looksLikeRestoreFailure says (ms from the job's start). */
 export function failedSoonAfterRestore(state: RunState): { exitCode: number; afterMs: number } | undefined {
   const job = state.history.at(-1);
-  if (job?.mode !== 'resume' || job.endedAt === undefined || !state.exitCode) return undefined;
+  if (job?.mode !== 'resume' || job.endedAt === undefined || state.exitCode === undefined) return undefined;
   const afterMs = Date.parse(job.endedAt) - Date.parse(job.startedAt);
-  return afterMs < SOON_AFTER_RESTORE_MS ? { exitCode: state.exitCode, afterMs } : undefined;
+  return looksLikeRestoreFailure(state.exitCode, afterMs) ? { exitCode: state.exitCode, afterMs } : undefined;
 }
 
 /**
  * At the end of a job: once the state file says the run finished, its images are of no use to
  * anyone (a finished run is never resumed) and go, unless --keep-images or the program ended
- * non-zero right after its restore. Any other end keeps them: the last good checkpoint is what
+ * with a failure right after its restore. Any other end keeps them: the last good checkpoint is what
  * the next job resumes.
  */
 export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void {
@@ -166,7 +167,7 @@ export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void 
   if (early) {
     logger.log(
       'warn',
-      `the program ended with exit code ${early.exitCode} ${Math.round(early.afterMs / 1000)} s after its restore: that may be the restore's doing, ` +
+      `the program ended with exit code ${early.exitCode} ${Math.round(early.afterMs / 1000)} s after this job started to restore it: that may be the restore's doing, ` +
         `so the checkpoint images are kept, to inspect or retry (ckpt-run clean removes them)`,
     );
     return;

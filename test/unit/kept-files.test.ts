@@ -8,7 +8,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CliError, ExitCode } from '../../src/base/exit-codes.js';
+import { ExitCode } from '../../src/base/exit-codes.js';
 import { keepFiles } from '../../src/engine/keep-files.js';
 import { rollBackToCheckpoint } from '../../src/launcher/file-rollback.js';
 import { overlay } from '../../src/launcher/kept-restore.js';
@@ -147,15 +147,8 @@ describe('keeping the content at a checkpoint, putting it back at a resume', () 
     const fd = openSync(db(), 'r+');
     writeSync(fd, Buffer.from('x'), 0, 1, 10);
     closeSync(fd);
-    let error: unknown;
-    try {
-      rollBackToCheckpoint(paths, state);
-    } catch (caught) {
-      error = caught;
-    }
-    expect(error).toBeInstanceOf(CliError);
-    expect((error as CliError).exitCode).toBe(ExitCode.FileChanged);
-    expect((error as CliError).message).toContain(`${db()} changed after the checkpoint and its content was not kept`);
+    expect(() => rollBackToCheckpoint(paths, state)).toThrow(expect.objectContaining({ exitCode: ExitCode.FileChanged }));
+    expect(() => rollBackToCheckpoint(paths, state)).toThrow(`${db()} changed after the checkpoint and its content was not kept`);
   });
 
   it('a base changed since is detected, and the resume refused before any file is touched', () => {
