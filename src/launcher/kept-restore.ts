@@ -139,6 +139,7 @@ export function restoreKeptFiles(index: KeptIndex, runDir: string, imagesDir: st
   const known = new Set([...open, ...index.files.map((file) => file.path)]);
   const said: string[] = [];
   for (const file of index.files) {
+    if (file.kind === 'unreadable') said.push(`not ${file.path}: you may not read it (${file.why ?? 'refused'}), so its content was not kept; only its size is rolled back`);
     if (file.kind !== 'kept') continue;
     const what = restoreFile(file, runDir, imagesDir);
     if (what) said.push(what);

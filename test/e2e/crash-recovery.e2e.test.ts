@@ -15,8 +15,8 @@
  * daemon's --keep-files-max, changed after the checkpoint, is named before the resume, which is
  * refused.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeOf } from '../../src/proc/processes.js';
@@ -25,6 +25,7 @@ import { isGone } from '../helpers/daemon-fixtures.js';
 import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { waitUntil } from '../helpers/poll.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
+import { ensureTestUser } from '../helpers/test-user.js';
 import { criuForUsers, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
 
 const STEPS_PROGRAM = join(ROOT, 'test/e2e/crash/steps.py');
@@ -61,6 +62,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
   beforeAll(async () => {
     execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
     sandbox = makeSandbox('ckpt-crash-e2e-');
+    chmodSync(sandbox.dir, 0o755); // an ordinary user's job works in it too
     daemon = await RealDaemon.start({
       spool: sandbox.spool,
       logPath: join(sandbox.dir, 'daemon.log'),
@@ -188,6 +190,53 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     // The scratch file is replaced every 10 steps (~0.45 s): each crash, 0.7 s or more after a checkpoint, finds it replaced.
     if (name === 'scratch') expect(replaced, stderr).toBeGreaterThan(0);
   }, 300_000);
+
+  it("an ordinary user's job: the keep tool reads as the user (a file the user may write but not read is named, not kept), its own file comes back after a crash", async () => {
+    const user = ensureTestUser();
+    const workdir = join(sandbox.dir, 'user-inplace');
+    mkdirSync(workdir);
+    chownSync(workdir, user.uid, user.gid);
+    const reference = join(workdir, 'reference');
+    mkdirSync(reference);
+    chownSync(reference, user.uid, user.gid);
+    // Root's, writable by others, readable by nobody else: root could copy it, the user may not.
+    const drop = join(workdir, 'secret.drop');
+    writeFileSync(drop, 'root only\n', { mode: 0o602 });
+    chmodSync(drop, 0o602);
+    const program = join(CRASH, 'user_steps.py');
+    const asUser = { uid: user.uid, gid: user.gid, env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', CKPT_SPOOL_DIR: '' } };
+    const plain = spawnSync(PYTHON, [program, '120', join(reference, 'own.bin'), drop], { ...asUser, encoding: 'utf8' });
+    expect(plain.status, plain.stderr).toBe(7);
+    const own = join(workdir, 'own.bin');
+    const job = (n: number): Proc =>
+      new Proc(spawn(process.execPath, [CKPT_RUN, '--spool-dir', sandbox.spool, '--job-id', `user-inplace-${n}`, '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, '120', own, drop], {
+        ...asUser,
+        cwd: workdir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }));
+    const first = job(1);
+    await first.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await killJob(first, "the user's job");
+    expect(first.stderr).toContain(`${drop} is open for writing but you may not read it: its content is not kept`);
+    const jobs = [first];
+    let exitCode: number | null = 99;
+    for (let n = 2; exitCode === 99 && n <= 4; n++) {
+      const next = job(n);
+      jobs.push(next);
+      exitCode = await next.exitCode(120_000);
+    }
+    const stderr = jobs.map((one, index) => `--- job ${index + 1} ---\n${one.stderr}`).join('\n');
+    expect(exitCode, stderr).toBe(7);
+    expect(jobs[1].stderr, stderr).toContain(`rolled back to the checkpoint: ${own} is put back`);
+    expect(readFileSync(join(workdir, '.ckpt-run', 'default', 'stdout.log'), 'utf8')).toBe(plain.stdout);
+    expect(readFileSync(own).equals(readFileSync(join(reference, 'own.bin')))).toBe(true);
+    // The bases were written by the user's keep tool, not by root.
+    const bases = join(workdir, '.ckpt-run', 'default', 'kept-files');
+    const owners = readdirSync(bases).map((name) => lstatSync(join(bases, name)).uid);
+    expect(owners.length).toBeGreaterThan(0);
+    expect(owners.every((uid) => uid === user.uid), String(owners)).toBe(true);
+  }, 180_000);
 
   it('names a file past --keep-files-max that changed after the checkpoint, and refuses the resume before the program runs', async () => {
     const big = join(sandbox.workdir, 'big.bin');
