@@ -34,6 +34,16 @@ export function overlay(file: KeptFile, offset: number, base: Buffer, readData: 
 /** Why FILE's kept content cannot be used, or undefined when its base is as recorded. */
 export function baseProblem(file: KeptFile, runDir: string): string | undefined {
   const base = join(runDir, KEPT_FILES_FOLDER, file.base as string);
+  if (file.baseSha256 === undefined) {
+    // A reflink, never read while frozen: only its size can be checked.
+    let size: number | undefined;
+    try {
+      size = statSync(base).size;
+    } catch {
+      return `its kept copy ${base} is gone`;
+    }
+    return size === file.baseSize ? undefined : `its kept copy ${base} was changed since (${size} bytes, was ${file.baseSize})`;
+  }
   const sha = sha256Of(base, file.baseSize as number);
   if (sha === undefined) return `its kept copy ${base} is gone`;
   if (sha !== file.baseSha256) return `its kept copy ${base} was changed since`;

@@ -4,9 +4,11 @@
  * after a crash puts each one back exactly as it was, not only cut to its size: programs change
  * databases, HDF5 files and restart files in place.
  *
- * Kept cheaply: each file has a BASE, a full copy in the run folder's KEPT_FILES_FOLDER, and
- * each checkpoint keeps in its images only the blocks that differ from it (KEPT_DATA_IMAGE,
- * described by KEPT_INDEX_IMAGE). A checkpoint where more than half the file differs from its
+ * Kept cheaply: where the filesystem shares blocks between files (FICLONE: Btrfs, XFS, ...),
+ * each checkpoint's copy is a reflink of the file, a new BASE in the run folder's
+ * KEPT_FILES_FOLDER that costs no copy. Elsewhere (ext4, NFS) each file has a base, a full copy,
+ * and each checkpoint keeps in its images only the blocks that differ from it (KEPT_DATA_IMAGE,
+ * described by KEPT_INDEX_IMAGE); a checkpoint where more than half the file differs from its
  * base writes a new base instead. Where a file's blocks would take the checkpoint past its bound
  * (the daemon's --keep-files-max), only a checksum of its content is recorded ("over"): a resume
  * then tells whether the file is still as it was, and names it when not.
@@ -35,7 +37,7 @@ export interface KeptFile {
   mode: number;
   /** kept: base + runs rebuild it; over: past the bound, only sha256; unreadable: the user may not read it. */
   kind: 'kept' | 'over' | 'unreadable';
-  /** The base's name in KEPT_FILES_FOLDER, its size and checksum (kept). */
+  /** The base's name in KEPT_FILES_FOLDER, its size and checksum (kept; no checksum for a reflink, which is not read). */
   base?: string;
   baseSize?: number;
   baseSha256?: string;
@@ -71,7 +73,7 @@ function validFile(file: Partial<KeptFile>): boolean {
   if (file.kind !== 'kept') return false;
   const runs = file.runs;
   return (
-    typeof file.base === 'string' && /^[\w.-]+$/.test(file.base) && isCount(file.baseSize) && typeof file.baseSha256 === 'string' &&
+    typeof file.base === 'string' && /^[\w.-]+$/.test(file.base) && isCount(file.baseSize) && ['string', 'undefined'].includes(typeof file.baseSha256) &&
     isCount(file.dataOffset) && Array.isArray(runs) && runs.every((run) => Array.isArray(run) && run.length === 2 && isCount(run[0]) && isCount(run[1]))
   );
 }
