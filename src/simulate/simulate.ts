@@ -116,8 +116,10 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       const ckptRun = new ProcessHandle(child.pid as number);
       child.stdout.on('data', (chunk: Buffer) => status.write(process.stdout, chunk));
       let notRolledBack: string | undefined;
+      let recent = ''; // the warning may come in two chunks
       child.stderr.on('data', (chunk: Buffer) => {
-        notRolledBack ??= NOT_ROLLED_BACK.exec(chunk.toString())?.[1];
+        recent = (recent + chunk.toString()).slice(-16_384);
+        notRolledBack ??= NOT_ROLLED_BACK.exec(recent)?.[1];
         status.write(process.stderr, chunk);
       });
       const delay = signalDelaySec(options.schedule);
