@@ -76,8 +76,8 @@ export function runStatuses(workdir: string): RunStatus[] {
 function describeStatus(run: RunStatus): string {
   const next = run.checkpoint ? 'the next job resumes the last checkpoint' : 'the next job starts it again from the beginning';
   if (run.status === 'finished') return `finished, exit code ${run.exitCode}`;
-  if (run.status === 'checkpointed') return `checkpointed: ${next}`;
   if (run.lastJob?.refused) return `stopped: its last job refused to resume the checkpoint, and the next job refuses too until the cause is fixed: ${run.lastJob.refused}`;
+  if (run.status === 'checkpointed') return `checkpointed: ${next}`;
   if (run.status !== 'running') return run.status;
   if (run.lastJob?.outcome === undefined) return `running (or its last job was killed before it could record its end); if it is not running, ${next}`;
   return `stopped: its last job ended without a checkpoint; ${next}`;
