@@ -163,8 +163,9 @@ check_file() {
 # check_sched PID STAT: the scheduling of one thread, from its stat line.
 check_sched() {
   pid=$1
-  set -- $(sed 's/.*) //' "$2") # field 3 (state) onwards: $1 is field 3
-  shift 16                      # $1: field 19, nice
+  read -r line <"$2"
+  set -- ${line##*) } # field 3 (state) onwards, past the command name: $1 is field 3
+  shift 16            # $1: field 19, nice
   nice=$1
   shift 21                      # $1: field 40, rt_priority; $2: field 41, policy
   case $2 in 1 | 2 | 6) refuse "$pid" "has the real-time scheduling policy $2 (priority $1)" ;; esac
@@ -181,8 +182,45 @@ check_cgroups() {
   done <"/proc/$1/cgroup"
 }
 
+# has_memory PID: whether its status shows memory (a zombie's, or an exiting process's, does not).
+has_memory() {
+  while read -r key _; do [ "$key" = VmSize: ] && return 0; done <"/proc/$1/status"
+  return 1
+}
+
+# The node's namespaces (" NAME:INODE …"), but those a restored tree has of its own by design
+# (PID: ckpt-run gives each program one; time: criu restores into a new one). Each process is
+# then compared with one stat, not a readlink per namespace: this script is on every user's
+# restore path, and every fork costs on a loaded node.
+node_ns=' ' node_ns_count=0
+for ns in /proc/self/ns/*; do
+  case ${ns##*/} in pid | pid_for_children | time | time_for_children) continue ;; esac
+  node_ns="$node_ns${ns##*/}:$(stat -L -c %i "$ns") "
+  node_ns_count=$((node_ns_count + 1))
+done
+
+# check_namespaces PID: every namespace of the node's list is the node's own.
+check_namespaces() {
+  shared=0
+  set -- $(stat -L -c '%n %i' /proc/"$1"/ns/*)
+  while [ $# -ge 2 ]; do
+    name=${1##*/}
+    case $node_ns in
+      *" $name:$2 "*) shared=$((shared + 1)) ;;
+      *" $name:"*) refuse "$pid" "has a $name namespace of its own" ;;
+    esac
+    shift 2
+  done
+  [ "$shared" = "$node_ns_count" ] || refuse "$pid" "has namespaces that cannot be read"
+}
+
 root=$(stat -L -c %d:%i /)
 for pid in $tree; do
+  # A zombie (a shell's child that exited, not yet reaped when the tree froze; criu restores it as
+  # one) has no memory, no files, no working directory and runs nothing: nothing to check. The
+  # kernel shows its /proc as root's, and criu gives a restored zombie no credentials of its own.
+  has_memory "$pid" || continue
+
   for status in /proc/"$pid"/task/*/status; do
     while read -r key rest; do
       case $key in
@@ -200,15 +238,11 @@ for pid in $tree; do
   fi
 
   for stat in /proc/"$pid"/task/*/stat; do check_sched "$pid" "$stat"; done
-  adjust=$(cat "/proc/$pid/oom_score_adj")
+  read -r adjust <"/proc/$pid/oom_score_adj"
   [ "$adjust" -ge 0 ] || refuse "$pid" "has oom_score_adj $adjust"
   check_cgroups "$pid"
 
-  for ns in /proc/self/ns/*; do
-    name=${ns##*/}
-    case $name in pid | pid_for_children | time | time_for_children) continue ;; esac
-    [ "$(readlink "/proc/$pid/ns/$name")" = "$(readlink "$ns")" ] || refuse "$pid" "has a $name namespace of its own"
-  done
+  check_namespaces "$pid"
 
   [ "$(stat -L -c %d:%i "/proc/$pid/root")" = "$root" ] || refuse "$pid" "has another root directory"
   check_file "$pid" "its working directory" "$(readlink "/proc/$pid/cwd")" "/proc/$pid/cwd" 1
@@ -216,7 +250,10 @@ for pid in $tree; do
   for fd in /proc/"$pid"/fd/*; do
     target=$(readlink "$fd")
     case $target in /*) ;; *) continue ;; esac # pipes, sockets, anonymous inodes: no name to open
-    flags=$(sed -n 's/^flags:[[:space:]]*//p' "/proc/$pid/fdinfo/${fd##*/}")
+    flags=0
+    while read -r key value; do
+      if [ "$key" = flags: ]; then flags=$value; break; fi
+    done <"/proc/$pid/fdinfo/${fd##*/}"
     case $((0$flags & 3)) in 0) need=4 ;; 1) need=2 ;; *) need=6 ;; esac
     check_file "$pid" "file descriptor ${fd##*/}" "$target" "$fd" "$need"
   done

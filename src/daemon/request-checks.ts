@@ -9,7 +9,7 @@ import { treeOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { oarJobUser } from './job-cgroups.js';
 import { PinnedDir } from './pinned-dir.js';
-import { extraPowers } from './process-powers.js';
+import { memberWithExtraPowers } from './process-powers.js';
 import { Refusal } from './refusal.js';
 
 /** A daemon that is not root can act only as itself. */
@@ -27,10 +27,8 @@ export function checkTargetProcess(pid: number, requester: Requester): void {
   if (!existsSync(`/proc/${pid}`)) throw new Refusal(`no process ${pid} on this node`);
   const tree = treeOf(pid);
   if (tree.includes(process.pid)) throw new Refusal(`the tree of PID ${pid} contains the daemon itself`);
-  for (const member of tree) {
-    const powers = extraPowers(member, requester);
-    if (powers) throw new Refusal(`process ${member} (in the tree of PID ${pid}) ${powers}, unlike ${requester.name}'s own processes`);
-  }
+  const found = memberWithExtraPowers(tree, requester);
+  if (found) throw new Refusal(`process ${found.pid} (in the tree of PID ${pid}) ${found.powers}, unlike ${requester.name}'s own processes`);
 }
 
 /**

@@ -4,6 +4,7 @@
  * the engines, the simulation and the tests all look through this module.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 
 /** The fields of /proc/PID/stat that ckpt-run reads. */
 export interface ProcStat {
@@ -113,6 +114,16 @@ export class ProcessHandle {
     if (!stat || this.startTime === undefined) return false;
     return stat.startTime === this.startTime && stat.state !== 'Z' && stat.state !== 'X';
   }
+}
+
+/**
+ * Whether PID has a handler for SIGNAL (its SigCgt mask): a Node program catches nothing until
+ * its first line runs, and until then the signal's default action (for SIGUSR2, termination)
+ * applies. False once PID is gone.
+ */
+export function catchesSignal(pid: number, signal: NodeJS.Signals): boolean {
+  const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readOrEmpty(`/proc/${pid}/status`))?.[1];
+  return mask !== undefined && (BigInt(`0x${mask}`) & (1n << BigInt(constants.signals[signal] - 1))) !== 0n;
 }
 
 /** The effective capability set of PID (this process by default), as a bit mask; none if unreadable. */

@@ -14,7 +14,7 @@ import type { DaemonEvent } from '../daemon/daemon.js';
 import { EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { releaseSignal } from '../proc/early-signals.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
-import { killAll, ProcessHandle, treeOf } from '../proc/processes.js';
+import { catchesSignal, killAll, ProcessHandle, treeOf } from '../proc/processes.js';
 import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
 import { StatusLine } from './status-line.js';
@@ -40,6 +40,22 @@ export interface SimulationOptions {
    */
   preemptAtSec?: number;
   preemptGraceSec?: number;
+}
+
+/** How often a signal due to a job that cannot take it yet looks again. */
+const SIGNAL_READY_POLL_MS = 10;
+
+/**
+ * Sends the checkpoint signal to the job CHILD once it can take it: a node process catches
+ * nothing before its first line runs (on a loaded node, half a second and more after the
+ * spawn), and SIGUSR2's default action would kill it. A scheduler signals jobs that have run
+ * for minutes; the dry run's first signal may come sooner than the job's start. Bounded by the
+ * job's life: nothing is sent to a job that ended.
+ */
+function signalWhenHeld(child: ReturnType<typeof spawn>): void {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  if (catchesSignal(child.pid, 'SIGUSR2')) child.kill('SIGUSR2');
+  else setTimeout(() => signalWhenHeld(child), SIGNAL_READY_POLL_MS);
 }
 
 /** A timer for what happens once, AT ms since the dry run started, if it falls in this job. */
@@ -94,7 +110,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
   const series = Date.now().toString(36);
   let current: ReturnType<typeof spawn> | undefined;
   const manualSignal = (): void => {
-    current?.kill('SIGUSR2');
+    if (current) signalWhenHeld(current);
   };
   process.on('SIGUSR2', manualSignal);
   releaseSignal('SIGUSR2');
@@ -124,7 +140,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       });
       const delay = signalDelaySec(options.schedule);
       const signalAt = delay === undefined ? undefined : jobStart + delay * 1000;
-      const signalTimer = signalAt === undefined ? undefined : setTimeout(() => child.kill('SIGUSR2'), signalAt - jobStart);
+      const signalTimer = signalAt === undefined ? undefined : setTimeout(() => signalWhenHeld(child), signalAt - jobStart);
       let killed: string | undefined;
       const killJob = (why: string): void => {
         deadJobs.add(jobId);
@@ -141,7 +157,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       const preemptTimer = once(preemptAt, preempted, () => {
         preempted = true;
         status.write(process.stderr, `ckpt-run simulate: job ${jobId} preempted: checkpoint signal now, killed in ${options.preemptGraceSec ?? 0} s if still there\n`);
-        child.kill('SIGUSR2');
+        signalWhenHeld(child);
         graceTimer = setTimeout(() => killJob(PREEMPTED_KILLED), (options.preemptGraceSec ?? 0) * 1000);
       });
       const ticker = setInterval(() => {

@@ -5,6 +5,7 @@
  * next job resumes the last complete checkpoint with the program's files cut back to it. The run
  * must end as an uninterrupted one: the same stdout and the same results file, byte for byte
  * (the results file is opened O_APPEND, whose size CRIU never checks), and the program's exit code.
+ * Every job is an ordinary user's, through the root daemon, as on a cluster.
  *
  * Then files changed in place: each job killed between two checkpoints at several points, each
  * next job resumes with the files the program held open put back as they were at the checkpoint
@@ -15,18 +16,19 @@
  * daemon's --keep-files-max, changed after the checkpoint, is named before the resume, which is
  * refused.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeOf } from '../../src/proc/processes.js';
 import { runDirFor, runDirPaths } from '../../src/protocol/run-dir.js';
 import { isGone } from '../helpers/daemon-fixtures.js';
-import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
+import { CKPT_RUN, makeUserSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { waitUntil } from '../helpers/poll.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
-import { ensureTestUser } from '../helpers/test-user.js';
-import { criuForUsers, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { criuForUser, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { killAll } from '../helpers/listed-processes.js';
+import { ensureTestUser, type TestUser } from '../helpers/test-user.js';
 
 const STEPS_PROGRAM = join(ROOT, 'test/e2e/crash/steps.py');
 const STEPS = 300;
@@ -53,20 +55,22 @@ const dumpOf: Record<string, (path: string) => string> = {
   scratch: (path) => readFileSync(path).toString('hex'),
 };
 
-const ready: Probe = () => criuReady()() ?? python() ?? tools();
+const ready: Probe = () => criuReady({ withPrlimitShim: true })() ?? python() ?? tools();
 
 describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash recovery on real CRIU: periodic checkpoints, whole job SIGKILLed', () => {
   let sandbox: Sandbox;
   let daemon: RealDaemon;
+  let user: TestUser;
 
   beforeAll(async () => {
     execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
-    sandbox = makeSandbox('ckpt-crash-e2e-');
-    chmodSync(sandbox.dir, 0o755); // an ordinary user's job works in it too
+    // An ordinary user's job through the root daemon, as on a cluster.
+    user = ensureTestUser();
+    sandbox = makeUserSandbox('ckpt-crash-e2e-', user);
     daemon = await RealDaemon.start({
       spool: sandbox.spool,
       logPath: join(sandbox.dir, 'daemon.log'),
-      criu: criuForUsers() ?? 'criu',
+      criu: criuForUser(),
       imageKey: join(sandbox.dir, 'image-key', 'image.key'),
       verbose: true,
       // The in-place programs' files fit; the big file does not. The O_APPEND results file is never kept.
@@ -93,13 +97,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
   async function killJob(job: Proc, what: string): Promise<void> {
     expect(job.child.exitCode, `${what} ended before its crash:\n${job.stderr}`).toBeNull();
     const victims = jobProcesses(job);
-    for (const pid of victims) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // ended since it was listed
-      }
-    }
+    killAll(victims, 'SIGKILL');
     await waitUntil(() => victims.every(isGone), `${what}'s processes to die`, 10_000);
   }
 
@@ -116,7 +114,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const jobs: Proc[] = [];
     const delays: number[] = [];
     for (let crash = 1; crash <= CRASHES; crash++) {
-      const job = runCkpt(sandbox, args(crash));
+      const job = runCkpt(sandbox, args(crash), {}, user);
       jobs.push(job);
       // The first job crashes only once a checkpoint exists; the others at any point once their program runs.
       if (crash === 1) await job.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
@@ -126,7 +124,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
       await new Promise((resolve) => setTimeout(resolve, delay));
       expect(job.child.exitCode, `job ${crash} ended before its crash:\n${job.stderr}`).toBeNull();
       const victims = jobProcesses(job);
-      for (const pid of victims) process.kill(pid, 'SIGKILL');
+      killAll(victims, 'SIGKILL');
       await waitUntil(() => victims.every(isGone), `job ${crash}'s processes to die`, 10_000);
       const left = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(STEPS_PROGRAM));
       expect(left, `job ${crash}'s program outlived its job`).toEqual([]);
@@ -135,7 +133,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     // Then jobs until one ends on its own (a resume that met a dump of a killed job finishing exits 99: one more).
     let exitCode: number | null = 99;
     for (let n = CRASHES + 1; exitCode === 99 && n <= CRASHES + 3; n++) {
-      const job = runCkpt(sandbox, args(n));
+      const job = runCkpt(sandbox, args(n), {}, user);
       jobs.push(job);
       exitCode = await job.exitCode(120_000);
     }
@@ -172,7 +170,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const args = (n: number) => ['--job-id', `${run}-${n}`, '--run-id', run, '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, String(steps), target];
     const jobs: Proc[] = [];
     for (const [index, delay] of CRASH_DELAYS.entries()) {
-      const job = runCkpt(sandbox, args(index + 1));
+      const job = runCkpt(sandbox, args(index + 1), {}, user);
       jobs.push(job);
       if (index === 0) await job.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
       else await job.waitFor((p) => /program restored as PID/.test(p.stderr), `job ${index + 1}'s restore`, 60_000);
@@ -181,7 +179,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     }
     let exitCode: number | null = 99;
     for (let n = CRASH_DELAYS.length + 1; exitCode === 99 && n <= CRASH_DELAYS.length + 3; n++) {
-      const job = runCkpt(sandbox, args(n));
+      const job = runCkpt(sandbox, args(n), {}, user);
       jobs.push(job);
       exitCode = await job.exitCode(120_000);
     }
@@ -197,50 +195,40 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     if (name === 'scratch') expect(replaced, stderr).toBeGreaterThan(0);
   }, 300_000);
 
-  it("an ordinary user's job: the keep tool reads as the user (a file the user may write but not read is named, not kept), its own file comes back after a crash", async () => {
-    const user = ensureTestUser();
-    const workdir = join(sandbox.dir, 'user-inplace');
-    mkdirSync(workdir);
-    chownSync(workdir, user.uid, user.gid);
-    const reference = join(workdir, 'reference');
-    mkdirSync(reference);
-    chownSync(reference, user.uid, user.gid);
+  it("the keep tool reads as the user: a file the job may write but not read is named, not kept; its own file comes back after a crash", async () => {
     // Root's, writable by others, readable by nobody else: root could copy it, the user may not.
-    const drop = join(workdir, 'secret.drop');
+    const drop = join(sandbox.workdir, 'secret.drop');
     writeFileSync(drop, 'root only\n', { mode: 0o602 });
     chmodSync(drop, 0o602);
+    const reference = join(sandbox.dir, 'reference-user');
+    execFileSync('mkdir', ['-p', reference]);
     const program = join(CRASH, 'user_steps.py');
-    const asUser = { uid: user.uid, gid: user.gid, env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', CKPT_SPOOL_DIR: '' } };
-    const plain = spawnSync(PYTHON, [program, '120', join(reference, 'own.bin'), drop], { ...asUser, encoding: 'utf8' });
+    const plain = spawnSync(PYTHON, [program, '120', join(reference, 'own.bin'), drop], { encoding: 'utf8' });
     expect(plain.status, plain.stderr).toBe(7);
-    const own = join(workdir, 'own.bin');
-    const job = (n: number): Proc =>
-      new Proc(spawn(process.execPath, [CKPT_RUN, '--spool-dir', sandbox.spool, '--job-id', `user-inplace-${n}`, '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, '120', own, drop], {
-        ...asUser,
-        cwd: workdir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }));
-    const first = job(1);
+    const own = join(sandbox.workdir, 'own.bin');
+    const paths = runDirPaths(runDirFor(sandbox.workdir, 'user-inplace'));
+    const args = (n: number) => ['--job-id', `user-inplace-${n}`, '--run-id', 'user-inplace', '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, '120', own, drop];
+    const first = runCkpt(sandbox, args(1), {}, user);
     await first.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
     await new Promise((resolve) => setTimeout(resolve, 1200));
     await killJob(first, "the user's job");
     expect(first.stderr).toContain(`${drop} is open for writing but you may not read it: its content is not kept`);
     // The bases were written by the user's keep tool, not by root (the run's end removes them with its images).
-    const bases = join(workdir, '.ckpt-run', 'default', 'kept-files');
+    const bases = join(paths.dir, 'kept-files');
     const owners = readdirSync(bases).map((name) => lstatSync(join(bases, name)).uid);
     expect(owners.length).toBeGreaterThan(0);
     expect(owners.every((uid) => uid === user.uid), String(owners)).toBe(true);
     const jobs = [first];
     let exitCode: number | null = 99;
     for (let n = 2; exitCode === 99 && n <= 4; n++) {
-      const next = job(n);
+      const next = runCkpt(sandbox, args(n), {}, user);
       jobs.push(next);
       exitCode = await next.exitCode(120_000);
     }
     const stderr = jobs.map((one, index) => `--- job ${index + 1} ---\n${one.stderr}`).join('\n');
     expect(exitCode, stderr).toBe(7);
     expect(jobs[1].stderr, stderr).toContain(`rolled back to the checkpoint: ${own} is put back`);
-    expect(readFileSync(join(workdir, '.ckpt-run', 'default', 'stdout.log'), 'utf8')).toBe(plain.stdout);
+    expect(readFileSync(paths.stdoutLog, 'utf8')).toBe(plain.stdout);
     expect(readFileSync(own).equals(readFileSync(join(reference, 'own.bin')))).toBe(true);
   }, 180_000);
 
@@ -250,13 +238,13 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const writer = "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)\nos.ftruncate(fd, 2 << 20)\nn = 0\nwhile True:\n    n += 1\n    os.pwrite(fd, n.to_bytes(8, 'little'), 0)\n    time.sleep(0.05)\n";
     writeFileSync(join(sandbox.workdir, 'big_writer.py'), writer);
     const args = (n: number) => ['--job-id', `big-${n}`, '--run-id', 'big', '--min-runtime', '0', '--interval', '2', '--', PYTHON, join(sandbox.workdir, 'big_writer.py'), big];
-    const first = runCkpt(sandbox, args(1));
+    const first = runCkpt(sandbox, args(1), {}, user);
     await first.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     await killJob(first, 'the big-file job');
     expect(first.stderr).toMatch(new RegExp(`over the bound.*${big}|${big}.*over the bound`));
 
-    const second = runCkpt(sandbox, args(2));
+    const second = runCkpt(sandbox, args(2), {}, user);
     const code = await second.exitCode(60_000);
     expect(code, second.stderr).toBe(15);
     expect(second.stderr).toContain(`${big} changed after the checkpoint and its content was not kept`);

@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
-  chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, statSync, writeFileSync,
+  chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import { RealDaemon } from '../helpers/real-daemon.js';
 import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { criuForUsers, criuReady, realPartAvailable } from '../helpers/real-parts.js';
 import { ensureTestUser } from '../helpers/test-user.js';
+import { processesWhere, procLink, procText } from '../helpers/listed-processes.js';
 
 const COUNTER = join(ROOT, 'examples/stateful-counter.mjs');
 const COUNTER_SH = join(ROOT, 'examples/counter.sh');
@@ -156,16 +157,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
     }
     /** Live stress processes started in this sandbox (other tests may run stress elsewhere). */
     const stressTree = (): number[] =>
-      readdirSync('/proc')
-        .filter((name) => /^\d+$/.test(name))
-        .map(Number)
-        .filter((pid) => {
-          try {
-            return readFileSync(`/proc/${pid}/comm`, 'utf8') === 'stress\n' && readlinkSync(`/proc/${pid}/cwd`) === sandbox.workdir && !isGone(pid);
-          } catch {
-            return false;
-          }
-        });
+      processesWhere((pid) => procText(pid, 'comm') === 'stress\n' && procLink(pid, 'cwd') === sandbox.workdir && !isGone(pid));
     const args = ['--run-id', 'stress', '--min-runtime', '0', '--', 'stress', '--cpu', '4', '--io', '4', '--vm', '2'];
     const first = runCkpt(sandbox, ['--job-id', 'stress-1', ...args]);
     await waitUntil(() => stressTree().length === 11, 'stress and its 10 workers', 30_000);

@@ -22,7 +22,7 @@
  * In CI this suite runs (a missing part fails it); elsewhere it is skipped loudly.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf, sleep } from '../../src/proc/processes.js';
@@ -34,8 +34,9 @@ import { faultProgram, GHOST_TRIGGER, numbers, range, STOP_TRIGGER } from '../he
 import {
   checkpointIdentity, checkpointThreadIds, filesystemUsage, killAtWalltime, killProcessesUnder, mountTmpfs, occupyPid, resizeTmpfs, runState, spoolLeftovers, touch, unmount,
 } from '../helpers/fault-system.js';
-import { makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
-import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
+import { makeSandbox, Proc, ROOT, runCkpt, type RunAs, type Sandbox } from '../helpers/launcher-harness.js';
+import { criuForUser, criuReady, realPartAvailable } from '../helpers/real-parts.js';
+import { ensureTestUser, type TestUser } from '../helpers/test-user.js';
 
 const EXIT = 7;
 const MB = 1024 * 1024;
@@ -45,10 +46,11 @@ const report = (line: string): void => {
   console.log(line);
 };
 
-describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('faults on real CRIU with ckpt-daemon', () => {
+describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ withPrlimitShim: true })))('faults on real CRIU with ckpt-daemon', () => {
   let base: Sandbox;
   let daemon: RealDaemon;
   let daemonLog: string;
+  let user: TestUser;
   const mounts: string[] = [];
   const suiteStarted = Date.now();
 
@@ -60,13 +62,15 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     return RealDaemon.start({
       spool: base.spool,
       logPath: daemonLog,
-      criu: process.env.CKPT_CRIU ?? 'criu',
+      criu: criuForUser(),
       imageKey: join(dirname(daemonLog), 'image-key', 'image.key'),
     });
   }
 
   beforeAll(async () => {
     execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    // An ordinary user's jobs through the root daemon, as on a cluster (a case about root says so).
+    user = ensureTestUser();
     base = makeSandbox('ckpt-faults-e2e-');
     chmodSync(base.dir, 0o755);
     daemonLog = join(base.dir, 'daemon.log');
@@ -86,19 +90,31 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     if (alive) expect(code).toBe(0);
   });
 
-  /** A sandbox for one case: its own working directory, the suite's spool and daemon. */
-  function caseDir(name: string): Sandbox & { run: string } {
+  type CaseSandbox = Sandbox & { run: string; as: RunAs };
+
+  /**
+   * A sandbox for one case: its own working directory (the user's, or root's for a case about
+   * root), the suite's spool and daemon. A tmpfs mounted on it later is handed over by ownCase.
+   */
+  function caseDir(name: string, { asRoot = false } = {}): CaseSandbox {
     const workdir = join(base.dir, name);
     if (!existsSync(workdir)) mkdirSync(workdir);
-    return { ...base, workdir, run: join(workdir, '.ckpt-run', 'default') };
+    const sandbox = { ...base, workdir, run: join(workdir, '.ckpt-run', 'default'), as: asRoot ? {} : user };
+    ownCase(sandbox);
+    return sandbox;
+  }
+
+  /** The case's working directory is its job's user's (again after a mount over it). */
+  function ownCase(sandbox: CaseSandbox): void {
+    if (sandbox.as.uid !== undefined) chownSync(sandbox.workdir, sandbox.as.uid, sandbox.as.gid ?? sandbox.as.uid);
   }
 
   /** A job of the run, as a job script starts it: the same command line in every job. */
-  const ckpt = (sandbox: Sandbox, jobId: string, argv: string[], options: string[] = []): Proc =>
-    runCkpt(sandbox, ['--job-id', jobId, '--min-runtime', '0', ...options, '--', ...argv]);
+  const ckpt = (sandbox: CaseSandbox, jobId: string, argv: string[], options: string[] = []): Proc =>
+    runCkpt(sandbox, ['--job-id', jobId, '--min-runtime', '0', ...options, '--', ...argv], {}, sandbox.as);
 
   /** A fresh job: runs until the program printed LINES lines, is checkpointed, exits 99. Returns the job and its last line K. */
-  async function firstJob(sandbox: Sandbox, jobId: string, argv: string[], lines: number, extra: string[] = []): Promise<{ job: Proc; k: number }> {
+  async function firstJob(sandbox: CaseSandbox, jobId: string, argv: string[], lines: number, extra: string[] = []): Promise<{ job: Proc; k: number }> {
     const job = ckpt(sandbox, jobId, argv, extra);
     await job.waitFor((p) => numbers(p.stdout).length >= lines, `${lines} lines in job ${jobId}`, 30_000);
     job.child.kill('SIGUSR2');
@@ -109,7 +125,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   }
 
   /** A job that resumes the run: returns it once the program is restored, with the restored root's PID. */
-  async function resumedJob(sandbox: Sandbox, jobId: string, argv: string[], extra: string[] = []): Promise<{ job: Proc; root: number }> {
+  async function resumedJob(sandbox: CaseSandbox, jobId: string, argv: string[], extra: string[] = []): Promise<{ job: Proc; root: number }> {
     const job = ckpt(sandbox, jobId, argv, extra);
     await job.waitFor((p) => /program restored as PID \d+/.test(p.stderr) || p.child.exitCode !== null, `the restore in job ${jobId}`, 60_000);
     const root = /program restored as PID (\d+)/.exec(job.stderr);
@@ -124,7 +140,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
    * job's output after the checkpoint was rolled back into stdout.rolled-back.log, returned too.
    */
   async function finishRun(
-    sandbox: Sandbox & { run: string },
+    sandbox: CaseSandbox,
     jobId: string,
     argv: string[],
     whileRunning: (root: number) => void = () => undefined,
@@ -293,6 +309,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
     const sandbox = caseDir('disk-full');
     mountTmpfs(sandbox.workdir, 512 * MB);
     mounts.push(sandbox.workdir);
+    ownCase(sandbox);
     try {
       const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 64, exitCode: EXIT });
       const { k } = await firstJob(sandbox, 'full-1', argv, 10);
@@ -336,7 +353,8 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuProbe))('f
   }, 120_000);
 
   it('2a. PID taken on restore, in its own PID namespace (--pid-namespace on): the restore succeeds anyway and the run completes', async () => {
-    const sandbox = caseDir('pid-taken-ns');
+    // --pid-namespace on is root's (a user's job gets no PID namespace).
+    const sandbox = caseDir('pid-taken-ns', { asRoot: true });
     const argv = faultProgram(sandbox.workdir, { count: 100_000, tickMs: 20, megabytes: 16, exitCode: EXIT });
     const { job: job1, k } = await firstJob(sandbox, 'pidns-1', argv, 10, ['--pid-namespace', 'on']);
     const dumped = Number(/checkpoint requested for PID (\d+)/.exec(job1.stderr)?.[1]);

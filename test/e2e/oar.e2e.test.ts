@@ -14,9 +14,10 @@
  * Root only; in CI it always runs (OAR and CRIU are installed if missing), elsewhere it is
  * skipped loudly without root.
  */
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { treeOf } from '../../src/proc/processes.js';
 import { readOr } from '../helpers/launcher-harness.js';
 import { deleteActiveJobs, ensureOarUser, exitStatusOf, followChain, formatChain, oarJob, oarProbe, oardelCheckpoint, oarsub, startCluster, stopCluster, type ClusterHandle, type OarJob, type OarUser } from '../helpers/oar-cluster.js';
 import { pollFor } from '../helpers/poll.js';
@@ -60,29 +61,6 @@ interface ChainResult {
   stdout: string[];
   stderr: string[];
   seconds: number;
-}
-
-/** Every process of the tree rooted at PID (through every thread's children). */
-function processTree(pid: number): number[] {
-  const tree: number[] = [];
-  const queue = [pid];
-  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-    tree.push(next);
-    let tids: string[] = [];
-    try {
-      tids = readdirSync(`/proc/${next}/task`);
-    } catch {
-      continue;
-    }
-    for (const tid of tids) {
-      try {
-        queue.push(...readFileSync(`/proc/${next}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
-      } catch {
-        // the thread ended
-      }
-    }
-  }
-  return tree;
 }
 
 /**
@@ -132,7 +110,7 @@ describe.runIf(realPartAvailable('ckpt-run on a real OAR cluster', oarProbe))('c
       200,
     ).then(Number);
     const membership = new Map<number, string>();
-    for (const member of processTree(pid)) {
+    for (const member of treeOf(pid)) {
       const text = readOr(`/proc/${member}/cgroup`);
       if (text) membership.set(member, text.trim());
     }

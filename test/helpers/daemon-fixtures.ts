@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Requester } from '../../src/protocol/spool-request.js';
 import { ProcessHandle } from '../../src/proc/processes.js';
 import { waitUntil } from './poll.js';
+import { killAll } from './listed-processes.js';
 
 export const AS_ROOT = process.getuid?.() === 0;
 
@@ -33,13 +34,7 @@ export function tempDir(prefix = 'ckpt-daemon-test-'): string {
 
 /** Kills the session that PID leads when the test ends (a tree the test started or had restored). */
 export function killAtCleanUp(pid: number): void {
-  cleanups.push(() => {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  });
+  cleanups.push(() => killAll([-pid], 'SIGKILL'));
 }
 
 /**

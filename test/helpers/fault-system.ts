@@ -4,13 +4,14 @@
  * make: a checkpoint's identity, the run's state, what is left in the spool.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killAll } from '../../src/proc/processes.js';
 import { loadRunState, type RunState } from '../../src/state/run-state.js';
 import { isGone } from './daemon-fixtures.js';
 import { waitUntil } from './poll.js';
 import type { Proc } from './launcher-harness.js';
+import { processesWhere, procLink } from './listed-processes.js';
 
 // ---- a small tmpfs ----
 
@@ -115,17 +116,10 @@ export async function killAtWalltime(job: Proc, treeRoot: number): Promise<void>
  */
 export async function killProcessesUnder(dir: string): Promise<number> {
   const under = (): number[] =>
-    readdirSync('/proc')
-      .filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid)
-      .filter((name) => {
-        try {
-          const cwd = readlinkSync(`/proc/${name}/cwd`);
-          return cwd === dir || cwd.startsWith(`${dir}/`);
-        } catch {
-          return false;
-        }
-      })
-      .map(Number);
+    processesWhere((pid) => {
+      const cwd = procLink(pid, 'cwd');
+      return cwd !== undefined && (cwd === dir || cwd.startsWith(`${dir}/`));
+    });
   const found = under();
   killAll(found, 'SIGKILL');
   await waitUntil(() => under().every(isGone), `the processes under ${dir} to be gone`);

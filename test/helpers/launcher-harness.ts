@@ -1,9 +1,10 @@
 /** Runs bin/ckpt-run (and the fake daemon) as real processes, for the integration tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readStat } from '../../src/proc/processes.js';
+import { processesWhere, procLink } from './listed-processes.js';
 import { waitUntil } from './poll.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -58,13 +59,31 @@ export class Proc {
   }
 }
 
-export function runCkpt(sandbox: Sandbox, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+/** Who runs a job: an ordinary user's uid and gid (a cluster's jobs), or the test runner. */
+export interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
+export function runCkpt(sandbox: Sandbox, args: string[], env: NodeJS.ProcessEnv = {}, as: RunAs = {}): Proc {
   const child = spawn(process.execPath, [CKPT_RUN, '--spool-dir', sandbox.spool, ...args], {
     cwd: sandbox.workdir,
     env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', CKPT_SPOOL_DIR: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...as,
   });
   return new Proc(child);
+}
+
+/**
+ * A sandbox whose work folder belongs to USER, as a job's folder on a cluster: the sandbox
+ * searchable by all, the spool world-writable and sticky as on a node.
+ */
+export function makeUserSandbox(prefix: string, user: { uid: number; gid: number }): Sandbox {
+  const sandbox = makeSandbox(prefix);
+  chmodSync(sandbox.dir, 0o755);
+  chownSync(sandbox.workdir, user.uid, user.gid);
+  return sandbox;
 }
 
 /** Starts test/helpers/fake-daemon.sh on the sandbox's spool dir; stop() kills its whole group. */
@@ -105,13 +124,9 @@ export function counted(output: string): number[] {
 
 /** The live processes (zombies excepted) whose working directory is DIR: what a job left running there. */
 export function liveProcessesIn(dir: string): number[] {
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number).filter((pid) => {
-    try {
-      const state = readStat(pid)?.state;
-      return readlinkSync(`/proc/${pid}/cwd`) === dir && state !== undefined && state !== 'Z' && state !== 'X';
-    } catch {
-      return false; // gone, or not ours to look at
-    }
+  return processesWhere((pid) => {
+    const state = readStat(pid)?.state;
+    return procLink(pid, 'cwd') === dir && state !== undefined && state !== 'Z' && state !== 'X';
   });
 }
 
@@ -121,7 +136,7 @@ export function summaryOf(workdir: string) {
 }
 
 /** `ckpt-run simulate ARGS` in `workdir`, with a JSON summary written to `<workdir>/summary.json`. */
-export function runSimulate(workdir: string, args: string[], as: { uid?: number; gid?: number } = {}): Proc {
+export function runSimulate(workdir: string, args: string[], as: RunAs = {}): Proc {
   const child = spawn(process.execPath, [CKPT_RUN, 'simulate', '--json', join(workdir, 'summary.json'), ...args], {
     cwd: workdir,
     env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '' },

@@ -11,6 +11,7 @@ import { childrenOf } from '../../src/proc/processes.js';
 import { isGone } from './daemon-fixtures.js';
 import { waitUntil } from './poll.js';
 import { Proc, ROOT } from './launcher-harness.js';
+import { killAll, procText } from './listed-processes.js';
 
 export const CKPT_DAEMON = join(ROOT, 'bin/ckpt-daemon');
 
@@ -98,25 +99,13 @@ export class RealDaemon {
 
   /** The criu processes the daemon runs now (each leads its own process group). */
   criuPids(): number[] {
-    return childrenOf(this.pid).filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('criu');
-      } catch {
-        return false;
-      }
-    });
+    return childrenOf(this.pid).filter((pid) => procText(pid, 'cmdline')?.includes('criu'));
   }
 
   /** SIGKILL to the daemon and to its criu's process group, at once; waits until all are gone. */
   async kill(): Promise<number[]> {
     const criu = this.criuPids();
-    for (const pid of criu) {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        process.kill(pid, 'SIGKILL');
-      }
-    }
+    killAll(criu.flatMap((pid) => [-pid, pid]), 'SIGKILL');
     this.proc.child.kill('SIGKILL');
     await this.proc.exited;
     await waitUntil(() => criu.every(isGone), `criu ${criu.join(' ')} to be gone`);

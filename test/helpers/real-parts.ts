@@ -41,6 +41,13 @@ export function criuForUsers(): string | undefined {
   return existsSync(PRLIMIT_SHIM) ? PRLIMIT_SHIM : undefined;
 }
 
+/** criuForUsers(), for a suite whose jobs are an ordinary user's: without one, a clear error instead of a skip. */
+export function criuForUser(): string {
+  const criu = criuForUsers();
+  if (!criu) throw new Error("no criu can dump an ordinary user's process here: root lacks CAP_SYS_RESOURCE and the prlimit shim is missing (bash scripts/install-criu.sh --with-prlimit-shim)");
+  return criu;
+}
+
 /** Whether to run a suite; in CI a missing part throws, elsewhere it prints why it skips. */
 export function realPartAvailable(suite: string, probe: Probe): boolean {
   const problem = probe();

@@ -15,6 +15,7 @@ import { readStat } from '../../src/proc/processes.js';
 import { signAsTheDaemon } from './daemon-harness.js';
 import { waitUntil } from './poll.js';
 import { shAsUser, spawnAsUser, type SuiteUser } from './security-users.js';
+import { killAll } from './listed-processes.js';
 
 export interface SecuritySandbox {
   base: string;
@@ -75,15 +76,7 @@ export function trackProcess(pid: number): number {
 }
 
 export function killStarted(): void {
-  for (const pid of started.splice(0)) {
-    for (const target of [-pid, pid]) {
-      try {
-        process.kill(target, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  }
+  killAll(started.splice(0).flatMap((pid) => [-pid, pid]), 'SIGKILL');
 }
 
 export function commOf(pid: number): string {

@@ -4,8 +4,8 @@
  * `asUser`, i.e. a real process with the user's uid and gid and no other group.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { killAll } from '../../src/proc/processes.js';
+import { processesWhere, procText } from './listed-processes.js';
 
 export interface SuiteUser {
   name: string;
@@ -34,17 +34,7 @@ export function createUser(name: string): SuiteUser {
 
 /** The PIDs of every process that runs with UID (real uid), from /proc. */
 export function processesOf(uid: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        const line = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-        return Number(line?.[1]) === uid;
-      } catch {
-        return false;
-      }
-    });
+  return processesWhere((pid) => Number(/^Uid:\s+(\d+)/m.exec(procText(pid, 'status') ?? '')?.[1]) === uid);
 }
 
 /** SIGKILLs every process of the account, one by one by PID, until none is left (bounded). */

@@ -7,7 +7,7 @@
 import { execa } from 'execa';
 import { closeSync, openSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { treeOf } from '../../src/proc/processes.js';
+import { processState, treeOf } from '../../src/proc/processes.js';
 import { PRE_RESUME_CHECK } from '../../src/engine/criu.js';
 import { AS_ROOT, asStranger, cleanUp, isGone, startTree, STRANGER } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
@@ -76,6 +76,24 @@ describe.runIf(AS_ROOT)('the pre-resume check', () => {
     const own = await startTree(asStranger(['sleep', '100']));
     const cleared = await execa(PRE_RESUME_CHECK, [], { env: { ...env, CRTOOLS_INIT_PID: String(own) }, reject: false });
     expect([cleared.exitCode, cleared.stderr]).toEqual([0, '']);
+  });
+
+  it('clears a zombie in the tree, after a dump and before a resume (a shell loop frozen before it reaped a child)', async () => {
+    // `true &` exits at once; sh then execs sleep, which never reaps it: a zombie child, whose
+    // /proc the kernel shows as root's.
+    const pid = await startTree(asStranger(['sh', '-c', 'true & exec sleep 100']));
+    await waitUntil(() => treeOf(pid).slice(1).some((child) => processState(child) === 'Z'), 'a zombie child');
+    for (const action of ['post-dump', 'pre-resume']) {
+      const env = { CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_INIT_PID: String(pid), CKPT_REQUESTER_UID: String(STRANGER), CKPT_REQUESTER_GIDS: String(STRANGER) };
+      const result = await execa(PRE_RESUME_CHECK, [], { env, reject: false });
+      expect([action, result.exitCode, result.stderr]).toEqual([action, 0, '']);
+    }
+    expect(isGone(pid)).toBe(false);
+  });
+
+  it('kills a tree with a namespace of its own and no capability (UTS), or a privileged scheduling (nice -5)', async () => {
+    await expectKilled(await startTree(['unshare', '--uts', ...asStranger(['sleep', '100'])]), 'has a uts namespace of its own');
+    await expectKilled(await startTree(['nice', '-n', '-5', ...asStranger(['sleep', '100'])]), 'has nice -5');
   });
 
   it('kills a tree in a namespace of its own (a user namespace with full capabilities)', async () => {

@@ -9,7 +9,7 @@
  *      start that names the filesystem (the resubmitted job may land on another node).
  * Each case prints one result line ("fault: …") for the README's reliability section.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { isGone } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 import { isMountPoint, mountTmpfs, runState, spoolLeftovers, unmount } from '../helpers/fault-system.js';
 import { counted, COUNTER, makeSandbox, runCkpt, startFakeDaemon, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
+import { processesWhere, procLink } from '../helpers/listed-processes.js';
 
 const AS_ROOT = process.getuid?.() === 0;
 if (!AS_ROOT) console.warn('\n*** SKIPPED the tmpfs case of the local-filesystem warning: mounting needs root ***\n');
@@ -37,16 +38,7 @@ const runDir = (sandbox: Sandbox): string => join(sandbox.workdir, '.ckpt-run', 
 
 /** The processes whose working directory is DIR (the program's tree runs there). */
 function processesIn(dir: string): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => {
-      try {
-        return readlinkSync(`/proc/${name}/cwd`) === dir;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
+  return processesWhere((pid) => procLink(pid, 'cwd') === dir);
 }
 
 /** Kills, at the end of the test, whatever of PIDS is still there. */

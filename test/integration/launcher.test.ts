@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { counted, COUNTER, makeSandbox, ROOT, runCkpt, startFakeDaemon, type Sandbox } from '../helpers/launcher-harness.js';
+import { catchesSignal } from '../../src/proc/processes.js';
 
 const stops: Array<() => void> = [];
 afterEach(() => {
@@ -18,10 +19,7 @@ function daemon(sandbox: Sandbox, knobs: Record<string, string> = {}) {
   return started;
 }
 
-function catchesSigusr2(pid: number): boolean {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^SigCgt:\s*([0-9a-f]+)$/m);
-  return line !== null && (BigInt(`0x${line[1]}`) & (1n << 11n)) !== 0n;
-}
+const catchesSigusr2 = (pid: number): boolean => catchesSignal(pid, 'SIGUSR2');
 
 const runDir = (sandbox: Sandbox, runId = 'default') => join(sandbox.workdir, '.ckpt-run', runId);
 /** The checkpoint files of a run folder: images, checkpoint_ok. */

@@ -1,10 +1,14 @@
 /**
  * The layer rule of docs/ARCHITECTURE.md, checked on every import of src/: a module imports its
  * own folder and folders of lower layers only. The layers are read from the document's
- * `layers` block, so the rule is written down once.
+ * `layers` block, so the rule is written down once. bench/ stands above every layer of src/ (it
+ * drives the real programs) and imports nothing of the tests; src/ imports neither. Imports are
+ * read by TypeScript's own pre-processor (either quote, `export … from`, `import()`, `require`),
+ * not by a pattern.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -18,9 +22,9 @@ function layersOf(markdown: string): Map<string, number> {
   return new Map(lines.flatMap((line, index) => line.split(/\s+/).map((folder) => [folder, lines.length - 1 - index] as [string, number])));
 }
 
-/** Every relative import (static or dynamic) of a source file. */
+/** Every relative import (static, dynamic, re-export, require) of a source file. */
 function importsOf(source: string): string[] {
-  return [...source.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|^import\s+)'(\.[^']+)'/gm)].map((match) => match[1]);
+  return ts.preProcessFile(source, true, true).importedFiles.map((file) => file.fileName).filter((name) => name.startsWith('.'));
 }
 
 /** The imports of FILES (path → source, under src/) that go against LAYERS, one line each. */
@@ -30,6 +34,10 @@ function violations(layers: Map<string, number>, files: Map<string, string>): st
     const from = file.split('/')[0];
     for (const target of importsOf(source)) {
       const to = relative(SRC, resolve(SRC, dirname(file), target)).split('/')[0];
+      if (to === '..') {
+        found.push(`${file} → ${target}: leaves src/`);
+        continue;
+      }
       if (to === from) continue;
       const [rankFrom, rankTo] = [layers.get(from), layers.get(to)];
       if (rankFrom === undefined || rankTo === undefined) found.push(`${file} → ${target}: ${rankFrom === undefined ? from : to}/ is in no layer`);
@@ -39,14 +47,28 @@ function violations(layers: Map<string, number>, files: Map<string, string>): st
   return found;
 }
 
-function sourcesUnder(dir: string): Map<string, string> {
+/** The .ts files under DIR: path relative to FROM → source. */
+function sourcesUnder(dir: string, from = SRC): Map<string, string> {
   const files = new Map<string, string>();
   for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile() || !entry.name.endsWith('.ts')) continue;
     const path = join(entry.parentPath, entry.name);
-    files.set(relative(SRC, path), readFileSync(path, 'utf8'));
+    files.set(relative(from, path), readFileSync(path, 'utf8'));
   }
   return files;
+}
+
+/**
+ * The imports of bench's FILES (path → source, relative to the project root) that leave bench/
+ * and src/: the bench measures the product, never the tests' helpers.
+ */
+function benchViolations(files: Map<string, string>): string[] {
+  return [...files].flatMap(([file, source]) =>
+    importsOf(source)
+      .map((target) => ({ target, top: relative(ROOT, resolve(ROOT, dirname(file), target)).split('/')[0] }))
+      .filter(({ top }) => top !== 'bench' && top !== 'src')
+      .map(({ target, top }) => `${file} imports ${target} (${top}/): bench/ may import src/ and bench/ only`),
+  );
 }
 
 const LAYERS = layersOf(readFileSync(join(ROOT, 'docs/ARCHITECTURE.md'), 'utf8'));
@@ -58,6 +80,10 @@ describe('layers', () => {
     expect(violations(LAYERS, sourcesUnder(SRC))).toEqual([]);
   });
 
+  it('bench/ imports only src/ and bench/ (and src/, by the rule above, nothing outside itself)', () => {
+    expect(benchViolations(sourcesUnder(join(ROOT, 'bench'), ROOT))).toEqual([]);
+  });
+
   it('test/unit starts no process (those tests live in test/integration)', () => {
     const unit = join(ROOT, 'test/unit');
     const starters = /'node:child_process'|'execa'|\b(?:startTree|startTestDaemon|runCkpt|runSimulate|RealDaemon|RestartEngine)\b/;
@@ -67,12 +93,14 @@ describe('layers', () => {
     expect(spawning).toEqual([]);
   });
 
-  it('the check itself catches an upward, a sideways and a dynamic import, and a folder with no layer', () => {
+  it('the check itself catches an upward, a sideways, a dynamic, a double-quoted, a re-exported and a required import, a folder with no layer, a way out of src/, and a bench import of the tests', () => {
     const files = new Map([
       ['base/a.ts', "import { ExitCode } from '../cli/x.js';"],
       ['engine/b.ts', "import type { X } from '../scheduler/y.js';\nconst z = await import('../launcher/z.js');"],
       ['proc/c.ts', "import { y } from './y.js';\nimport '../state/side-effect.js';"],
       ['nowhere/d.ts', "import { y } from '../base/y.js';"],
+      ['state/e.ts', 'import { x } from "../daemon/x.js";\nexport { y } from "../launcher/y.js";'],
+      ['log/f.ts', "const { z } = require('../../test/helpers/z.js');"],
     ]);
     expect(violations(LAYERS, files)).toEqual([
       'base/a.ts (base) imports ../cli/x.js (cli), which is not below it',
@@ -80,6 +108,12 @@ describe('layers', () => {
       'engine/b.ts (engine) imports ../launcher/z.js (launcher), which is not below it',
       'proc/c.ts (proc) imports ../state/side-effect.js (state), which is not below it',
       'nowhere/d.ts → ../base/y.js: nowhere/ is in no layer',
+      'state/e.ts (state) imports ../daemon/x.js (daemon), which is not below it',
+      'state/e.ts (state) imports ../launcher/y.js (launcher), which is not below it',
+      'log/f.ts → ../../test/helpers/z.js: leaves src/',
+    ]);
+    expect(benchViolations(new Map([['bench/figures/g.ts', 'import { h } from "../../test/helpers/h.js";\nimport { i } from "../../src/proc/processes.js";']]))).toEqual([
+      'bench/figures/g.ts imports ../../test/helpers/h.js (test/): bench/ may import src/ and bench/ only',
     ]);
   });
 });
