@@ -178,7 +178,8 @@ class RequestServer {
     checkTargetProcess(request.pid, requester);
     const stats = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, { deadline, leaveRunning: readLeaveRunning(run) });
     const frozen = stats.frozenMs === undefined ? '' : `, program frozen ${seconds(stats.frozenMs)}`;
-    return { detail: ` (${formatMegabytes(stats.bytes)}${frozen}${stats.leftRunning ? ', left running' : ''})`, imageBytes: stats.bytes };
+    const kept = stats.kept ? `, ${stats.kept.files} open file(s) kept: ${formatMegabytes(stats.kept.bytes)} in ${seconds(stats.kept.ms)}${stats.kept.over.length ? `, over the bound: ${stats.kept.over.join(' ')}` : ''}` : '';
+    return { detail: ` (${formatMegabytes(stats.bytes)}${frozen}${kept}${stats.leftRunning ? ', left running' : ''})`, imageBytes: stats.bytes };
   }
 
   /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */
