@@ -8,7 +8,7 @@
  * those next dumps' frozen time, the keep tool's share of it, and the bytes kept.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readlinkSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes, randomFillSync, randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { now } from '../clock.js';
 import { ROOT } from '../jobs.js';
 import { killAll } from '../procfs.js';
 import { formatValue, summarize } from '../stats.js';
+import { waitUntil } from '../watch.js';
 import { ROOT_REQUESTER } from './memory-program.js';
 
 export interface KeptSample {
@@ -65,10 +66,14 @@ export async function keptFiles({ mib, rounds, criu = 'criu', progress = () => u
   try {
     progress(`kept files: filling a ${mib} MiB file`);
     fill(file, mib);
-    const holder = spawn('python3', ['-c', 'import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR)\ntime.sleep(1e6)', file], { detached: true, stdio: 'ignore', cwd: dir });
+    const holder = spawn(process.execPath, ['-e', "require('node:fs').openSync(process.argv[1], 'r+'); setInterval(() => undefined, 1 << 30)", file], { detached: true, stdio: 'ignore', cwd: dir });
     holder.unref();
-    pid = holder.pid;
-    if (pid === undefined) throw new Error('could not start the program that holds the file');
+    const holderPid = holder.pid;
+    if (holderPid === undefined) throw new Error('could not start the program that holds the file');
+    pid = holderPid;
+    // Dumped before it opened the file, it would hold nothing to keep.
+    const holds = (): boolean => readdirSync(`/proc/${holderPid}/fd`).some((fd) => readlinkSync(`/proc/${holderPid}/fd/${fd}`) === file);
+    await waitUntil(holds, { timeoutMs: 30_000, what: 'the program to open the file' });
     const samples: KeptSample[] = [];
     let firstKeepMs = NaN;
     // The run folder keeps the last checkpoint's images as "checkpoint", as the daemon does: the next dump compares with its base.
