@@ -25,6 +25,7 @@ export interface BenchOptions {
   /** The image of the full vs lazy restore run, in MiB; 0: no such run. */
   restoreMib: number;
   periodicMib: number;
+  keptMib: number;
 }
 
 /** Per tool, the samples of each single-job figure. */

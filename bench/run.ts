@@ -7,9 +7,10 @@
  *
  *   node build/bench/run.js [--rounds 5] [--idle-seconds 60] [--scale-jobs 50] [--no-scale-baseline]
  *                      [--share-seconds 5] [--daemon auto|restart|fake|ckpt-daemon] [--json FILE] [--keep]
- *                      [--restore-mib 2048] [--periodic-mib 1024]
+ *                      [--restore-mib 2048] [--periodic-mib 1024] [--kept-mib 1024]
  * As root with criu and userfaultfd, it also restores one image fully and lazily, side by side,
- * and times the periodic checkpoints (--interval) of a 1 GiB program.
+ * and times the periodic checkpoints (--interval) of a 1 GiB program, and what keeping a 1 GiB
+ * file changed 1 % between them costs.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import { now } from './clock.js';
 import { chooseDaemon, DAEMON_DESCRIPTIONS, DaemonRefused, startDaemon } from './daemon.js';
 import { checkpointCycle } from './figures/cycle.js';
 import { idleRun } from './figures/idle.js';
+import { keptFiles, keptFilesLines } from './figures/kept-files.js';
 import { periodicCheckpoints, periodicLines } from './figures/periodic.js';
 import { restoreModes, restoreModesLines } from './figures/restore-modes.js';
 import { resumeAndExit } from './figures/resume.js';
@@ -49,7 +51,9 @@ const USAGE = `usage: node build/bench/run.js [options]
   --restore-mib N       full vs lazy restore of one N MiB image, --rounds times each (root, criu,
                         userfaultfd; 0 to skip; default 2048)
   --periodic-mib N      periodic checkpoints (--interval: frozen time, dump time, size) of an N MiB
-                        program, --rounds times (root, criu; 0 to skip; default 1024)`;
+                        program, --rounds times (root, criu; 0 to skip; default 1024)
+  --kept-mib N          the content of an N MiB file held open, 1 % changed between periodic
+                        checkpoints, kept with each (root, criu; 0 to skip; default 1024)`;
 
 function options(): BenchOptions {
   const { values } = parseArgs({
@@ -67,6 +71,7 @@ function options(): BenchOptions {
       'ckpt-run-bin': { type: 'string' },
       'restore-mib': { type: 'string', default: '2048' },
       'periodic-mib': { type: 'string', default: '1024' },
+      'kept-mib': { type: 'string', default: '1024' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -74,7 +79,7 @@ function options(): BenchOptions {
     console.log(USAGE);
     process.exit(0);
   }
-  const number = (name: 'rounds' | 'idle-seconds' | 'idle-warmup' | 'scale-jobs' | 'share-seconds' | 'restore-mib' | 'periodic-mib', min: number): number => {
+  const number = (name: 'rounds' | 'idle-seconds' | 'idle-warmup' | 'scale-jobs' | 'share-seconds' | 'restore-mib' | 'periodic-mib' | 'kept-mib', min: number): number => {
     const value = Number(values[name]);
     if (!Number.isFinite(value) || value < min) {
       console.error(`bench: --${name} must be a number ≥ ${min}\n${USAGE}`);
@@ -96,6 +101,7 @@ function options(): BenchOptions {
     shareSeconds: number('share-seconds', 0),
     restoreMib: Math.floor(number('restore-mib', 0)),
     periodicMib: Math.floor(number('periodic-mib', 0)),
+    keptMib: Math.floor(number('kept-mib', 0)),
   };
 }
 
@@ -293,6 +299,7 @@ async function main(): Promise<void> {
   spoolWatch.close();
   const restore = await runCriuFigure('restore modes', '--restore-mib', opts.restoreMib, got, () => restoreModes({ mib: opts.restoreMib, rounds: opts.rounds, progress }));
   const periodic = await runCriuFigure('periodic checkpoints', '--periodic-mib', opts.periodicMib, got, () => periodicCheckpoints({ mib: opts.periodicMib, rounds: opts.rounds, progress }));
+  const kept = await runCriuFigure('kept files', '--kept-mib', opts.keptMib, got, () => keptFiles({ mib: opts.keptMib, rounds: opts.rounds, progress }));
 
   machine.loadavgAtEnd = loadAverage();
   const { samples, refusals, errors } = got;
@@ -300,11 +307,12 @@ async function main(): Promise<void> {
   console.log(report.lines.join('\n'));
   console.log(restoreModesLines(restore).join('\n'));
   console.log(periodicLines(periodic).join('\n'));
+  console.log(keptFilesLines(kept).join('\n'));
 
   if (opts.json) {
     writeFileSync(
       opts.json,
-      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, restore, periodic, errors, durationMs: now() - began }, null, 2)}\n`,
+      `${JSON.stringify({ machine, daemon: { kind: choice.kind, why: choice.why, description: DAEMON_DESCRIPTIONS[choice.kind] }, ckptRun: CKPT_RUN, baseline: haveBaseline ? baselineShown : null, options: opts, figures: report.rows.map(({ label, unit, ckpt, base, ratio: r, target }) => ({ label, unit, ckptRun: ckpt ?? null, baseline: base ?? null, ratio: r ?? null, target: target ?? null })), samples, idle, scale, share: share ?? null, refusals: report.refusals, notes: report.notes, restore, periodic, kept, errors, durationMs: now() - began }, null, 2)}\n`,
     );
     progress(`JSON written to ${opts.json}`);
   }

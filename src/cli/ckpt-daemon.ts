@@ -7,14 +7,14 @@ import { SpoolError } from '../daemon/spool.js';
 import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
 import { DEFAULT_LOCAL_STATE_LIMIT } from '../protocol/local-state.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
-import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS } from '../engine/criu.js';
+import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS, DEFAULT_KEEP_FILES_MAX } from '../engine/criu.js';
 import { formatFindings, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
 import { CliError } from '../base/exit-codes.js';
-import { megabytesOption, runCli, secondsOption } from './run-cli.js';
+import { megabytesOption, runCli, secondsOption, sizeOption } from './run-cli.js';
 
 export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;
 
@@ -124,6 +124,7 @@ interface DaemonCliOptions {
   criu: string;
   criuDeadline: number;
   localStateLimit: number;
+  keepFilesMax: number;
   criuBreakpoints: 'auto' | 'on' | 'off';
   restore: 'lazy' | 'full';
   check?: boolean;
@@ -158,7 +159,13 @@ async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<Ch
       `each criu run is bounded to ${options.criuDeadline} s`,
   );
   const notice = (message: string): void => logger.log('warn', message);
-  return new CriuEngine(options.criu, { settings: findings.settings, deadlineMs: options.criuDeadline * 1000, notice, localStateLimit: options.localStateLimit });
+  return new CriuEngine(options.criu, {
+    settings: findings.settings,
+    deadlineMs: options.criuDeadline * 1000,
+    notice,
+    localStateLimit: options.localStateLimit,
+    keepFilesMax: options.keepFilesMax,
+  });
 }
 
 async function check(options: DaemonCliOptions): Promise<void> {
@@ -232,6 +239,14 @@ export function buildProgram(): Command {
       new Option('--local-state-limit <MB>', "the most of a program's node-local files (/tmp, /var/tmp, /dev/shm) one checkpoint carries to the next node; over it, none (said at the checkpoint)")
         .argParser(megabytesOption)
         .default(DEFAULT_LOCAL_STATE_LIMIT, String(DEFAULT_LOCAL_STATE_LIMIT / 1e6)),
+    )
+    .addOption(
+      new Option(
+        '--keep-files-max <size>',
+        'the most content of the files a program holds open for writing that one checkpoint keeps (changed blocks, new copies), e.g. 4G; past it a file gets only a checksum',
+      )
+        .argParser(sizeOption)
+        .default(DEFAULT_KEEP_FILES_MAX, '4G'),
     )
     .addOption(
       new Option('--criu-breakpoints <mode>', "auto: probe whether hardware breakpoints trap here; on/off: take your word, skip the canary")

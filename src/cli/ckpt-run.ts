@@ -9,13 +9,15 @@ import { rollBackToCheckpoint } from '../launcher/file-rollback.js';
 import { checkEngine, checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
 import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
-import { jobOutputFiles } from '../proc/job-output.js';
+import { jobOutputFiles, type OwnFile } from '../proc/job-output.js';
 import { detectOar } from '../scheduler/oar.js';
 import { detectSimulated } from '../scheduler/simulated.js';
 import { requeueJob } from '../scheduler/requeue.js';
 import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
 import { releaseFinishedImages } from '../state/run-images.js';
+import { saveRunState, type RunState } from '../state/run-state.js';
+import type { RunDirPaths } from '../protocol/run-dir.js';
 import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
 import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
 import { DEFAULT_DUMP_SAFETY, DUMP_OVERHEAD_MS, PLAN_MARGIN_MS, DEFAULT_BYTES_PER_SEC } from '../launcher/final-plan.js';
@@ -160,7 +162,7 @@ export function launch(
     checkCpuFeatures(run.paths);
     // The output check reads the relayed count before the roll-back lowers it.
     const outputWarning = scheduler.resumedOutputWarning?.(run.state.relayed.stdout);
-    for (const warning of [outputWarning, ...rollBackToCheckpoint(run.paths, run.state, jobOutput)]) if (warning) logger.log('warn', warning);
+    for (const warning of [outputWarning, ...rollBackFor(run.paths, run.state, jobId, jobOutput)]) if (warning) logger.log('warn', warning);
   }
 
   if (options.preemptionPoll && !scheduler.preempted) {
@@ -209,6 +211,23 @@ export function launch(
     if (!options.keepImages) releaseFinishedImages(run.paths, logger);
     return code === ExitCode.Resubmit && requeue && !(await requeueJob(requeue, logger)) ? ExitCode.RequeueFailed : code;
   });
+}
+
+/**
+ * The roll-back before a resume; a refusal is recorded as this job's end, so that `status`
+ * tells why the checkpoint is not resumed rather than that the next job resumes it.
+ */
+function rollBackFor(paths: RunDirPaths, state: RunState, jobId: string, jobOutput: OwnFile[]): string[] {
+  try {
+    return rollBackToCheckpoint(paths, state, jobOutput);
+  } catch (error) {
+    if (error instanceof CliError && error.exitCode === ExitCode.FileChanged) {
+      const now = new Date().toISOString();
+      state.history.push({ jobId, startedAt: now, endedAt: now, mode: 'resume', outcome: 'failed', exitCode: error.exitCode, refused: error.message });
+      saveRunState(paths.state, state);
+    }
+    throw error;
+  }
 }
 
 export function buildProgram(): Command {

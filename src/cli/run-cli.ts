@@ -22,6 +22,15 @@ export function megabytesOption(value: string): number {
   return Math.round(megabytes * 1e6);
 }
 
+const UNIT_BYTES: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** A size in bytes: "500M", "4G", "1.5T" (binary units), or bytes; in bytes. */
+export function sizeOption(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(value.trim());
+  if (!match) throw new InvalidArgumentError('expected a size: bytes, or a number with K, M, G or T');
+  return Math.floor(Number(match[1]) * UNIT_BYTES[match[2].toLowerCase()]);
+}
+
 const UNIT_SECONDS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
 
 /** A duration of at least a second: "90" or "90s", "5m", "1.5h"; in seconds. */

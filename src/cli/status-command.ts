@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { describeCarried, describeStays, type LocalState } from '../protocol/local-state.js';
-import { imagesBytes, parseCheckpointStats, parsePagesIn, PROGRAM_SAVED_MARK, runDirFor, runDirPaths, RUNS_FOLDER, type PagesIn } from '../protocol/run-dir.js';
+import { imagesBytes, parseCheckpointStats, parsePagesIn, PROGRAM_SAVED_MARK, runDirFor, runDirPaths, RUNS_FOLDER, type KeptFigures, type PagesIn } from '../protocol/run-dir.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 
@@ -22,7 +22,7 @@ export interface RunStatus {
    * The last complete checkpoint: when it was marked, its images' size, what the daemon said of
    * it, and whether the program saved itself (--engine app).
    */
-  checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean; savedByProgram: boolean; localState?: LocalState };
+  checkpoint?: { at: string; bytes: number; frozenMs?: number; periodic?: boolean; savedByProgram: boolean; localState?: LocalState; kept?: KeptFigures };
   command?: string[];
   /** The last lazy restore: when every page of the program's memory was in. */
   lazyRestore?: PagesIn;
@@ -47,7 +47,7 @@ function statusOf(workdir: string, runId: string): RunStatus {
     ? {
         at: statSync(paths.checkpointOk).mtime.toISOString(),
         bytes: existsSync(paths.images) ? imagesBytes(paths.images) : 0,
-        ...(stats ? { frozenMs: stats.frozenMs, periodic: stats.leftRunning, localState: stats.localState } : {}),
+        ...(stats ? { frozenMs: stats.frozenMs, periodic: stats.leftRunning, localState: stats.localState, ...(stats.kept ? { kept: stats.kept } : {}) } : {}),
         savedByProgram: readFileSync(paths.checkpointOk, 'utf8').startsWith(PROGRAM_SAVED_MARK),
       }
     : undefined;
@@ -77,6 +77,7 @@ export function runStatuses(workdir: string): RunStatus[] {
 function describeStatus(run: RunStatus): string {
   const next = run.checkpoint ? 'the next job resumes the last checkpoint' : 'the next job starts it again from the beginning';
   if (run.status === 'finished') return `finished, exit code ${run.exitCode}`;
+  if (run.lastJob?.refused) return `stopped: its last job refused to resume the checkpoint, and the next job refuses too until the cause is fixed: ${run.lastJob.refused}`;
   if (run.status === 'checkpointed') return `checkpointed: ${next}`;
   if (run.status !== 'running') return run.status;
   if (run.lastJob?.outcome === undefined) return `running (or its last job was killed before it could record its end); if it is not running, ${next}`;
@@ -89,7 +90,15 @@ function describeCheckpoint(checkpoint: NonNullable<RunStatus['checkpoint']>): s
   const kind = checkpoint.periodic === undefined ? '' : checkpoint.periodic ? ' (periodic: the program ran on)' : ' (final: the program stopped)';
   const carried = checkpoint.localState && describeCarried(checkpoint.localState);
   const stays = checkpoint.localState && describeStays(checkpoint.localState);
-  return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}${carried ? `; node-local files carried: ${carried}` : ''}${stays ? `; ${stays}` : ''}`;
+  return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}${carried ? `; node-local files carried: ${carried}` : ''}${stays ? `; ${stays}` : ''}${describeKept(checkpoint.kept)}`;
+}
+
+/** What keeping the open files' content cost the checkpoint, and which files it could not keep. */
+function describeKept(kept: KeptFigures | undefined): string {
+  if (!kept) return '';
+  const over = kept.over.length > 0 ? `; only a checksum of ${kept.over.join(', ')} (over ${formatMegabytes(kept.max)})` : '';
+  const unreadable = kept.unreadable.length > 0 ? `; not kept, unreadable to you: ${kept.unreadable.join(', ')}` : '';
+  return `; content of ${kept.files} open file(s) kept: ${formatMegabytes(kept.bytes)} written, ${Math.round(kept.ms)} ms of the frozen time${over}${unreadable}`;
 }
 
 function describeJob(job: JobRecord): string {

@@ -16,6 +16,7 @@ import { basename } from 'node:path';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { asUserArgv } from '../proc/as-user.js';
 import type { Requester } from '../protocol/spool-request.js';
+import { keptFigures } from '../protocol/kept-files.js';
 import { formatCheckpointStats, PARTIAL_IMAGES_PREFIX, type CheckpointStats } from '../protocol/run-dir.js';
 import { checkDumpRoom } from './dump-room.js';
 import { SIGNATURE_FILE, signImages } from './image-signature.js';
@@ -126,13 +127,14 @@ export async function serveCheckpoint(
   const { name, images } = createImagesDir(run);
   let stats: CheckpointStats;
   try {
-    const { frozenMs, localState } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning, runDir: run.location() });
+    const { frozenMs, localState, kept } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning, runDir: run.location() });
     publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
     stats = {
       bytes: handOver(images, requester),
       leftRunning: leaveRunning,
       ...(frozenMs === undefined ? {} : { frozenMs }),
       ...(localState === undefined ? {} : { localState }),
+      ...(kept ? { kept: keptFigures(kept) } : {}),
     };
   } catch (error) {
     discardImages(run, name, images);

@@ -180,9 +180,10 @@ class RequestServer {
     checkTargetProcess(request.pid, requester);
     const stats = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, { deadline, leaveRunning: readLeaveRunning(run) });
     const frozen = stats.frozenMs === undefined ? '' : `, program frozen ${seconds(stats.frozenMs)}`;
+    const kept = stats.kept ? `, ${stats.kept.files} open file(s) kept: ${formatMegabytes(stats.kept.bytes)} in ${seconds(stats.kept.ms)}${stats.kept.over.length ? `, over the bound: ${stats.kept.over.join(' ')}` : ''}` : '';
     const carried = stats.localState && describeCarried(stats.localState);
     const local = carried ? `; node-local files carried: ${carried}` : '';
-    return { detail: ` (${formatMegabytes(stats.bytes)}${frozen}${stats.leftRunning ? ', left running' : ''})${local}`, imageBytes: stats.bytes };
+    return { detail: ` (${formatMegabytes(stats.bytes)}${frozen}${kept}${stats.leftRunning ? ', left running' : ''})${local}`, imageBytes: stats.bytes };
   }
 
   /** Tells the job why: DIR/dump_failed or DIR/restore_failed. */

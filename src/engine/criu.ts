@@ -77,6 +77,7 @@ import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../
 import { treeHoldsTcp, treeNodeSockets } from '../proc/tcp-sockets.js';
 import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../protocol/cpu-features.js';
 import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../protocol/local-state.js';
+import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../protocol/kept-files.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { busyPid, criuFailure, threadIdTaken } from './criu-log.js';
@@ -97,6 +98,12 @@ import { LazyPagesServer } from './lazy-pages.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
 export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
+
+/** The keep tool (engine/keep-files.ts), run by the action script. */
+const KEEP_TOOL = fileURLToPath(new URL('./keep-files-tool.js', import.meta.url));
+
+/** The content of open files a checkpoint keeps at most by default: the bases and changed blocks it writes. */
+export const DEFAULT_KEEP_FILES_MAX = 4 * 2 ** 30;
 
 /** criu's own figures of a dump, written beside its images. */
 const STATS_IMAGE = 'stats-dump';
@@ -213,6 +220,8 @@ export interface CriuEngineOptions {
   /** The bound on one criu run when the request gives no sooner one. */
   deadlineMs?: number;
   pidWaitMs?: number;
+  /** The bound on the content of open files kept per checkpoint (protocol/kept-files.ts), in bytes. */
+  keepFilesMax?: number;
   /** Told once when the engine changes how it runs criu (breakpoints turned off). */
   notice?: (message: string) => void;
   /** The most node-local state one checkpoint carries, bytes (ckpt-daemon --local-state-limit). */
@@ -269,7 +278,8 @@ export class CriuEngine implements CheckpointEngine {
     if (leaveRunning) args.push('--leave-running');
     const before = new Map(treeOf(pid).map((member) => [member, processState(member)]));
     // The action script records the files open for writing while the tree is frozen (protocol/open-files.ts),
-    // and archives the node-local state (protocol/local-state.ts) as the user.
+    // archives the node-local state (protocol/local-state.ts) and keeps the content of the files
+    // open for writing (protocol/kept-files.ts), both as the user.
     const env = {
       ...requesterEnv(requester),
       CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE),
@@ -277,6 +287,7 @@ export class CriuEngine implements CheckpointEngine {
       CKPT_LOCAL_LIMIT: String(this.options.localStateLimit ?? DEFAULT_LOCAL_STATE_LIMIT),
       CKPT_AS_USER: asUserArgv(requester, []).join(' '),
       CKPT_RUN_DIR: runDir ?? '',
+      ...(runDir ? this.keepEnv(imagesDir) : {}),
     };
     await this.run(args, join(imagesDir, 'dump.log'), env, this.deadlineOf(deadline), {
       locksNetwork: tcp,
@@ -285,9 +296,22 @@ export class CriuEngine implements CheckpointEngine {
     const stats = join(imagesDir, STATS_IMAGE);
     const local = join(imagesDir, LOCAL_STATE_IMAGE);
     if (nodeSockets.length > 0) appendFileSync(local, nodeSockets.map((socket) => `socket ${socket}\n`).join(''));
+    const kept = runDir ? parseKeptIndex(readOrEmpty(join(imagesDir, KEPT_INDEX_IMAGE))) : undefined;
     return {
       frozenMs: existsSync(stats) ? frozenMsOf(readFileSync(stats)) : undefined,
       localState: existsSync(local) ? parseLocalState(readFileSync(local, 'utf8')) : undefined,
+      ...(kept ? { kept } : {}),
+    };
+  }
+
+  /** The action script's settings for the keep tool, which it runs as the requester (CKPT_AS_USER). */
+  private keepEnv(imagesDir: string): Record<string, string> {
+    return {
+      CKPT_KEEP_FILES: join(imagesDir, KEPT_INDEX_IMAGE),
+      CKPT_KEEP_DATA: join(imagesDir, KEPT_DATA_IMAGE),
+      CKPT_KEEP_NODE: process.execPath,
+      CKPT_KEEP_TOOL: KEEP_TOOL,
+      CKPT_KEEP_MAX: String(this.options.keepFilesMax ?? DEFAULT_KEEP_FILES_MAX),
     };
   }
 

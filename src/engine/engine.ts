@@ -4,6 +4,7 @@
  * "restart" (no CRIU: records the command line and starts it again; for the local dry run).
  */
 import type { LocalState } from '../protocol/local-state.js';
+import type { KeptIndex } from '../protocol/kept-files.js';
 import type { Requester } from '../protocol/spool-request.js';
 import type { PagesIn } from '../protocol/run-dir.js';
 
@@ -19,8 +20,9 @@ export interface DumpTarget {
   /** Leave the tree running after the dump (a periodic checkpoint) instead of stopping it. */
   leaveRunning?: boolean;
   /**
-   * The run folder, where the next job must find the images anyway: never node-local state to
-   * carry, even where it is under /tmp (a test, a job run from a local folder).
+   * The run folder as the user reaches it: where the content of the files open for writing is
+   * kept (protocol/kept-files.ts); never node-local state to carry, even where it is under /tmp
+   * (a test, a job run from a local folder): the next job must find it there anyway.
    */
   runDir?: string;
 }
@@ -31,6 +33,8 @@ export interface DumpFigures {
   frozenMs?: number;
   /** What of the node-local state travels with the images, and what stays (criu). */
   localState?: LocalState;
+  /** The content of the files open for writing, kept while frozen (protocol/kept-files.ts). */
+  kept?: KeptIndex;
 }
 
 export interface RestoreTarget {

@@ -47,7 +47,7 @@ export function eventsFromFiles(state: MachineState, files: RunFiles): MachineEv
     if (files.dumpFailed) events.push({ type: 'dumpFailed', reason: files.dumpFailed.reason, program: files.dumpFailed.program });
     if (files.checkpointOk !== undefined && files.checkpointOk !== files.checkpointOkAtRequest) {
       const stats = files.checkpointStats;
-      events.push({ type: 'checkpointOk', figures: stats && { frozenMs: stats.frozenMs, bytes: stats.bytes, localState: stats.localState } });
+      events.push({ type: 'checkpointOk', figures: stats && { frozenMs: stats.frozenMs, bytes: stats.bytes, localState: stats.localState, kept: stats.kept } });
     }
   }
   // A resumed program gone with no status but restore_failed: a lazy restore whose memory never

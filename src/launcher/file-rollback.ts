@@ -10,6 +10,9 @@
  * other file CRIU refuses to restore once it grew ("has bad size").
  * The sizes: ckpt-daemon records them while the tree is frozen (protocol/open-files.ts); for
  * images without that record, the output files' sizes noted when the job ended (checkpointOutput).
+ * Files not opened O_APPEND may have changed in place, not only grown: where the checkpoint kept
+ * their content (protocol/kept-files.ts) they are put back whole instead (kept-restore.ts), and
+ * one that only has a checksum must still match it.
  */
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, statSync, truncateSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
@@ -17,10 +20,12 @@ import { CliError, ExitCode } from '../base/exit-codes.js';
 import { OutputRelay } from '../proc/output-relay.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { LOCAL_STATE_IMAGE, parseLocalState, travelledWith, type LocalState } from '../protocol/local-state.js';
+import { KEPT_INDEX_IMAGE, parseKeptIndex, type KeptIndex } from '../protocol/kept-files.js';
 import { parseOpenFiles, type OpenFile } from '../protocol/open-files.js';
 import { OPEN_FILES_IMAGE, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import type { OwnFile } from '../proc/job-output.js';
 import { saveRunState, type RunState } from '../state/run-state.js';
+import { keptProblems, restoreKeptFiles } from './kept-restore.js';
 
 /** The file every CRIU image set starts with. */
 const CRIU_INVENTORY = 'inventory.img';
@@ -187,13 +192,8 @@ function notTheProgramsChange(state: RunState, files: OpenFile[], jobOutput: Own
 }
 
 /** The warning for files that cannot be rolled back, if any. */
-function notRolledBack(paths: RunDirPaths, state: RunState, files: OpenFile[], jobOutput: OwnFile[]): string[] {
-  let since: number;
-  try {
-    since = statSync(paths.checkpointOk).mtimeMs;
-  } catch {
-    return [];
-  }
+function notRolledBack(state: RunState, files: OpenFile[], since: number | undefined, jobOutput: OwnFile[]): string[] {
+  if (since === undefined) return [];
   const changed = changedSince(state.workdir, since, notTheProgramsChange(state, files, jobOutput));
   if (changed.length === 0) return [];
   const named = changed.slice(0, NAMED_AT_MOST).join(', ') + (changed.length > NAMED_AT_MOST ? ` and ${changed.length - NAMED_AT_MOST} more` : '');
@@ -216,14 +216,29 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOut
   if (!existsSync(join(paths.images, CRIU_INVENTORY))) return [];
   const files = openFilesOf(paths);
   if (files === undefined) return rollBackOutput(paths, state);
-  const unrolled = notRolledBack(paths, state, files, jobOutput);
+  // The files whose content the checkpoint kept are put back whole; the others are cut back to their size.
+  const kept = keptIndexOf(paths);
+  const restored = new Set(kept?.files.filter((file) => file.kind === 'kept').map((file) => file.path));
+  const problems = kept ? keptProblems(kept, paths.dir) : [];
+  if (problems.length > 0) {
+    throw new CliError(
+      `cannot resume: ${problems.join('; ')}. The checkpoint cannot bring the program back with its files as they were. ` +
+        `Put the file back as it was at the checkpoint, or start the run afresh: rm -r ${paths.dir}`,
+      ExitCode.FileChanged,
+    );
+  }
   // The output files, known by inode (the record names them as the program's /proc showed them), each stat'ed once.
   const stdoutInode = fileNow(paths.stdoutLog)?.inode;
   const stderrInode = fileNow(paths.stderrLog)?.inode;
   const keepOf = (file: OpenFile): string =>
     file.inode === stdoutInode ? paths.stdoutRolledBack : file.inode === stderrInode ? paths.stderrRolledBack : `${file.path}.rolled-back`;
   const local = localStateOf(paths);
-  const { cuts, refusals } = planRollback(files, fileNow, keepOf, (path) => local !== undefined && travelledWith(local, path));
+  const { cuts, refusals } = planRollback(
+    files.filter((file) => !restored.has(file.path)),
+    fileNow,
+    keepOf,
+    (path) => local !== undefined && travelledWith(local, path),
+  );
   if (refusals.length > 0) {
     throw new CliError(
       `cannot resume: a file the checkpoint's program holds open for writing changed after the checkpoint: ${refusals.join('; ')}. It would go on writing where it left off. ` +
@@ -231,10 +246,32 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOut
       ExitCode.FileChanged,
     );
   }
-  if (cuts.length === 0) return unrolled;
+  const since = checkpointTime(paths);
+  const put = kept && since !== undefined ? restoreKeptFiles(kept, paths.dir, paths.images, since, files.map((file) => file.path)) : [];
+  const unrolled = notRolledBack(state, files, since, jobOutput);
+  const back = put.map((what) => `rolled back to the checkpoint: ${what}`);
+  if (cuts.length === 0) return [...back, ...unrolled];
   const endOf = (inode: number | undefined, relayed: number): number => files.find((file) => file.inode === inode)?.size ?? relayed;
   cutBack(paths, state, cuts, { stdout: endOf(stdoutInode, state.relayed.stdout), stderr: endOf(stderrInode, state.relayed.stderr) });
-  return [said(state, cuts), ...unrolled];
+  return [said(state, cuts), ...back, ...unrolled];
+}
+
+/** The kept content's index in the images, or undefined for images without one. */
+function keptIndexOf(paths: RunDirPaths): KeptIndex | undefined {
+  try {
+    return parseKeptIndex(readFileSync(join(paths.images, KEPT_INDEX_IMAGE), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** When the resumed checkpoint was made (checkpoint_ok's mtime). */
+function checkpointTime(paths: RunDirPaths): number | undefined {
+  try {
+    return statSync(paths.checkpointOk).mtimeMs;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Images without the record of open files: the output files, to the sizes noted when the checkpoint's job ended. */

@@ -20,6 +20,7 @@ import { ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { plural, quoted } from '../base/words.js';
 import { describeCarried, describeStays, type LocalState } from '../protocol/local-state.js';
+import type { KeptFigures } from '../protocol/run-dir.js';
 
 export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval' | 'final';
 
@@ -85,6 +86,8 @@ export interface CheckpointFigures {
   bytes?: number;
   /** The program's node-local files: what travelled with the images, what stays on this node. */
   localState?: LocalState;
+  /** The content of the files open for writing kept with it (protocol/kept-files.ts). */
+  kept?: KeptFigures;
 }
 
 interface Common {
@@ -310,7 +313,9 @@ const nextPeriodic = (config: MachineConfig): MachineAction[] =>
 function figuresOf(ms: number, figures: CheckpointFigures | undefined): string {
   const frozen = figures?.frozenMs === undefined ? [] : [`program frozen ${duration(figures.frozenMs)}`];
   const size = figures?.bytes === undefined ? [] : [formatMegabytes(figures.bytes)];
-  const said = [...frozen, ...size];
+  const kept = figures?.kept;
+  const files = kept && kept.files > 0 ? [`content of ${kept.files} open file(s) kept: ${formatMegabytes(kept.bytes)} written in ${duration(kept.ms)} while frozen`] : [];
+  const said = [...frozen, ...size, ...files];
   return said.length === 0 ? duration(ms) : `${duration(ms)} (${said.join(', ')})`;
 }
 
@@ -324,6 +329,15 @@ function localStateLines(figures: CheckpointFigures | undefined): MachineAction[
     ...(carried ? [log('info', `node-local files carried with the checkpoint: ${carried}`)] : []),
     ...(stays ? [log('warn', stays)] : []),
   ];
+}
+
+/** The files whose content a checkpoint could not keep, named: a crash before the next checkpoint cannot put them back. */
+function keptWarnings(figures: CheckpointFigures | undefined): MachineAction[] {
+  const kept = figures?.kept;
+  if (!kept) return [];
+  const over = kept.over.map((path) => log('warn', `${path} is over the bound of content kept per checkpoint (ckpt-daemon --keep-files-max, ${formatMegabytes(kept.max)}): only its checksum is kept, and a resume after a crash refuses to go on if it changed`));
+  const unreadable = kept.unreadable.map((path) => log('warn', `${path} is open for writing but you may not read it: its content is not kept, a crash cannot put it back`));
+  return [...over, ...unreadable];
 }
 
 /**
@@ -415,7 +429,7 @@ function checkpointDone(state: Watched, now: number): Step | undefined {
   if (state.config.app) return after([{ type: 'clearTimer', name: 'dump' }], resubmit(state, now, `the program saved its state and exited ${duration(dumpMs)} after the signal`));
   const done = resubmit(state, now, `checkpoint complete in ${figuresOf(dumpMs, figures)}, program stopped`);
   return after(
-    [{ type: 'clearTimer', name: 'dump' }, { type: 'checkpointKept', periodic: false, figures }, ...localStateLines(figures), ...walltimeMargin(state.config, request.at, dumpMs)],
+    [{ type: 'clearTimer', name: 'dump' }, { type: 'checkpointKept', periodic: false, figures }, ...localStateLines(figures), ...keptWarnings(figures), ...walltimeMargin(state.config, request.at, dumpMs)],
     done,
   );
 }
@@ -512,6 +526,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     if (done || !next.request.periodic || next.programGone) return done ?? unchanged(next);
     return periodicOver(next, now, [
       log('info', `periodic checkpoint complete in ${figuresOf(now - next.request.at, event.figures)}; the program runs on`),
+      ...keptWarnings(event.figures),
       { type: 'checkpointKept', periodic: true, figures: event.figures },
       ...localStateLines(event.figures),
     ]);

@@ -93,20 +93,45 @@ export interface CheckpointStats {
   leftRunning: boolean;
   /** The program's node-local files: what travels with the images, what stays (protocol/local-state.ts). */
   localState?: LocalState;
+  /** The content of the files open for writing (protocol/kept-files.ts), where the daemon keeps it. */
+  kept?: KeptFigures;
+}
+
+/** What keeping the content of the files open for writing cost one checkpoint, and what it left out. */
+export interface KeptFigures {
+  /** Files kept. */
+  files: number;
+  /** Bytes written: changed blocks and new bases. */
+  bytes: number;
+  /** The program frozen meanwhile. */
+  ms: number;
+  /** Files past the bound (only a checksum kept), and the bound. */
+  over: string[];
+  max: number;
+  /** Files the user may not read. */
+  unreadable: string[];
 }
 
 export function formatCheckpointStats(stats: CheckpointStats): string {
   return `${JSON.stringify(stats)}\n`;
 }
 
+function validKept(kept: Partial<KeptFigures> | undefined): kept is KeptFigures {
+  const names = (list: unknown): boolean => Array.isArray(list) && list.every((name) => typeof name === 'string');
+  return (
+    typeof kept === 'object' && kept !== null && typeof kept.files === 'number' && typeof kept.bytes === 'number' &&
+    typeof kept.ms === 'number' && typeof kept.max === 'number' && names(kept.over) && names(kept.unreadable)
+  );
+}
+
 /** checkpoint_stats as ckpt-daemon writes it, or undefined for anything else. */
 export function parseCheckpointStats(text: string | undefined): CheckpointStats | undefined {
   if (text === undefined || !text.endsWith('\n')) return undefined;
   try {
-    const { bytes, frozenMs, leftRunning, localState } = JSON.parse(text) as Partial<CheckpointStats>;
+    const { bytes, frozenMs, leftRunning, localState, kept } = JSON.parse(text) as Partial<CheckpointStats>;
     if (typeof bytes !== 'number' || typeof leftRunning !== 'boolean') return undefined;
     const local = Array.isArray(localState?.carried) && Array.isArray(localState?.stays) && Array.isArray(localState?.sockets) ? { localState } : {};
-    return { bytes, leftRunning, ...(typeof frozenMs === 'number' ? { frozenMs } : {}), ...local };
+    return { bytes, leftRunning, ...(typeof frozenMs === 'number' ? { frozenMs } : {}), ...local, ...(validKept(kept) ? { kept } : {}) };
   } catch {
     return undefined;
   }

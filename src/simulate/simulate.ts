@@ -83,6 +83,9 @@ function endedBy(workdir: string, exitCode: number): { text: string; finished: b
   return { text: `ckpt-run failed (exit ${exitCode}${meaning ? `: ${meaning}` : ''})`, finished: false };
 }
 
+/** ckpt-run's warning at a resume for files it cannot roll back (launcher/file-rollback.ts). */
+const NOT_ROLLED_BACK = /so not rolled back: (.*?)\. The resumed program/;
+
 export async function simulate(options: SimulationOptions): Promise<SimulationSummary> {
   const spoolDir = mkdtempSync(join(tmpdir(), 'ckpt-run-simulate-'));
   // A dry run always starts from the beginning: an earlier simulation's checkpoint is dropped.
@@ -136,7 +139,13 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       current = child;
       const ckptRun = new ProcessHandle(child.pid as number);
       child.stdout.on('data', (chunk: Buffer) => status.write(process.stdout, chunk));
-      child.stderr.on('data', (chunk: Buffer) => status.write(process.stderr, chunk));
+      let notRolledBack: string | undefined;
+      let recent = ''; // the warning may come in two chunks
+      child.stderr.on('data', (chunk: Buffer) => {
+        recent = (recent + chunk.toString()).slice(-16_384);
+        notRolledBack ??= NOT_ROLLED_BACK.exec(recent)?.[1];
+        status.write(process.stderr, chunk);
+      });
       const delay = signalDelaySec(options.schedule);
       const signalAt = delay === undefined ? undefined : jobStart + delay * 1000;
       const signalTimer = signalAt === undefined ? undefined : setTimeout(() => signalJob(child, 'walltime'), signalAt - jobStart);
@@ -184,6 +193,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
         exitCode,
         endedBy: ended.text,
         finished: ended.finished,
+        ...(notRolledBack ? { notRolledBack } : {}),
       });
       // A crashed or preempted job is submitted again (by the user, or by OAR for a besteffort one).
       if (exitCode !== ExitCode.Resubmit && killed !== CRASHED && killed !== PREEMPTED_KILLED) break;

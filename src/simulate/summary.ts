@@ -16,6 +16,8 @@ export interface CycleRecord {
   endedBy: string;
   /** The program ended on its own in this job. */
   finished: boolean;
+  /** Files the resume could not put back as at the checkpoint, as ckpt-run named them. */
+  notRolledBack?: string;
 }
 
 export interface SimulationSummary {

@@ -6,6 +6,7 @@
  */
 import { ExitCode } from '../base/exit-codes.js';
 import { plural } from '../base/words.js';
+import { looksLikeRestoreFailure } from '../state/run-images.js';
 import type { SignalSchedule } from './schedule.js';
 import type { CycleRecord, SimulationSummary } from './summary.js';
 
@@ -89,6 +90,27 @@ export function verdict({ engine, command, schedule, maxCycles, cycles, failures
     };
   }
   if (failures.length) return { ...base, ok: false, exitCode: ExitCode.DryRunFailed, verdict: failedVerdict(failures, cycles, checkpoints) };
+  const inconsistent = cycles.find((cycle) => cycle.notRolledBack !== undefined);
+  if (inconsistent) {
+    return {
+      ...base,
+      ok: false,
+      exitCode: ExitCode.DryRunFailed,
+      verdict:
+        `job ${inconsistent.jobId} resumed with files changed after its checkpoint that the program did not hold open then, so not put back: ${inconsistent.notRolledBack}; ` +
+        `${lastCycle(cycles, checkpoints)}. The resumed program finds them unlike what it left: have it hold such files open (their content is then kept with each checkpoint), or write them only when it ends.`,
+    };
+  }
+  if (last.finished && last.restoreMs !== undefined && looksLikeRestoreFailure(last.exitCode, last.runSec * 1000)) {
+    return {
+      ...base,
+      ok: false,
+      exitCode: ExitCode.DryRunFailed,
+      verdict:
+        `the program ended with exit code ${last.exitCode} ${last.runSec.toFixed(1)} s after job ${last.jobId} resumed it, after ${plural(checkpoints, 'checkpoint')}: ` +
+        'that may be the restore\'s doing (a file not as the program left it?). Its output says; the checkpoint images are kept (ckpt-run clean removes them).',
+    };
+  }
   if (last.exitCode === ExitCode.Resubmit && !last.finished) {
     return {
       ...base,

@@ -11,6 +11,7 @@ import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { formatMegabytes } from '../base/sizes.js';
+import { KEPT_FILES_FOLDER } from '../protocol/kept-files.js';
 import { GENERATION_PREFIX, imagesBytes, PARTIAL_IMAGES_PREFIX, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import { loadRunState, type RunState } from './run-state.js';
 
@@ -108,7 +109,10 @@ export function removeImages(paths: RunDirPaths, partial = true): { removed: str
   let freed = 0;
   const removed: string[] = [];
   const problems: string[] = [];
-  for (const dir of imageFolders(paths).filter((folder) => partial || !basename(folder).startsWith(PARTIAL_IMAGES_PREFIX))) {
+  // With them, the bases of the files' content kept with the checkpoints (protocol/kept-files.ts): of use only with them.
+  const bases = join(paths.dir, KEPT_FILES_FOLDER);
+  const folders = imageFolders(paths).filter((folder) => partial || !basename(folder).startsWith(PARTIAL_IMAGES_PREFIX));
+  for (const dir of existsSync(bases) ? [...folders, bases] : folders) {
     const bytes = bytesOf(dir);
     try {
       rmSync(dir, { recursive: true, force: true });
@@ -125,9 +129,31 @@ export function removeImages(paths: RunDirPaths, partial = true): { removed: str
 }
 
 /**
+ * A resumed job whose program ended this soon, with a code that says it failed, may have been
+ * harmed by the restore (a file not as it left it: SQLite's "database disk image is malformed"
+ * came 0.05 s after one). Failed: exit code 1 (an uncaught error in Python, Java and most
+ * runtimes) or a signal (128+N: an abort, a segfault). Other codes are taken as the program's
+ * own word (the test programs end with 7 on purpose, seconds after their restore).
+ */
+export const SOON_AFTER_RESTORE_MS = 10_000;
+
+export function looksLikeRestoreFailure(exitCode: number | undefined, afterMs: number): boolean {
+  return exitCode !== undefined && (exitCode === 1 || exitCode >= 128) && afterMs < SOON_AFTER_RESTORE_MS;
+}
+
+/** The run's last job resumed a checkpoint and its program then ended as looksLikeRestoreFailure says (ms from the job's start). */
+export function failedSoonAfterRestore(state: RunState): { exitCode: number; afterMs: number } | undefined {
+  const job = state.history.at(-1);
+  if (job?.mode !== 'resume' || job.endedAt === undefined || state.exitCode === undefined) return undefined;
+  const afterMs = Date.parse(job.endedAt) - Date.parse(job.startedAt);
+  return looksLikeRestoreFailure(state.exitCode, afterMs) ? { exitCode: state.exitCode, afterMs } : undefined;
+}
+
+/**
  * At the end of a job: once the state file says the run finished, its images are of no use to
- * anyone (a finished run is never resumed) and go, unless --keep-images. Any other end keeps
- * them: the last good checkpoint is what the next job resumes.
+ * anyone (a finished run is never resumed) and go, unless --keep-images or the program ended
+ * with a failure right after its restore. Any other end keeps them: the last good checkpoint is what
+ * the next job resumes.
  */
 export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void {
   let state: RunState | undefined;
@@ -137,6 +163,15 @@ export function releaseFinishedImages(paths: RunDirPaths, logger: Logger): void 
     return; // not recorded as finished: keep them
   }
   if (state?.status !== 'finished') return;
+  const early = failedSoonAfterRestore(state);
+  if (early) {
+    logger.log(
+      'warn',
+      `the program ended with exit code ${early.exitCode} ${Math.round(early.afterMs / 1000)} s after this job started to restore it: that may be the restore's doing, ` +
+        `so the checkpoint images are kept, to inspect or retry (ckpt-run clean removes them)`,
+    );
+    return;
+  }
   const { freed, problems } = removeImages(paths, false);
   if (freed > 0) logger.log('info', `the run finished: removed its checkpoint images (${formatMegabytes(freed)}; --keep-images keeps them)`);
   // E.g. a lazy restore's images, still the daemon's until every page is in: clean finds them later.

@@ -54,6 +54,8 @@ export interface JobRecord {
   output?: Array<{ path: string; inode: number }>;
   /** The self-timed final checkpoint's plan as last said (launcher/final-plan.ts), where the walltime was known. */
   finalPlan?: { at: string; bytes: number; bytesPerSec: number; measured: boolean; estimateMs: number };
+  /** Why this job refused to resume the checkpoint (a file it cannot put back): the next job refuses too until it is fixed. */
+  refused?: string;
 }
 
 export interface RunState {

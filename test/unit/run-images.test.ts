@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runDirPaths, type RunDirPaths } from '../../src/protocol/run-dir.js';
-import { imagesVerdict, keepGenerations } from '../../src/state/run-images.js';
+import { failedSoonAfterRestore, imagesVerdict, keepGenerations } from '../../src/state/run-images.js';
 import { newRunState, type JobRecord, type RunState } from '../../src/state/run-state.js';
 
 function run(status: RunState['status'], lastJob?: Partial<JobRecord>): RunState {
@@ -69,5 +69,27 @@ describe('keepGenerations (--keep)', () => {
     expect(readFileSync(join(paths.dir, generations[0], 'pages-1.img'), 'utf8')).toBe('checkpoint 3');
     expect(existsSync(paths.oldImages)).toBe(false);
     rmSync(paths.dir, { recursive: true });
+  });
+});
+
+describe('failedSoonAfterRestore: a finished run whose images are kept', () => {
+  const finishedAfter = (mode: JobRecord['mode'], seconds: number, exitCode: number): RunState => {
+    const state = newRunState('r', ['prog'], '/w', new Date());
+    state.status = 'finished';
+    state.exitCode = exitCode;
+    state.history.push({ jobId: 'j', startedAt: '2026-12-06T10:00:00.000Z', endedAt: new Date(Date.parse('2026-12-06T10:00:00.000Z') + seconds * 1000).toISOString(), mode, outcome: 'finished', exitCode });
+    return state;
+  };
+
+  it('exit code 1 or a signal within 10 s of the resuming job\'s start: kept', () => {
+    expect(failedSoonAfterRestore(finishedAfter('resume', 2, 1))).toEqual({ exitCode: 1, afterMs: 2000 });
+    expect(failedSoonAfterRestore(finishedAfter('resume', 9, 134))).toEqual({ exitCode: 134, afterMs: 9000 });
+  });
+
+  it('later, after a fresh start, or with a code of the program\'s own: not kept', () => {
+    expect(failedSoonAfterRestore(finishedAfter('resume', 30, 1))).toBeUndefined();
+    expect(failedSoonAfterRestore(finishedAfter('fresh', 2, 1))).toBeUndefined();
+    expect(failedSoonAfterRestore(finishedAfter('resume', 2, 7))).toBeUndefined();
+    expect(failedSoonAfterRestore(finishedAfter('resume', 2, 0))).toBeUndefined();
   });
 });

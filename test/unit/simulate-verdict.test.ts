@@ -72,3 +72,26 @@ describe('simulate verdict', () => {
     expect(summary.verdict).toMatch(/^cycle 2 was still running at its walltime \(4 s\).* The daemon said: dump of job j2 failed: 2 was killed by 9 unexpectedly$/);
   });
 });
+
+describe('simulate verdict: resumes that left files unlike the checkpoint', () => {
+  const resumed = (jobId: string, runSec: number, exitCode: number): CycleRecord => ({ ...finished(jobId, exitCode), runSec, restoreMs: 400 });
+
+  it('an exit code 1 within seconds of a resume fails the dry run (exit 13) and says the images are kept', () => {
+    const summary = verdict(input([checkpointed('j1'), resumed('j2', 0.8, 1)]));
+    expect(summary).toMatchObject({ ok: false, exitCode: 13 });
+    expect(summary.verdict).toMatch(/^the program ended with exit code 1 0\.8 s after job j2 resumed it, after 1 checkpoint: .*images are kept/);
+  });
+
+  it('a signal soon after the resume fails it too; a failure long after it, or a code of the program\'s own (0, 7) soon after it, does not', () => {
+    expect(verdict(input([checkpointed('j1'), resumed('j2', 2, 139)]))).toMatchObject({ ok: false, exitCode: 13 });
+    expect(verdict(input([checkpointed('j1'), resumed('j2', 300, 1)]))).toMatchObject({ ok: true, exitCode: 1 });
+    expect(verdict(input([checkpointed('j1'), resumed('j2', 0.8, 0)]))).toMatchObject({ ok: true, exitCode: 0 });
+    expect(verdict(input([checkpointed('j1'), resumed('j2', 0.8, 7)]))).toMatchObject({ ok: true, exitCode: 7 });
+  });
+
+  it('a resume with files it could not put back fails the dry run, naming them', () => {
+    const summary = verdict(input([checkpointed('j1'), { ...resumed('j2', 30, 0), notRolledBack: '/w/summary.txt' }]));
+    expect(summary).toMatchObject({ ok: false, exitCode: 13 });
+    expect(summary.verdict).toMatch(/^job j2 resumed with files changed after its checkpoint .*: \/w\/summary\.txt; the program then finished with exit code 0/);
+  });
+});
