@@ -104,7 +104,8 @@ export function keptFilesLines(result: KeptResult): string[] {
   return [
     '',
     `Content of a ${result.mib} MiB file held open, 1 % of it (random 4-KiB pages) changed between periodic checkpoints, medians of ${result.samples.length}:`,
-    `  program frozen ${formatValue(median('frozenMs'), 'ms')}, of which keeping the file ${formatValue(median('keepMs'), 'ms')}; ${(median('keptBytes') / 2 ** 20).toFixed(1)} MiB kept per checkpoint; ` +
+    `  program frozen ${formatValue(median('frozenMs'), 'ms')}, of which keeping the file ${formatValue(median('keepMs'), 'ms')}; ` +
+      `${result.samples.map((sample) => (sample.keptBytes / 2 ** 20).toFixed(1)).join(', ')} MiB kept by the successive checkpoints (all that differs from the base, renewed once half the file differs); ` +
       `dump ${formatValue(median('dumpMs'), 'ms')} (the first checkpoint copies the whole file: ${formatValue(result.firstKeepMs, 'ms')})`,
   ];
 }
