@@ -79,7 +79,7 @@ export const planChanged = (previous: FinalPlan | undefined, next: FinalPlan): b
 const clock = (ms: number): string => new Date(ms).toTimeString().slice(0, 8);
 const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`;
 const rate = (throughput: Throughput): string =>
-  `${formatMegabytes(throughput.bytesPerSec)}/s ${throughput.measured ? 'measured' : 'assumed (no dump of this run yet)'}`;
+  `${formatMegabytes(throughput.bytesPerSec)}/s ${throughput.measured ? 'measured' : 'assumed (none measured in this run yet: its dumps so far, if any, were too small and quick to tell)'}`;
 
 /**
  * "final checkpoint planned at 01:38:10 (in 84 s), 2.1 GB at 0.9 GB/s measured, dump estimated

@@ -38,6 +38,24 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
   }, 180_000);
 
+  it('a --checkpoint too short for a program of 1.6 GB: the job checkpoints early by its own plan, re-planned as the program grew; the run survives, every line once', async () => {
+    const { workdir } = makeSandbox('ckpt-simbig-');
+    // 1.6 GB filled at its start (a dump of some 5 s here), then 60 lines, one every 0.5 s.
+    const big = join(workdir, 'big.mjs');
+    writeFileSync(big, "const held = Buffer.alloc(1.6e9, 1);\nlet i = 0;\nconst tick = setInterval(() => { console.log(++i); if (i === 60) { clearInterval(tick); process.exitCode = held[0] + 6; } }, 500);\n");
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '45', '--checkpoint', '2', '--', process.execPath, big]);
+    expect(await sim.exitCode(240_000)).toBe(7);
+    const summary = summaryOf(workdir);
+    expect(summary.cycles[0]).toMatchObject({ endedBy: 'checkpoint (exit 99)' });
+    expect(summary.cycles[0].imageBytes).toBeGreaterThan(1.5e9);
+    expect(sim.stderr).toMatch(/new plan: final checkpoint planned at \d\d:\d\d:\d\d \(in \d+ s\), \d+ s before the walltime: 1[5-9]\d\d\.\d MB/);
+    expect(sim.stderr).toMatch(/no checkpoint signal from the scheduler \d+ s before the walltime: checkpointing now, as planned \(the dump of 1[5-9]\d\d\.\d MB is estimated at \d+ s\)/);
+    // The second job plans from the throughput the first one's dump showed.
+    expect(sim.stderr).toMatch(/final checkpoint planned at .* MB\/s measured/);
+    expect(counted(sim.stdout)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    console.log(sim.stdout.slice(sim.stdout.indexOf('Simulation summary')));
+  }, 300_000);
+
   it('--interval and --crash-at: the crashed job is followed by one that resumes the last periodic checkpoint; the output file holds every line once', async () => {
     const { workdir } = makeSandbox('ckpt-simcrash-');
     const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '2', '--crash-at', '6', '--', COUNTER, '60', '0.15', '7']);
