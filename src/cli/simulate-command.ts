@@ -104,7 +104,7 @@ export function simulateCommand(): Command {
     .argument('<command...>', 'the program to run, and its arguments')
     .option('--walltime <seconds>', 'simulated walltime of each job', positive)
     .option('--checkpoint <seconds>', 'send the checkpoint signal this long before the walltime (like oarsub --checkpoint)', positive)
-    .option('--every <seconds>', 'send the checkpoint signal this long after each job starts (default 10)', positive)
+    .option('--every <seconds>', "send the checkpoint signal this long after each job's program runs: started, or restored (default 10)", positive)
     .option('--manual', 'send no signal by itself: checkpoint with kill -USR2 <the printed pid>')
     .option('--max-cycles <k>', 'stop after this many jobs', wholeNumberOption, 10)
     .option('--interval <duration>', 'periodic checkpoints that leave the program running (passed to each job, see ckpt-run --help)', durationOption)

@@ -1,4 +1,7 @@
-/** When the simulated scheduler sends the checkpoint signal, counted from each job's start. */
+/**
+ * When the simulated scheduler sends the checkpoint signal: counted from each job's start, but
+ * --every from the moment the job's program runs (its restore, in a job that resumes).
+ */
 export type SignalSchedule =
   /** No checkpointSec: a scheduler that sends no signal; each job times its final checkpoint itself. */
   | { kind: 'walltime'; walltimeSec: number; checkpointSec?: number }
@@ -24,7 +27,7 @@ export function describeSchedule(schedule: SignalSchedule): string {
         ? `walltime ${schedule.walltimeSec} s, no checkpoint signal: each job times its final checkpoint itself`
         : `walltime ${schedule.walltimeSec} s, checkpoint signal ${schedule.checkpointSec} s before it`;
     case 'every':
-      return `checkpoint signal ${schedule.everySec} s after each job starts`;
+      return `checkpoint signal ${schedule.everySec} s after each job's program runs (started, or restored)`;
     case 'manual':
       return 'checkpoint signals only by hand';
   }

@@ -6,7 +6,7 @@
  * its walltime is killed and not resubmitted, as OAR does.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,8 +96,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
   const restoredPrograms = new Map<string, ProcessHandle>();
   /** Jobs killed whole: a restore the daemon finishes for one afterwards is killed too, as with the job's cgroup. */
   const deadJobs = new Set<string>();
+  /** What to do once a job's program is restored (keyed by job id): time its --every signal. */
+  const onRestored = new Map<string, () => void>();
   const stopDaemon = await options.startDaemon(spoolDir, (event) => {
     events.push(event);
+    if (event.kind === 'restore' && event.ok) onRestored.get(event.jobId)?.();
     if (event.kind === 'restore' && event.ok && event.pid) restoredPrograms.set(event.jobId, new ProcessHandle(event.pid));
     if (event.kind === 'restore' && event.ok && event.pid && deadJobs.has(event.jobId)) killAll(treeOf(event.pid), 'SIGKILL');
     if (!event.ok) failures.push({ kind: event.kind, jobId: event.jobId, reason: event.reason ?? 'no reason given' });
@@ -130,6 +133,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
     for (let cycle = 1; cycle <= options.maxCycles; cycle++) {
       const jobId = `sim-${series}-${cycle}`;
       const jobStart = Date.now();
+      const resumes = existsSync(runDirPaths(runDirFor(options.workdir, SIMULATION_RUN_ID)).checkpointOk);
       const child = spawn(
         process.execPath,
         [CKPT_RUN, '--job-id', jobId, '--run-id', SIMULATION_RUN_ID, '--spool-dir', spoolDir, '--min-runtime', '0', ...options.launcherArgs, '--', ...options.argv],
@@ -147,8 +151,18 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
         status.write(process.stderr, chunk);
       });
       const delay = signalDelaySec(options.schedule);
-      const signalAt = delay === undefined ? undefined : jobStart + delay * 1000;
-      const signalTimer = signalAt === undefined ? undefined : setTimeout(() => signalJob(child, 'walltime'), signalAt - jobStart);
+      let signalAt: number | undefined;
+      let signalTimer: NodeJS.Timeout | undefined;
+      const armSignal = (): void => {
+        if (delay === undefined) return;
+        signalAt = Date.now() + delay * 1000;
+        signalTimer = setTimeout(() => signalJob(child, 'walltime'), delay * 1000);
+      };
+      // --every counts the program's own time in each job: a resumed job's from its restore, so
+      // that a slow restore (a loaded node, PIDs still held by the dumped tree) does not eat the
+      // cycle and leave the run without progress. A scheduler's walltime counts from the job's start.
+      if (options.schedule.kind === 'every' && resumes && options.engine !== 'app') onRestored.set(jobId, armSignal);
+      else armSignal();
       let killed: string | undefined;
       const killJob = (why: string): void => {
         deadJobs.add(jobId);
@@ -176,6 +190,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
       const exitCode: number = await new Promise((resolve) => {
         child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
       });
+      onRestored.delete(jobId); // a restore finished after its job is no cycle of this one's
       for (const timer of [signalTimer, walltimeTimer, crashTimer, preemptTimer, graceTimer]) clearTimeout(timer);
       clearInterval(ticker);
       const dumps = events.filter((event) => event.kind === 'dump' && event.jobId === jobId && event.ok);

@@ -48,8 +48,11 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     const summary = summaryOf(workdir);
     expect(summary.cycles[0]).toMatchObject({ endedBy: 'checkpoint (exit 99)' });
     expect(summary.cycles[0].imageBytes).toBeGreaterThan(1.5e9);
-    expect(sim.stderr).toMatch(/new plan: final checkpoint planned at \d\d:\d\d:\d\d \(in \d+ s\), \d+ s before the walltime: 1[5-9]\d\d\.\d MB/);
-    expect(sim.stderr).toMatch(/no checkpoint signal from the scheduler \d+ s before the walltime: checkpointing now, as planned \(the dump of 1[5-9]\d\d\.\d MB is estimated at \d+ s\)/);
+    // The plan follows the program as it grows: its memory is sampled every 5 s, and the fill of
+    // 1.6 GB may still be under way at a sample on a loaded node (this VM faults pages in at
+    // ~270 MB/s): a plan for more than 1 GB is the growth seen, whatever the sample caught.
+    expect(sim.stderr).toMatch(/new plan: final checkpoint planned at \d\d:\d\d:\d\d \(in \d+ s\), \d+ s before the walltime: [1-9]\d\d\d\.\d MB/);
+    expect(sim.stderr).toMatch(/no checkpoint signal from the scheduler \d+ s before the walltime: checkpointing now, as planned \(the dump of [1-9]\d\d\d\.\d MB is estimated at \d+ s\)/);
     // The second job plans from the throughput the first one's dump showed.
     expect(sim.stderr).toMatch(/final checkpoint planned at .* MB\/s measured/);
     expect(counted(sim.stdout)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
@@ -58,7 +61,11 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
 
   it('--interval and --crash-at: the crashed job is followed by one that resumes the last periodic checkpoint; the output file holds every line once', async () => {
     const { workdir } = makeSandbox('ckpt-simcrash-');
-    const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '2', '--crash-at', '6', '--', COUNTER, '60', '0.15', '7']);
+    // The crash 3 s after the first periodic checkpoint is asked (at 4 s), a second before the
+    // next is (4 s after the first completes): on a loaded node a dump takes a second or more, and
+    // a crash during the second dump left nothing to roll back (that dump completed for the
+    // killed job). Between the two, the program prints lines that the resume must roll back.
+    const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '4', '--crash-at', '7', '--', COUNTER, '60', '0.15', '7']);
     expect(await sim.exitCode(120_000)).toBe(7);
     const summary = summaryOf(workdir);
     expect(summary.cycles.map((c: { endedBy: string }) => c.endedBy)).toEqual(['crashed: the whole job killed (SIGKILL)', 'program exited (code 7)']);
