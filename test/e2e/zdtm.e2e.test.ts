@@ -34,12 +34,11 @@ const execFileAsync = promisify(execFile);
  * Tests plain criu passes that an ordinary user's job does not, yet: each runs alone (a batch
  * holding one would be halved ~8 times) and must fail with this reason, so that a fix shows
  * here as a failure of this list. ckpt-daemon's check of a user's restored tree
- * (scripts/criu-pre-resume-check.sh) refuses a name whose file is deleted but still linked
- * elsewhere, which is what criu's --link-remap and a working directory in a dead process's
- * /proc folder look like.
+ * (scripts/criu-pre-resume-check.sh) refuses a deleted name still linked elsewhere unless the
+ * file is the user's: a working directory in a dead process's /proc folder is root's.
+ * (unlink_fstat03, criu's --link-remap of the user's own file, passes since that check accepts it.)
  */
 const OPEN_FOR_USERS = new Map([
-  ['unlink_fstat03', /file descriptor \d+ on a deleted name of a file that still has other names/],
   ['unhashed_proc', /working directory on a deleted name of a file that still has other names \(\/proc\/\d+ \(deleted\)\)/],
 ]);
 const ZDTM = join(ROOT, 'test/e2e/zdtm');
