@@ -154,7 +154,9 @@ describe.runIf(realPartAvailable('the app engine on a real Slurm', slurmProbe))(
     // classifier (scheduler/stop-reason.ts) then counts a checkpoint signal as the walltime's. The
     // program was told the same reason as the job's log and record.
     expect(text).toMatch(/saving-counter: saved at \d+ \(walltime\)/);
-    expect(text).toMatch(/this job stops for: walltime/);
+    // The program saves in ~70 ms: exit 99 waits for no scheduler answer, so the reason is said
+    // either once Slurm answered, or as the clock's guess kept in the record.
+    expect(text).toMatch(/this job stops for: walltime|the record says walltime, from the clock/);
     expect(text).toMatch(new RegExp(`requeueing the job: scontrol requeue ${id}`));
     expect(text).toMatch(new RegExp(`job slurm-${id}-1, run slurm-${id}: resuming the checkpoint`));
     expect(text).toMatch(/saving-counter: from \d+ \(restarts: 1, previous stop: walltime\)/);
