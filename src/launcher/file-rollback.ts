@@ -27,6 +27,11 @@ import type { OwnFile } from '../proc/job-output.js';
 import { saveRunState, type RunState } from '../state/run-state.js';
 import { keptProblems, restoreKeptFiles } from './kept-restore.js';
 
+/** INDEX without the files LEFT says are put back some other way. */
+function keptElsewhere(index: KeptIndex | undefined, left: (path: string) => boolean): KeptIndex | undefined {
+  return index && { ...index, files: index.files.filter((file) => !left(file.path)) };
+}
+
 /** The file every CRIU image set starts with. */
 const CRIU_INVENTORY = 'inventory.img';
 
@@ -216,8 +221,12 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOut
   if (!existsSync(join(paths.images, CRIU_INVENTORY))) return [];
   const files = openFilesOf(paths);
   if (files === undefined) return rollBackOutput(paths, state);
-  // The files whose content the checkpoint kept are put back whole; the others are cut back to their size.
-  const kept = keptIndexOf(paths);
+  const local = localStateOf(paths);
+  const travelled = (path: string): boolean => local !== undefined && travelledWith(local, path);
+  // The files whose content the checkpoint kept are put back whole; the others are cut back to
+  // their size. One that travelled with the node-local state and is not on this node (another
+  // node) is the daemon's to put back, from the archive made in the same freeze.
+  const kept = keptElsewhere(keptIndexOf(paths), (path) => travelled(path) && fileNow(path) === undefined);
   const restored = new Set(kept?.files.filter((file) => file.kind === 'kept').map((file) => file.path));
   const problems = kept ? keptProblems(kept, paths.dir) : [];
   if (problems.length > 0) {
@@ -232,12 +241,11 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOut
   const stderrInode = fileNow(paths.stderrLog)?.inode;
   const keepOf = (file: OpenFile): string =>
     file.inode === stdoutInode ? paths.stdoutRolledBack : file.inode === stderrInode ? paths.stderrRolledBack : `${file.path}.rolled-back`;
-  const local = localStateOf(paths);
   const { cuts, refusals } = planRollback(
     files.filter((file) => !restored.has(file.path)),
     fileNow,
     keepOf,
-    (path) => local !== undefined && travelledWith(local, path),
+    travelled,
   );
   if (refusals.length > 0) {
     throw new CliError(
