@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { OutputRelay } from '../proc/output-relay.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { LOCAL_STATE_IMAGE, parseLocalState, travelledWith, type LocalState } from '../protocol/local-state.js';
+import { LOCAL_STATE_IMAGE, parseLocalState, travelledWith } from '../protocol/local-state.js';
 import { KEPT_INDEX_IMAGE, parseKeptIndex, type KeptIndex } from '../protocol/kept-files.js';
 import { parseOpenFiles, type OpenFile } from '../protocol/open-files.js';
 import { OPEN_FILES_IMAGE, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
@@ -95,24 +95,6 @@ function fileNow(path: string): FileNow {
   try {
     const stats = statSync(path);
     return { size: stats.size, inode: stats.ino };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The record of the files open for writing in the images, or undefined for images without one. */
-function openFilesOf(paths: RunDirPaths): OpenFile[] | undefined {
-  try {
-    return parseOpenFiles(readFileSync(join(paths.images, OPEN_FILES_IMAGE), 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** The record of the node-local state in the images, or undefined for images without one. */
-function localStateOf(paths: RunDirPaths): LocalState | undefined {
-  try {
-    return parseLocalState(readFileSync(join(paths.images, LOCAL_STATE_IMAGE), 'utf8'));
   } catch {
     return undefined;
   }
@@ -219,14 +201,14 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOut
   // Only a CRIU image brings the program back as it was at the dump; a program that a restart
   // daemon starts again goes on from its own saved progress, and nothing of its output is redone.
   if (!existsSync(join(paths.images, CRIU_INVENTORY))) return [];
-  const files = openFilesOf(paths);
+  const files = imageRecord(paths, OPEN_FILES_IMAGE, parseOpenFiles);
   if (files === undefined) return rollBackOutput(paths, state);
-  const local = localStateOf(paths);
+  const local = imageRecord(paths, LOCAL_STATE_IMAGE, parseLocalState);
   const travelled = (path: string): boolean => local !== undefined && travelledWith(local, path);
   // The files whose content the checkpoint kept are put back whole; the others are cut back to
   // their size. One that travelled with the node-local state and is not on this node (another
   // node) is the daemon's to put back, from the archive made in the same freeze.
-  const kept = keptElsewhere(keptIndexOf(paths), (path) => travelled(path) && fileNow(path) === undefined);
+  const kept = keptElsewhere(imageRecord(paths, KEPT_INDEX_IMAGE, parseKeptIndex), (path) => travelled(path) && fileNow(path) === undefined);
   const restored = new Set(kept?.files.filter((file) => file.kind === 'kept').map((file) => file.path));
   const problems = kept ? keptProblems(kept, paths.dir) : [];
   if (problems.length > 0) {
@@ -264,10 +246,10 @@ export function rollBackToCheckpoint(paths: RunDirPaths, state: RunState, jobOut
   return [said(state, cuts), ...back, ...unrolled];
 }
 
-/** The kept content's index in the images, or undefined for images without one. */
-function keptIndexOf(paths: RunDirPaths): KeptIndex | undefined {
+/** A record the daemon left in the images (NAME, read with PARSE), or undefined for images without one. */
+function imageRecord<T>(paths: RunDirPaths, name: string, parse: (text: string) => T): T | undefined {
   try {
-    return parseKeptIndex(readFileSync(join(paths.images, KEPT_INDEX_IMAGE), 'utf8'));
+    return parse(readFileSync(join(paths.images, name), 'utf8'));
   } catch {
     return undefined;
   }
