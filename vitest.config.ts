@@ -1,13 +1,33 @@
 import { defineConfig } from 'vitest/config';
 
+// The run is split into lanes that share nothing, each lane one file at a time, the lanes side by
+// side: on a 2-core node the scheduler suites mostly wait for OAR's and Slurm's passes and
+// walltimes, so running them beside the node's own CRIU suites halves the run (46 min in one lane).
+//  - schedulers: every suite that drives the local OAR or Slurm cluster, whose jobs reach the
+//    node's one daemon on the default spool (only one can serve it), and the integration suites
+//    (fake daemons on their own spools) to even the lanes out;
+//  - node: the other real-part suites (real CRIU, each its own daemon on its own spool). Both MPI
+//    suites are here: Open MPI gives its ranks a pseudo-terminal and CRIU restores it at the same
+//    index, so two MPI suites side by side could take each other's index;
+//  - unit: no process, no file outside a temporary folder.
+const SCHEDULER_SUITES = ['oar', 'preemption-oar', 'preemption-slurm', 'self-timed', 'slurm', 'app-engine']
+  .map((name) => `test/e2e/${name}.e2e.test.ts`);
+
+const shared = {
+  testTimeout: 60_000,
+  hookTimeout: 120_000,
+};
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
-    // Real-part suites share the node (CRIU, OAR, the spool dir): one file at a time.
-    fileParallelism: false,
-    // CKPT_RUN_TEST_STRESS=N: N busy loops beside the run, as on a shared node.
+    // One worker per lane (each lane's files run one at a time).
+    maxWorkers: 3,
+    // CKPT_RUN_TEST_STRESS=N: N busy loops beside the whole run (all lanes), as on a shared node.
     globalSetup: ['test/helpers/stress-setup.ts'],
+    projects: [
+      { test: { ...shared, name: 'schedulers', include: [...SCHEDULER_SUITES, 'test/integration/**/*.test.ts'], fileParallelism: false } },
+      { test: { ...shared, name: 'node', include: ['test/e2e/**/*.test.ts'], exclude: SCHEDULER_SUITES, fileParallelism: false } },
+      { test: { ...shared, name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+    ],
   },
 });

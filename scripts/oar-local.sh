@@ -374,7 +374,13 @@ cmd_adduser() {
     log "adduser: $u already exists (uid $(id -u "$u"))"
     [ "$(id -u "$u")" -ne 0 ] || die "$u has uid 0"
   else
-    useradd -m -s /bin/bash "$u"
+    # Bounded retries: another process (a test lane beside this one) may hold /etc/passwd's lock.
+    local tries=0
+    until useradd -m -s /bin/bash "$u" 2>/dev/null || id "$u" >/dev/null 2>&1; do
+      tries=$((tries + 1))
+      [ "$tries" -lt 50 ] || die "adduser: useradd $u failed 50 times over ~5 s (is /etc/passwd locked?)"
+      sleep 0.1
+    done
     log "adduser: created $u (uid $(id -u "$u"))"
   fi
   local home shell

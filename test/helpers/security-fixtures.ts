@@ -144,13 +144,11 @@ export function etcSnapshot(): Record<string, string> {
 
 /** OAR's cpuset for USER's job JOBID, made as OAR's job resource manager makes it; removed by removeCpusets. */
 const cpusets: string[] = [];
-let madeOarFolder = false;
 export const OAR_CPUSETS = '/sys/fs/cgroup/cpuset/oar';
 
 export function createJobCpuset(user: string, jobId: string): string {
   if (!existsSync(OAR_CPUSETS)) {
     mkdirSync(OAR_CPUSETS);
-    madeOarFolder = true;
     for (const file of ['cpuset.cpus', 'cpuset.mems']) writeFileSync(join(OAR_CPUSETS, file), readFileSync(join(OAR_CPUSETS, '..', file)));
   }
   const dir = join(OAR_CPUSETS, `${user}_${jobId}`);
@@ -164,7 +162,10 @@ export function cgroupProcs(dir: string): number[] {
   return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
 }
 
-/** Removes the cpusets made here (their processes must be gone first). */
+/**
+ * Removes the cpusets made here (their processes must be gone first). OAR's own folder stays, as
+ * OAR's job resource manager leaves it: the OAR suites, in another lane, may have jobs in it.
+ */
 export function removeCpusets(): string[] {
   const problems: string[] = [];
   for (const dir of cpusets.splice(0).reverse()) {
@@ -174,8 +175,6 @@ export function removeCpusets(): string[] {
       problems.push(`${dir}: ${(error as Error).message}`);
     }
   }
-  if (madeOarFolder && existsSync(OAR_CPUSETS)) rmdirSync(OAR_CPUSETS);
-  madeOarFolder = false;
   return problems;
 }
 

@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { killAll } from '../../src/proc/processes.js';
 import { processesWhere, procText } from './listed-processes.js';
+import { addAccount, removeAccount } from './test-user.js';
 
 export interface SuiteUser {
   name: string;
@@ -26,7 +27,7 @@ export function createUser(name: string): SuiteUser {
   try {
     entry = execFileSync('getent', ['passwd', name], { encoding: 'utf8' });
   } catch {
-    execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', '--comment', COMMENT, name], { stdio: 'pipe' });
+    addAccount(name, ['--user-group', '--comment', COMMENT]);
   }
   const created = entry === '' || entry.split(':')[4] === COMMENT;
   return { name, uid: idOf('-u', name), gid: idOf('-g', name), created };
@@ -51,7 +52,7 @@ export function killProcessesOf(user: SuiteUser): void {
 /** Removes the account (with its processes) if this suite created it. */
 export function removeUser(user: SuiteUser): void {
   killProcessesOf(user);
-  if (user.created) execFileSync('userdel', [user.name], { stdio: 'pipe' });
+  if (user.created) removeAccount(user.name);
 }
 
 const userEnv = (user: SuiteUser): NodeJS.ProcessEnv => ({
