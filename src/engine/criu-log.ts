@@ -25,6 +25,7 @@ const ADVICE: Array<[RegExp, string]> = [
   [/A session leader of .* is outside of its pid namespace/, 'the program is in a session begun outside this PID namespace: start it in a session of its own (setsid), as ckpt-run does'],
   [/^\d+ was killed by 9 unexpectedly/, 'a process of the tree was killed during the dump: its job ended (walltime) or someone killed it'],
   [/^Unable to create a thread: -17$/, 'a thread ID of the program is taken on this node'],
+  [/^tty: Unable to open dev\/ptmx with specified index \d+$/, 'the program holds a pseudo-terminal (Open MPI gives one to each rank) and a restore needs the same number, taken on this node'],
 ];
 
 function withAdvice(cause: string): string {
@@ -41,6 +42,19 @@ const PID_IN_USE = /Can't fork for (\d+): File exists|clone.*File exists/;
  * right after another process took the tree's PID: its processes took the next IDs, the threads'.
  */
 const THREAD_ID_IN_USE = /^Unable to create a thread: -17\b/;
+
+/**
+ * A restore that failed because the tree's pseudo-terminal number is in use on this node: criu
+ * recreates a pty pair at its old index and cannot choose another (an Open MPI rank's stdout is
+ * one; on a cluster node, another job or an ssh session may hold that number).
+ */
+const PTY_IN_USE = /^tty: Unable to open dev\/ptmx with specified index (\d+)\b/;
+
+/** The pseudo-terminal number a restore found taken, if that is why it failed. */
+export function busyPty(reason: string): number | undefined {
+  const index = PTY_IN_USE.exec(reason)?.[1];
+  return index === undefined ? undefined : Number(index);
+}
 
 /** The PID a restore found taken, if that is why it failed. */
 export function busyPid(reason: string): number | undefined {
@@ -67,7 +81,7 @@ export function criuFailure(logText: string, fallback: string): CriuFailure {
   const causes = errors.filter((message) => !NOISE.some((pattern) => pattern.test(message)));
   return {
     reason: causes[0] === undefined ? fallback : withAdvice(causes[0]),
-    retryable: causes.some((message) => PID_IN_USE.test(message) || THREAD_ID_IN_USE.test(message)),
+    retryable: causes.some((message) => [PID_IN_USE, THREAD_ID_IN_USE, PTY_IN_USE].some((pattern) => pattern.test(message))),
     log: errors.slice(-10).join('\n'),
   };
 }

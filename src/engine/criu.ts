@@ -73,14 +73,14 @@ import { asUserArgv } from '../proc/as-user.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
+import { holdersOf, killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
 import { treeHoldsTcp, treeNodeSockets } from '../proc/tcp-sockets.js';
 import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../protocol/cpu-features.js';
 import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../protocol/local-state.js';
 import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../protocol/kept-files.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
-import { busyPid, criuFailure, threadIdTaken } from './criu-log.js';
+import { busyPid, busyPty, criuFailure, threadIdTaken } from './criu-log.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
 import { frozenMsOf } from './criu-stats.js';
@@ -136,12 +136,12 @@ function leadsItsSession(pid: number): boolean {
   return stat.session === pid;
 }
 
-/** Waits until each of IDS is gone from /proc (a zombie still holds it); false at the deadline. */
-async function vanish(ids: number[], deadline: number): Promise<boolean> {
+/** Waits until each of PATHS is gone (/proc/ID: a zombie still holds ID); false at the deadline. */
+async function vanish(paths: string[], deadline: number): Promise<boolean> {
   do {
     await sleep(RETRY_PAUSE_MS);
     if (Date.now() > deadline) return false;
-  } while (ids.some((id) => existsSync(`/proc/${id}`)));
+  } while (paths.some((path) => existsSync(path)));
   return true;
 }
 
@@ -161,23 +161,30 @@ function holderOf(tid: number): string {
 }
 
 /**
- * The IDs a failed restore waits for before it tries again: the PID criu names, or the tree's
- * thread IDs that /proc shows taken (criu names none; none shown: one that was taken briefly).
- * Undefined when no ID in use is why it failed.
+ * What a failed restore waits to see gone before it tries again: the PID criu names, the tree's
+ * thread IDs that /proc shows taken (criu names none; none shown: one that was taken briefly), or
+ * the pseudo-terminal number criu could not have (another job's MPI rank ending frees it).
+ * Undefined when nothing in use is why it failed.
  */
-function takenIds(reason: string, imagesDir: string): number[] | undefined {
+function takenPaths(reason: string, imagesDir: string): string[] | undefined {
   const pid = busyPid(reason);
-  if (pid !== undefined) return [pid];
-  return threadIdTaken(reason) ? takenThreadIds(imagesDir) : undefined;
+  if (pid !== undefined) return [`/proc/${pid}`];
+  const pty = busyPty(reason);
+  if (pty !== undefined) return [`/dev/pts/${pty}`];
+  return threadIdTaken(reason) ? takenThreadIds(imagesDir).map((tid) => `/proc/${tid}`) : undefined;
 }
 
-/** A restore's last failure for an ID in use: with who holds the thread IDs, which criu does not name. */
+/** A restore's last failure for something in use: with who holds it, which criu does not name. */
 function stillTaken(error: EngineError, imagesDir: string): EngineError {
-  if (!threadIdTaken(error.reason)) return error;
-  const held = takenThreadIds(imagesDir);
+  const pty = busyPty(error.reason);
+  const held =
+    pty !== undefined
+      ? holdersOf(`/dev/pts/${pty}`).map((holder) => `/dev/pts/${pty} by ${holder}`)
+      : threadIdTaken(error.reason)
+        ? takenThreadIds(imagesDir).map((tid) => `thread ID ${tid} by ${holderOf(tid)}`)
+        : [];
   if (held.length === 0) return error;
-  const holders = held.map((tid) => `${tid} by ${holderOf(tid)}`).join(', ');
-  return new EngineError(`${error.reason}; held now: thread ID ${holders}`, error.retryable, error.log);
+  return new EngineError(`${error.reason}; held now: ${held.join(', ')}`, error.retryable, error.log);
 }
 
 /** Whom the action script checks the tree against. */
@@ -327,7 +334,7 @@ export class CriuEngine implements CheckpointEngine {
           tcp = '--tcp-close';
           continue;
         }
-        const taken = error instanceof EngineError ? takenIds(error.reason, target.imagesDir) : undefined;
+        const taken = error instanceof EngineError ? takenPaths(error.reason, target.imagesDir) : undefined;
         if (taken === undefined) throw error;
         if (!(await vanish(taken, deadline))) throw stillTaken(error as EngineError, target.imagesDir);
       }

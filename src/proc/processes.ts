@@ -3,7 +3,7 @@
  * whole tree, whether it still lives, and signalling a set of them. The supervisor, the daemon,
  * the engines, the simulation and the tests all look through this module.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 
 /** The fields of /proc/PID/stat that ckpt-run reads. */
@@ -93,6 +93,31 @@ export function readOrEmpty(path: string): string {
   } catch {
     return '';
   }
+}
+
+/** What each of a process's descriptors points to ("/dev/pts/3", "socket:[123]"); none once it is gone. */
+export function fdTargets(pid: number): string[] {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return [];
+  }
+  return fds.flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return []; // closed in between
+    }
+  });
+}
+
+/** The node's processes that have PATH open, as "PID 1234 (sshd)": for messages. */
+export function holdersOf(path: string): string[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((pid) => fdTargets(Number(pid)).includes(path))
+    .map((pid) => `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`);
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

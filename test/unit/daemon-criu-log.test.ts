@@ -1,6 +1,6 @@
 /** The reason a failed CRIU run gives the job, from log lines seen on these machines. */
 import { describe, expect, it } from 'vitest';
-import { busyPid, criuFailure, threadIdTaken } from '../../src/engine/criu-log.js';
+import { busyPid, busyPty, criuFailure, threadIdTaken } from '../../src/engine/criu-log.js';
 
 const NOISE = '(00.025554) Error (criu/util.c:1533): rlimit: Can\'t setup RLIMIT_NOFILE for self: Operation not permitted';
 
@@ -37,6 +37,17 @@ describe('criuFailure', () => {
     // Another errno is not an ID in use.
     expect(criuFailure('(00.07) pie: 1: Error (criu/pie/restorer.c:2185): Unable to create a thread: -12', 'fallback').retryable).toBe(false);
     expect(threadIdTaken('Unable to create a thread: -12')).toBe(false);
+  });
+
+  it('marks a pseudo-terminal number in use as retryable, and says why a restore needs that number', () => {
+    // Seen in CI: an Open MPI job's restore while another process held /dev/pts/0.
+    const log = `${NOISE}\n(01.589) 2044: Error (criu/tty.c:964): tty: Unable to open dev/ptmx with specified index 0\n(01.590) Error (criu/cr-restore.c:2320): Restoring FAILED.`;
+    const failure = criuFailure(log, 'fallback');
+    expect(failure.retryable).toBe(true);
+    expect(failure.reason).toMatch(/^tty: Unable to open dev\/ptmx with specified index 0 \(the program holds a pseudo-terminal \(Open MPI .*same number, taken on this node\)$/);
+    expect(busyPty(failure.reason)).toBe(0);
+    expect(busyPty('tty: Unable to open dev/ptmx with specified index 12')).toBe(12);
+    expect(busyPty("Can't fork for 13039: File exists")).toBeUndefined();
   });
 
   it("reports the pre-resume check's refusal, not criu's consequences of it", () => {
