@@ -1,8 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-// The run is split into lanes that share nothing, each lane one file at a time, the lanes side by
-// side: on a 2-core node the scheduler suites mostly wait for OAR's and Slurm's passes and
-// walltimes, so running them beside the node's own CRIU suites halves the run (46 min in one lane).
+// The run is split into lanes that share nothing, each lane one file at a time. scripts/test-all.sh
+// runs the lanes side by side, a vitest per lane (`--project LANE`: a single vitest runs its
+// one-file-at-a-time projects one after the other). On a 2-core node the scheduler suites mostly
+// wait for OAR's and Slurm's passes and walltimes, so the lanes side by side take about half the
+// 46 minutes of one lane.
 //  - schedulers: every suite that drives the local OAR or Slurm cluster, whose jobs reach the
 //    node's one daemon on the default spool (only one can serve it), and the integration suites
 //    (fake daemons on their own spools) to even the lanes out;
@@ -20,9 +22,8 @@ const shared = {
 
 export default defineConfig({
   test: {
-    // One worker per lane (each lane's files run one at a time).
-    maxWorkers: 3,
-    // CKPT_RUN_TEST_STRESS=N: N busy loops beside the whole run (all lanes), as on a shared node.
+    // CKPT_RUN_TEST_STRESS=N: N busy loops beside the run, as on a shared node (test-all.sh starts
+    // them itself, once for all its lanes).
     globalSetup: ['test/helpers/stress-setup.ts'],
     projects: [
       { test: { ...shared, name: 'schedulers', include: [...SCHEDULER_SUITES, 'test/integration/**/*.test.ts'], fileParallelism: false } },

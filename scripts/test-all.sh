@@ -46,18 +46,46 @@ if [ "$(id -u)" = 0 ]; then
   bash scripts/oar-local.sh start
   say "starting the local Slurm cluster"
   bash scripts/slurm-local.sh start
-  trap 'bash scripts/oar-local.sh stop || true; bash scripts/slurm-local.sh stop || true' EXIT
 else
   say "not root: the real CRIU and OAR suites will be skipped (they need root)"
   command -v systemd-analyze >/dev/null || say "no systemd-analyze: the systemd unit check will be skipped (as root this script installs it)"
 fi
 
-say "vitest"
-report=$(mktemp)
+# CKPT_RUN_TEST_STRESS=N: N busy loops beside the whole run, as other jobs on a shared node. Started
+# here once for all the lanes (vitest's own global setup would start N per lane).
+stress=${CKPT_RUN_TEST_STRESS:-0}
+[[ "$stress" =~ ^[0-9]+$ ]] || { echo "test-all: CKPT_RUN_TEST_STRESS=$stress: a whole number of busy loops is expected" >&2; exit 2; }
+loads=()
+for ((i = 0; i < stress; i++)); do
+  sh -c 'while :; do :; done' &
+  loads+=($!)
+done
+[ "$stress" = 0 ] || say "under load: $stress busy loop(s) beside the whole run (PIDs ${loads[*]})"
+export CKPT_RUN_TEST_STRESS=0
+stop_loads() { [ ${#loads[@]} = 0 ] || kill "${loads[@]}" 2>/dev/null || true; }
+trap 'stop_loads; [ "$(id -u)" != 0 ] || { bash scripts/oar-local.sh stop || true; bash scripts/slurm-local.sh stop || true; }' EXIT
+
+# The lanes of vitest.config.ts, side by side, each a vitest of its own (one vitest runs its
+# projects' one-file-at-a-time lanes one after the other); each line says its lane.
+reports=$(mktemp -d)
+lanes=(schedulers node unit)
+pids=()
+say "vitest: lanes ${lanes[*]} side by side"
+started=$SECONDS
+for lane in "${lanes[@]}"; do
+  (npx vitest run --project "$lane" --passWithNoTests --reporter=default --reporter=json \
+    --outputFile.json="$reports/$lane.json" "$@" 2>&1 | sed -u "s/^/[$lane] /") &
+  pids+=($!)
+done
 status=0
-npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+say "vitest: all lanes done in $((SECONDS - started)) s"
 # One plain closing line that any CI can read, whatever the runner's own summary looks like.
-node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);' "$report" || true
-rm -f "$report"
+node -e 'const fs = require("fs");
+  const reports = process.argv.slice(1).filter((file) => fs.existsSync(file)).map((file) => JSON.parse(fs.readFileSync(file, "utf8")));
+  const sum = (key) => reports.reduce((total, report) => total + report[key], 0);
+  const failed = reports.flatMap((report) => report.testResults.flatMap((file) => file.assertionResults.filter((test) => test.status === "failed").map((test) => `  failed: ${file.name.replace(process.cwd() + "/", "")} > ${test.fullName}`)));
+  console.log(`tests: ${sum("numPassedTests")} passed, ${sum("numFailedTests")} failed, ${sum("numPendingTests") + sum("numTodoTests")} skipped` + (failed.length ? "\n" + failed.join("\n") : ""));' \
+  "${lanes[@]/#/$reports/}" 2>/dev/null || true
+rm -rf "$reports"
 exit "$status"
