@@ -17,7 +17,7 @@
  * refused.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeOf } from '../../src/proc/processes.js';
@@ -38,8 +38,12 @@ const python: Probe = () => (spawnSync('python3', ['--version']).status === 0 ? 
 /** Debian's python3: its sqlite3 and h5py (python3-h5py), whatever python3 a PATH finds first. */
 const PYTHON = '/usr/bin/python3';
 const CRASH = join(ROOT, 'test/e2e/crash');
-/** Milliseconds after a checkpoint (the first job) or a restore (the others) at which each job is killed: early, middle, late in the 2-s interval. */
-const CRASH_DELAYS = [700, 1500, 2600];
+/**
+ * The steps each job's program does after its last checkpoint before the job is killed: early,
+ * middle, late in the 2-s interval (a step is ~45 ms here). Counted, not timed: on a loaded node a
+ * fixed delay may pass before a single step, and a crash with nothing to roll back proves nothing.
+ */
+const CRASH_AFTER_STEPS = [15, 30, 55];
 /** Each daemon-kept checkpoint may write this much: the three programs' files fit, the big file does not. */
 const KEEP_MAX = 1 << 20;
 
@@ -99,6 +103,23 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const victims = jobProcesses(job);
     killAll(victims, 'SIGKILL');
     await waitUntil(() => victims.every(isGone), `${what}'s processes to die`, 10_000);
+  }
+
+  /**
+   * Kills JOB once its program has printed STEPS lines since the last checkpoint the job
+   * completed (or since its restore). Lines are counted from the moment a completion shows in
+   * the job's log, so each counted line came after that checkpoint's freeze; a checkpoint that
+   * completes while they are counted starts the count again.
+   */
+  async function crashAfterSteps(job: Proc, steps: number, what: string): Promise<void> {
+    const lines = (): number => job.stdout.split('\n').length - 1;
+    const checkpoints = (): number => job.stderr.match(/periodic checkpoint complete/g)?.length ?? 0;
+    let mark = { checkpoints: checkpoints(), lines: lines() };
+    await job.waitFor(() => {
+      if (checkpoints() !== mark.checkpoints) mark = { checkpoints: checkpoints(), lines: lines() };
+      return lines() - mark.lines >= steps;
+    }, `${what}: ${steps} steps after its last checkpoint`, 60_000);
+    await killJob(job, what);
   }
 
   it(`survives ${CRASHES} SIGKILLs of the whole job at random points: stdout and results file byte-identical, exit code 7`, async () => {
@@ -169,16 +190,15 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const target = join(sandbox.workdir, file);
     const args = (n: number) => ['--job-id', `${run}-${n}`, '--run-id', run, '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, String(steps), target];
     const jobs: Proc[] = [];
-    for (const [index, delay] of CRASH_DELAYS.entries()) {
+    for (const [index, steps] of CRASH_AFTER_STEPS.entries()) {
       const job = runCkpt(sandbox, args(index + 1), {}, user);
       jobs.push(job);
       if (index === 0) await job.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
       else await job.waitFor((p) => /program restored as PID/.test(p.stderr), `job ${index + 1}'s restore`, 60_000);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      await killJob(job, `job ${index + 1}`);
+      await crashAfterSteps(job, steps, `job ${index + 1}`);
     }
     let exitCode: number | null = 99;
-    for (let n = CRASH_DELAYS.length + 1; exitCode === 99 && n <= CRASH_DELAYS.length + 3; n++) {
+    for (let n = CRASH_AFTER_STEPS.length + 1; exitCode === 99 && n <= CRASH_AFTER_STEPS.length + 3; n++) {
       const job = runCkpt(sandbox, args(n), {}, user);
       jobs.push(job);
       exitCode = await job.exitCode(120_000);
@@ -191,7 +211,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     expect(readFileSync(paths.stdoutLog, 'utf8'), stderr).toBe(plain.stdout);
     expect(dumpOf[name](target)).toBe(dumpOf[name](join(reference, file)));
     expect(putBack, stderr).toBeGreaterThan(0);
-    // The scratch file is replaced every 10 steps (~0.45 s): each crash, 0.7 s or more after a checkpoint, finds it replaced.
+    // The scratch file is replaced every 10 steps: each crash, 15 steps or more after a checkpoint, finds it replaced.
     if (name === 'scratch') expect(replaced, stderr).toBeGreaterThan(0);
   }, 300_000);
 
@@ -210,8 +230,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const args = (n: number) => ['--job-id', `user-inplace-${n}`, '--run-id', 'user-inplace', '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, '120', own, drop];
     const first = runCkpt(sandbox, args(1), {}, user);
     await first.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
-    await new Promise((resolve) => setTimeout(resolve, 1200));
-    await killJob(first, "the user's job");
+    await crashAfterSteps(first, 20, "the user's job");
     expect(first.stderr).toContain(`${drop} is open for writing but you may not read it: its content is not kept`);
     // The bases were written by the user's keep tool, not by root (the run's end removes them with its images).
     const bases = join(paths.dir, 'kept-files');
@@ -240,7 +259,19 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const args = (n: number) => ['--job-id', `big-${n}`, '--run-id', 'big', '--min-runtime', '0', '--interval', '2', '--', PYTHON, join(sandbox.workdir, 'big_writer.py'), big];
     const first = runCkpt(sandbox, args(1), {}, user);
     await first.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Changed after the checkpoint: its counter moves on from what it was when the checkpoint completed.
+    const counter = (): bigint => {
+      const head = Buffer.alloc(8);
+      const fd = openSync(big, 'r');
+      try {
+        readSync(fd, head, 0, 8, 0);
+      } finally {
+        closeSync(fd);
+      }
+      return head.readBigUInt64LE(0);
+    };
+    const atCheckpoint = counter();
+    await waitUntil(() => counter() >= atCheckpoint + 5n, 'the big file to change 5 times after the checkpoint', 30_000, 20);
     await killJob(first, 'the big-file job');
     expect(first.stderr).toMatch(new RegExp(`over the bound.*${big}|${big}.*over the bound`));
 

@@ -14,7 +14,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { processState } from '../../src/proc/processes.js';
+import { killAll, processState } from '../../src/proc/processes.js';
 import { counted, COUNTER, makeSandbox, readOr, ROOT, runCkpt, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
 import { RealDaemon, CKPT_DAEMON } from '../helpers/real-daemon.js';
 import { criuProbe, IN_CI, realPartAvailable } from '../helpers/real-parts.js';
@@ -46,11 +46,7 @@ function stallsHere(criu: string): boolean {
     const dump = spawnSync(criu, ['dump', '-t', String(pid), '-D', dir, '-o', 'dump.log'], { timeout: 8000, killSignal: 'SIGKILL' });
     return dump.error !== undefined && (dump.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
   } finally {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // dumped (and so killed) by criu
-    }
+    killAll([pid], 'SIGKILL'); // unless criu dumped (and so killed) it
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -20,7 +20,7 @@ import { RealDaemon } from '../helpers/real-daemon.js';
 import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { criuForUsers, criuReady, realPartAvailable } from '../helpers/real-parts.js';
 import { ensureTestUser } from '../helpers/test-user.js';
-import { processesWhere, procLink, procText } from '../helpers/listed-processes.js';
+import { killAll, processesWhere, procLink, procText } from '../helpers/listed-processes.js';
 
 const COUNTER = join(ROOT, 'examples/stateful-counter.mjs');
 const COUNTER_SH = join(ROOT, 'examples/counter.sh');
@@ -219,7 +219,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
       expect(restored).toBe(pid);
       expect(isGone(restored)).toBe(false);
     } finally {
-      process.kill(restored, 'SIGKILL');
+      killAll([restored], 'SIGKILL');
     }
   }, 180_000);
 
@@ -269,7 +269,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
         expect(existsSync(cgroup(controller, dumpedJob))).toBe(false);
       }
     } finally {
-      if (restored) process.kill(restored, 'SIGKILL');
+      if (restored) killAll([restored], 'SIGKILL');
       program.kill('SIGKILL');
       await waitUntil(() => !restored || isGone(restored), 'the restored program to end');
       removeJobCgroups(dumpedJob);

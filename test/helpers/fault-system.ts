@@ -75,11 +75,7 @@ export async function occupyPid(pid: number, nextAfter = pid, timeoutMs = 20_000
     pid,
     tries: Number(match[2]),
     async release() {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
+      killAll([pid], 'SIGKILL');
       await exited;
       await waitUntil(() => !pidExists(pid), `PID ${pid} to be free again`);
     },

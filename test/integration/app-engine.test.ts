@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
 import { treeOf } from '../../src/proc/processes.js';
+import { killAll } from '../helpers/listed-processes.js';
 import { CKPT_RUN, COUNTER, counted, liveProcessesIn, makeSandbox, ROOT, runCkpt, runSimulate, startFakeDaemon, summaryOf, type Sandbox } from '../helpers/launcher-harness.js';
 
 const SAVER = join(ROOT, 'examples/saving-counter.sh');
@@ -116,7 +117,7 @@ describe('ckpt-run --engine app', () => {
     expect(first.stderr).toMatch(/periodic save: SIGUSR1 to the program's process group \(PID \d+\); it runs on/);
     // The crash: the whole job at once.
     const victims = treeOf(first.child.pid as number);
-    for (const pid of victims) process.kill(pid, 'SIGKILL');
+    killAll(victims, 'SIGKILL');
     await first.exitCode();
     const lastSave = Number([...first.stderr.matchAll(/periodic save at (\d+)/g)].at(-1)?.[1]);
 
