@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { asUserArgv } from '../proc/as-user.js';
-import { killAll, ProcessHandle, sleep, treeOf } from '../proc/processes.js';
+import { killAll, processState, ProcessHandle, readOrEmpty, sleep, treeOf } from '../proc/processes.js';
 import { EngineError, type CheckpointEngine, type DumpFigures, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
 
 /** How long the program may take to save its own state and exit after SIGTERM. */
@@ -25,6 +25,20 @@ async function allGone(handles: ProcessHandle[], withinMs: number): Promise<bool
     await sleep(10);
   }
   return true;
+}
+
+/**
+ * Whether a read of /proc/PID failed because the process ended or is ending: gone (ESRCH,
+ * ENOENT), a zombie, or EACCES from a process whose memory is already released (the kernel then
+ * shows its /proc files as root's, so a user's dry run may no longer read them; its status, which
+ * anyone may read, has no Vm lines left). A live setuid program's EACCES stays a failure.
+ */
+function endedOrEnding(pid: number, error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ESRCH' || code === 'ENOENT') return true;
+  const state = processState(pid);
+  if (state === undefined || state === 'Z' || state === 'X') return true;
+  return code === 'EACCES' && !/^VmRSS:/m.test(readOrEmpty(`/proc/${pid}/status`));
 }
 
 /**
@@ -52,6 +66,9 @@ export class RestartEngine implements CheckpointEngine {
       writeFileSync(join(imagesDir, 'environ'), readFileSync(`/proc/${pid}/environ`));
       writeFileSync(join(imagesDir, 'cwd'), readlinkSync(`/proc/${pid}/cwd`));
     } catch (error) {
+      // Ended between the request and this read: the same words as a dump of a program already
+      // gone, which the job and the dry run know is no failure of the checkpoint.
+      if (endedOrEnding(pid, error)) throw new EngineError(`no process ${pid} on this node (it ended during the checkpoint)`, false);
       throw new EngineError(`cannot record process ${pid}: ${(error as Error).message}`, false);
     }
     // Nothing is frozen: the command line is all a restart keeps.
