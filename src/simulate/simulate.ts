@@ -16,7 +16,7 @@ import { releaseSignal } from '../proc/early-signals.js';
 import { JOB_OUTPUT_ENV, ownOutputFiles } from '../proc/job-output.js';
 import { SIMULATED_STOP_ENV } from '../scheduler/simulated.js';
 import { runDirFor, runDirPaths } from '../protocol/run-dir.js';
-import { catchesSignal, killAll, ProcessHandle, treeOf } from '../proc/processes.js';
+import { catchesSignal, childrenOf, killAll, ProcessHandle, treeOf } from '../proc/processes.js';
 import { loadRunState } from '../state/run-state.js';
 import { signalDelaySec, type SignalSchedule } from './schedule.js';
 import { StatusLine } from './status-line.js';
@@ -58,6 +58,18 @@ function signalWhenHeld(child: ReturnType<typeof spawn>): void {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   if (catchesSignal(child.pid, 'SIGUSR2')) child.kill('SIGUSR2');
   else setTimeout(() => signalWhenHeld(child), SIGNAL_READY_POLL_MS);
+}
+
+/**
+ * Calls ACT once the job CHILD has started its program (ckpt-run's child): --every counts the
+ * program's own time, and on a loaded node ckpt-run itself may take a second to start, which
+ * left a program that saves itself (--engine app) no time to run before the signal. Bounded by
+ * the job's life.
+ */
+function whenProgramStarts(child: ReturnType<typeof spawn>, act: () => void): void {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  if (childrenOf(child.pid).length > 0) act();
+  else setTimeout(() => whenProgramStarts(child, act), SIGNAL_READY_POLL_MS);
 }
 
 /** A timer for what happens once, AT ms since the dry run started, if it falls in this job. */
@@ -158,11 +170,13 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
         signalAt = Date.now() + delay * 1000;
         signalTimer = setTimeout(() => signalJob(child, 'walltime'), delay * 1000);
       };
-      // --every counts the program's own time in each job: a resumed job's from its restore, so
-      // that a slow restore (a loaded node, PIDs still held by the dumped tree) does not eat the
-      // cycle and leave the run without progress. A scheduler's walltime counts from the job's start.
-      if (options.schedule.kind === 'every' && resumes && options.engine !== 'app') onRestored.set(jobId, armSignal);
-      else armSignal();
+      // --every counts the program's own time in each job: from its start, or a resumed job's
+      // from its restore, so that a slow start or restore (a loaded node, PIDs still held by the
+      // dumped tree) does not eat the cycle and leave the run without progress. A scheduler's
+      // walltime counts from the job's start.
+      if (options.schedule.kind !== 'every') armSignal();
+      else if (resumes && options.engine !== 'app') onRestored.set(jobId, armSignal);
+      else whenProgramStarts(child, armSignal);
       let killed: string | undefined;
       const killJob = (why: string): void => {
         deadJobs.add(jobId);

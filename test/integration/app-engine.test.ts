@@ -141,7 +141,7 @@ describe('ckpt-run --engine app', () => {
   it('simulate --engine app: a real resume without root, CRIU or daemon (the README demo); status tells the run', async () => {
     const { workdir } = makeSandbox('ckpt-app-sim-');
     const sim = runSimulate(workdir, ['--engine', 'app', '--every', '1', '--', SAVER, '20', '0.2', '7']);
-    expect(await sim.exitCode(60_000)).toBe(7);
+    expect(await sim.exitCode(60_000), `simulate's output:\n${sim.stdout}\n${sim.stderr}`).toBe(7);
     const summary = summaryOf(workdir);
     expect(summary.engine).toBe('app');
     expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
