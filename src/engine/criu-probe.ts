@@ -135,8 +135,10 @@ async function canary(criu: string, env: Record<string, string>): Promise<Canary
 /**
  * The memory canary: a node process holding this much, filled (pages that must be dumped). The
  * sleep canary above tells nothing of a rate: its dump of ~1 MB is all fixed cost (criu's start,
- * the freeze, the parasite), ~100 ms here, which as a rate would be ~10 MB/s where a 1.6 GB dump
- * goes at ~670 MB/s. MEASURED_HERE_TBD
+ * the freeze, the parasite), 80 ms here for 0.13 MB, which as a rate would be ~2 MB/s where a
+ * 1.6 GB dump goes at ~1.4 GB/s. 256 MB: dumped in ~240 ms here (~1.08 GB/s), a second at the
+ * daemon's start; how the jobs take it (a ceiling: big dumps go at the disk's pace):
+ * launcher/final-plan.ts, DAEMON_RATE_CEILING.
  */
 export const MEMORY_CANARY_BYTES = 256e6;
 const canaryHolder = (bytes: number): string => `const held = Buffer.alloc(${bytes}, 1); setInterval(() => held[0]++, 1e6);`;

@@ -77,11 +77,23 @@ export function measuredThroughput(figures: { bytes?: number; frozenMs?: number 
 }
 
 /**
+ * The most a daemon's canary rate is taken at. The canary (256 MB) measures how fast criu writes
+ * into the page cache, not the disk's pace that a dump bigger than the kernel's dirty-page budget
+ * falls to. Measured here with criu 4.2.1 (dump of a filled node process, to the local ext4
+ * disk; 2026-12-06): a sleep 80 ms for 0.13 MB (all fixed cost); 64 MB in 131-148 ms
+ * (~0.5 GB/s); the canary's 256 MB in 237-245 ms (~1.08 GB/s); 1.6 GB in 1.08-1.26 s
+ * (~1.4 GB/s); 3.5 GB in 8.3 s (0.42 GB/s). The canary overestimates a big dump's throughput
+ * 2.5-fold: taken as is, a 10 GB program's plan (×2 safety) would come after its dump's start.
+ * A canary slower than this (a slow node, a loaded disk) is taken as it is.
+ */
+export const DAEMON_RATE_CEILING = 400e6;
+
+/**
  * What the job plans with before a dump of its own measured anything: the rate this node's
- * daemon published (DAEMONRATE, from its heartbeat), else the default.
+ * daemon published (DAEMONRATE, from its heartbeat), at most DAEMON_RATE_CEILING; else the default.
  */
 export const throughputBeforeDumps = (daemonRate: { bytesPerSec: number } | undefined): Throughput =>
-  daemonRate ? { bytesPerSec: daemonRate.bytesPerSec, source: 'daemon' } : ASSUMED_THROUGHPUT;
+  daemonRate ? { bytesPerSec: Math.min(daemonRate.bytesPerSec, DAEMON_RATE_CEILING), source: 'daemon' } : ASSUMED_THROUGHPUT;
 
 /** Whether NEXT differs enough from the plan last said (PREVIOUS) to be said again. */
 export const planChanged = (previous: FinalPlan | undefined, next: FinalPlan): boolean =>
@@ -98,7 +110,7 @@ export const SOURCE_WORDS: Record<ThroughputSource, string> = {
 /** The same in the log, with why a job goes by the daemon's canary or the default. */
 const LOG_WORDS: Record<ThroughputSource, string> = {
   run: SOURCE_WORDS.run,
-  daemon: `${SOURCE_WORDS.daemon} (its canary at start: this run has measured none yet)`,
+  daemon: `${SOURCE_WORDS.daemon} (its canary at start, taken at ${DAEMON_RATE_CEILING / 1e6} MB/s at most: a big dump goes at the disk's pace; this run has measured none yet)`,
   assumed: `${SOURCE_WORDS.assumed} (none measured in this run yet: its dumps so far, if any, were too small and quick to tell)`,
 };
 const rate = (throughput: Throughput): string => `${formatMegabytes(throughput.bytesPerSec)}/s ${LOG_WORDS[throughput.source]}`;

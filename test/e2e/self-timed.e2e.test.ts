@@ -6,7 +6,7 @@
  *      60-second rule), OAR resubmits, the new job resumes; every line once, the program's code;
  *   b. Slurm 22.05: `sbatch --time=2` without --signal: ckpt-run reads the job's EndTime,
  *      checkpoints before it, requeues the job, the requeued run resumes; every line once, the code;
- *   c. OAR with `--checkpoint 5` for a program of 5 GB, whose dump takes ~7.5 s here (more than
+ *   c. OAR with `--checkpoint 5` for a program of 5 GB, whose dump takes ~12 s here (more than
  *      the signal's lead): ckpt-run checkpoints before the signal by its own plan, says why, exits
  *      99, OAR resubmits, the new job resumes; every line once, the program's code.
  * a, b and c run side by side (OAR has a resource per core), one node daemon for all: its canary's
@@ -30,12 +30,27 @@ const A = { walltime: '0:1:40', count: 150, code: 45 };
 const B = { count: 150, code: 46 };
 /**
  * c: 5 GB filled at the start (~20 s at this VM's ~270 MB/s of page faults), then a line a second
- * for 100 s; 120 s per job: its plan checkpoints at ~90 s, long before OAR's signal at 115 s and
- * after OAR's 60-second rule; the resumed job prints the rest. A 5 GB dump takes ~7.5 s here
- * (~670 MB/s): more than --checkpoint's 5 s whatever the load.
+ * for 100 s; 120 s per job. A dump past the kernel's dirty-page budget (20% of 23 GB) goes at the
+ * disk's pace: 3.5 GB took 8.3 s here (1.6 GB, 1.2 s), so 5 GB ~12 s, more than --checkpoint's
+ * 5 s whatever the load. Its plan, at the daemon's canary rate taken at 400 MB/s at most,
+ * checkpoints ~39 s before the walltime (at ~81 s: after OAR's 60-second rule, long before its
+ * signal at 115 s); the resumed job prints the rest.
  */
 const C = { walltime: '0:2:0', checkpoint: 5, bytes: 5e9, count: 100, code: 47 };
 const numbers = (count: number): number[] => Array.from({ length: count }, (_, k) => k + 1);
+
+/**
+ * An OAR chain that checkpointed by itself: resubmitted at least once, every job Terminated, each
+ * but the last with exit 99, the last with the program's CODE; OAR sent no checkpoint signal
+ * (each checkpoint was ckpt-run's own, as planned).
+ */
+function expectSelfTimedChain(jobs: OarJob[], code: number): void {
+  expect(jobs.length).toBeGreaterThanOrEqual(2);
+  expect(jobs.map((job) => job.state)).toEqual(jobs.map(() => 'Terminated'));
+  for (const job of jobs.slice(0, -1)) expect(exitStatusOf(job)).toEqual({ code: 99, signal: 0 });
+  expect(exitStatusOf(jobs[jobs.length - 1])).toEqual({ code, signal: 0 });
+  expect(jobs.flatMap((job) => job.events.filter((event) => event.type === 'CHECKPOINT'))).toEqual([]);
+}
 
 const bothProbe: Probe = () => oarProbe() ?? slurmProbe();
 
@@ -119,13 +134,7 @@ describe.runIf(realPartAvailable('the self-timed final checkpoint under real OAR
 
   it('a. OAR without --checkpoint: ckpt-run checkpoints before the walltime, exit 99, OAR resubmits, the new job resumes; every line once, the exit code', async () => {
     const { jobs, stdout, stderr } = await chainA;
-    const last = jobs[jobs.length - 1];
-    expect(jobs.length).toBeGreaterThanOrEqual(2);
-    expect(jobs.map((job) => job.state)).toEqual(jobs.map(() => 'Terminated'));
-    for (const job of jobs.slice(0, -1)) expect(exitStatusOf(job)).toEqual({ code: 99, signal: 0 });
-    expect(exitStatusOf(last)).toEqual({ code: A.code, signal: 0 });
-    // OAR sent no checkpoint signal: each checkpoint was ckpt-run's own, as planned at the start.
-    expect(jobs.flatMap((job) => job.events.filter((event) => event.type === 'CHECKPOINT'))).toEqual([]);
+    expectSelfTimedChain(jobs, A.code);
     // Before a dump of its own, the job plans with the rate the node's daemon measured at its start.
     expect(stderr[0]).toMatch(/final checkpoint planned at \d\d:\d\d:\d\d \(in \d+ s\), \d+ s before the walltime: [\d.]+ MB at [\d.]+ MB\/s measured by this node's daemon/);
     expect(stderr[0]).toMatch(/no checkpoint signal from the scheduler \d+ s before the walltime: checkpointing now, as planned/);
@@ -147,18 +156,15 @@ describe.runIf(realPartAvailable('the self-timed final checkpoint under real OAR
 
   it('c. OAR --checkpoint 5 for a program whose dump takes longer: ckpt-run checkpoints before the signal by its own plan and says why; exit 99, OAR resubmits, the new job resumes; every line once, the exit code', async () => {
     const { jobs, stdout, stderr } = await chainC;
-    const last = jobs[jobs.length - 1];
-    expect(jobs.length).toBeGreaterThanOrEqual(2);
-    expect(jobs.map((job) => job.state)).toEqual(jobs.map(() => 'Terminated'));
-    for (const job of jobs.slice(0, -1)) expect(exitStatusOf(job)).toEqual({ code: 99, signal: 0 });
-    expect(exitStatusOf(last)).toEqual({ code: C.code, signal: 0 });
+    expectSelfTimedChain(jobs, C.code);
     // The plan followed the program as it filled its memory, at the rate of the node's daemon.
     expect(stderr[0]).toMatch(/new plan: final checkpoint planned at \d\d:\d\d:\d\d \(in \d+ s\), \d+ s before the walltime: [\d.]+ MB at [\d.]+ MB\/s measured by this node's daemon/);
     // Why it checkpointed early: OAR's signal (5 s before the walltime) would have left less than the dump's estimate.
     const reason = /no checkpoint signal from the scheduler (\d+) s before the walltime: checkpointing now, as planned \(the dump of ([\d.]+) MB is estimated at (\d+) s\)/.exec(stderr[0]);
     expect(reason, stderr[0]).not.toBeNull();
     const [leadS, megabytes, estimateS] = (reason as RegExpExecArray).slice(1).map(Number);
-    expect(megabytes).toBeGreaterThan(C.bytes / 1e6);
+    // The memory it had filled (the last pages may have been faulting in at the last sample).
+    expect(megabytes).toBeGreaterThan((0.9 * C.bytes) / 1e6);
     expect(estimateS).toBeGreaterThan(C.checkpoint);
     expect(leadS).toBeGreaterThan(estimateS);
     // The premise: this dump takes longer than --checkpoint's lead here.
@@ -166,8 +172,6 @@ describe.runIf(realPartAvailable('the self-timed final checkpoint under real OAR
     expect(frozen, stderr[0]).not.toBeNull();
     const [frozenFigure, unit] = [(frozen as RegExpExecArray)[1], (frozen as RegExpExecArray)[2]];
     expect(Number(frozenFigure) * (unit === 's' ? 1000 : 1)).toBeGreaterThan(C.checkpoint * 1000);
-    // It was ckpt-run's own checkpoint: OAR's signal never came.
-    expect(jobs.flatMap((job) => job.events.filter((event) => event.type === 'CHECKPOINT'))).toEqual([]);
     expect(stderr[0]).not.toMatch(/checkpoint signal received/);
     // The resumed job plans with the throughput the first job's dump showed.
     expect(stderr[1]).toMatch(/final checkpoint planned at .* MB\/s measured, dump estimated/);
