@@ -32,6 +32,8 @@ export const REPLAN_LOGGED_MS = 5000;
 export interface Throughput {
   bytesPerSec: number;
   source: ThroughputSource;
+  /** From the daemon: its canary's own rate, which bytesPerSec may be below (DAEMON_RATE_CEILING). */
+  canaryBytesPerSec?: number;
 }
 
 export const ASSUMED_THROUGHPUT: Throughput = { bytesPerSec: DEFAULT_BYTES_PER_SEC, source: 'assumed' };
@@ -77,23 +79,27 @@ export function measuredThroughput(figures: { bytes?: number; frozenMs?: number 
 }
 
 /**
- * The most a daemon's canary rate is taken at. The canary (256 MB) measures how fast criu writes
- * into the page cache, not the disk's pace that a dump bigger than the kernel's dirty-page budget
- * falls to. Measured here with criu 4.2.1 (dump of a filled node process, to the local ext4
- * disk; 2026-12-06): a sleep 80 ms for 0.13 MB (all fixed cost); 64 MB in 131-148 ms
- * (~0.5 GB/s); the canary's 256 MB in 237-245 ms (~1.08 GB/s); 1.6 GB in 1.08-1.26 s
- * (~1.4 GB/s); 3.5 GB in 8.3 s (0.42 GB/s). The canary overestimates a big dump's throughput
- * 2.5-fold: taken as is, a 10 GB program's plan (×2 safety) would come after its dump's start.
- * A canary slower than this (a slow node, a loaded disk) is taken as it is.
+ * The most a daemon's canary rate is taken at: the default's, which is the disk's pace here. The
+ * canary (256 MB) measures how fast criu writes into the page cache, not the disk's pace that a
+ * dump bigger than the kernel's dirty-page budget (20% of memory) falls to. Measured here with
+ * criu 4.2.1 (a filled node process, the local ext4 disk; 2026-12-06): bare criu, a sleep 80 ms
+ * for 0.13 MB (all fixed cost); 64 MB in 131-148 ms; 256 MB in 237-245 ms (~1.08 GB/s); 1.6 GB
+ * in 1.08-1.26 s (~1.4 GB/s); 3.5 GB in 8.3 s (0.42 GB/s). Through ckpt-daemon on the real OAR
+ * cluster: its canary 250.9 MB in 607 ms (413 MB/s), and a job's 5 GB frozen for 26.7 s (187 MB/s).
+ * A canary overestimates a big dump's throughput two- to sixfold: taken as is, a big program's
+ * plan would come too late. A canary slower than this (a slow or loaded disk) is taken as it is:
+ * the job plans earlier.
  */
-export const DAEMON_RATE_CEILING = 400e6;
+export const DAEMON_RATE_CEILING = DEFAULT_BYTES_PER_SEC;
 
 /**
  * What the job plans with before a dump of its own measured anything: the rate this node's
  * daemon published (DAEMONRATE, from its heartbeat), at most DAEMON_RATE_CEILING; else the default.
  */
 export const throughputBeforeDumps = (daemonRate: { bytesPerSec: number } | undefined): Throughput =>
-  daemonRate ? { bytesPerSec: Math.min(daemonRate.bytesPerSec, DAEMON_RATE_CEILING), source: 'daemon' } : ASSUMED_THROUGHPUT;
+  daemonRate
+    ? { bytesPerSec: Math.min(daemonRate.bytesPerSec, DAEMON_RATE_CEILING), source: 'daemon', canaryBytesPerSec: daemonRate.bytesPerSec }
+    : ASSUMED_THROUGHPUT;
 
 /** Whether NEXT differs enough from the plan last said (PREVIOUS) to be said again. */
 export const planChanged = (previous: FinalPlan | undefined, next: FinalPlan): boolean =>
@@ -101,19 +107,27 @@ export const planChanged = (previous: FinalPlan | undefined, next: FinalPlan): b
 
 const clock = (ms: number): string => new Date(ms).toTimeString().slice(0, 8);
 const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`;
+
 /** Where the throughput comes from, in `ckpt-run status`'s words. */
 export const SOURCE_WORDS: Record<ThroughputSource, string> = {
   run: 'measured',
   daemon: "measured by this node's daemon",
   assumed: 'assumed',
 };
+
 /** The same in the log, with why a job goes by the daemon's canary or the default. */
-const LOG_WORDS: Record<ThroughputSource, string> = {
-  run: SOURCE_WORDS.run,
-  daemon: `${SOURCE_WORDS.daemon} (its canary at start, taken at ${DAEMON_RATE_CEILING / 1e6} MB/s at most: a big dump goes at the disk's pace; this run has measured none yet)`,
-  assumed: `${SOURCE_WORDS.assumed} (none measured in this run yet: its dumps so far, if any, were too small and quick to tell)`,
-};
-const rate = (throughput: Throughput): string => `${formatMegabytes(throughput.bytesPerSec)}/s ${LOG_WORDS[throughput.source]}`;
+function rate({ bytesPerSec, source, canaryBytesPerSec }: Throughput): string {
+  const why = {
+    run: '',
+    daemon:
+      canaryBytesPerSec !== undefined && canaryBytesPerSec > bytesPerSec
+        ? ` (its canary at start went at ${formatMegabytes(canaryBytesPerSec)}/s, taken at ${formatMegabytes(DAEMON_RATE_CEILING)}/s at most: ` +
+          "a big dump goes at the disk's pace; this run has measured none yet)"
+        : ' (its canary at start; this run has measured none yet)',
+    assumed: ' (none measured in this run yet: its dumps so far, if any, were too small and quick to tell)',
+  }[source];
+  return `${formatMegabytes(bytesPerSec)}/s ${SOURCE_WORDS[source]}${why}`;
+}
 
 /**
  * "final checkpoint planned at 01:38:10 (in 84 s), 2.1 GB at 0.9 GB/s measured, dump estimated

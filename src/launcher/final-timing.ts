@@ -50,7 +50,10 @@ export class FinalTiming {
   private walltimeEndsAt?: number;
   private throughput: Throughput;
   private pid?: number;
+  /** The plan said last (log, record, the lead's warning). */
   private plan?: FinalPlan;
+  /** When the machine's final timer was last set for. */
+  private armedAt?: number;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private leadWarned = false;
@@ -112,6 +115,11 @@ export class FinalTiming {
         logger.log('info', `${this.plan ? 'new plan: ' : ''}${describePlan(next, now, safety, LEAD_GIVEN)}`);
         this.plan = next;
         record(next);
+      }
+      // The machine acts on every move, the log says those of 5 s or more: a program that grew
+      // by less between two samples (on the real OAR cluster, 5 GB planned as 4.1 GB) is planned for.
+      if (next.at !== this.armedAt) {
+        this.armedAt = next.at;
         post({ type: 'finalPlanned', at: next.at, walltimeEndsAt: next.walltimeEndsAt, why: selfTimedReason(next) });
       }
     }

@@ -88,9 +88,9 @@ describe("the daemon's dump rate in its heartbeat", () => {
   });
 
   it("is the job's throughput before a dump of its own, at most the ceiling (the canary's page-cache pace); else the default", () => {
-    expect(throughputBeforeDumps({ bytesPerSec: 3e8 })).toEqual({ bytesPerSec: 3e8, source: 'daemon' });
-    // This node's canary: 256 MB in ~240 ms, 1.08 GB/s, where a 3.5 GB dump went at 0.42 GB/s.
-    expect(throughputBeforeDumps({ bytesPerSec: 1.08e9 })).toEqual({ bytesPerSec: DAEMON_RATE_CEILING, source: 'daemon' });
+    expect(throughputBeforeDumps({ bytesPerSec: 1.5e8 })).toEqual({ bytesPerSec: 1.5e8, source: 'daemon', canaryBytesPerSec: 1.5e8 });
+    // This node's daemon: its canary at 413 MB/s, where a job's 5 GB dump went at 187 MB/s.
+    expect(throughputBeforeDumps({ bytesPerSec: 413e6 })).toEqual({ bytesPerSec: DAEMON_RATE_CEILING, source: 'daemon', canaryBytesPerSec: 413e6 });
     expect(throughputBeforeDumps(undefined)).toEqual(ASSUMED_THROUGHPUT);
   });
 });
@@ -99,7 +99,7 @@ describe('FinalTiming on a fake clock: where the throughput comes from', () => {
   const START = Date.UTC(2026, 11, 6, 12, 0, 0);
   const WALLTIME = START + 600_000;
   /** A slow node's canary (below the ceiling): taken as it is. */
-  const DAEMON: DumpRate = { bytesPerSec: 300e6, canaryBytes: 256e6, canaryMs: 853 };
+  const DAEMON: DumpRate = { bytesPerSec: 150e6, canaryBytes: 256e6, canaryMs: 1707 };
   let dir: string;
 
   beforeEach(() => {
@@ -133,8 +133,16 @@ describe('FinalTiming on a fake clock: where the throughput comes from', () => {
   it("before a dump of its own, the job plans with the rate of the node's daemon and says so", () => {
     const { final, logs, plans } = timing({ memory: () => 2.7e9, daemonRate: () => DAEMON });
     expect(logs).toHaveLength(1);
-    expect(logs[0]).toMatch(/^final checkpoint planned at \d\d:\d\d:\d\d \(in 568 s\), 32 s before the walltime: 2700\.0 MB at 300\.0 MB\/s measured by this node's daemon \(its canary at start, taken at 400 MB\/s at most: a big dump goes at the disk's pace; this run has measured none yet\), dump estimated 22 s/);
-    expect(plans).toEqual([expect.objectContaining({ type: 'finalPlanned', at: WALLTIME - estimate(2.7e9, 300e6) - PLAN_MARGIN_MS })]);
+    expect(logs[0]).toMatch(/^final checkpoint planned at \d\d:\d\d:\d\d \(in 550 s\), 50 s before the walltime: 2700\.0 MB at 150\.0 MB\/s measured by this node's daemon \(its canary at start; this run has measured none yet\), dump estimated 40 s/);
+    expect(plans).toEqual([expect.objectContaining({ type: 'finalPlanned', at: WALLTIME - estimate(2.7e9, 150e6) - PLAN_MARGIN_MS })]);
+    final.stop();
+  });
+
+  it("a canary faster than the ceiling: the ceiling, and the log says both", () => {
+    const { final, logs } = timing({ memory: () => 5e9, daemonRate: () => ({ bytesPerSec: 413e6, canaryBytes: 250.9e6, canaryMs: 607 }) });
+    expect(logs[0]).toMatch(
+      /5000\.0 MB at 200\.0 MB\/s measured by this node's daemon \(its canary at start went at 413\.0 MB\/s, taken at 200\.0 MB\/s at most: a big dump goes at the disk's pace; this run has measured none yet\), dump estimated 54 s/,
+    );
     final.stop();
   });
 
@@ -145,30 +153,39 @@ describe('FinalTiming on a fake clock: where the throughput comes from', () => {
     rate = DAEMON;
     vi.advanceTimersByTime(5000);
     expect(logs).toHaveLength(2);
-    expect(logs[1]).toMatch(/^new plan: final checkpoint planned .* 4000\.0 MB at 300\.0 MB\/s measured by this node's daemon/);
+    expect(logs[1]).toMatch(/^new plan: final checkpoint planned .* 4000\.0 MB at 150\.0 MB\/s measured by this node's daemon/);
     expect(plans.map((event) => event.type === 'finalPlanned' && event.at)).toEqual([
       WALLTIME - estimate(4e9, 200e6) - PLAN_MARGIN_MS,
-      WALLTIME - estimate(4e9, 300e6) - PLAN_MARGIN_MS,
+      WALLTIME - estimate(4e9, 150e6) - PLAN_MARGIN_MS,
     ]);
     final.stop();
   });
 
-  it("the program grows: re-planned at the daemon's rate as it grows", () => {
+  it("the program grows: re-planned at the daemon's rate as it grows; a move under 5 s is acted on, not said", () => {
     let memory = 100e6;
-    const { final, logs } = timing({ memory: () => memory, daemonRate: () => DAEMON });
-    memory = 5e9;
+    const { final, logs, plans } = timing({ memory: () => memory, daemonRate: () => DAEMON });
+    // 400 MB more at 150 MB/s: a dump 2.7 s longer (×2 safety: the plan 5.3 s earlier, said); then 0.3 MB more: 4 ms, acted on, not said.
+    memory = 500e6;
+    vi.advanceTimersByTime(5000);
+    memory = 500.3e6;
     vi.advanceTimersByTime(5000);
     expect(logs).toHaveLength(2);
-    expect(logs[1]).toMatch(/^new plan: .* 5000\.0 MB at 300\.0 MB\/s measured by this node's daemon \(.*\), dump estimated 37 s/);
+    expect(plans.map((event) => event.type === 'finalPlanned' && event.at)).toEqual(
+      [100e6, 500e6, 500.3e6].map((bytes) => WALLTIME - estimate(bytes, 150e6) - PLAN_MARGIN_MS),
+    );
+    memory = 5e9;
+    vi.advanceTimersByTime(5000);
+    expect(logs).toHaveLength(3);
+    expect(logs[2]).toMatch(/^new plan: .* 5000\.0 MB at 150\.0 MB\/s measured by this node's daemon \(.*\), dump estimated 71 s/);
     final.stop();
   });
 
   it("the run's own dump replaces the daemon's rate, which is not read again", () => {
     const daemonRate = vi.fn(() => DAEMON);
     const { final, logs } = timing({ memory: () => 3e9, daemonRate });
-    // 3 GB frozen for 20 s: 150 MB/s, slower than the daemon's canary said.
-    final.measured({ bytes: 3e9, frozenMs: 20_000 });
-    expect(logs[1]).toMatch(/^new plan: .* 3000\.0 MB at 150\.0 MB\/s measured, dump estimated 44 s/);
+    // 3 GB frozen for 40 s: 75 MB/s, slower than the daemon's canary said.
+    final.measured({ bytes: 3e9, frozenMs: 40_000 });
+    expect(logs[1]).toMatch(/^new plan: .* 3000\.0 MB at 75\.0 MB\/s measured, dump estimated 84 s/);
     const reads = daemonRate.mock.calls.length;
     vi.advanceTimersByTime(20_000);
     expect(daemonRate.mock.calls.length).toBe(reads);
