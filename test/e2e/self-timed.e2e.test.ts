@@ -10,7 +10,7 @@
  *      than the signal's lead): ckpt-run checkpoints before the signal by its own plan, says why,
  *      exits 99, OAR resubmits, the new job resumes; every line once, the program's code.
  * a, b and c run side by side (OAR has a resource per core), one node daemon for all: its canary's
- * dump rate (heartbeat) is what the first jobs plan with. About 4 minutes.
+ * dump rate (heartbeat) is what the first jobs plan with. About 3.5 minutes (c: 96 + 47 s of jobs).
  * Root only; in CI it always runs (OAR, Slurm and CRIU are installed if missing).
  */
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -32,7 +32,7 @@ const B = { count: 150, code: 46 };
  * c: 3.5 GB filled at the start (145-290 MB/s of page faults on this VM, loaded or not), then a
  * line a second, 80 in all; 120 s per job. Its dump takes more than --checkpoint's 5 s whatever
  * the load: past the kernel's dirty-page budget (20% of 23 GB) a dump goes at the disk's pace
- * (3.5 GB by bare criu: 8.3 s; 5 GB through the daemon in this suite: 26.7 s). Its plan, at the
+ * (3.5 GB by bare criu: 8.3 s; through the daemon in this suite: frozen 17.5 s; 5 GB, 26.7 s). Its plan, at the
  * daemon's canary rate taken at 200 MB/s at most, checkpoints ~49 s before the walltime (at
  * ~71 s: after OAR's 60-second rule, long before its signal at 115 s), after at most 71 lines;
  * the resumed job prints the rest before its own plan.
