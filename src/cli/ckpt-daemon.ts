@@ -4,11 +4,11 @@ import { openSync } from 'node:fs';
 import { serveQueued, startDaemon, type DaemonOptions } from '../daemon/daemon.js';
 import { DEFAULT_IMAGE_KEY, ImageKeyError, loadImageKey } from '../daemon/image-signature.js';
 import { SpoolError } from '../daemon/spool.js';
-import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
+import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS, type DumpRate } from '../protocol/heartbeat.js';
 import { DEFAULT_LOCAL_STATE_LIMIT } from '../protocol/local-state.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
 import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS, DEFAULT_KEEP_FILES_MAX } from '../engine/criu.js';
-import { formatFindings, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
+import { describeDumpRate, formatFindings, measureDumpRate, MEMORY_CANARY_BYTES, probeCriu, type CriuFindings } from '../engine/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
 import { RestartEngine } from '../engine/restart.js';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -28,7 +28,9 @@ Protocol (the same as the clusters' public CRIU daemon; see ckpt-run --help)
   On failure: DIR/dump_failed (the program keeps running, the previous checkpoint is kept) or
   DIR/restore_failed, with CRIU's reason; the job side reports it at once. SPOOL/${HEARTBEAT_FILE}
   is refreshed every ${HEARTBEAT_INTERVAL_MS / 1000} s so that jobs can tell the daemon is alive; its
-  second line lists what this daemon does beyond the public protocol ("features: leave-running").
+  second line lists what this daemon does beyond the public protocol ("features: leave-running"),
+  its third how fast it dumped its memory canary at start ("dump-rate: N bytes/s (…)"): a job
+  plans its final checkpoint with it until a dump of its own measures one (ckpt-run --help).
   ckpt-daemon's own extensions, beside the request in DIR (other daemons ignore them):
     answer_by        epoch ms by which the job needs the answer (see Deadlines)
     checkpoint_mode  "leave-running": a periodic checkpoint (ckpt-run --interval), the program
@@ -90,6 +92,8 @@ Checking a node (after installing it, and whenever criu or the kernel changed)
   never delivers breakpoints: criu then waits for ever), again with breakpoints off. It prints
   the mode every criu call will use, the capabilities criu lacks, whether the prlimit shim is
   needed, soft-dirty and userfaultfd support, and exits 0 when criu is usable, 5 when not.
+  Then a memory canary (a node process holding ${MEMORY_CANARY_BYTES / 1e6} MB) is dumped once, bounded to 10 s: its rate,
+  fixed cost included, is the "dump rate" the daemon publishes (a failure is said, not fatal).
 
 Deadlines: no frozen program
   Every criu run is bounded: --criu-deadline, or sooner when the job needs its answer sooner
@@ -138,11 +142,12 @@ interface DaemonCliOptions {
 async function probe(options: DaemonCliOptions): Promise<CriuFindings> {
   const findings = await probeCriu(options.criu, { breakpoints: options.criuBreakpoints });
   if (options.restore === 'full') findings.settings.lazyPages = false;
+  if (!findings.problem) findings.dumpRate = await measureDumpRate(options.criu, findings.settings);
   return findings;
 }
 
 /** The criu engine in the mode the probe found, or a CliError that says why criu cannot work here. */
-async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<CheckpointEngine> {
+async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<{ engine: CheckpointEngine; dumpRate?: DumpRate }> {
   if (process.getuid?.() !== 0) {
     throw new CliError(
       "the criu engine needs root (CRIU dumps and restores other users' processes); as a user, try --engine restart",
@@ -156,16 +161,17 @@ async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<Ch
     `criu ${findings.version}: ${findings.breakpoints}; network lock ${findings.settings.networkLock}; ` +
       `${findings.canaryMs === undefined ? 'no canary (--criu-breakpoints)' : `canary dumped and restored in ${findings.canaryMs} ms`}; ` +
       `${findings.settings.lazyPages ? 'lazy restores (userfaultfd)' : `full restores (${findings.userfaultfd ? '--restore full' : 'no userfaultfd here'})`}; ` +
-      `each criu run is bounded to ${options.criuDeadline} s`,
+      `each criu run is bounded to ${options.criuDeadline} s; dump rate: ${describeDumpRate(findings.dumpRate ?? 'not run')}`,
   );
   const notice = (message: string): void => logger.log('warn', message);
-  return new CriuEngine(options.criu, {
+  const engine = new CriuEngine(options.criu, {
     settings: findings.settings,
     deadlineMs: options.criuDeadline * 1000,
     notice,
     localStateLimit: options.localStateLimit,
     keepFilesMax: options.keepFilesMax,
   });
+  return { engine, dumpRate: typeof findings.dumpRate === 'string' ? undefined : findings.dumpRate };
 }
 
 async function check(options: DaemonCliOptions): Promise<void> {
@@ -191,7 +197,7 @@ function untilSignal(): Promise<void> {
 async function run(options: DaemonCliOptions): Promise<void> {
   if (options.check) return check(options);
   const logger = createLogger('ckpt-daemon', options.verbose ? 'debug' : 'info', options.log ? openLog(options.log) : 2);
-  const engine = options.engine === 'restart' ? new RestartEngine() : await criuEngine(options, logger);
+  const { engine, dumpRate } = options.engine === 'restart' ? { engine: new RestartEngine(), dumpRate: undefined } : await criuEngine(options, logger);
   let imageKey: Buffer;
   try {
     const loaded = loadImageKey(options.imageKey);
@@ -208,7 +214,7 @@ async function run(options: DaemonCliOptions): Promise<void> {
     throw error;
   }
   logger.log('info', `images are signed and checked with the key ${options.imageKey}`);
-  const daemonOptions: DaemonOptions = { spoolDir: options.spoolDir, engine, logger, imageKey };
+  const daemonOptions: DaemonOptions = { spoolDir: options.spoolDir, engine, logger, imageKey, dumpRate };
   try {
     if (options.once) {
       await serveQueued(daemonOptions);

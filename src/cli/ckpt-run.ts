@@ -251,7 +251,8 @@ export function buildProgram(): Command {
       '--no-self-timed',
       "wait for the scheduler's signal alone. By default, where the job's end is known (OAR's walltime, Slurm's EndTime, --walltime), " +
         "ckpt-run also makes the final checkpoint by itself if no signal came by the walltime minus the dump's estimate: the program tree's " +
-        `memory (sampled every ${SAMPLE_MS / 1000} s) at the throughput of this run's last checkpoint (${DEFAULT_BYTES_PER_SEC / 1e6} MB/s, measured here and taken lower, before any), ` +
+        `memory (sampled every ${SAMPLE_MS / 1000} s) at the throughput of this run's last checkpoint (before any, the rate the node's ckpt-daemon measured at its start, said in its heartbeat; ` +
+        `without one ${DEFAULT_BYTES_PER_SEC / 1e6} MB/s, measured here and taken lower), ` +
         `plus ${DUMP_OVERHEAD_MS / 1000} s, times --dump-safety, plus ${PLAN_MARGIN_MS / 1000} s. The log says the plan and each change; ckpt-run status shows it`,
     )
     .option('--dump-safety <factor>', 'the self-timed final checkpoint allows the dump this many times its estimate', factorOption, DEFAULT_DUMP_SAFETY)

@@ -6,6 +6,7 @@ import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { describeCarried, describeStays, type LocalState } from '../protocol/local-state.js';
 import { imagesBytes, parseCheckpointStats, parsePagesIn, PROGRAM_SAVED_MARK, runDirFor, runDirPaths, RUNS_FOLDER, type KeptFigures, type PagesIn } from '../protocol/run-dir.js';
+import { SOURCE_WORDS } from '../launcher/final-plan.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
 import { loadRunState, type JobRecord, type RunState } from '../state/run-state.js';
 
@@ -108,7 +109,7 @@ function describeJob(job: JobRecord): string {
     : '';
   const plan = job.finalPlan
     ? `; final checkpoint planned at ${job.finalPlan.at} (${formatMegabytes(job.finalPlan.bytes)} at ${formatMegabytes(job.finalPlan.bytesPerSec)}/s ` +
-      `${job.finalPlan.measured ? 'measured' : 'assumed'}, dump estimated ${Math.round(job.finalPlan.estimateMs / 1000)} s)`
+      `${SOURCE_WORDS[job.finalPlan.source]}, dump estimated ${Math.round(job.finalPlan.estimateMs / 1000)} s)`
     : '';
   return `job ${job.jobId} (${job.mode}): ${ended}${job.reason ? `; stopped by: ${job.reason}${pending}` : ''}${plan}`;
 }

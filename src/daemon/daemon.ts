@@ -13,6 +13,7 @@ import type { Logger } from '../log/logger.js';
 import type { PagesIn } from '../protocol/run-dir.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
+import type { DumpRate } from '../protocol/heartbeat.js';
 import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
 import { readAnswerBy, readLeaveRunning, readResumeFrom } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
@@ -55,6 +56,8 @@ export interface DaemonOptions {
    */
   imageKey: Buffer;
   onEvent?: (event: DaemonEvent) => void;
+  /** What the daemon measured of its dumps at start, published in its heartbeat for the jobs' plans. */
+  dumpRate?: DumpRate;
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`;
@@ -218,7 +221,7 @@ export async function startDaemon(options: DaemonOptions): Promise<{ stop(): Pro
     (name) => server.offer(name),
     (error) => logger.log('error', `watching ${spoolDir}: ${error.message}`),
   );
-  const heartbeat = startHeartbeat(spool, (error) => logger.log('error', `heartbeat: ${error.message}`));
+  const heartbeat = startHeartbeat(spool, options.dumpRate, (error) => logger.log('error', `heartbeat: ${error.message}`));
   watcher.start();
   logger.log('info', `serving ${spoolDir} with the ${options.engine.name} engine (PID ${process.pid})`);
   return {

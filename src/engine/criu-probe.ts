@@ -8,10 +8,12 @@
  */
 import { execa, execaSync } from 'execa';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { effectiveCapabilities, readOrEmpty } from '../proc/processes.js';
+import { effectiveCapabilities, readOrEmpty, treeRssBytes } from '../proc/processes.js';
+import type { DumpRate } from '../protocol/heartbeat.js';
+import { formatMegabytes } from '../base/sizes.js';
 import { dumpProgress, stalledAtBreakpoint } from './criu-stage.js';
 
 /** How every criu call runs on this node. */
@@ -62,6 +64,8 @@ export interface CriuFindings {
   softDirty?: boolean;
   /** Lazy restore needs userfaultfd for other processes. */
   userfaultfd?: boolean;
+  /** The memory canary's rate (measureDumpRate), or why it is not known; measured by the daemon and --check only. */
+  dumpRate?: DumpRate | string;
 }
 
 /** One canary step (dump or restore) may take this long; a working one takes well under a second. */
@@ -128,6 +132,51 @@ async function canary(criu: string, env: Record<string, string>): Promise<Canary
   }
 }
 
+/**
+ * The memory canary: a node process holding this much, filled (pages that must be dumped). The
+ * sleep canary above tells nothing of a rate: its dump of ~1 MB is all fixed cost (criu's start,
+ * the freeze, the parasite), 80 ms here for 0.13 MB, which as a rate would be ~2 MB/s where a
+ * 1.6 GB dump goes at ~1.4 GB/s. 256 MB: dumped in ~240 ms here (~1.08 GB/s), a second at the
+ * daemon's start; how the jobs take it (a ceiling: big dumps go at the disk's pace):
+ * launcher/final-plan.ts, DAEMON_RATE_CEILING.
+ */
+export const MEMORY_CANARY_BYTES = 256e6;
+const canaryHolder = (bytes: number): string => `const held = Buffer.alloc(${bytes}, 1); setInterval(() => held[0]++, 1e6);`;
+
+/**
+ * How fast criu dumps memory on this node (ckpt-daemon at start, --check): the memory canary's
+ * images over its dump's time, fixed cost included, so it errs on the slow side (an earlier plan)
+ * for the bigger programs jobs run. The dump goes to the daemon's temporary folder: a job's
+ * checkpoint on a shared filesystem may be slower (its plan's safety factor is for that, and its
+ * own first dump replaces this). Why it could not be measured, as a string, or the rate.
+ */
+export async function measureDumpRate(criu: string, settings: CriuSettings): Promise<DumpRate | string> {
+  const dir = mkdtempSync(join(tmpdir(), 'ckpt-criu-rate-'));
+  const holder = spawn(process.execPath, ['-e', canaryHolder(MEMORY_CANARY_BYTES)], { detached: true, stdio: 'ignore' });
+  const gone = new Promise((resolve) => holder.once('exit', resolve).once('error', resolve));
+  try {
+    const filledBy = Date.now() + CANARY_TIMEOUT_MS;
+    // Filled when its memory is all there: this VM faults pages in at ~270 MB/s.
+    while (treeRssBytes(holder.pid ?? 0) < MEMORY_CANARY_BYTES) {
+      if (holder.exitCode !== null || Date.now() > filledBy) return `the memory canary did not fill ${MEMORY_CANARY_BYTES / 1e6} MB within ${CANARY_TIMEOUT_MS / 1000} s`;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const { args, env } = criuMode(settings, false);
+    const started = Date.now();
+    const dump = await execa(criu, ['dump', '-t', String(holder.pid), '-D', dir, '-o', 'dump.log', ...args], {
+      env, reject: false, stdin: 'ignore', timeout: CANARY_TIMEOUT_MS, killSignal: 'SIGKILL',
+    });
+    const canaryMs = Date.now() - started;
+    if (dump.timedOut) return `the memory canary's dump took over ${CANARY_TIMEOUT_MS / 1000} s`;
+    if (dump.exitCode !== 0) return `the memory canary's dump failed: ${lastError(readOrEmpty(join(dir, 'dump.log'))) ?? dump.stderr.trim()}`;
+    const canaryBytes = readdirSync(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
+    return { bytesPerSec: (canaryBytes / Math.max(canaryMs, 1)) * 1000, canaryBytes, canaryMs };
+  } finally {
+    holder.kill('SIGKILL');
+    await gone;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 function lastError(log: string): string | undefined {
   return log.split('\n').filter((line) => /Error \(/.test(line)).pop()?.trim();
@@ -187,6 +236,12 @@ export async function probeCriu(criu: string, options: ProbeOptions = {}): Promi
   return findings;
 }
 
+/** The memory canary's measurement in words, for the daemon's log and --check. */
+export const describeDumpRate = (rate: DumpRate | string): string =>
+  typeof rate === 'string'
+    ? `not measured (${rate}): jobs plan with their default until their own first dump`
+    : `${formatMegabytes(rate.canaryBytes)} dumped in ${rate.canaryMs} ms, ${formatMegabytes(rate.bytesPerSec)}/s (published in the heartbeat for the jobs' final-checkpoint plans)`;
+
 /** `ckpt-daemon --check`: one line a finding. */
 export function formatFindings(findings: CriuFindings): string[] {
   const yesNo = (value: boolean | undefined): string => (value === undefined ? 'unknown' : value ? 'yes' : 'no');
@@ -194,6 +249,7 @@ export function formatFindings(findings: CriuFindings): string[] {
     `criu:          ${findings.criu}${findings.version ? ` (version ${findings.version})` : ''}`,
     `breakpoints:   ${findings.breakpoints}`,
     `canary:        ${findings.canaryMs === undefined ? 'not run' : `dumped and restored in ${findings.canaryMs} ms`}`,
+    ...(findings.dumpRate === undefined ? [] : [`dump rate:     ${describeDumpRate(findings.dumpRate)}`]),
     `network lock:  ${findings.settings.networkLock}${findings.settings.networkLock === 'nftables' ? ' (no iptables-restore on PATH)' : ''}`,
     `capabilities:  ${findings.missingCapabilities.length === 0 ? 'all that criu needs' : `missing ${findings.missingCapabilities.join(', ')}`}`,
     `prlimit shim:  ${findings.needsPrlimitShim ? 'needed (root lacks CAP_SYS_RESOURCE: bash scripts/install-criu.sh --with-prlimit-shim, then --criu PREFIX/bin/criu-prlimit-shim)' : 'not needed'}`,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { writeFileAtomic } from '../protocol/atomic-write.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatFeatures, type DaemonFeature } from '../protocol/heartbeat.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatDumpRate, heartbeatFeatures, type DaemonFeature, type DumpRate } from '../protocol/heartbeat.js';
 import { LEAVE_RUNNING, type RunDirPaths } from '../protocol/run-dir.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import type { StopReason } from '../state/run-state.js';
@@ -90,13 +90,25 @@ export class DaemonLink implements CheckpointLink {
     return join(this.options.spoolDir, HEARTBEAT_FILE);
   }
 
-  /** What the node's daemon says it can do beyond the public protocol; undefined without a heartbeat. */
-  private daemonFeatures(): DaemonFeature[] | undefined {
+  /** The node's daemon's heartbeat; undefined without one. */
+  private heartbeat(): string | undefined {
     try {
-      return heartbeatFeatures(readFileSync(this.heartbeatPath(), 'utf8')) as DaemonFeature[];
+      return readFileSync(this.heartbeatPath(), 'utf8');
     } catch {
       return undefined;
     }
+  }
+
+  /** What the node's daemon says it can do beyond the public protocol; undefined without a heartbeat. */
+  private daemonFeatures(): DaemonFeature[] | undefined {
+    const heartbeat = this.heartbeat();
+    return heartbeat === undefined ? undefined : (heartbeatFeatures(heartbeat) as DaemonFeature[]);
+  }
+
+  /** How fast the node's daemon says it dumped its canary at start; undefined where it says nothing of it. */
+  daemonDumpRate(): DumpRate | undefined {
+    const heartbeat = this.heartbeat();
+    return heartbeat === undefined ? undefined : heartbeatDumpRate(heartbeat);
   }
 
   requestResume(answerBy: number): void {

@@ -17,7 +17,7 @@ import { CliError, ExitCode } from '../base/exit-codes.js';
 import type { Logger } from '../log/logger.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import type { OwnFile } from '../proc/job-output.js';
-import { signalGroup } from '../proc/processes.js';
+import { signalGroup, treeRssBytes } from '../proc/processes.js';
 import { answered, stopReason, type StopFacts } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
 import { saveRunState } from '../state/run-state.js';
@@ -156,12 +156,16 @@ class Supervisor {
           awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
           silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
         });
-    if (settings.selfTimed && !settings.app) {
+    // The self-timed plan is for a program the daemon dumps (one that saves itself has no dump to time).
+    const daemonLink = this.link instanceof DaemonLink ? this.link : undefined;
+    if (settings.selfTimed && daemonLink) {
       this.finalTiming = new FinalTiming({
         walltimeEndsAt: settings.walltimeEndsAt,
         walltimeEnd: settings.walltimeEnd,
         safety: settings.dumpSafety,
         statsPath: paths.checkpointStats,
+        daemonRate: () => daemonLink.daemonDumpRate(),
+        memoryOf: treeRssBytes,
         logger: settings.logger,
         post: (event) => this.events.post(event),
         record: (plan) => {
@@ -169,7 +173,7 @@ class Supervisor {
             at: new Date(plan.at).toISOString(),
             bytes: plan.bytes,
             bytesPerSec: Math.round(plan.throughput.bytesPerSec),
-            measured: plan.throughput.measured,
+            source: plan.throughput.source,
             estimateMs: plan.estimateMs,
           };
           this.saveRecord(paths.state);

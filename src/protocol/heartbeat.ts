@@ -18,9 +18,34 @@ export type DaemonFeature = 'leave-running' | 'job-lease';
 /** leave-running: periodic checkpoints (DIR/checkpoint_mode); job-lease: a resume request may name the job's PID. */
 export const DAEMON_FEATURES: readonly DaemonFeature[] = ['leave-running', 'job-lease'];
 
-/** The heartbeat file's content: the daemon's PID, then its features. */
-export function formatHeartbeat(pid: number): string {
-  return `${pid}\nfeatures: ${DAEMON_FEATURES.join(' ')}\n`;
+/**
+ * How fast this node's daemon dumped its memory canary at start (engine/criu-probe.ts,
+ * measureDumpRate), said on the heartbeat's "dump-rate:" line: a job plans its final checkpoint
+ * from it until one of its own dumps measures more (launcher/final-plan.ts).
+ */
+export interface DumpRate {
+  bytesPerSec: number;
+  /** The canary's memory and how long its dump took, for the log. */
+  canaryBytes: number;
+  canaryMs: number;
+}
+
+const DUMP_RATE_LINE = /^dump-rate: (\d+) bytes\/s \((\d+) bytes in (\d+) ms\)$/m;
+
+/** The heartbeat file's content: the daemon's PID, its features, and the dump rate it measured (if it did). */
+export function formatHeartbeat(pid: number, dumpRate?: DumpRate): string {
+  const rate = dumpRate
+    ? `dump-rate: ${Math.round(dumpRate.bytesPerSec)} bytes/s (${Math.round(dumpRate.canaryBytes)} bytes in ${Math.round(dumpRate.canaryMs)} ms)\n`
+    : '';
+  return `${pid}\nfeatures: ${DAEMON_FEATURES.join(' ')}\n${rate}`;
+}
+
+/** The dump rate a heartbeat says its daemon measured; undefined when it says none (or nothing usable). */
+export function heartbeatDumpRate(text: string): DumpRate | undefined {
+  const match = DUMP_RATE_LINE.exec(text);
+  if (!match) return undefined;
+  const [bytesPerSec, canaryBytes, canaryMs] = match.slice(1).map(Number);
+  return bytesPerSec > 0 ? { bytesPerSec, canaryBytes, canaryMs } : undefined;
 }
 
 /** The features a heartbeat says its daemon has (none for a heartbeat with no features line). */

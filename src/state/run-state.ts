@@ -35,6 +35,9 @@ export interface PendingStop {
   schedulerJobId?: string;
 }
 
+/** Where the final checkpoint's plan took its dump throughput from: this run's checkpoint, this node's daemon (its canary at start), or the default. */
+export type ThroughputSource = 'run' | 'daemon' | 'assumed';
+
 export interface JobRecord {
   jobId: string;
   startedAt: string;
@@ -53,7 +56,7 @@ export interface JobRecord {
    */
   output?: Array<{ path: string; inode: number }>;
   /** The self-timed final checkpoint's plan as last said (launcher/final-plan.ts), where the walltime was known. */
-  finalPlan?: { at: string; bytes: number; bytesPerSec: number; measured: boolean; estimateMs: number };
+  finalPlan?: { at: string; bytes: number; bytesPerSec: number; source: ThroughputSource; estimateMs: number };
   /** Why this job refused to resume the checkpoint (a file it cannot put back): the next job refuses too until it is fixed. */
   refused?: string;
 }

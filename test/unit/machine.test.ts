@@ -12,7 +12,7 @@ import {
   type MachineEvent,
   type MachineState,
 } from '../../src/launcher/machine.js';
-import { DEFAULT_BYTES_PER_SEC, planFinal, selfTimedReason } from '../../src/launcher/final-plan.js';
+import { ASSUMED_THROUGHPUT, planFinal, selfTimedReason } from '../../src/launcher/final-plan.js';
 
 const CONFIG: MachineConfig = {
   dumpTimeoutMs: 300_000,
@@ -578,7 +578,7 @@ describe('--engine app: the state machine', () => {
 
 describe('the self-timed final checkpoint: the final timer (the plan: final-plan.test.ts)', () => {
   const GB = 1e9;
-  const ASSUMED = { bytesPerSec: DEFAULT_BYTES_PER_SEC, measured: false };
+  const ASSUMED = ASSUMED_THROUGHPUT;
   const plan = planFinal({ walltimeEndsAt: 600_000, bytes: GB, throughput: ASSUMED, safety: 2 });
   const planned: MachineEvent = { type: 'finalPlanned', at: plan.at, walltimeEndsAt: plan.walltimeEndsAt, why: selfTimedReason(plan) };
 
