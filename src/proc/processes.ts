@@ -3,7 +3,7 @@
  * whole tree, whether it still lives, and signalling a set of them. The supervisor, the daemon,
  * the engines, the simulation and the tests all look through this module.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 
 /** The fields of /proc/PID/stat that ckpt-run reads. */
@@ -93,6 +93,39 @@ export function readOrEmpty(path: string): string {
   } catch {
     return '';
   }
+}
+
+/** What each descriptor of PID points to, as /proc shows it ("/tmp/x", "socket:[123]", "/tmp/y (deleted)"); none when PID is gone. */
+export function fdTargets(pid: number): string[] {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return []; // gone
+  }
+  return fds.flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
+}
+
+/** The names PID holds: its working directory, its descriptors' targets, its mapped files (each once). */
+export function heldNames(pid: number): string[] {
+  const names = new Set(fdTargets(pid));
+  try {
+    names.add(readlinkSync(`/proc/${pid}/cwd`));
+  } catch {
+    // gone, or a zombie: no working directory
+  }
+  // A mapping's line: range perms offset dev inode NAME; file mappings' names start with a slash.
+  for (const line of readOrEmpty(`/proc/${pid}/maps`).split('\n')) {
+    const name = /^\S+ \S+ \S+ \S+ \S+ +(\/.*)$/.exec(line)?.[1];
+    if (name) names.add(name);
+  }
+  return [...names];
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

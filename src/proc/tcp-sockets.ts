@@ -1,22 +1,9 @@
 /** Whether a process tree holds TCP sockets, from /proc: CRIU must then lock the network. */
-import { readdirSync, readlinkSync } from 'node:fs';
-import { readOrEmpty, treeOf } from './processes.js';
+import { fdTargets, readOrEmpty, treeOf } from './processes.js';
 
 /** The socket inodes a process's descriptors point to. */
 export function socketInodes(pid: number): string[] {
-  let fds: string[];
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return []; // gone
-  }
-  return fds.flatMap((fd) => {
-    try {
-      return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? [];
-    } catch {
-      return [];
-    }
-  });
+  return fdTargets(pid).flatMap((target) => /^socket:\[(\d+)\]$/.exec(target)?.[1] ?? []);
 }
 
 /** Whether a process of the tree rooted at ROOT holds a TCP socket (IPv4 or IPv6, any state). */
