@@ -30,7 +30,8 @@
 #   - files: each open file, file mapping and working directory is an inode the requester may
 #     use that way by its mode bits (ACLs are not read: they could only allow more), reached
 #     through folders the requester may search; an open file whose name was deleted has no
-#     other name left, or is the requester's own; the root directory is the node's.
+#     other name left, or is the requester's own (a working directory in the /proc folder of an
+#     ended process is no file: accepted); the root directory is the node's.
 # criu only logs a failing pre-resume script and resumes the tree anyway. So this script
 # kills the tree itself (SIGKILL reaches the stopped tasks), on refusal and on any error of
 # its own; criu then cannot detach from the dead tasks and reports the restore as failed.
@@ -364,7 +365,17 @@ for pid in $tree; do
   check_namespaces "$pid"
 
   [ "$(stat -L -c %d:%i "/proc/$pid/root")" = "$root" ] || refuse "$pid" "has another root directory"
-  check_file "$pid" "its working directory" "$(readlink "/proc/$pid/cwd")" "/proc/$pid/cwd" 1
+  cwd=$(readlink "/proc/$pid/cwd")
+  case $cwd in
+    # A working directory on procfs whose name is gone: /proc/N of a process that has ended
+    # (zdtm's unhashed_proc; root's, with links). It is no file of anyone's: procfs decides each
+    # lookup under it when it is made, against the looking process's own credentials, and finds
+    # nothing under a task that is gone; holding it gives the requester no access. Only procfs,
+    # by the magic of the folder itself (PROC_SUPER_MAGIC 0x9fa0), not by its name: a deleted
+    # name of another's real file is still refused (check_file).
+    *" (deleted)") [ "$(stat -f -L -c %t "/proc/$pid/cwd")" = 9fa0 ] || check_file "$pid" "its working directory" "$cwd" "/proc/$pid/cwd" 1 ;;
+    *) check_file "$pid" "its working directory" "$cwd" "/proc/$pid/cwd" 1 ;;
+  esac
 
   for fd in /proc/"$pid"/fd/*; do
     # a process with no descriptor at all (zdtm's fd test) leaves the pattern as it is: under

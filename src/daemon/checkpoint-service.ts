@@ -123,7 +123,7 @@ export async function serveCheckpoint(
 ): Promise<CheckpointStats> {
   await removeOldImages(run, requester);
   // After the previous checkpoint's removal, which frees room; before anything is written.
-  if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester);
+  if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester, engine.localStateLimit);
   const { name, images } = createImagesDir(run);
   let stats: CheckpointStats;
   try {

@@ -5,14 +5,17 @@
  * CRIU writes the tree's anonymous and shared memory (resident or swapped out) and a little
  * metadata; pages backed by files it does not copy. The room is the space the filesystem gives
  * the user (statfs f_bavail, asked as the user: NFS and some other filesystems report the
- * user's quota there; root's view would include the blocks reserved for root).
+ * user's quota there; root's view would include the blocks reserved for root). The images also
+ * hold the program's node-local state when the engine carries it (criu: an archive of what the
+ * tree holds in /tmp, /var/tmp, /dev/shm, protocol/local-state.ts), counted as well.
  */
 import { execa } from 'execa';
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { formatMegabytes } from '../base/sizes.js';
 import { asUserArgv } from '../proc/as-user.js';
-import { treeOf } from '../proc/processes.js';
+import { heldNames, readOrEmpty, treeOf } from '../proc/processes.js';
+import { NODE_LOCAL_FOLDERS, nodeLocalEntries, tmpfsTmpdir } from '../protocol/local-state.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { runsAsRoot } from './owned-files.js';
 import type { PinnedDir } from './pinned-dir.js';
@@ -44,36 +47,77 @@ export function treeMemoryBytes(pid: number): number {
   return kilobytes * 1024;
 }
 
+/** Runs ARGV as REQUESTER (through setpriv: a command the user stops holds up this request only, not the daemon), for STATFS_TIMEOUT_MS at most. */
+function asRequester(requester: Requester, argv: string[]) {
+  const [file, ...args] = runsAsRoot() && requester.uid !== 0 ? asUserArgv(requester, argv) : argv;
+  return execa(file, args, { reject: false, timeout: STATFS_TIMEOUT_MS, killSignal: 'SIGKILL' });
+}
+
+/** Why a command run as the requester gave no answer. */
+const noAnswer = (result: Awaited<ReturnType<typeof asRequester>>): string =>
+  result.timedOut ? `it did not answer within ${STATFS_TIMEOUT_MS / 1000} s` : `${result.stderr}`.trim() || `${result.stdout}`.trim();
+
 /** The bytes the filesystem of RUN gives REQUESTER. */
 async function freeBytesFor(run: PinnedDir, requester: Requester): Promise<number> {
   if (!runsAsRoot() || requester.uid === 0) {
     const stats = await statfs(run.path()); // in the thread pool: a hung filesystem does not stop the daemon
     return stats.bavail * stats.bsize;
   }
-  // Through setpriv (as-user.ts): a stat the user stops holds up this request only, not the daemon.
-  const [file, ...args] = asUserArgv(requester, ['stat', '--file-system', '--format', '%a %S', '--', run.location()]);
-  const result = await execa(file, args, {
-    reject: false,
-    timeout: STATFS_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-  });
-  const [blocks, blockSize] = result.stdout.trim().split(' ').map(Number);
+  const result = await asRequester(requester, ['stat', '--file-system', '--format', '%a %S', '--', run.location()]);
+  const [blocks, blockSize] = `${result.stdout}`.trim().split(' ').map(Number);
   if (result.exitCode !== 0 || !Number.isFinite(blocks * blockSize)) {
-    const why = result.timedOut ? `it did not answer within ${STATFS_TIMEOUT_MS / 1000} s` : result.stderr.trim() || result.stdout.trim();
-    throw new Refusal(`cannot tell the free space of ${run.location()} as ${requester.name}: ${why}`);
+    throw new Refusal(`cannot tell the free space of ${run.location()} as ${requester.name}: ${noAnswer(result)}`);
   }
   return blocks * blockSize;
 }
 
-/** Refuses the dump of the tree at PID when RUN's filesystem lacks room for its images. */
-export async function checkDumpRoom(run: PinnedDir, pid: number, requester: Requester): Promise<void> {
-  const memory = treeMemoryBytes(pid);
-  const needed = Math.ceil(memory * (1 + DUMP_MARGIN.fraction)) + DUMP_MARGIN.bytes;
-  const free = await freeBytesFor(run, requester);
-  if (free >= needed) return;
-  throw new Refusal(
-    `not enough room for the dump in ${run.location()}: it needs about ${formatMegabytes(needed)} ` +
-      `(the program's ${formatMegabytes(memory)} of memory and a margin) and the filesystem has ${formatMegabytes(free)} free for ${requester.name}; ` +
-      'free some space or quota (ckpt-run clean lists the images no job will resume)',
+/**
+ * The bytes of node-local state a dump of the tree at PID carries in its images, by what the
+ * tree holds now: the requester's top-level entries of the node-local folders (and of its tmpfs
+ * TMPDIR) holding its working directories, open and mapped files, 0 when over LIMIT (all or
+ * nothing). The action script decides on the frozen tree, which may hold a little more (criu's
+ * link-remap files, a few kB each): the margin covers them. Sizes by du as the requester (root
+ * reads no user's folder); an entry du cannot read stays on the node and counts as what it could.
+ */
+export async function nodeLocalBytes(pid: number, run: PinnedDir, requester: Requester, limit: number): Promise<number> {
+  const tree = treeOf(pid);
+  const tmpdir = tmpfsTmpdir(/(?:^|\0)TMPDIR=([^\0]*)/.exec(readOrEmpty(`/proc/${pid}/environ`))?.[1], readOrEmpty(`/proc/${pid}/mounts`));
+  const roots = tmpdir ? [...NODE_LOCAL_FOLDERS, tmpdir] : NODE_LOCAL_FOLDERS;
+  const entries = nodeLocalEntries(tree.flatMap(heldNames), roots, run.location()).filter((entry) => {
+    try {
+      return lstatSync(entry).uid === requester.uid; // another's stays on the node
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+  if (entries.length === 0) return 0;
+  const result = await asRequester(requester, ['du', '--summarize', '--block-size=1', '--total', '--', ...entries]);
+  const total = Number(/^(\d+)\ttotal$/m.exec(`${result.stdout}`)?.[1]);
+  if (!Number.isFinite(total)) throw new Refusal(`cannot tell the size of the program's node-local files (${entries.join(', ')}) as ${requester.name}: ${noAnswer(result)}`);
+  return total > limit ? 0 : total;
+}
+
+/** The bytes a dump needs: the memory and the node-local state it writes, and a margin. */
+export const dumpRoomNeeded = (memory: number, local: number): number => Math.ceil((memory + local) * (1 + DUMP_MARGIN.fraction)) + DUMP_MARGIN.bytes;
+
+/** Why a dump does not fit in WHERE (FREE bytes free for USER), naming what it needs and the way out; undefined when it fits. */
+export function dumpRoomRefusal(where: string, user: string, { memory, local, free }: { memory: number; local: number; free: number }): string | undefined {
+  const needed = dumpRoomNeeded(memory, local);
+  if (free >= needed) return undefined;
+  const parts = local > 0 ? `the program's ${formatMegabytes(memory)} of memory, ${formatMegabytes(local)} of its node-local files carried with it, and a margin` : `the program's ${formatMegabytes(memory)} of memory and a margin`;
+  return (
+    `not enough room for the dump in ${where}: it needs about ${formatMegabytes(needed)} (${parts}) ` +
+    `and the filesystem has ${formatMegabytes(free)} free for ${user}; free some space or quota (ckpt-run clean lists the images no job will resume)`
   );
+}
+
+/**
+ * Refuses the dump of the tree at PID when RUN's filesystem lacks room for its images;
+ * LOCALSTATELIMIT: the engine carries the program's node-local state, up to that many bytes.
+ */
+export async function checkDumpRoom(run: PinnedDir, pid: number, requester: Requester, localStateLimit?: number): Promise<void> {
+  const memory = treeMemoryBytes(pid);
+  const local = localStateLimit === undefined ? 0 : await nodeLocalBytes(pid, run, requester, localStateLimit);
+  const refusal = dumpRoomRefusal(run.location(), requester.name, { memory, local, free: await freeBytesFor(run, requester) });
+  if (refusal) throw new Refusal(refusal);
 }

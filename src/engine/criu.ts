@@ -258,6 +258,11 @@ export class CriuEngine implements CheckpointEngine {
   private readonly deadlineMs: number;
   private readonly pidWaitMs: number;
 
+  /** What one dump carries of the program's node-local state at most; the daemon's room check counts it. */
+  get localStateLimit(): number {
+    return this.options.localStateLimit ?? DEFAULT_LOCAL_STATE_LIMIT;
+  }
+
   constructor(
     private readonly criu: string,
     private readonly options: CriuEngineOptions = {},
@@ -291,7 +296,7 @@ export class CriuEngine implements CheckpointEngine {
       ...requesterEnv(requester),
       CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE),
       CKPT_LOCAL_STATE: join(imagesDir, LOCAL_STATE_IMAGE),
-      CKPT_LOCAL_LIMIT: String(this.options.localStateLimit ?? DEFAULT_LOCAL_STATE_LIMIT),
+      CKPT_LOCAL_LIMIT: String(this.localStateLimit),
       CKPT_AS_USER: asUserArgv(requester, []).join(' '),
       CKPT_RUN_DIR: runDir ?? '',
       ...(runDir ? this.keepEnv(imagesDir) : {}),

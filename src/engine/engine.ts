@@ -75,6 +75,8 @@ export interface CheckpointEngine {
    * needs no room for the tree's memory. Unset: it does, as CRIU's.
    */
   readonly keepsNoMemory?: boolean;
+  /** The most node-local state a dump carries in its images, bytes (criu's archive); unset: none. */
+  readonly localStateLimit?: number;
   /** Dumps the tree and stops it (unless leaveRunning); throws EngineError and leaves it running on failure. */
   dump(target: DumpTarget): Promise<DumpFigures>;
   /** Restores the tree, detached from the daemon; resolves once it runs. */

@@ -95,19 +95,19 @@ export function readOrEmpty(path: string): string {
   }
 }
 
-/** What each of a process's descriptors points to ("/dev/pts/3", "socket:[123]"); none once it is gone. */
+/** What each descriptor of PID points to, as /proc shows it ("/tmp/x", "socket:[123]", "/tmp/y (deleted)"); none when PID is gone. */
 export function fdTargets(pid: number): string[] {
   let fds: string[];
   try {
     fds = readdirSync(`/proc/${pid}/fd`);
   } catch {
-    return [];
+    return []; // gone
   }
   return fds.flatMap((fd) => {
     try {
       return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
     } catch {
-      return []; // closed in between
+      return []; // closed meanwhile
     }
   });
 }
@@ -118,6 +118,22 @@ export function holdersOf(path: string): string[] {
     .filter((name) => /^\d+$/.test(name))
     .filter((pid) => fdTargets(Number(pid)).includes(path))
     .map((pid) => `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`);
+}
+
+/** The names PID holds: its working directory, its descriptors' targets, its mapped files (each once). */
+export function heldNames(pid: number): string[] {
+  const names = new Set(fdTargets(pid));
+  try {
+    names.add(readlinkSync(`/proc/${pid}/cwd`));
+  } catch {
+    // gone, or a zombie: no working directory
+  }
+  // A mapping's line: range perms offset dev inode NAME; file mappings' names start with a slash.
+  for (const line of readOrEmpty(`/proc/${pid}/maps`).split('\n')) {
+    const name = /^\S+ \S+ \S+ \S+ \S+ +(\/.*)$/.exec(line)?.[1];
+    if (name) names.add(name);
+  }
+  return [...names];
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -13,6 +13,9 @@ import { formatMegabytes } from '../base/sizes.js';
 export const LOCAL_STATE_IMAGE = 'ckpt-local-state';
 /** In the images: the archive (tar, names relative to /), when anything was carried. */
 export const LOCAL_STATE_ARCHIVE = `${LOCAL_STATE_IMAGE}.tar`;
+/** The node's own folders whose entries the program holds travel (and its TMPDIR where that is a tmpfs). */
+export const NODE_LOCAL_FOLDERS = ['/tmp', '/var/tmp', '/dev/shm'];
+
 /** The default bound on what one checkpoint carries (ckpt-daemon --local-state-limit). */
 export const DEFAULT_LOCAL_STATE_LIMIT = 1e9;
 
@@ -50,6 +53,44 @@ export function parseLocalState(text: string): LocalState {
     if (socket) state.sockets.push(socket[1]);
   }
   return state;
+}
+
+/**
+ * TMPDIR as a node-local folder: where it is absolute, outside NODE_LOCAL_FOLDERS and on a tmpfs
+ * by MOUNTS (/proc/PID/mounts: the longest mount point that holds it); else undefined.
+ */
+export function tmpfsTmpdir(tmpdir: string | undefined, mounts: string): string | undefined {
+  if (!tmpdir?.startsWith('/') || /\s/.test(tmpdir)) return undefined;
+  const folder = tmpdir.replace(/\/+$/, '');
+  if (NODE_LOCAL_FOLDERS.some((root) => folder === root || folder.startsWith(`${root}/`))) return undefined;
+  let best = { point: '', type: '' };
+  for (const line of mounts.split('\n')) {
+    const [, point, type] = line.split(' ');
+    if (point === undefined || type === undefined) continue;
+    const holds = point === '/' || folder === point || folder.startsWith(`${point}/`);
+    if (holds && point.length >= best.point.length) best = { point, type };
+  }
+  return best.type === 'tmpfs' ? folder : undefined;
+}
+
+/**
+ * The entries that carry the names HELD (a tree's working directories, open and mapped files):
+ * for each name in one of ROOTS, the root's top-level entry that holds it, once; not a deleted
+ * name, nor the entry that holds RUNDIR (the next job finds that where it is). The same rule as
+ * scripts/criu-pre-resume-check.sh's on the frozen tree (which also drops the entries of other
+ * owners and adds criu's link-remap files).
+ */
+export function nodeLocalEntries(held: string[], roots: string[], runDir: string): string[] {
+  const entries = new Set<string>();
+  for (const name of held) {
+    if (name.endsWith(' (deleted)')) continue;
+    for (const root of roots) {
+      if (!name.startsWith(`${root}/`)) continue;
+      const entry = `${root}/${name.slice(root.length + 1).split('/')[0]}`;
+      if (runDir !== entry && !runDir.startsWith(`${entry}/`)) entries.add(entry);
+    }
+  }
+  return [...entries];
 }
 
 /** Whether PATH is in what travelled: one of the carried entries or inside one. */

@@ -2,8 +2,10 @@
  * Resume on "another node" (test/helpers/other-node.ts: between the two jobs, every entry the
  * job's user made in /tmp, /var/tmp and /dev/shm is removed), through the root daemon and real
  * CRIU, the job an ordinary user's: programs that keep state in those folders resume and end as
- * an uninterrupted run, because the daemon carried that state with the checkpoint. Also: a
- * checkpoint whose recorded CPU features this node lacks is refused before the restore.
+ * an uninterrupted run, because the daemon carried that state with the checkpoint; so do the
+ * real programs of real-programs.e2e.test.ts (test/helpers/real-programs.ts) that run as users
+ * run them. Also: a checkpoint whose recorded CPU features this node lacks is refused before the
+ * restore.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,16 +18,10 @@ import { CKPT_RUN, makeSandbox, Proc, ROOT, type Sandbox } from '../helpers/laun
 import { onAnotherNode } from '../helpers/other-node.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuForUsers, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
+import { expectSameResults, FIXTURES, realPrograms, realProgramsProbe, type RealProgramId } from '../helpers/real-programs.js';
 import { ensureTestUser, type TestUser } from '../helpers/test-user.js';
 
-const FIXTURES = join(ROOT, 'test/e2e/real-programs');
-
-const programs: Probe = () => {
-  const missing = ['/usr/bin/mpirun', '/usr/bin/mpicc', '/usr/bin/python3'].filter((path) => spawnSync(path, ['--version']).status !== 0);
-  if (spawnSync('/usr/bin/python3', ['-c', 'import dask']).status !== 0) missing.push('python3-dask');
-  return missing.length ? `missing: ${missing.join(' ')} (sudo bash scripts/test-all.sh installs them)` : undefined;
-};
-const ready: Probe = () => criuReady()() ?? (criuForUsers() ? programs() : 'root lacks CAP_SYS_RESOURCE and the prlimit shim is missing');
+const ready: Probe = () => criuReady()() ?? (criuForUsers() ? realProgramsProbe() : 'root lacks CAP_SYS_RESOURCE and the prlimit shim is missing');
 
 interface Case {
   name: string;
@@ -37,6 +33,13 @@ interface Case {
 }
 
 let mpiRing = '';
+
+/**
+ * The real programs as a user runs them. Not their root dry-run form of Open MPI (its settings
+ * keep its files out of /tmp: the plain mpirun case above is the user's), nor the results file
+ * (on the shared filesystem: nothing node-local; the kept-files suites cover it).
+ */
+const USERS_PROGRAMS: RealProgramId[] = ['lammps', 'numpy', 'java'];
 
 const CASES: Case[] = [
   {
@@ -98,16 +101,28 @@ describe.runIf(realPartAvailable('resume on another node (real CRIU)', ready))('
   });
 
   /** ckpt-run as the test user, in its own folder, with the environment a job has (no OAR, no Slurm). */
-  const job = (runId: string, jobId: string, argv: string[]): Proc =>
+  const job = (runId: string, jobId: string, argv: string[], cwd = workdir): Proc =>
     new Proc(
       spawn(process.execPath, [CKPT_RUN, '--spool-dir', sandbox.spool, '--run-id', runId, '--job-id', jobId, '--min-runtime', '0', '--', ...argv], {
-        cwd: workdir,
+        cwd,
         uid: user.uid,
         gid: user.gid,
-        env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', CKPT_SPOOL_DIR: '', HOME: workdir },
+        env: { ...process.env, OAR_JOB_ID: '', OAR_ARRAY_ID: '', CKPT_SPOOL_DIR: '', HOME: cwd },
         stdio: ['ignore', 'pipe', 'pipe'],
       }),
     );
+
+  /** A folder of the user's own in the sandbox (a program's result files, its run folder). */
+  const userDir = (name: string): string => {
+    const dir = join(sandbox.dir, name);
+    mkdirSync(dir);
+    chownSync(dir, user.uid, user.gid);
+    return dir;
+  };
+
+  /** The daemon's dump and restore lines of RUNID's jobs, for the log. */
+  const figuresOf = (runId: string): string[] =>
+    daemon.lines().filter((line) => line.includes(`job ${runId}-`) && / (dump|restore) of /.test(line)).map((line) => line.replace(/^.*?: job /, 'job '));
 
   for (const [index, program] of CASES.entries()) {
     it(`${program.name}: checkpointed, its node-local files removed, resumed: output identical`, async () => {
@@ -128,12 +143,37 @@ describe.runIf(realPartAvailable('resume on another node (real CRIU)', ready))('
 
       const second = job(runId, `${runId}-2`, program.argv());
       const code = await second.exitCode(120_000);
-      const figures = daemon.lines().filter((line) => line.includes(`job ${runId}-`) && / (dump|restore) of /.test(line)).map((line) => line.replace(/^.*?: job /, 'job '));
-      console.log(`${program.name}: removed before the resume: ${removed.join(' ')}\n${figures.join('\n')}`);
+      console.log(`${program.name}: removed before the resume: ${removed.join(' ')}\n${figuresOf(runId).join('\n')}`);
       expect(code, `${second.stderr}\n${daemon.tail()}`).toBe(0);
       expect(first.stdout + second.stdout).toBe(plain.stdout);
       if (program.local) expect(carried).toBeDefined();
     }, 300_000);
+  }
+
+  for (const program of realPrograms(() => mpiRing).filter((candidate) => USERS_PROGRAMS.includes(candidate.id))) {
+    it(`${program.name}, a user's job: checkpointed at its first mark, its node-local files removed, resumed: output and result files identical`, async () => {
+      const plainDir = userDir(`plain-${program.id}`);
+      const jobDir = userDir(`job-${program.id}`);
+      const started = Date.now();
+      // The uninterrupted run beside the first job (the suite's time: these programs run 10 to 40 s).
+      const [command, ...args] = program.argv(plainDir);
+      const plain = new Proc(spawn(command, args, { cwd: plainDir, uid: user.uid, gid: user.gid, env: { ...process.env, HOME: plainDir }, stdio: ['ignore', 'pipe', 'pipe'] }));
+      const first = job(program.id, `${program.id}-1`, program.argv(jobDir), jobDir);
+      await first.waitFor((p) => program.marks[0].test(p.stdout), `${program.marks[0]} in the output`, 120_000);
+      first.child.kill('SIGUSR2');
+      expect(await first.exitCode(120_000), first.stderr).toBe(99);
+      expect(first.stderr).not.toContain('cannot travel');
+      // Ended before the "other node" step, which removes what the user made in /tmp (the plain run's too).
+      expect(await plain.exitCode(240_000), plain.stderr).toBe(0);
+      program.check?.(plain.stdout);
+      const removed = onAnotherNode(user.uid, started);
+
+      const second = job(program.id, `${program.id}-2`, program.argv(jobDir), jobDir);
+      const code = await second.exitCode(240_000);
+      console.log(`${program.name}: removed before the resume: ${removed.join(' ')}\n${figuresOf(program.id).join('\n')}`);
+      expect(code, `${second.stderr}\n${daemon.tail()}`).toBe(0);
+      expectSameResults(program, { stdout: first.stdout + second.stdout, dir: jobDir }, { stdout: plain.stdout, dir: plainDir });
+    }, 400_000);
   }
 
   it('says at the checkpoint what cannot travel (a /tmp file over the bound, a socket on the node\'s own address); the same node resumes it', async (context) => {

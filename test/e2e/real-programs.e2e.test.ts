@@ -7,7 +7,8 @@
  * two marks, about a third and two thirds of the way: two checkpoints and restores per case, at
  * points of the computation that do not depend on the machine's speed or load (a schedule in
  * seconds gave one checkpoint where the shared machine ran the program faster than it had run
- * alone). The figures (dump, restore, image size) are printed as the README's table rows.
+ * alone). The figures (dump, restore, image size) are printed as the README's table rows. The
+ * programs and what is compared: test/helpers/real-programs.ts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
@@ -15,92 +16,10 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../helpers/poll.js';
 import { makeSandbox, readOr, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';
-import { criuProbe, realPartAvailable, type Probe } from '../helpers/real-parts.js';
-
-const FIXTURES = join(ROOT, 'test/e2e/real-programs');
-const PACKAGES = readFileSync(join(FIXTURES, 'packages.txt'), 'utf8').split('\n').filter(Boolean);
-
-/** CRIU, and every Debian package the cases run. */
-const realProgramsProbe: Probe = () => {
-  const criu = criuProbe();
-  if (criu !== undefined) return criu;
-  const missing = PACKAGES.filter((name) => {
-    try {
-      return !execFileSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' }).includes('install ok installed');
-    } catch {
-      return true;
-    }
-  });
-  return missing.length ? `Debian packages missing: ${missing.join(' ')} (sudo bash scripts/test-all.sh installs them)` : undefined;
-};
-
-interface RealProgram {
-  name: string;
-  /** The program's command line, run in DIR (its own folder). */
-  argv: (dir: string) => string[];
-  /** Files the program writes in DIR, compared like its output. */
-  resultFiles?: string[];
-  /** Lines in which the program reports its own timing: left out of the comparison. */
-  timing?: RegExp;
-  /** Checks on the uninterrupted run's output, beyond the comparison. */
-  check?: (output: string) => void;
-  /** A checkpoint signal goes when each mark appears in the output, or in MARK_FILE if set. */
-  marks: [RegExp, RegExp];
-  markFile?: string;
-}
-
-/**
- * Open MPI as root under `simulate`: every program there is PID 1 of its own namespace, so every
- * mpirun is PID 2 and Open MPI's files would collide with another run's: the run's own folder for
- * its session dir and shared-memory files (README, "Verified on real programs").
- */
-const openMpiEnv = (dir: string): string[] => [
-  'OMPI_ALLOW_RUN_AS_ROOT=1', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1',
-  `OMPI_MCA_orte_tmpdir_base=${join(dir, '.ompi')}`, `OMPI_MCA_btl_vader_backing_directory=${join(dir, '.ompi')}`,
-];
+import { realPartAvailable } from '../helpers/real-parts.js';
+import { expectSameResults, realPrograms, realProgramsProbe, type RealProgram } from '../helpers/real-programs.js';
 
 let mpiRing = '';
-
-const CASES: RealProgram[] = [
-  {
-    name: 'LAMMPS LJ melt (32000 atoms, 1400 steps)',
-    argv: () => ['/usr/bin/lmp', '-in', join(ROOT, 'examples/lj-melt.in'), '-nocite', '-log', 'log.lammps'],
-    resultFiles: ['log.lammps'],
-    timing: /CPU = .* seconds|^Loop time of|^Performance:|CPU use with|^(Section|Pair|Neigh|Comm|Output|Modify|Other) +\||^-{20,}$|^Total wall time/,
-    check: (output) => expect(output).toMatch(/^ +1400 +\S+ +\S+ +\S+ +\S+ +\S+ *$/m),
-    marks: [/^ +500 /m, /^ +1000 /m],
-  },
-  {
-    name: 'Python + NumPy, OpenBLAS with 2 threads (1500x1500, ~350 MB)',
-    // OPENBLAS_NUM_THREADS only: other OPENBLAS_* settings of the machine are left as they are.
-    argv: () => ['env', 'OPENBLAS_NUM_THREADS=2', '/usr/bin/python3', join(FIXTURES, 'matmul.py'), '1500', '60'],
-    check: (output) => expect(Number(/^threads (\d+)$/m.exec(output)?.[1])).toBeGreaterThanOrEqual(2),
-    marks: [/^step 20 /m, /^step 40 /m],
-  },
-  {
-    name: 'Open MPI, mpirun -np 2 (ring + allreduce)',
-    argv: (dir) => ['env', ...openMpiEnv(dir), '/usr/bin/mpirun', '-np', '2', '--oversubscribe', '--mca', 'btl', 'self,vader', mpiRing, '60', '100'],
-    check: (output) => expect(output).toMatch(/^step 60 ranks 2 total [0-9a-f]{16}$/m),
-    marks: [/^step 20 /m, /^step 40 /m],
-  },
-  {
-    name: 'Java, two worker threads',
-    argv: () => ['/usr/bin/java', join(FIXTURES, 'TwoWorkers.java'), '40', '200000000'],
-    check: (output) => expect(output).toMatch(/^threads done, final [0-9a-f]{16}$/m),
-    marks: [/^round 13 /m, /^round 26 /m],
-  },
-  {
-    name: 'own results file, open throughout',
-    argv: () => ['/usr/bin/python3', join(FIXTURES, 'results_writer.py'), 'results.txt', '300'],
-    resultFiles: ['results.txt'],
-    check: (output) => expect(output).toBe('wrote 300 steps to results.txt\n'),
-    // It prints nothing else: its own file shows how far it is (flushed every 10 steps).
-    marks: [/^100 /m, /^200 /m],
-    markFile: 'results.txt',
-  },
-];
-
-const withoutTiming = (text: string, timing?: RegExp): string[] => text.split('\n').filter((line) => !timing?.test(line));
 
 /** The uninterrupted run: its stdout and how long it took; a non-zero exit fails the test. */
 function runPlain(program: RealProgram, dir: string): { stdout: string; seconds: number } {
@@ -144,7 +63,7 @@ describe.runIf(realPartAvailable('real programs on real CRIU', realProgramsProbe
     console.log(['| program | checkpoints | dump | restore | image | run alone | checkpointed run |', '| --- | --- | --- | --- | --- | --- | --- |', ...rows].join('\n'));
   });
 
-  for (const program of CASES) {
+  for (const program of realPrograms(() => mpiRing)) {
     it(program.name, async () => {
       const plainDir = sandbox();
       const workdir = sandbox();
@@ -166,13 +85,7 @@ describe.runIf(realPartAvailable('real programs on real CRIU', realProgramsProbe
       expect(summary.ok).toBe(true);
       expect(summary.checkpoints).toBe(2);
 
-      expect(withoutTiming(readFileSync(join(run, 'stdout.log'), 'utf8'), program.timing)).toEqual(withoutTiming(plain.stdout, program.timing));
-      for (const file of program.resultFiles ?? []) {
-        const expected = readFileSync(join(plainDir, file));
-        const got = readFileSync(join(workdir, file));
-        if (program.timing) expect(withoutTiming(got.toString(), program.timing)).toEqual(withoutTiming(expected.toString(), program.timing));
-        else expect(got.equals(expected), `${file} differs`).toBe(true);
-      }
+      expectSameResults(program, { stdout: readFileSync(join(run, 'stdout.log'), 'utf8'), dir: workdir }, { stdout: plain.stdout, dir: plainDir });
 
       const cycles: Array<{ dumpMs?: number; restoreMs?: number; imageBytes?: number }> = summary.cycles;
       const dumps = cycles.flatMap((cycle) => (cycle.dumpMs === undefined ? [] : [cycle.dumpMs]));

@@ -33,14 +33,12 @@ const execFileAsync = promisify(execFile);
 /**
  * Tests plain criu passes that an ordinary user's job does not, yet: each runs alone (a batch
  * holding one would be halved ~8 times) and must fail with this reason, so that a fix shows
- * here as a failure of this list. ckpt-daemon's check of a user's restored tree
- * (scripts/criu-pre-resume-check.sh) refuses a deleted name still linked elsewhere unless the
- * file is the user's: a working directory in a dead process's /proc folder is root's.
- * (unlink_fstat03, criu's --link-remap of the user's own file, passes since that check accepts it.)
+ * here as a failure of this list. None now: unhashed_proc (a working directory in a dead
+ * process's /proc folder, root's) passes since the pre-resume check accepts a working directory
+ * on procfs (scripts/criu-pre-resume-check.sh), and unlink_fstat03 (criu's --link-remap of the
+ * user's own file) since it accepts a deleted name of the user's own file.
  */
-const OPEN_FOR_USERS = new Map([
-  ['unhashed_proc', /working directory on a deleted name of a file that still has other names and is not [^ ]+'s \(\/proc\/\d+ \(deleted\)\)/],
-]);
+const OPEN_FOR_USERS = new Map<string, RegExp>();
 const ZDTM = join(ROOT, 'test/e2e/zdtm');
 const BATCH = join(ZDTM, 'batch.sh');
 const STEP_MS = 120_000;

@@ -5,7 +5,8 @@
  * trees run as a stranger uid through setpriv.
  */
 import { execa } from 'execa';
-import { closeSync, openSync, readdirSync } from 'node:fs';
+import { chmodSync, closeSync, linkSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { processState, treeOf } from '../../src/proc/processes.js';
 import { PRE_RESUME_CHECK } from '../../src/engine/criu.js';
@@ -43,6 +44,30 @@ describe.runIf(AS_ROOT)('the pre-resume check', () => {
     const result = await check(pid);
     expect(result.stderr).toBe('');
     expect(result.exitCode).toBe(0);
+  });
+
+  it("clears a working directory in the /proc folder of a process that has ended (zdtm's unhashed_proc: root's, with links, its name deleted)", async () => {
+    const pid = await startTree(asStranger(['sh', '-c', 'sleep 100 & cd /proc/$! && kill $! && wait; exec sleep 100']), { cwd: '/tmp' });
+    await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', 'sh to exec sleep in the dead folder');
+    expect(readlinkSync(`/proc/${pid}/cwd`)).toMatch(/^\/proc\/\d+ \(deleted\)$/);
+    const result = await check(pid);
+    expect([result.exitCode, result.stderr]).toEqual([0, '']);
+    expect(isGone(pid)).toBe(false);
+  });
+
+  it("kills a tree holding a deleted name of another's file that keeps another name (root's file, readable by all)", async () => {
+    const dir = mkdtempSync('/tmp/ckpt-pre-resume-');
+    try {
+      chmodSync(dir, 0o755);
+      writeFileSync(join(dir, 'a'), 'root\n', { mode: 0o644 });
+      linkSync(join(dir, 'a'), join(dir, 'b'));
+      const pid = await startTree(asStranger(['sh', '-c', `exec 3<${join(dir, 'a')}; exec sleep 100`]));
+      await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', 'sh to open the file and exec sleep');
+      unlinkSync(join(dir, 'a'));
+      await expectKilled(pid, `has file descriptor 3 on a deleted name of a file that still has other names and is not 's (${join(dir, 'a')} (deleted))`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('does nothing for another action, and clears anything for root', async () => {

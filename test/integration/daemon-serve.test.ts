@@ -15,7 +15,8 @@ import { AS_ROOT, cleanUp, isGone, killAtCleanUp, startTree, tempDir } from '../
 import { waitUntil } from '../helpers/poll.js';
 import { mountTmpfs, resizeTmpfs, unmount } from '../helpers/fault-system.js';
 import { realPartAvailable } from '../helpers/real-parts.js';
-import { treeMemoryBytes } from '../../src/daemon/dump-room.js';
+import { nodeLocalBytes, treeMemoryBytes } from '../../src/daemon/dump-room.js';
+import { PinnedDir } from '../../src/daemon/pinned-dir.js';
 import { signAsTheDaemon, startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';
 
 let daemon: TestDaemon | undefined;
@@ -271,6 +272,23 @@ describe('ckpt-daemon: room for the dump', () => {
   it("counts the whole tree's written memory", async () => {
     const pid = await holding(48);
     await waitUntil(() => treeMemoryBytes(pid) >= 48 * MiB, () => `the tree to hold 48 MiB (it holds ${treeMemoryBytes(pid)} bytes)`);
+  });
+
+  it('counts the node-local files the tree holds (a /dev/shm file kept open): none over the bound, none of another owner', async () => {
+    const file = `/dev/shm/ckpt-dump-room-${process.pid}`;
+    writeFileSync(file, Buffer.alloc(3 * MiB, 1));
+    const run = PinnedDir.open(tempDir());
+    try {
+      const pid = await startTree(['sh', '-c', `exec 3<${file}; exec sleep 100`]);
+      await waitUntil(() => readFileSync(`/proc/${pid}/comm`, 'utf8') === 'sleep\n', 'sh to open the file and exec sleep');
+      const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, gids: [], name: 'me' };
+      expect(await nodeLocalBytes(pid, run, me, 1e9)).toBeGreaterThanOrEqual(3 * MiB);
+      expect(await nodeLocalBytes(pid, run, me, MiB)).toBe(0); // all or nothing: over the bound, nothing travels
+      expect(await nodeLocalBytes(pid, run, { ...me, uid: me.uid + 1 }, 1e9)).toBe(0);
+    } finally {
+      run.close();
+      rmSync(file, { force: true });
+    }
   });
 
   const mounts = realPartAvailable('the dump room refusal (mounts a small tmpfs)', () => (AS_ROOT ? undefined : 'needs root'));

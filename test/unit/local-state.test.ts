@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { cpuOf, cpuRefusal, formatCpuRecord, missingFeatures, parseCpuRecord } from '../../src/protocol/cpu-features.js';
 import { decodeAddress, isNodeAddress, nodeBoundSockets } from '../../src/proc/tcp-sockets.js';
-import { carriedBytes, describeCarried, describeStays, parseLocalState, travelledWith } from '../../src/protocol/local-state.js';
+import { carriedBytes, describeCarried, describeStays, NODE_LOCAL_FOLDERS, nodeLocalEntries, parseLocalState, tmpfsTmpdir, travelledWith } from '../../src/protocol/local-state.js';
 
 const RECORD = [
   'limit 1000000',
@@ -48,6 +48,25 @@ describe('node-local state record', () => {
     expect(said).toMatch(/only on this node/);
     expect(said.split('\n')).toHaveLength(1);
     expect(describeStays(parseLocalState('carried 1 /tmp/x\n'))).toBeUndefined();
+  });
+
+  it("finds the entries a tree's names keep in the node-local folders: each top-level entry once, not a deleted name nor the run folder's", () => {
+    const held = [
+      '/tmp/ompi.n1.1000/pid.2/hwloc.sm', '/tmp/ompi.n1.1000/jf.0', '/dev/shm/vader_segment.n1.1000.1', '/home/u/data.h5',
+      '/dev/shm/sem.gone (deleted)', '/tmp/jobs/run/stdout.log', '/tmp', '/var/tmpx/y', '/scratch/u/a', 'socket:[12]',
+    ];
+    expect(nodeLocalEntries(held, NODE_LOCAL_FOLDERS, '/tmp/jobs/run/.ckpt-run/r')).toEqual(['/tmp/ompi.n1.1000', '/dev/shm/vader_segment.n1.1000.1']);
+    expect(nodeLocalEntries(held, [...NODE_LOCAL_FOLDERS, '/scratch/u'], '/home/u/.ckpt-run/r')).toContain('/scratch/u/a');
+  });
+
+  it('takes a TMPDIR as node-local where the mounts put it on a tmpfs (the longest mount point holding it)', () => {
+    const mounts = ['/dev/vda / ext4 rw 0 0', 'tmpfs /scratch tmpfs rw 0 0', 'nfs:/home /scratch/shared nfs rw 0 0', ''].join('\n');
+    expect(tmpfsTmpdir('/scratch/u/', mounts)).toBe('/scratch/u');
+    expect(tmpfsTmpdir('/scratch/shared/u', mounts)).toBeUndefined();
+    expect(tmpfsTmpdir('/home/u/tmp', mounts)).toBeUndefined();
+    expect(tmpfsTmpdir('/tmp/u', 'tmpfs /tmp tmpfs rw 0 0')).toBeUndefined(); // in /tmp already
+    expect(tmpfsTmpdir(undefined, mounts)).toBeUndefined();
+    expect(tmpfsTmpdir('relative', mounts)).toBeUndefined();
   });
 
   it('knows which paths travelled: a carried entry and what is inside it, not a sibling with a longer name', () => {
