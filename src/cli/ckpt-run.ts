@@ -1,7 +1,8 @@
 /** `ckpt-run`: the command an OAR or Slurm job script runs. Its options and --help live here. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { appEnvironment } from '../launcher/app-link.js';
-import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
+import type { LaunchSettings } from '../launcher/launch-settings.js';
+import { runLauncher } from '../launcher/supervisor.js';
 import { holdSignal } from '../proc/early-signals.js';
 import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
 import { checkCpuFeatures } from '../launcher/cpu-check.js';
@@ -13,7 +14,7 @@ import { jobOutputFiles, type OwnFile } from '../proc/job-output.js';
 import { detectOar } from '../scheduler/oar.js';
 import { detectSimulated } from '../scheduler/simulated.js';
 import { requeueJob } from '../scheduler/requeue.js';
-import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
+import { NO_SCHEDULER, walltimeEndsAt, type SchedulerContext } from '../scheduler/scheduler.js';
 import { detectSlurm } from '../scheduler/slurm.js';
 import { releaseFinishedImages } from '../state/run-images.js';
 import { saveRunState, type RunState } from '../state/run-state.js';
@@ -123,6 +124,21 @@ export interface LauncherCliOptions extends AppCliOptions {
   dumpSafety: number;
 }
 
+/** This job's id and its run's, from the options or else the scheduler; refused unless plain names. */
+function jobAndRunId(options: LauncherCliOptions, scheduler: SchedulerContext): { jobId: string; runId: string } {
+  const jobId = options.jobId ?? scheduler.jobId;
+  if (!jobId) {
+    throw new CliError(
+      'no job id: neither OAR_JOB_ID nor SLURM_JOB_ID is set and --job-id was not given (to try a job locally: ckpt-run simulate -- COMMAND)',
+      ExitCode.NoJobId,
+    );
+  }
+  if (!isValidJobId(jobId)) throw new CliError(`job id ${JSON.stringify(jobId)} is not a plain name`, ExitCode.Usage);
+  const runId = options.runId ?? scheduler.runId ?? 'default';
+  if (!isValidJobId(runId)) throw new CliError(`run id ${JSON.stringify(runId)} is not a plain name`, ExitCode.Usage);
+  return { jobId, runId };
+}
+
 /** Checks the inputs and turns the options into the launcher's settings. */
 export function launch(
   argv: string[],
@@ -134,16 +150,7 @@ export function launch(
   const app = appSettings(options.engine, options, options.signal, options.interval !== undefined);
   const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
   const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? detectSimulated(env) ?? NO_SCHEDULER;
-  const jobId = options.jobId ?? scheduler.jobId;
-  if (!jobId) {
-    throw new CliError(
-      'no job id: neither OAR_JOB_ID nor SLURM_JOB_ID is set and --job-id was not given (to try a job locally: ckpt-run simulate -- COMMAND)',
-      ExitCode.NoJobId,
-    );
-  }
-  if (!isValidJobId(jobId)) throw new CliError(`job id ${JSON.stringify(jobId)} is not a plain name`, ExitCode.Usage);
-  const runId = options.runId ?? scheduler.runId ?? 'default';
-  if (!isValidJobId(runId)) throw new CliError(`run id ${JSON.stringify(runId)} is not a plain name`, ExitCode.Usage);
+  const { jobId, runId } = jobAndRunId(options, scheduler);
 
   // A program that saves itself needs no daemon, hence no spool.
   if (!app) checkSpoolDir(options.spoolDir);

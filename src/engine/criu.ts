@@ -68,7 +68,7 @@
  *    lock where the node lacks iptables-restore (see --tcp-established above for when).
  */
 import { execa, type ResultPromise } from 'execa';
-import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { asUserArgv } from '../proc/as-user.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +80,8 @@ import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, pars
 import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../protocol/kept-files.js';
 import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
 import type { Requester } from '../protocol/spool-request.js';
-import { busyPid, criuFailure, threadIdTaken } from './criu-log.js';
+import { criuFailure } from './criu-log.js';
+import { stillTaken, takenIds, vanish } from './criu-pids.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
 import { frozenMsOf } from './criu-stats.js';
@@ -116,8 +117,6 @@ const ADDRESS_NOT_HERE = /Can't bind inet socket back: Cannot assign requested a
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
-/** Between two tries: criu's PID may be taken while /proc does not show it. */
-const RETRY_PAUSE_MS = 50;
 
 /** The daemon's default bound on one criu run (ckpt-daemon --criu-deadline). */
 export const DEFAULT_CRIU_DEADLINE_MS = 10 * 60_000;
@@ -134,50 +133,6 @@ function leadsItsSession(pid: number): boolean {
   const stat = readStat(pid);
   if (!stat) throw new EngineError(`no process ${pid} on this node`, false);
   return stat.session === pid;
-}
-
-/** Waits until each of IDS is gone from /proc (a zombie still holds it); false at the deadline. */
-async function vanish(ids: number[], deadline: number): Promise<boolean> {
-  do {
-    await sleep(RETRY_PAUSE_MS);
-    if (Date.now() > deadline) return false;
-  } while (ids.some((id) => existsSync(`/proc/${id}`)));
-  return true;
-}
-
-/** The tree's thread IDs that /proc shows taken: criu writes a core-TID.img for each thread of each process. */
-function takenThreadIds(imagesDir: string): number[] {
-  return readdirSync(imagesDir)
-    .map((name) => /^core-(\d+)\.img$/.exec(name)?.[1])
-    .filter((id): id is string => id !== undefined)
-    .map(Number)
-    .filter((tid) => existsSync(`/proc/${tid}`));
-}
-
-/** Which process holds thread ID TID, for the message: "PID 1234 (sleep)". */
-function holderOf(tid: number): string {
-  const pid = /^Tgid:\s*(\d+)$/m.exec(readOrEmpty(`/proc/${tid}/status`))?.[1] ?? String(tid);
-  return `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`;
-}
-
-/**
- * The IDs a failed restore waits for before it tries again: the PID criu names, or the tree's
- * thread IDs that /proc shows taken (criu names none; none shown: one that was taken briefly).
- * Undefined when no ID in use is why it failed.
- */
-function takenIds(reason: string, imagesDir: string): number[] | undefined {
-  const pid = busyPid(reason);
-  if (pid !== undefined) return [pid];
-  return threadIdTaken(reason) ? takenThreadIds(imagesDir) : undefined;
-}
-
-/** A restore's last failure for an ID in use: with who holds the thread IDs, which criu does not name. */
-function stillTaken(error: EngineError, imagesDir: string): EngineError {
-  if (!threadIdTaken(error.reason)) return error;
-  const held = takenThreadIds(imagesDir);
-  if (held.length === 0) return error;
-  const holders = held.map((tid) => `${tid} by ${holderOf(tid)}`).join(', ');
-  return new EngineError(`${error.reason}; held now: thread ID ${holders}`, error.retryable, error.log);
 }
 
 /** Whom the action script checks the tree against. */

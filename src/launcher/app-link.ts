@@ -15,7 +15,7 @@ import { readOrEmpty, signalGroup } from '../proc/processes.js';
 import type { RunState, StopReason } from '../state/run-state.js';
 import type { CheckpointLink } from './daemon-link.js';
 import { exitMeansSaved, type RunFiles, type SavedExit } from './decisions.js';
-import type { PeriodicAnswer } from './machine.js';
+import type { PeriodicAnswer } from './machine-state.js';
 
 export interface AppLinkOptions {
   paths: RunDirPaths;

@@ -13,7 +13,7 @@ import { LEAVE_RUNNING, type RunDirPaths } from '../protocol/run-dir.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
 import type { StopReason } from '../state/run-state.js';
 import { daemonVerdict, type RunFiles } from './decisions.js';
-import type { PeriodicAnswer } from './machine.js';
+import type { PeriodicAnswer } from './machine-state.js';
 
 /**
  * How the supervisor asks for a checkpoint and a restore: the daemon link below (CRIU or

@@ -8,7 +8,7 @@ import type { DaemonReport } from '../protocol/daemon-report.js';
 import type { CheckpointStats } from '../protocol/run-dir.js';
 import { stopReason, type StopFacts } from '../scheduler/stop-reason.js';
 import type { JobRecord, PendingStop, RunState } from '../state/run-state.js';
-import type { MachineEvent, MachineState, Outcome } from './machine.js';
+import type { MachineEvent, MachineState, Outcome } from './machine-state.js';
 
 /** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */
 export interface RunFiles {

@@ -1,17 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
+import { appGrace } from '../../src/launcher/machine-checkpoint.js';
 import {
   ANSWER_MARGIN_MS,
   answerBy,
-  appGrace,
   DEFAULT_APP_GRACE_MS,
   initialState,
-  step,
   type MachineAction,
   type MachineConfig,
   type MachineEvent,
   type MachineState,
-} from '../../src/launcher/machine.js';
+} from '../../src/launcher/machine-state.js';
+import { step } from '../../src/launcher/machine.js';
 import { DEFAULT_BYTES_PER_SEC, planFinal, selfTimedReason } from '../../src/launcher/final-plan.js';
 
 const CONFIG: MachineConfig = {
