@@ -11,11 +11,9 @@ import { checkEngine, checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } 
 import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
 import { jobOutputFiles, type OwnFile } from '../proc/job-output.js';
-import { detectOar } from '../scheduler/oar.js';
-import { detectSimulated } from '../scheduler/simulated.js';
 import { requeueJob } from '../scheduler/requeue.js';
-import { NO_SCHEDULER, walltimeEndsAt, type SchedulerContext } from '../scheduler/scheduler.js';
-import { detectSlurm } from '../scheduler/slurm.js';
+import { detectScheduler } from '../scheduler/registry.js';
+import { walltimeEndsAt, type SchedulerContext } from '../scheduler/scheduler.js';
 import { releaseFinishedImages } from '../state/run-images.js';
 import { saveRunState, type RunState } from '../state/run-state.js';
 import type { RunDirPaths } from '../protocol/run-dir.js';
@@ -149,7 +147,7 @@ export function launch(
   holdSignal(options.signal);
   const app = appSettings(options.engine, options, options.signal, options.interval !== undefined);
   const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
-  const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? detectSimulated(env) ?? NO_SCHEDULER;
+  const scheduler = detectScheduler(env, process.ppid);
   const { jobId, runId } = jobAndRunId(options, scheduler);
 
   // A program that saves itself needs no daemon, hence no spool.
