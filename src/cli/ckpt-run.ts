@@ -1,6 +1,6 @@
 /** `ckpt-run`: the command an OAR or Slurm job script runs. Its options and --help live here. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { appEnvironment } from '../launcher/app-link.js';
+import { appEnvironment } from '../engine/app/app-link.js';
 import type { LaunchSettings } from '../launcher/launch-settings.js';
 import { runLauncher } from '../launcher/supervisor.js';
 import { holdSignal } from '../proc/early-signals.js';
@@ -209,6 +209,7 @@ export function launch(
     preemptionPollMs: options.preemptionPoll === undefined ? undefined : options.preemptionPoll * 1000,
     env: app ? appEnvironment(env, run.paths, run.state, run.mode === 'resume') : env,
     logger,
+    engine: options.engine,
     app,
   };
   const requeue = scheduler.requeueCommand;

@@ -2,7 +2,8 @@
 import type { Logger } from '../log/logger.js';
 import type { OwnFile } from '../proc/job-output.js';
 import type { StopFacts } from '../scheduler/stop-reason.js';
-import type { SavedExit } from './decisions.js';
+import type { AppSettings } from '../engine/app/app-link.js';
+import type { EngineName } from '../engine/registry.js';
 
 export interface LaunchSettings {
   argv: string[];
@@ -54,6 +55,8 @@ export interface LaunchSettings {
   preemptionPollMs?: number;
   env: NodeJS.ProcessEnv;
   logger: Logger;
+  /** --engine: what makes the checkpoints (engine/registry.ts). */
+  engine: EngineName;
   /** --engine app: the program saves itself on SIGNAL and exits as SAVED says; no daemon. */
-  app?: { signal: NodeJS.Signals; saved: SavedExit; graceMs?: number; periodicSignal?: NodeJS.Signals };
+  app?: AppSettings;
 }

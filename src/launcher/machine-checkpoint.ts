@@ -8,7 +8,8 @@ import { formatMegabytes } from '../base/sizes.js';
 import { plural } from '../base/words.js';
 import { describeCarried, describeStays } from '../protocol/local-state.js';
 import { after, answerBy, ANSWER_MARGIN_MS, DEFAULT_APP_GRACE_MS, duration, ended, failWith, log, unchanged, withRequest } from './machine-state.js';
-import type { AppEngineConfig, CheckpointFigures, CheckpointRequest, InPhase, MachineAction, MachineConfig, MachineState, PeriodicAnswer, Step, Watched } from './machine-state.js';
+import type { CheckpointFigures, CheckpointRequest, InPhase, MachineAction, MachineConfig, MachineState, Step, Watched } from './machine-state.js';
+import type { ExitAnswers, PeriodicAnswer } from '../engine/link.js';
 
 /** What /proc says of the program when the daemon does not answer: the truth, not a guess. */
 function programNow(state: string | undefined): string {
@@ -23,10 +24,10 @@ function programNow(state: string | undefined): string {
  * leaves (else DEFAULT_APP_GRACE_MS), and never past the walltime's margin: a program still
  * saving then is killed with the job, and the job must say so before.
  */
-export function appGrace(config: MachineConfig, app: AppEngineConfig, now: number): { ms: number; by: string } {
+export function saveGrace(config: MachineConfig, saving: ExitAnswers, now: number): { ms: number; by: string } {
   const walltimeBound = config.walltimeEndsAt === undefined ? Infinity : config.walltimeEndsAt - ANSWER_MARGIN_MS - now;
-  const wanted = app.graceMs ?? (config.walltimeEndsAt === undefined ? DEFAULT_APP_GRACE_MS : Infinity);
-  const by = walltimeBound <= wanted ? 'the walltime' : app.graceMs === undefined ? 'the default, --app-grace' : '--app-grace';
+  const wanted = saving.graceMs ?? (config.walltimeEndsAt === undefined ? DEFAULT_APP_GRACE_MS : Infinity);
+  const by = walltimeBound <= wanted ? 'the walltime' : saving.graceMs === undefined ? 'the default, --app-grace' : '--app-grace';
   return { ms: Math.max(1000, Math.min(wanted, walltimeBound)), by };
 }
 
@@ -36,7 +37,7 @@ export function appGrace(config: MachineConfig, app: AppEngineConfig, now: numbe
  */
 export function requestCheckpoint(state: InPhase<'running'>, now: number, actions: MachineAction[], periodic = false): Step {
   const { pid, programGone, config, startedAt, terminating } = state;
-  const boundMs = config.app ? appGrace(config, config.app, now).ms : config.dumpTimeoutMs;
+  const boundMs = config.exitAnswers ? saveGrace(config, config.exitAnswers, now).ms : config.dumpTimeoutMs;
   return {
     state: { phase: 'checkpointing', config, startedAt, terminating, pid, programGone, request: { at: now, complete: false, periodic } },
     actions: [
@@ -45,8 +46,8 @@ export function requestCheckpoint(state: InPhase<'running'>, now: number, action
       { type: 'requestCheckpoint', pid, answerBy: answerBy(now, boundMs, config.walltimeEndsAt), leaveRunning: periodic },
       log(
         'info',
-        config.app
-          ? `asking the program to save: ${config.app.signal} to its process group (PID ${pid}); waiting up to ${duration(boundMs)} for it to exit`
+        config.exitAnswers
+          ? `asking the program to save: ${config.exitAnswers.signal} to its process group (PID ${pid}); waiting up to ${duration(boundMs)} for it to exit`
           : periodic
             ? `periodic checkpoint requested for PID ${pid} (it runs on)`
             : `checkpoint requested for PID ${pid}`,
@@ -60,11 +61,11 @@ export function requestCheckpoint(state: InPhase<'running'>, now: number, action
  * A periodic save of a program that saves itself (--interval, --app-periodic-signal): the signal
  * goes out and nothing is awaited (the program saves and runs on, unconfirmed); the next one is timed.
  */
-export function periodicSave(state: InPhase<'running'>, app: AppEngineConfig, now: number): Step {
+export function periodicSave(state: InPhase<'running'>, saving: ExitAnswers, now: number): Step {
   return {
     state,
     actions: [
-      log('info', `periodic save: ${app.periodicSignal} to the program's process group (PID ${state.pid}); it runs on`),
+      log('info', `periodic save: ${saving.periodicSignal} to the program's process group (PID ${state.pid}); it runs on`),
       { type: 'requestCheckpoint', pid: state.pid, answerBy: now, leaveRunning: true },
       ...nextPeriodic(state.config),
     ],
@@ -146,7 +147,7 @@ export function programKnown(state: InPhase<'starting' | 'resuming'>, pid: numbe
   const running: InPhase<'running'> = { phase: 'running', config: state.config, startedAt: state.startedAt, terminating: state.terminating, pid, programGone: false };
   const watched: MachineAction[] = [...actions, { type: 'watchProgram', pid }, ...nextPeriodic(state.config)];
   if (!state.signalPending) return { state: running, actions: watched };
-  if (state.config.app) {
+  if (state.config.exitAnswers) {
     // It cannot have set up its signal handler yet: the save signal would kill it, and its exit
     // would pass for its own end. It has done no work worth saving: stop it, run it again later.
     return after(
@@ -216,7 +217,7 @@ export function checkpointDone(state: Watched, now: number): Step | undefined {
   if (!state.programGone || !request?.complete) return undefined;
   const { figures } = request;
   const dumpMs = now - request.at;
-  if (state.config.app) return after([{ type: 'clearTimer', name: 'dump' }], resubmit(state, now, `the program saved its state and exited ${duration(dumpMs)} after the signal`));
+  if (state.config.exitAnswers) return after([{ type: 'clearTimer', name: 'dump' }], resubmit(state, now, `the program saved its state and exited ${duration(dumpMs)} after the signal`));
   const done = resubmit(state, now, `checkpoint complete in ${figuresOf(dumpMs, figures)}, program stopped`);
   return after(
     [{ type: 'clearTimer', name: 'dump' }, { type: 'checkpointKept', periodic: false, figures }, ...localStateLines(figures), ...keptWarnings(figures), ...walltimeMargin(state.config, request.at, dumpMs)],
@@ -225,17 +226,17 @@ export function checkpointDone(state: Watched, now: number): Step | undefined {
 }
 
 /** The program did not exit within its bound after the save signal: killed, never a 99. */
-export function saveTimedOut(state: MachineState, app: AppEngineConfig, now: number): Step {
+export function saveTimedOut(state: MachineState, saving: ExitAnswers, now: number): Step {
   const asked = withRequest(state);
   if (!asked) return unchanged(state);
-  const { by } = appGrace(asked.config, app, asked.request.at);
+  const { by } = saveGrace(asked.config, saving, asked.request.at);
   return after(
     [{ type: 'killProgram' }],
     failWith(
       asked,
       ExitCode.AppTimeout,
-      `the program did not exit within ${duration(now - asked.request.at)} of ${app.signal} (bound: ${by}): killed; not exiting 99. ` +
-        `Does it catch ${app.signal} and exit with the agreed code? Its last saved state, if any, is kept; give it more time with --app-grace and the scheduler's checkpoint lead`,
+      `the program did not exit within ${duration(now - asked.request.at)} of ${saving.signal} (bound: ${by}): killed; not exiting 99. ` +
+        `Does it catch ${saving.signal} and exit with the agreed code? Its last saved state, if any, is kept; give it more time with --app-grace and the scheduler's checkpoint lead`,
     ),
   );
 }

@@ -5,6 +5,7 @@
 import { constants } from 'node:os';
 import type { LocalState } from '../protocol/local-state.js';
 import type { KeptFigures } from '../protocol/run-dir.js';
+import type { ExitAnswers, PeriodicAnswer } from '../engine/link.js';
 
 export type TimerName = 'dump' | 'resume' | 'minRuntime' | 'interval' | 'final';
 
@@ -28,19 +29,10 @@ export interface MachineConfig {
    * restarting, upgraded; an older daemon): the interval timer asks again each time.
    */
   periodicWhyNot?: string;
-  /** The application-level engine (app-link.ts), when chosen: the program saves itself on a signal and exits. */
-  app?: AppEngineConfig;
+  /** Where the link's answer is the program's own exit after a signal (CheckpointLink.exitAnswers): a resume is then a new start. */
+  exitAnswers?: ExitAnswers;
   /** Why the final checkpoint is made when its planned time comes (final-plan.ts), once planned. */
   finalWhy?: string;
-}
-
-export interface AppEngineConfig {
-  /** The signal that asks the program to save and exit (--app-signal). */
-  signal: NodeJS.Signals;
-  /** --app-grace: how long it may take; undefined: until the walltime's bound, or DEFAULT_APP_GRACE_MS without a walltime. */
-  graceMs?: number;
-  /** --app-periodic-signal: asks for a save after which the program runs on (--interval). */
-  periodicSignal?: NodeJS.Signals;
 }
 
 /** How long a program that saves itself may take to exit when neither --app-grace nor a walltime says. */
@@ -135,9 +127,6 @@ export type MachineEvent =
   | { type: 'timer'; name: TimerName; programState?: string; periodic?: PeriodicAnswer }
   /** PREEMPTED: the scheduler, asked at the signal, said it preempts the job (undefined: not asked). */
   | { type: 'terminate'; signal: NodeJS.Signals; preempted?: boolean };
-
-/** Whether the checkpoint link can make a checkpoint that leaves the program running; ASKAGAIN: it may later (a daemon's heartbeat). */
-export type PeriodicAnswer = { ok: true } | { ok: false; why: string; askAgain: boolean };
 
 export type Outcome = 'checkpointed' | 'finished' | 'failed';
 

@@ -6,8 +6,9 @@
  *   fresh:  starting → running → checkpointing → (program gone + checkpoint_ok) → exit 99
  *   resume: resuming → (pidfile) → running → … → the program's own exit code
  *   periodic (--interval): running → checkpointing (the program runs on) → checkpoint_ok → running
- *   app:    starting → running → checkpointing (the program saves on a signal) → (its agreed
- *           exit, published as checkpoint_ok by app-link.ts) → exit 99; a resume starts it again
+ *   exit answers (the link's exitAnswers: engine/app/): starting → running → checkpointing (the
+ *           program saves on a signal) → (its agreed exit, published as checkpoint_ok by the
+ *           link) → exit 99; a resume starts it again
  *
  * The one rule that matters most: exit 99 (resubmit) only when a checkpoint completed since our
  * request (a new checkpoint_ok) AND the program is gone without an exit status of its own.
@@ -29,7 +30,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
     if (state.phase !== 'starting') return unchanged(state);
     if (event.mode === 'fresh') return { state, actions: [{ type: 'spawn' }] };
     // A program that saves itself resumes by being started again: it finds its own state.
-    if (state.config.app) return { state, actions: [log('info', 'starting the program again: it resumes from the state it saved (CKPT_RUN_RESUMED=1)'), { type: 'spawn' }] };
+    if (state.config.exitAnswers) return { state, actions: [log('info', 'starting the program again: it resumes from the state it saved (CKPT_RUN_RESUMED=1)'), { type: 'spawn' }] };
     return {
       state: { ...state, phase: 'resuming' },
       actions: [
@@ -148,14 +149,14 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
 
   programExited(state, event) {
     if (state.phase === 'holding' || state.phase === 'ended') return unchanged(state);
-    const { app } = state.config;
-    const asked = app ? withRequest(state) : undefined;
-    if (app && asked && event.exitCode === 128 + signalNumber(app.signal)) {
+    const saving = state.config.exitAnswers;
+    const asked = saving ? withRequest(state) : undefined;
+    if (saving && asked && event.exitCode === 128 + signalNumber(saving.signal)) {
       // Not its own end, and nothing saved: the run stays resumable from the program's last save.
       return failWith(
         asked,
         event.exitCode,
-        `the program died of ${app.signal}, the save signal (exit ${event.exitCode}): it does not catch it, so it saved nothing; ` +
+        `the program died of ${saving.signal}, the save signal (exit ${event.exitCode}): it does not catch it, so it saved nothing; ` +
           'not exiting 99. Make it catch the signal (or choose the one it catches with --app-signal); its last saved state, if any, is kept',
       );
     }
@@ -164,7 +165,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
       // last checkpoint stays resumable (as when the tree is gone without a status).
       return ended(state, [log('info', `program stopped by ${state.terminating}`)], { type: 'exit', code: event.exitCode, outcome: 'failed' });
     }
-    // After the save signal, an exit that app-link.ts did not take for "saved" is the program's own end.
+    // After the save signal, an exit that the link did not take for "saved" is the program's own end.
     const notSaved = asked ? ' after the save signal: not the agreed code (--app-saved-code), so this is its own end' : '';
     return ended(state, [log('info', `program exited with code ${event.exitCode}${notSaved}`)], {
       type: 'exit',
@@ -177,7 +178,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
   programGone(state, _event, now) {
     if ((state.phase !== 'running' && state.phase !== 'checkpointing') || state.programGone) return unchanged(state);
     const next: Watched = { ...state, programGone: true };
-    if (next.request && next.config.app) {
+    if (next.request && next.config.exitAnswers) {
       // The program's save is its exit status: gone without one, it was killed and saved nothing.
       return checkpointDone(next, now) ?? failWith(next, ExitCode.ProgramLost, 'the program disappeared without an exit status after the save signal (killed from outside?); not exiting 99');
     }
@@ -197,7 +198,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
           return { state, actions: [log('debug', 'periodic checkpoint skipped: a request is still out'), ...nextPeriodic(state.config)] };
         }
         if (state.phase !== 'running') return unchanged(state);
-        if (state.config.app) return periodicSave(state, state.config.app, now);
+        if (state.config.exitAnswers) return periodicSave(state, state.config.exitAnswers, now);
         return periodicIfDaemonCan(state, event.periodic ?? { ok: true }, now);
       case 'minRuntime':
         if (state.phase !== 'holding') return unchanged(state);
@@ -213,7 +214,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
       case 'final':
         return HANDLERS.checkpointSignal(state, { type: 'checkpointSignal', selfTimed: state.config.finalWhy }, now);
       case 'dump':
-        return state.config.app ? saveTimedOut(state, state.config.app, now) : dumpTimedOut(state, now, event.programState);
+        return state.config.exitAnswers ? saveTimedOut(state, state.config.exitAnswers, now) : dumpTimedOut(state, now, event.programState);
     }
   },
 

@@ -2,8 +2,8 @@
  * The job-side supervisor: one loop a newcomer can read top to bottom.
  *
  *   world → events:   signals.ts (checkpoint and termination signals), program-watch.ts (run
- *                     directory, program liveness, output), daemon-link.ts (daemon heartbeat) or
- *                     app-link.ts (--engine app: the program's own save, published as a checkpoint),
+ *                     directory, program liveness, output), the engine's link (engine/registry.ts:
+ *                     the daemon's heartbeat, or the program's own save published as a checkpoint),
  *                     spawn.ts (the program's start), timers (below)
  *   events → actions: machine.ts (pure; the file and heartbeat verdicts in decisions.ts)
  *   actions → world:  perform() below, one action at a time
@@ -19,8 +19,8 @@ import { signalGroup } from '../proc/processes.js';
 import { stopReason } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
 import { saveRunState } from '../state/run-state.js';
-import { AppLink } from './app-link.js';
-import { DaemonLink, type CheckpointLink } from './daemon-link.js';
+import type { CheckpointLink } from '../engine/link.js';
+import { ENGINES } from '../engine/registry.js';
 import { endOfJobRecord, eventsFromFiles, type JobEnd } from './decisions.js';
 import { JobStop } from './job-stop.js';
 import type { LaunchSettings } from './launch-settings.js';
@@ -64,6 +64,27 @@ class Supervisor {
     private readonly prepared: PreparedRun,
   ) {
     const { paths, state: runState } = prepared;
+    this.checkpointAtStart = checkpointIdentity(paths.checkpointOk);
+    this.watch = new ProgramWatch(paths, runState.relayed, {
+      look: () => this.look(),
+      resuming: () => this.state.phase === 'resuming',
+      resumedJob: prepared.mode === 'resume',
+      say: (message) => settings.logger.log('info', message),
+    });
+    const link = ENGINES[settings.engine]({
+      spoolDir: settings.spoolDir,
+      jobId: settings.jobId,
+      paths,
+      daemonCheck: settings.daemonCheck,
+      graceMs: settings.daemonGraceMs,
+      resumeFrom: prepared.checkpoint,
+      awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
+      silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
+      app: settings.app,
+      reasonNow: () => stopReason({ now: Date.now(), signal: 'checkpoint', walltimeEndsAt: settings.walltimeEndsAt, ...settings.knownFacts }),
+    });
+    if (!link) throw new CliError(`--engine ${settings.engine}: its settings are missing`, ExitCode.Internal);
+    this.link = link;
     this.state = initialState(
       {
         dumpTimeoutMs: settings.dumpTimeoutMs,
@@ -72,44 +93,20 @@ class Supervisor {
         restarts: runState.restarts,
         maxRestarts: settings.maxRestarts,
         walltimeEndsAt: settings.walltimeEndsAt,
-        app: settings.app && { signal: settings.app.signal, graceMs: settings.app.graceMs, periodicSignal: settings.app.periodicSignal },
+        exitAnswers: this.link.exitAnswers,
       },
       Date.now(),
     );
-    this.checkpointAtStart = checkpointIdentity(paths.checkpointOk);
-    this.watch = new ProgramWatch(paths, runState.relayed, {
-      look: () => this.look(),
-      resuming: () => this.state.phase === 'resuming',
-      resumedJob: prepared.mode === 'resume',
-      say: (message) => settings.logger.log('info', message),
-    });
-    this.link = settings.app
-      ? new AppLink({
-          paths,
-          signal: settings.app.signal,
-          periodicSignal: settings.app.periodicSignal,
-          saved: settings.app.saved,
-          reasonNow: () => stopReason({ now: Date.now(), signal: 'checkpoint', walltimeEndsAt: settings.walltimeEndsAt, ...settings.knownFacts }),
-        })
-      : new DaemonLink({
-          spoolDir: settings.spoolDir,
-          jobId: settings.jobId,
-          paths,
-          daemonCheck: settings.daemonCheck,
-          graceMs: settings.daemonGraceMs,
-          resumeFrom: prepared.checkpoint,
-          awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
-          silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
-        });
     this.stop = new JobStop({
       settings,
       run: runState,
       walltimeEndsAt: () => this.state.config.walltimeEndsAt,
       ended: () => this.ended,
       save: () => this.saveRecord(paths.state),
-      tellReason: (reason) => this.link.tellReason?.(reason),
+      tellReason: (reason) => this.link.tellReason(reason),
     });
-    if (settings.selfTimed && !settings.app) {
+    // Not where the answer is the program's own exit: its save time is its own (--app-grace).
+    if (settings.selfTimed && !this.link.exitAnswers) {
       this.finalTiming = new FinalTiming({
         walltimeEndsAt: settings.walltimeEndsAt,
         walltimeEnd: settings.walltimeEnd,
@@ -243,7 +240,7 @@ class Supervisor {
   private look(): void {
     if (this.ended || this.state.phase === 'holding') return;
     const files = this.watch.readFiles(this.link.checkpointOkAtRequest);
-    for (const event of eventsFromFiles(this.state, this.link.answer?.(files) ?? files)) this.events.post(event);
+    for (const event of eventsFromFiles(this.state, this.link.answer(files))) this.events.post(event);
   }
 
   private perform(action: MachineAction): void {
@@ -261,7 +258,7 @@ class Supervisor {
             env: settings.env,
             pidNamespace: settings.pidNamespace,
             // The save signal goes to the whole group, the shim too: it must outlive it to record the exit.
-            survives: settings.app && [settings.app.signal, ...(settings.app.periodicSignal ? [settings.app.periodicSignal] : [])],
+            survives: link.exitAnswers && [link.exitAnswers.signal, ...(link.exitAnswers.periodicSignal ? [link.exitAnswers.periodicSignal] : [])],
           },
           (event) => this.events.post(event),
           () => this.look(),
@@ -276,7 +273,7 @@ class Supervisor {
         if (action.periodic) this.noteRelayed();
         return;
       case 'requestResume':
-        link.requestResume?.(action.answerBy);
+        link.requestResume(action.answerBy);
         watch.followImages();
         return;
       case 'watchProgram':

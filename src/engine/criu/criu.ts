@@ -69,17 +69,17 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { asUserArgv } from '../proc/as-user.js';
+import { asUserArgv } from '../../proc/as-user.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
-import { treeHoldsTcp, treeNodeSockets } from '../proc/tcp-sockets.js';
-import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../protocol/cpu-features.js';
-import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../protocol/local-state.js';
-import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../protocol/kept-files.js';
-import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
-import type { Requester } from '../protocol/spool-request.js';
+import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../../proc/processes.js';
+import { treeHoldsTcp, treeNodeSockets } from '../../proc/tcp-sockets.js';
+import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../../protocol/cpu-features.js';
+import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../../protocol/local-state.js';
+import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../../protocol/kept-files.js';
+import { OPEN_FILES_IMAGE } from '../../protocol/run-dir.js';
+import type { Requester } from '../../protocol/spool-request.js';
 import { criuFailure } from './criu-log.js';
 import { stillTaken, takenIds, vanish } from './criu-pids.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
@@ -94,11 +94,11 @@ import {
   type ProgramAfterFailure,
   type RestoredTree,
   type RestoreTarget,
-} from './engine.js';
+} from '../engine.js';
 import { LazyPagesServer } from './lazy-pages.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
-export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
+export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../../scripts/criu-pre-resume-check.sh', import.meta.url));
 
 /** The keep tool (engine/keep-files.ts), run by the action script. */
 const KEEP_TOOL = fileURLToPath(new URL('./keep-files-tool.js', import.meta.url));

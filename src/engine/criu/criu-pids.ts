@@ -3,9 +3,9 @@
  * which IDs to wait for, waiting for them to leave /proc, and who holds them when they do not.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { readOrEmpty, sleep } from '../proc/processes.js';
+import { readOrEmpty, sleep } from '../../proc/processes.js';
 import { busyPid, threadIdTaken } from './criu-log.js';
-import { EngineError } from './engine.js';
+import { EngineError } from '../engine.js';
 
 /** Between two tries: criu's PID may be taken while /proc does not show it. */
 const RETRY_PAUSE_MS = 50;

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { effectiveCapabilities, readOrEmpty } from '../proc/processes.js';
+import { effectiveCapabilities, readOrEmpty } from '../../proc/processes.js';
 import { dumpProgress, stalledAtBreakpoint } from './criu-stage.js';
 
 /** How every criu call runs on this node. */
