@@ -55,6 +55,10 @@ export interface LaunchSettings {
   preemptionPollMs?: number;
   env: NodeJS.ProcessEnv;
   logger: Logger;
+  /** The command that resubmits the job after a checkpoint, where exit 99 does not (Slurm: scheduler.ts). */
+  requeueCommand?: string[];
+  /** --keep-images: a finished run's images stay. */
+  keepImages: boolean;
   /** --engine: what makes the checkpoints (engine/registry.ts). */
   engine: EngineName;
   /** --engine app: the program saves itself on SIGNAL and exits as SAVED says; no daemon. */

@@ -12,7 +12,6 @@
  * timer, the start of a program) posts it, and it is handled after the current one, never inside
  * it. Once the exit action is performed nothing else is: later events are dropped.
  */
-import { rmSync } from 'node:fs';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { signalGroup } from '../proc/processes.js';
@@ -22,6 +21,7 @@ import { saveRunState } from '../state/run-state.js';
 import type { CheckpointLink } from '../engine/link.js';
 import { ENGINES } from '../engine/registry.js';
 import { endOfJobRecord, eventsFromFiles, type JobEnd } from './decisions.js';
+import { endJob } from './end-of-job.js';
 import { JobStop } from './job-stop.js';
 import type { LaunchSettings } from './launch-settings.js';
 import { EventQueue } from './event-queue.js';
@@ -49,6 +49,7 @@ class Supervisor {
   private readonly checkpointAtStart: string | undefined;
   private stopSignals: () => void = () => undefined;
   private finish: (code: number) => void = () => undefined;
+  private fail: (error: unknown) => void = () => undefined;
   /** Why the job is being stopped (job-stop.ts). The exit waits for no answer: a record without one says the clock's guess, pending. */
   private readonly stop: JobStop;
   /** The record written when the checkpoint completed, while exit 99 waits (--min-runtime): a kill then loses nothing. */
@@ -147,8 +148,9 @@ class Supervisor {
   }
 
   run(): Promise<number> {
-    const done = new Promise<number>((resolve) => {
+    const done = new Promise<number>((resolve, reject) => {
       this.finish = resolve;
+      this.fail = reject;
     });
     const { state: runState, paths, mode } = this.prepared;
     runState.status = 'running';
@@ -345,7 +347,7 @@ class Supervisor {
     this.saveRecord(this.prepared.paths.state);
   }
 
-  /** Stops every source of events, then writes the run record that decides the next job. */
+  /** Stops every source of events, then ends the job (end-of-job.ts), which says the exit code. */
   private end(code: number, outcome: Outcome, exitCode?: number): void {
     if (this.ended) return;
     this.ended = true;
@@ -355,29 +357,13 @@ class Supervisor {
     this.finalTiming?.stop();
     this.watch.stop();
     this.stopSignals();
-    // The exit code is what the scheduler acts on: it waits for no answer about the stop's reason.
-    const stop = this.stop.now();
-    if (stop?.reasonPending) {
-      const next = stop.reasonPending.schedulerJobId === undefined ? "it stays the clock's guess" : 'the next job asks the scheduler and completes it';
-      this.settings.logger.log('info', `the scheduler has not said yet why this job stops: the record says ${stop.reason}, from the clock; ${next}`);
-    }
-    this.writeEnd(code, outcome, exitCode);
-  }
-
-  private writeEnd(code: number, outcome: Outcome, exitCode?: number): void {
-    const { paths, state: runState } = this.prepared;
-    // Whatever fails while tidying up, the exit code decided above is the one the job returns.
-    try {
+    const { paths, state: run } = this.prepared;
+    const { keepImages, requeueCommand, logger } = this.settings;
+    const tidy = (): void => {
       this.link.close();
       this.watch.pumpOutput();
-      const record = endOfJobRecord(runState, this.jobEnd(code, outcome, exitCode));
-      if (record.removeCheckpointOk) for (const path of [paths.checkpointOk, paths.checkpointStats]) rmSync(path, { force: true });
-      if (record.removeExitStatus) rmSync(paths.exitStatus, { force: true });
-      saveRunState(paths.state, record.state);
-    } catch (error) {
-      this.settings.logger.log('error', `while ending the job: ${(error as Error).message} (state file ${paths.state})`);
-    } finally {
-      this.finish(code);
-    }
+    };
+    const jobEnd = (): JobEnd => this.jobEnd(code, outcome, exitCode);
+    endJob({ code, paths, run, stop: this.stop.now(), tidy, jobEnd, keepImages, requeueCommand, logger }).then(this.finish, this.fail);
   }
 }
