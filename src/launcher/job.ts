@@ -5,7 +5,7 @@
  * end (end-of-job.ts) returns the exit code.
  */
 import { CliError, ExitCode } from '../base/exit-codes.js';
-import { appEnvironment } from '../engine/app/app-link.js';
+import { ENGINES } from '../engine/registry.js';
 import { jobOutputFiles, type OwnFile } from '../proc/job-output.js';
 import type { RunDirPaths } from '../protocol/run-dir.js';
 import { isValidJobId } from '../protocol/spool-request.js';
@@ -36,14 +36,15 @@ export type JobRequest = Pick<
 
 /** Runs the job; resolves to ckpt-run's exit code. */
 export function runJob(request: JobRequest): Promise<number> {
-  const { argv, workdir, env, logger, app } = request;
+  const { argv, workdir, env, logger } = request;
   const scheduler = detectScheduler(env, process.ppid);
   const { jobId, runId } = jobAndRunId(request, scheduler);
   // A program that saves itself needs no daemon, hence no spool.
-  if (!app) checkSpoolDir(request.spoolDir);
+  const { usesDaemon } = ENGINES[request.engine];
+  if (usesDaemon) checkSpoolDir(request.spoolDir);
   checkWorkdir(workdir);
   const run = prepareRun(workdir, runId, argv, new Date());
-  checkEngine(run, app !== undefined);
+  checkEngine(run, !usesDaemon);
   if (run.mode === 'fresh') resolveProgram(argv[0], workdir, env);
 
   for (const warning of scheduler.warnings) logger.log('warn', warning);
@@ -81,7 +82,8 @@ function jobAndRunId(request: JobRequest, scheduler: SchedulerContext): { jobId:
 
 /** The supervisor's settings: the request's, completed with what the scheduler says. */
 function settingsFor(request: JobRequest, scheduler: SchedulerContext, run: PreparedRun, jobId: string, jobOutput: OwnFile[]): LaunchSettings {
-  const { app, env, walltimeSec, minRuntimeMs, jobId: _asked, runId: _run, ...given } = request;
+  const { env, walltimeSec, minRuntimeMs, jobId: _asked, runId: _run, ...given } = request;
+  const engine = ENGINES[request.engine];
   return {
     ...given,
     jobId,
@@ -94,7 +96,7 @@ function settingsFor(request: JobRequest, scheduler: SchedulerContext, run: Prep
     // libraries; zdtm's file_locks01–08 and fanotify00) read another's data, and root's dry run showed
     // the program another world than a user's job. A PID in use on restore is retried instead
     // (the daemon waits for it, then exit 99). A program started again needs none.
-    pidNamespace: !app && given.pidNamespace,
+    pidNamespace: engine.usesDaemon && given.pidNamespace,
     pollMs: 1000,
     idlePollMs: 10_000,
     stopFacts: scheduler.stopFacts,
@@ -104,8 +106,7 @@ function settingsFor(request: JobRequest, scheduler: SchedulerContext, run: Prep
     knownFacts: scheduler.knownFacts,
     preempted: scheduler.preempted,
     requeueCommand: scheduler.requeueCommand,
-    env: app ? appEnvironment(env, run.paths, run.state, run.mode === 'resume') : env,
-    app,
+    env: engine.programEnvironment(env, run.paths, run.state, run.mode === 'resume'),
   };
 }
 

@@ -72,7 +72,7 @@ class Supervisor {
       resumedJob: prepared.mode === 'resume',
       say: (message) => settings.logger.log('info', message),
     });
-    const link = ENGINES[settings.engine]({
+    const link = ENGINES[settings.engine].link({
       spoolDir: settings.spoolDir,
       jobId: settings.jobId,
       paths,
