@@ -10,8 +10,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type * as Criu from '../../src/engine/criu.js';
-import { probeCriu } from '../../src/engine/criu-probe.js';
+import type * as Criu from '../../src/engine/criu/criu.js';
+import { probeCriu } from '../../src/engine/criu/criu-probe.js';
 import { imagesBytes } from '../../src/protocol/run-dir.js';
 import { now } from '../clock.js';
 import { ROOT } from '../jobs.js';
@@ -32,7 +32,7 @@ export async function periodicCheckpoints({ mib, rounds, criu = 'criu', progress
   const findings = await probeCriu(criu);
   if (findings.problem) return { skipped: findings.problem };
   const dir = mkdtempSync(join(tmpdir(), 'ckpt-bench-periodic-'));
-  const { CriuEngine } = (await import(pathToFileURL(join(ROOT, 'dist/engine/criu.js')).href)) as typeof Criu;
+  const { CriuEngine } = (await import(pathToFileURL(join(ROOT, 'dist/engine/criu/criu.js')).href)) as typeof Criu;
   const engine = new CriuEngine(criu, { settings: findings.settings });
   let pid: number | undefined;
   try {

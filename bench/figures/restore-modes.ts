@@ -13,8 +13,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type * as Criu from '../../src/engine/criu.js';
-import { probeCriu } from '../../src/engine/criu-probe.js';
+import type * as Criu from '../../src/engine/criu/criu.js';
+import { probeCriu } from '../../src/engine/criu/criu-probe.js';
 import { now } from '../clock.js';
 import { ROOT } from '../jobs.js';
 import { killAll } from '../procfs.js';
@@ -62,7 +62,7 @@ export async function restoreModes({ mib, rounds, criu = 'criu', progress = () =
   if (findings.problem) return { skipped: findings.problem };
   if (!findings.userfaultfd) return { skipped: 'no userfaultfd on this node: lazy restore cannot run' };
   const dir = mkdtempSync(join(tmpdir(), 'ckpt-bench-restore-'));
-  const { CriuEngine } = (await import(pathToFileURL(join(ROOT, 'dist/engine/criu.js')).href)) as typeof Criu;
+  const { CriuEngine } = (await import(pathToFileURL(join(ROOT, 'dist/engine/criu/criu.js')).href)) as typeof Criu;
   const engines: Record<RestoreMode, Criu.CriuEngine> = {
     full: new CriuEngine(criu, { settings: { ...findings.settings, lazyPages: false } }),
     lazy: new CriuEngine(criu, { settings: { ...findings.settings, lazyPages: true } }),

@@ -1,7 +1,7 @@
 /** The application-level engine's options (--app-*), shared by ckpt-run and its dry run. */
 import { Command } from 'commander';
 import { CliError, ExitCode } from '../base/exit-codes.js';
-import type { LaunchSettings } from '../launcher/supervisor.js';
+import type { LaunchSettings } from '../launcher/launch-settings.js';
 import { secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
 
 /** HTCondor's self-checkpointing jobs agree on 85 as well (SuccessCheckpointExitCode in its manual). */

@@ -1,27 +1,14 @@
 /** `ckpt-run`: the command an OAR or Slurm job script runs. Its options and --help live here. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { appEnvironment } from '../launcher/app-link.js';
-import { runLauncher, type LaunchSettings } from '../launcher/supervisor.js';
-import { holdSignal } from '../proc/early-signals.js';
-import { localFilesystemWarning } from '../launcher/shared-filesystem.js';
-import { checkCpuFeatures } from '../launcher/cpu-check.js';
-import { rollBackToCheckpoint } from '../launcher/file-rollback.js';
-import { checkEngine, checkSpoolDir, checkWorkdir, prepareRun, resolveProgram } from '../launcher/preflight.js';
-import { createLogger } from '../log/logger.js';
-import { DEFAULT_SPOOL_DIR, isValidJobId } from '../protocol/spool-request.js';
-import { jobOutputFiles, type OwnFile } from '../proc/job-output.js';
-import { detectOar } from '../scheduler/oar.js';
-import { detectSimulated } from '../scheduler/simulated.js';
-import { requeueJob } from '../scheduler/requeue.js';
-import { NO_SCHEDULER, walltimeEndsAt } from '../scheduler/scheduler.js';
-import { detectSlurm } from '../scheduler/slurm.js';
-import { releaseFinishedImages } from '../state/run-images.js';
-import { saveRunState, type RunState } from '../state/run-state.js';
-import type { RunDirPaths } from '../protocol/run-dir.js';
-import { CliError, EXIT_CODE_HELP, ExitCode } from '../base/exit-codes.js';
-import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
+import { EXIT_CODE_HELP } from '../base/exit-codes.js';
+import { ENGINES, type EngineName } from '../engine/registry.js';
 import { DEFAULT_DUMP_SAFETY, DUMP_OVERHEAD_MS, PLAN_MARGIN_MS, DEFAULT_BYTES_PER_SEC } from '../launcher/final-plan.js';
 import { SAMPLE_MS } from '../launcher/final-timing.js';
+import { runJob } from '../launcher/job.js';
+import { createLogger } from '../log/logger.js';
+import { holdSignal } from '../proc/early-signals.js';
+import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
+import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
 import { durationOption, factorOption, runCli, secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `
@@ -96,7 +83,7 @@ function positiveOption(value: string): number {
 }
 
 export interface LauncherCliOptions extends AppCliOptions {
-  engine: 'criu' | 'app';
+  engine: EngineName;
   spoolDir: string;
   jobId?: string;
   runId?: string;
@@ -123,111 +110,38 @@ export interface LauncherCliOptions extends AppCliOptions {
   dumpSafety: number;
 }
 
-/** Checks the inputs and turns the options into the launcher's settings. */
-export function launch(
-  argv: string[],
-  options: LauncherCliOptions,
-  env: NodeJS.ProcessEnv,
-  workdir: string,
-): Promise<number> {
+/** Parses the options into the job's request and hands it over (launcher/job.ts). */
+export function launch(argv: string[], options: LauncherCliOptions, env: NodeJS.ProcessEnv, workdir: string): Promise<number> {
   holdSignal(options.signal);
   const app = appSettings(options.engine, options, options.signal, options.interval !== undefined);
   const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
-  const scheduler = detectOar(env, process.ppid) ?? detectSlurm(env, process.ppid) ?? detectSimulated(env) ?? NO_SCHEDULER;
-  const jobId = options.jobId ?? scheduler.jobId;
-  if (!jobId) {
-    throw new CliError(
-      'no job id: neither OAR_JOB_ID nor SLURM_JOB_ID is set and --job-id was not given (to try a job locally: ckpt-run simulate -- COMMAND)',
-      ExitCode.NoJobId,
-    );
-  }
-  if (!isValidJobId(jobId)) throw new CliError(`job id ${JSON.stringify(jobId)} is not a plain name`, ExitCode.Usage);
-  const runId = options.runId ?? scheduler.runId ?? 'default';
-  if (!isValidJobId(runId)) throw new CliError(`run id ${JSON.stringify(runId)} is not a plain name`, ExitCode.Usage);
-
-  // A program that saves itself needs no daemon, hence no spool.
-  if (!app) checkSpoolDir(options.spoolDir);
-  checkWorkdir(workdir);
-  const run = prepareRun(workdir, runId, argv, new Date());
-  checkEngine(run, app !== undefined);
-  if (run.mode === 'fresh') resolveProgram(argv[0], workdir, env);
-
-  for (const warning of scheduler.warnings) logger.log('warn', warning);
-  const fsWarning = scheduler.name === 'none' ? undefined : localFilesystemWarning(workdir);
-  if (fsWarning) logger.log('warn', fsWarning);
-  logger.log('info', `job ${jobId}, run ${runId}: ${run.reason}`);
-  const jobOutput = jobOutputFiles(env);
-  if (run.mode === 'resume') {
-    // Before anything is rolled back: a refused resume leaves the run as it was, for a node that can.
-    checkCpuFeatures(run.paths);
-    // The output check reads the relayed count before the roll-back lowers it.
-    const outputWarning = scheduler.resumedOutputWarning?.(run.state.relayed.stdout);
-    for (const warning of [outputWarning, ...rollBackFor(run.paths, run.state, jobId, jobOutput)]) if (warning) logger.log('warn', warning);
-  }
-
-  if (options.preemptionPoll && !scheduler.preempted) {
-    throw new CliError(`--preemption-poll: ${scheduler.name === 'none' ? 'no scheduler' : scheduler.name} cannot be asked whether it preempts a job (Slurm can; OAR sends its checkpoint signal)`, ExitCode.Usage);
-  }
-  const settings: LaunchSettings = {
+  const ms = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : seconds * 1000);
+  return runJob({
     argv,
     workdir,
+    env,
+    logger,
+    jobId: options.jobId,
+    runId: options.runId,
     spoolDir: options.spoolDir,
-    jobId,
     signal: options.signal,
     resumeTimeoutMs: options.resumeTimeout * 1000,
     dumpTimeoutMs: options.dumpTimeout * 1000,
-    minRuntimeMs: (options.minRuntime ?? scheduler.minRuntimeSec) * 1000,
+    minRuntimeMs: ms(options.minRuntime),
+    walltimeSec: options.walltime,
     maxRestarts: options.maxRestarts,
-    walltimeEndsAt: options.walltime === undefined ? scheduler.walltimeEndsAt : walltimeEndsAt(options.walltime),
-    walltimeEnd: options.walltime === undefined ? scheduler.walltimeEnd : undefined,
     selfTimed: options.selfTimed,
     dumpSafety: options.dumpSafety,
-    intervalMs: options.interval === undefined ? undefined : options.interval * 1000,
+    intervalMs: ms(options.interval),
     keep: options.keep,
-    // Off unless asked, for root too: the namespace kept a restored tree's PIDs free, but the
-    // program kept the node's /proc, where /proc/<its own PID> is another process (kthreadd for
-    // PID 2): a program that looks itself up by PID (psutil, Java's ProcessHandle, MPI
-    // libraries; zdtm's file_locks01–08 and fanotify00) read another's data, and root's dry run showed
-    // the program another world than a user's job. A PID in use on restore is retried instead
-    // (the daemon waits for it, then exit 99). A program started again needs none.
-    pidNamespace: !app && options.pidNamespace === 'on',
+    pidNamespace: options.pidNamespace === 'on',
     daemonCheck: options.daemonCheck,
     daemonGraceMs: options.daemonGrace * 1000,
-    pollMs: 1000,
-    idlePollMs: 10_000,
-    stopFacts: scheduler.stopFacts,
-    pastStopFacts: scheduler.stopFactsOf,
-    schedulerJobId: scheduler.jobId,
-    jobOutput,
-    knownFacts: scheduler.knownFacts,
-    preempted: scheduler.preempted,
-    preemptionPollMs: options.preemptionPoll === undefined ? undefined : options.preemptionPoll * 1000,
-    env: app ? appEnvironment(env, run.paths, run.state, run.mode === 'resume') : env,
-    logger,
+    preemptionPollMs: ms(options.preemptionPoll),
+    keepImages: options.keepImages === true,
+    engine: options.engine,
     app,
-  };
-  const requeue = scheduler.requeueCommand;
-  return runLauncher(settings, run).then(async (code) => {
-    if (!options.keepImages) releaseFinishedImages(run.paths, logger);
-    return code === ExitCode.Resubmit && requeue && !(await requeueJob(requeue, logger)) ? ExitCode.RequeueFailed : code;
   });
-}
-
-/**
- * The roll-back before a resume; a refusal is recorded as this job's end, so that `status`
- * tells why the checkpoint is not resumed rather than that the next job resumes it.
- */
-function rollBackFor(paths: RunDirPaths, state: RunState, jobId: string, jobOutput: OwnFile[]): string[] {
-  try {
-    return rollBackToCheckpoint(paths, state, jobOutput);
-  } catch (error) {
-    if (error instanceof CliError && error.exitCode === ExitCode.FileChanged) {
-      const now = new Date().toISOString();
-      state.history.push({ jobId, startedAt: now, endedAt: now, mode: 'resume', outcome: 'failed', exitCode: error.exitCode, refused: error.message });
-      saveRunState(paths.state, state);
-    }
-    throw error;
-  }
 }
 
 export function buildProgram(): Command {
@@ -272,7 +186,7 @@ export function buildProgram(): Command {
     .option('--signal <name>', 'the checkpoint signal the scheduler sends', signalOption(['SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGINT', 'SIGHUP'], 'the checkpoint signal'), 'SIGUSR2' as NodeJS.Signals)
     .addOption(
       new Option('--engine <engine>', 'criu: the node\'s daemon dumps the program; app: the program saves itself on a signal (see Engines below)')
-        .choices(['criu', 'app'])
+        .choices(Object.keys(ENGINES))
         .default('criu'),
     )
     .option('--resume-timeout <seconds>', 'how long to wait for the daemon to restore', secondsOption, 600)

@@ -1,13 +1,13 @@
 /**
  * What a request must satisfy before the daemon, running as root, acts on it. The requester
  * (the request file's owner) may only act on their own processes and folders: never on PID 1,
- * on the daemon itself, or through a symlink; and, where OAR runs the job id on this node,
- * only on their own job. Each check throws a Refusal that says which rule failed.
+ * on the daemon itself, or through a symlink; and, where a scheduler runs the job id on this
+ * node, only on their own job. Each check throws a Refusal that says which rule failed.
  */
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { treeOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
-import { oarJobUser } from './job-cgroups.js';
+import { NODE_SIDES } from '../scheduler/registry.js';
 import { PinnedDir } from './pinned-dir.js';
 import { memberWithExtraPowers } from './process-powers.js';
 import { Refusal } from './refusal.js';
@@ -73,15 +73,15 @@ function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefine
 }
 
 /**
- * Where OAR runs the job id on this node, only the job's own user may ask for it. OAR names a
- * job's cgroups <user>_<job id>: with a "_" in the job id, "alice" + "b_7" reads as the
- * cpuset of "alice_b"'s job 7, so such a job id is refused wherever a cpuset ends with it.
+ * Where a scheduler runs the job id on this node (its node side, scheduler/registry.ts), only the
+ * job's own user may ask for it; an owner in doubt (OAR: a "_" in the job id) is refused.
  */
 export function checkJobOwner(jobId: string, requester: Requester, cgroupRoot?: string): void {
-  const owner = oarJobUser(jobId, cgroupRoot);
-  if (owner === undefined || requester.uid === 0) return;
-  if (jobId.includes('_')) throw new Refusal(`job id ${jobId} has a "_": OAR's cpuset ${owner}_${jobId} may be another user's job`);
-  if (owner !== requester.name) {
-    throw new Refusal(`OAR runs job ${jobId} for ${owner}, but the request comes from ${requester.name}`);
+  if (requester.uid === 0) return;
+  for (const { name, node } of NODE_SIDES) {
+    const owner = node.jobOwner(jobId, cgroupRoot);
+    if (owner === undefined) continue;
+    if (owner.doubt) throw new Refusal(owner.doubt);
+    if (owner.user !== requester.name) throw new Refusal(`${name} runs job ${jobId} for ${owner.user}, but the request comes from ${requester.name}`);
   }
 }

@@ -26,7 +26,8 @@ import { treeOf } from '../proc/processes.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { RUN_FILES } from './run-files.js';
 import { stageSignedImages } from './image-signature.js';
-import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, removeCgroups } from './job-cgroups.js';
+import { NODE_SIDES } from '../scheduler/registry.js';
+import { moveIntoCgroups, removeCgroups } from './cgroup-moves.js';
 import { entriesOf, publishFile, runsAsRoot } from './owned-files.js';
 import { PinnedDir } from './pinned-dir.js';
 import { Refusal } from './refusal.js';
@@ -59,14 +60,18 @@ function checkPlainFiles(images: PinnedDir, requester: Requester): void {
   }
 }
 
+/** The new job's cgroups, where a scheduler made them on this node (OAR: scheduler/oar/cgroups.ts). */
+const jobCgroups = (user: string, jobId: string): string[] => NODE_SIDES.flatMap(({ node }) => node.jobCgroups(user, jobId));
+
 /**
- * Where OAR made cgroups for the new job: the restored tree goes there (again, for an engine
- * that did not), out of the dumped job's, which criu recreated: RESTORED says where criu had put
- * the tree ("4:cpuset:/oar/alice_12" lines), when the engine moved it already.
+ * Where the scheduler made cgroups for the new job: the restored tree goes there (again, for an
+ * engine that did not), out of the dumped job's, which criu recreated: RESTORED says where criu
+ * had put the tree ("4:cpuset:/oar/alice_12" lines), when the engine moved it already.
  */
 function moveToJobCgroups(pid: number, jobId: string, user: string, cgroups: string[], restored?: string): string[] {
   if (cgroups.length === 0) return [];
-  const dumpedJobs = dumpedJobCgroups(restored ?? readFileSync(`/proc/${pid}/cgroup`, 'utf8'), user, jobId);
+  const procCgroup = restored ?? readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  const dumpedJobs = NODE_SIDES.flatMap(({ node }) => node.dumpedJobCgroups(procCgroup, user, jobId));
   return [...moveIntoCgroups(treeOf(pid), cgroups), ...removeCgroups(dumpedJobs)];
 }
 

@@ -3,31 +3,10 @@
  * the files, the heartbeat and /proc, and these functions decide what that means. Each one is
  * tested with a fake clock in test/unit/supervisor-decisions.test.ts.
  */
-import { constants } from 'node:os';
-import type { DaemonReport } from '../protocol/daemon-report.js';
-import type { CheckpointStats } from '../protocol/run-dir.js';
+import type { RunFiles } from '../engine/link.js';
 import { stopReason, type StopFacts } from '../scheduler/stop-reason.js';
 import type { JobRecord, PendingStop, RunState } from '../state/run-state.js';
-import type { MachineEvent, MachineState, Outcome } from './machine.js';
-
-/** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */
-export interface RunFiles {
-  /** The shim's exit_status, read after programAlive: a status written before the end is seen. */
-  exitStatus?: number;
-  restoreFailed?: DaemonReport;
-  /** The daemon's pidfile of a restored tree. */
-  restoredPid?: number;
-  dumpFailed?: DaemonReport;
-  /** checkpoint_ok's identity now, and when the last checkpoint request went out. */
-  checkpointOk?: string;
-  checkpointOkAtRequest?: string;
-  /** What the daemon said of its last checkpoint (checkpoint_stats). */
-  checkpointStats?: CheckpointStats;
-  /** Whether the watched program lives; undefined while no program is watched. */
-  programAlive?: boolean;
-  /** This job resumed a checkpoint. */
-  resumedJob?: boolean;
-}
+import type { MachineEvent, MachineState, Outcome } from './machine-state.js';
 
 /**
  * Which file event wins: the program's own exit status above all (a finished run is never
@@ -68,38 +47,6 @@ export function parsePidfile(text: string | undefined): number | undefined {
   return text !== undefined && /^\d+\n?$/.test(text) ? Number(text) : undefined;
 }
 
-/** What the supervisor sees of the daemon while a request of ours is out. */
-export interface DaemonSigns {
-  /** The request file is still in the spool (the daemon takes it away when it reads it). */
-  requestUnread: boolean;
-  /** How old the heartbeat is (ms); undefined when there is no heartbeat file. */
-  heartbeatAgeMs?: number;
-  requestPath: string;
-  heartbeatPath: string;
-  graceMs: number;
-  /** Past this age the heartbeat means the daemon is gone. */
-  staleMs: number;
-}
-
-/**
- * Whether a daemon serves our request: one that leaves it unread past the grace period with
- * no live heartbeat is absent; one whose heartbeat stops while it serves the request died
- * mid-way (a daemon that never had a heartbeat is trusted once it took the request). While
- * the heartbeat is fresh the daemon is only busy: look again, as it may die meanwhile.
- */
-export function daemonVerdict(signs: DaemonSigns): { silent: false } | { silent: true; detail: string } {
-  const age = signs.heartbeatAgeMs;
-  if ((age !== undefined && age < signs.staleMs) || (!signs.requestUnread && age === undefined)) return { silent: false };
-  const why = age === undefined ? `no heartbeat file ${signs.heartbeatPath}` : `its heartbeat ${signs.heartbeatPath} is ${Math.round(age / 1000)} s old`;
-  return {
-    silent: true,
-    detail: signs.requestUnread
-      ? `no checkpoint daemon answered: ${signs.requestPath} is still unread after ${signs.graceMs / 1000} s and ${why} ` +
-        '(is ckpt-daemon running on this node? for a daemon without heartbeat use --no-daemon-check)'
-      : `the checkpoint daemon stopped while serving ${signs.requestPath}: ${why}`,
-  };
-}
-
 /** What /proc says of the shim at the root of the tree when a signal is to be passed on. */
 export interface ShimView {
   /** The shim's children, each with its command line (undefined if unreadable). */
@@ -120,18 +67,6 @@ export function signalTargets(view: ShimView): { retry: true } | { retry: false;
   const notYet = view.children.length === 0 || view.children.some((child) => child.commandLine === view.shimCommandLine);
   if (notYet && view.programAlive && view.now < view.deadline) return { retry: true };
   return { retry: false, pids: view.children.map((child) => child.pid) };
-}
-
-/** Which exit of a program that saves itself means "saved, run me again" (--app-saved-code, --app-any-exit-saved). */
-export type SavedExit = { code: number } | 'any';
-
-/**
- * Whether the program's exit after the save signal SIGNAL says it saved its state. A death by
- * that very signal never does, whatever was agreed: the program did not catch it.
- */
-export function exitMeansSaved(exitCode: number, saved: SavedExit, signal: NodeJS.Signals): boolean {
-  if (exitCode === 128 + constants.signals[signal]) return false;
-  return saved === 'any' || exitCode === saved.code;
 }
 
 /** How the job ended, as the run record needs it. */

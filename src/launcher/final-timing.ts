@@ -19,7 +19,7 @@ import {
   type FinalPlan,
   type Throughput,
 } from './final-plan.js';
-import type { CheckpointFigures, MachineEvent } from './machine.js';
+import type { CheckpointFigures, MachineEvent } from './machine-state.js';
 
 /** How often the tree's memory is sampled: a program that grows is planned for as it grows. */
 export const SAMPLE_MS = 5000;

@@ -103,10 +103,10 @@ function makeRunDir(workdir: string, runDir: string): void {
  * A run resumes with the engine that checkpointed it: the daemon cannot restore a program's own
  * save, and starting the program again would throw a CRIU image's progress away.
  */
-export function checkEngine(run: PreparedRun, app: boolean): void {
+export function checkEngine(run: PreparedRun, programSaves: boolean): void {
   if (run.mode !== 'resume') return;
   const programSaved = readOrEmpty(run.paths.checkpointOk).startsWith(PROGRAM_SAVED_MARK);
-  if (programSaved === app) return;
+  if (programSaved === programSaves) return;
   const [made, resume] = programSaved ? ['the program itself (--engine app)', 'app'] : ["the node's checkpoint daemon (--engine criu)", 'criu'];
   throw new CliError(
     `the checkpoint in ${run.paths.dir} was made by ${made}: resume it with --engine ${resume} (or start the run afresh: rm -r ${run.paths.dir})`,

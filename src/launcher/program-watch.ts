@@ -12,7 +12,8 @@ import { OutputRelay } from '../proc/output-relay.js';
 import { processState, ProcessHandle } from '../proc/processes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import type { RunState } from '../state/run-state.js';
-import { parseExitStatus, parsePidfile, type RunFiles } from './decisions.js';
+import type { RunFiles } from '../engine/link.js';
+import { parseExitStatus, parsePidfile } from './decisions.js';
 
 /** Coalesces the bursts of inotify events a chatty program causes into one read. */
 const RELAY_DELAY_MS = 20;

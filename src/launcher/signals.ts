@@ -7,7 +7,7 @@ import type { Logger } from '../log/logger.js';
 import { childrenOf, killAll, type ProcessHandle } from '../proc/processes.js';
 import { signalTargets } from './decisions.js';
 import { releaseSignal } from '../proc/early-signals.js';
-import type { MachineEvent } from './machine.js';
+import type { MachineEvent } from './machine-state.js';
 
 const TERMINATION_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
 

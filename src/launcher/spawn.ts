@@ -1,6 +1,6 @@
 /** Starting the program's tree (src/proc/program-tree.ts) and turning the outcome into events. */
 import { spawnProgramTree, type SpawnTreeOptions } from '../proc/program-tree.js';
-import type { MachineEvent } from './machine.js';
+import type { MachineEvent } from './machine-state.js';
 
 /**
  * Starts the tree; posts spawned or spawnFailed. EXITED runs when our own child (the shim, or

@@ -2,8 +2,8 @@
  * The job-side supervisor: one loop a newcomer can read top to bottom.
  *
  *   world → events:   signals.ts (checkpoint and termination signals), program-watch.ts (run
- *                     directory, program liveness, output), daemon-link.ts (daemon heartbeat) or
- *                     app-link.ts (--engine app: the program's own save, published as a checkpoint),
+ *                     directory, program liveness, output), the engine's link (engine/registry.ts:
+ *                     the daemon's heartbeat, or the program's own save published as a checkpoint),
  *                     spawn.ts (the program's start), timers (below)
  *   events → actions: machine.ts (pure; the file and heartbeat verdicts in decisions.ts)
  *   actions → world:  perform() below, one action at a time
@@ -12,79 +12,27 @@
  * timer, the start of a program) posts it, and it is handled after the current one, never inside
  * it. Once the exit action is performed nothing else is: later events are dropped.
  */
-import { rmSync } from 'node:fs';
 import { CliError, ExitCode } from '../base/exit-codes.js';
-import type { Logger } from '../log/logger.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import type { OwnFile } from '../proc/job-output.js';
 import { signalGroup, treeRssBytes } from '../proc/processes.js';
-import { answered, stopReason, type StopFacts } from '../scheduler/stop-reason.js';
+import { stopReason } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
 import { saveRunState } from '../state/run-state.js';
-import { AppLink } from './app-link.js';
-import { DaemonLink, type CheckpointLink } from './daemon-link.js';
-import { completeStop, endOfJobRecord, eventsFromFiles, stopRecord, type JobEnd, type SavedExit, type StopSeen } from './decisions.js';
+import type { CheckpointLink } from '../engine/link.js';
+import { ENGINES } from '../engine/registry.js';
+import { endOfJobRecord, eventsFromFiles, type JobEnd } from './decisions.js';
+import { endJob } from './end-of-job.js';
+import { JobStop } from './job-stop.js';
+import type { LaunchSettings } from './launch-settings.js';
 import { EventQueue } from './event-queue.js';
 import { FinalTiming } from './final-timing.js';
-import { awaitsDaemon, initialState, noPeriodicYet, step, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine.js';
+import { noPeriodicYet } from './machine-checkpoint.js';
+import { awaitsDaemon, initialState, type MachineAction, type MachineEvent, type MachineState, type Outcome, type TimerName } from './machine-state.js';
+import { step } from './machine.js';
 import type { PreparedRun } from './preflight.js';
 import { ProgramWatch } from './program-watch.js';
 import { forwardSignal, listenToSignals } from './signals.js';
 import { spawnProgram } from './spawn.js';
-
-export interface LaunchSettings {
-  argv: string[];
-  workdir: string;
-  spoolDir: string;
-  jobId: string;
-  signal: NodeJS.Signals;
-  resumeTimeoutMs: number;
-  dumpTimeoutMs: number;
-  minRuntimeMs: number;
-  maxRestarts: number;
-  /** When the scheduler kills the job (epoch ms), where it says. */
-  walltimeEndsAt?: number;
-  /** Asks the scheduler when it kills the job, where it must be asked after the start (Slurm). */
-  walltimeEnd?: () => Promise<number | undefined>;
-  /** Plan the final checkpoint from the walltime, the memory and the dumps' throughput (final-plan.ts); off: --no-self-timed. */
-  selfTimed: boolean;
-  /** --dump-safety: the dump may take this many times its estimate. */
-  dumpSafety: number;
-  /** --interval: periodic checkpoints that leave the program running, this often. */
-  intervalMs?: number;
-  /** --keep: how many complete checkpoints the run folder keeps (the current one included). */
-  keep: number;
-  pidNamespace: boolean;
-  /** Fail fast when no daemon heartbeat answers a request (off for daemons without one). */
-  daemonCheck: boolean;
-  /** How long a request may wait unanswered, without a live heartbeat, before we say so. */
-  daemonGraceMs: number;
-  /** The safety poll's period while a request is out: catches what inotify missed (e.g. NFS). */
-  pollMs: number;
-  /** The same while the program just runs: its exit, output and status all have push events. */
-  idlePollMs: number;
-  /** Asks the scheduler why the job is being stopped, at the first checkpoint or termination signal. */
-  stopFacts?: () => Promise<StopFacts>;
-  /**
-   * Asks the scheduler about a past job of the run, by its id there (OAR): the next job completes
-   * a record whose reason was still pending when that job exited. Absent where it cannot say (Slurm).
-   */
-  pastStopFacts?: (schedulerJobId: string) => Promise<StopFacts>;
-  /** This job's id as its scheduler knows it, where pastStopFacts can be asked about it later. */
-  schedulerJobId?: string;
-  /** The job's own output files (proc/job-output.ts), kept in its history entry: a later resume leaves them out of what changed. */
-  jobOutput?: OwnFile[];
-  /** What is known of any stop without asking the scheduler (scheduler.ts: knownFacts). */
-  knownFacts?: StopFacts;
-  /** Asks the scheduler whether it preempts the job (Slurm: PreemptTime): at a termination signal, and for --preemption-poll. */
-  preempted?: () => Promise<boolean>;
-  /** --preemption-poll: ask this often, and checkpoint when the scheduler preempts the job. */
-  preemptionPollMs?: number;
-  env: NodeJS.ProcessEnv;
-  logger: Logger;
-  /** --engine app: the program saves itself on SIGNAL and exits as SAVED says; no daemon. */
-  app?: { signal: NodeJS.Signals; saved: SavedExit; graceMs?: number; periodicSignal?: NodeJS.Signals };
-}
 
 /** Runs the job to its end; resolves to ckpt-run's exit code. */
 export function runLauncher(settings: LaunchSettings, run: PreparedRun): Promise<number> {
@@ -101,11 +49,9 @@ class Supervisor {
   private readonly checkpointAtStart: string | undefined;
   private stopSignals: () => void = () => undefined;
   private finish: (code: number) => void = () => undefined;
-  /**
-   * Why the job is being stopped: seen at the first signal, with the scheduler's answer once it
-   * came. The exit waits for no answer: a record without one says the clock's guess, pending.
-   */
-  private stop?: { seen: StopSeen; answer?: StopFacts };
+  private fail: (error: unknown) => void = () => undefined;
+  /** Why the job is being stopped (job-stop.ts). The exit waits for no answer: a record without one says the clock's guess, pending. */
+  private readonly stop: JobStop;
   /** The record written when the checkpoint completed, while exit 99 waits (--min-runtime): a kill then loses nothing. */
   private holdEnd?: JobEnd;
   private preemptionTimer?: NodeJS.Timeout;
@@ -119,6 +65,27 @@ class Supervisor {
     private readonly prepared: PreparedRun,
   ) {
     const { paths, state: runState } = prepared;
+    this.checkpointAtStart = checkpointIdentity(paths.checkpointOk);
+    this.watch = new ProgramWatch(paths, runState.relayed, {
+      look: () => this.look(),
+      resuming: () => this.state.phase === 'resuming',
+      resumedJob: prepared.mode === 'resume',
+      say: (message) => settings.logger.log('info', message),
+    });
+    const link = ENGINES[settings.engine].link({
+      spoolDir: settings.spoolDir,
+      jobId: settings.jobId,
+      paths,
+      daemonCheck: settings.daemonCheck,
+      graceMs: settings.daemonGraceMs,
+      resumeFrom: prepared.checkpoint,
+      awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
+      silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
+      app: settings.app,
+      reasonNow: () => stopReason({ now: Date.now(), signal: 'checkpoint', walltimeEndsAt: settings.walltimeEndsAt, ...settings.knownFacts }),
+    });
+    if (!link) throw new CliError(`--engine ${settings.engine}: its settings are missing`, ExitCode.Internal);
+    this.link = link;
     this.state = initialState(
       {
         dumpTimeoutMs: settings.dumpTimeoutMs,
@@ -127,44 +94,26 @@ class Supervisor {
         restarts: runState.restarts,
         maxRestarts: settings.maxRestarts,
         walltimeEndsAt: settings.walltimeEndsAt,
-        app: settings.app && { signal: settings.app.signal, graceMs: settings.app.graceMs, periodicSignal: settings.app.periodicSignal },
+        exitAnswers: this.link.exitAnswers,
       },
       Date.now(),
     );
-    this.checkpointAtStart = checkpointIdentity(paths.checkpointOk);
-    this.watch = new ProgramWatch(paths, runState.relayed, {
-      look: () => this.look(),
-      resuming: () => this.state.phase === 'resuming',
-      resumedJob: prepared.mode === 'resume',
-      say: (message) => settings.logger.log('info', message),
+    this.stop = new JobStop({
+      settings,
+      run: runState,
+      walltimeEndsAt: () => this.state.config.walltimeEndsAt,
+      ended: () => this.ended,
+      save: () => this.saveRecord(paths.state),
+      tellReason: (reason) => this.link.tellReason(reason),
     });
-    this.link = settings.app
-      ? new AppLink({
-          paths,
-          signal: settings.app.signal,
-          periodicSignal: settings.app.periodicSignal,
-          saved: settings.app.saved,
-          reasonNow: () => stopReason({ now: Date.now(), signal: 'checkpoint', walltimeEndsAt: settings.walltimeEndsAt, ...settings.knownFacts }),
-        })
-      : new DaemonLink({
-          spoolDir: settings.spoolDir,
-          jobId: settings.jobId,
-          paths,
-          daemonCheck: settings.daemonCheck,
-          graceMs: settings.daemonGraceMs,
-          resumeFrom: prepared.checkpoint,
-          awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
-          silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
-        });
-    // The self-timed plan is for a program the daemon dumps (one that saves itself has no dump to time).
-    const daemonLink = this.link instanceof DaemonLink ? this.link : undefined;
-    if (settings.selfTimed && daemonLink) {
+    // Not where the answer is the program's own exit: its save time is its own (--app-grace).
+    if (settings.selfTimed && !this.link.exitAnswers) {
       this.finalTiming = new FinalTiming({
         walltimeEndsAt: settings.walltimeEndsAt,
         walltimeEnd: settings.walltimeEnd,
         safety: settings.dumpSafety,
         statsPath: paths.checkpointStats,
-        daemonRate: () => daemonLink.daemonDumpRate(),
+        daemonRate: () => this.link.daemonDumpRate(),
         memoryOf: treeRssBytes,
         logger: settings.logger,
         post: (event) => this.events.post(event),
@@ -180,31 +129,37 @@ class Supervisor {
         },
       });
     }
-    if (settings.intervalMs !== undefined) {
-      const periodic = this.link.periodic();
-      // Said here, at the start; the machine says when that changes. The scheduler's signal still makes the final checkpoint.
-      if (!periodic.ok && !periodic.askAgain) {
-        settings.logger.log('warn', `--interval: no periodic checkpoints in this job: ${periodic.why}; the scheduler's signal still checkpoints the program`);
-      } else {
-        const periodicWhyNot = periodic.ok ? undefined : periodic.why;
-        if (periodicWhyNot !== undefined) {
-          settings.logger.log('warn', noPeriodicYet(periodicWhyNot, settings.intervalMs));
-        }
-        this.state = { ...this.state, config: { ...this.state.config, intervalMs: settings.intervalMs, periodicWhyNot } };
+    this.armPeriodic();
+  }
+
+  /** --interval: whether the link can make periodic checkpoints, said here at the start; the machine says when that changes. */
+  private armPeriodic(): void {
+    const { settings } = this;
+    if (settings.intervalMs === undefined) return;
+    const periodic = this.link.periodic();
+    // Said here, at the start; the machine says when that changes. The scheduler's signal still makes the final checkpoint.
+    if (!periodic.ok && !periodic.askAgain) {
+      settings.logger.log('warn', `--interval: no periodic checkpoints in this job: ${periodic.why}; the scheduler's signal still checkpoints the program`);
+    } else {
+      const periodicWhyNot = periodic.ok ? undefined : periodic.why;
+      if (periodicWhyNot !== undefined) {
+        settings.logger.log('warn', noPeriodicYet(periodicWhyNot, settings.intervalMs));
       }
+      this.state = { ...this.state, config: { ...this.state.config, intervalMs: settings.intervalMs, periodicWhyNot } };
     }
   }
 
   run(): Promise<number> {
-    const done = new Promise<number>((resolve) => {
+    const done = new Promise<number>((resolve, reject) => {
       this.finish = resolve;
+      this.fail = reject;
     });
     const { state: runState, paths, mode } = this.prepared;
     runState.status = 'running';
     const output = this.settings.jobOutput?.length ? { output: this.settings.jobOutput } : {};
     runState.history.push({ jobId: this.settings.jobId, startedAt: new Date(this.state.startedAt).toISOString(), mode, ...output });
     saveRunState(paths.state, runState);
-    this.completePastStops();
+    this.stop.completePast();
     const signals = listenToSignals(this.settings.signal, (event) => this.events.post(event));
     this.stopSignals = signals.stop;
     this.events.post({ type: 'start', mode });
@@ -223,7 +178,7 @@ class Supervisor {
           if (this.ended) return;
           if (!preempted) return this.pollPreemption();
           this.settings.logger.log('info', 'the scheduler preempts this job (--preemption-poll): checkpointing now');
-          this.classifyStop('checkpoint', { said: 'preemption' });
+          this.stop.classify('checkpoint', { said: 'preemption' });
           this.events.post({ type: 'checkpointSignal' });
         },
         () => this.pollPreemption(),
@@ -248,69 +203,10 @@ class Supervisor {
     return true;
   }
 
-  /**
-   * Why the job is being stopped, decided at its first signal from what the scheduler says
-   * (asked here, bounded) and the clock; logged, and written into the run record as soon as the
-   * answer comes, so that a job killed later (OAR kills a besteffort job N s or more after its
-   * preemption signal) keeps it. An answer that comes after the exit is lost with the job: the
-   * record then says the clock's guess, pending, and the next job asks (completePastStops).
-   */
-  private classifyStop(signal: 'checkpoint' | 'terminate', given?: StopFacts): void {
-    if (this.stop) return;
-    const { schedulerJobId, pastStopFacts, knownFacts, stopFacts } = this.settings;
-    // The machine's: under Slurm the end is learnt after the start (final-timing.ts).
-    const { walltimeEndsAt } = this.state.config;
-    const stop: { seen: StopSeen; answer?: StopFacts } = { seen: { signal, at: Date.now(), walltimeEndsAt, schedulerJobId: pastStopFacts ? schedulerJobId : undefined } };
-    this.stop = stop;
-    const settle = (facts: StopFacts): void => {
-      if (this.ended) return;
-      stop.answer = facts;
-      const { reason } = stopRecord(stop.seen, facts);
-      this.settings.logger.log('info', `this job stops for: ${reason} (${facts.said ? (facts.source ?? 'the scheduler says so') : 'from the time left and the job type'})`);
-      const { paths, state: runState } = this.prepared;
-      const record = runState.history[runState.history.length - 1];
-      record.reason = reason;
-      delete record.reasonPending;
-      this.saveRecord(paths.state);
-      this.link.tellReason?.(reason);
-    };
-    // What is already known for sure (e.g. no scheduler: a person) is not asked.
-    const sure = given ?? (knownFacts?.said ? knownFacts : undefined);
-    if (sure) return settle(sure);
-    void (stopFacts?.() ?? Promise.resolve<StopFacts>({})).catch((): StopFacts => ({})).then(settle);
-  }
-
-  /** What the record says of the stop, as it stands now (undefined: no signal came). */
-  private stopNow(): ReturnType<typeof stopRecord> | undefined {
-    return this.stop && stopRecord(this.stop.seen, this.stop.answer, this.settings.knownFacts);
-  }
-
-  /**
-   * The earlier jobs of the run that exited before the scheduler said why they stopped: asked
-   * now, in the background (bounded, the job does not wait), and their records completed.
-   */
-  private completePastStops(): void {
-    const { pastStopFacts, logger } = this.settings;
-    if (!pastStopFacts) return;
-    const { paths, state: runState } = this.prepared;
-    runState.history.forEach((record, index) => {
-      const id = record.reasonPending?.schedulerJobId;
-      if (id === undefined) return;
-      void pastStopFacts(id)
-        .catch((): StopFacts => ({}))
-        .then((facts) => {
-          if (this.ended || !answered(facts)) return;
-          runState.history[index] = completeStop(runState.history[index], facts);
-          logger.log('info', `job ${record.jobId} stopped for: ${runState.history[index].reason} (asked now: the scheduler had not answered before that job exited)`);
-          this.saveRecord(paths.state);
-        });
-    });
-  }
-
   /** Saves the run record as it stands: the checkpoint's, once it completed, else the running job's. */
   private saveRecord(path: string): void {
     try {
-      saveRunState(path, this.holdEnd ? endOfJobRecord(this.prepared.state, { ...this.holdEnd, stop: this.stopNow() }).state : this.prepared.state);
+      saveRunState(path, this.holdEnd ? endOfJobRecord(this.prepared.state, { ...this.holdEnd, stop: this.stop.now() }).state : this.prepared.state);
     } catch (error) {
       this.settings.logger.log('error', `cannot save the run record ${path}: ${(error as Error).message}`);
     }
@@ -323,14 +219,14 @@ class Supervisor {
   private handle(event: MachineEvent): void {
     try {
       if (event.type === 'terminate' && this.askWhetherPreempted(event)) return;
-      if (event.type === 'checkpointSignal') this.classifyStop('checkpoint');
+      if (event.type === 'checkpointSignal') this.stop.classify('checkpoint');
       // The planned final checkpoint stands for the walltime's signal: its reason is known, nobody is asked.
-      if (event.type === 'timer' && event.name === 'final') this.classifyStop('checkpoint', { said: 'walltime', source: 'ckpt-run timed its final checkpoint before the walltime' });
+      if (event.type === 'timer' && event.name === 'final') this.stop.classify('checkpoint', { said: 'walltime', source: 'ckpt-run timed its final checkpoint before the walltime' });
       if (event.type === 'checkpointSignal' && !event.selfTimed) {
         const short = this.finalTiming?.signalCame(Date.now());
         if (short) this.settings.logger.log('warn', short);
       }
-      if (event.type === 'terminate') this.classifyStop('terminate', event.preempted ? { said: 'preemption', preemptible: true } : undefined);
+      if (event.type === 'terminate') this.stop.classify('terminate', event.preempted ? { said: 'preemption', preemptible: true } : undefined);
       const before = this.state.phase;
       const next = step(this.state, event, Date.now());
       this.state = next.state;
@@ -348,7 +244,7 @@ class Supervisor {
   private look(): void {
     if (this.ended || this.state.phase === 'holding') return;
     const files = this.watch.readFiles(this.link.checkpointOkAtRequest);
-    for (const event of eventsFromFiles(this.state, this.link.answer?.(files) ?? files)) this.events.post(event);
+    for (const event of eventsFromFiles(this.state, this.link.answer(files))) this.events.post(event);
   }
 
   private perform(action: MachineAction): void {
@@ -366,7 +262,7 @@ class Supervisor {
             env: settings.env,
             pidNamespace: settings.pidNamespace,
             // The save signal goes to the whole group, the shim too: it must outlive it to record the exit.
-            survives: settings.app && [settings.app.signal, ...(settings.app.periodicSignal ? [settings.app.periodicSignal] : [])],
+            survives: link.exitAnswers && [link.exitAnswers.signal, ...(link.exitAnswers.periodicSignal ? [link.exitAnswers.periodicSignal] : [])],
           },
           (event) => this.events.post(event),
           () => this.look(),
@@ -381,7 +277,7 @@ class Supervisor {
         if (action.periodic) this.noteRelayed();
         return;
       case 'requestResume':
-        link.requestResume?.(action.answerBy);
+        link.requestResume(action.answerBy);
         watch.followImages();
         return;
       case 'watchProgram':
@@ -442,7 +338,7 @@ class Supervisor {
       checkpointNow: checkpointIdentity(this.prepared.paths.checkpointOk),
       terminating: this.state.terminating !== undefined,
       endedAt: new Date(),
-      stop: this.stopNow(),
+      stop: this.stop.now(),
     };
   }
 
@@ -453,7 +349,7 @@ class Supervisor {
     this.saveRecord(this.prepared.paths.state);
   }
 
-  /** Stops every source of events, then writes the run record that decides the next job. */
+  /** Stops every source of events, then ends the job (end-of-job.ts), which says the exit code. */
   private end(code: number, outcome: Outcome, exitCode?: number): void {
     if (this.ended) return;
     this.ended = true;
@@ -463,29 +359,13 @@ class Supervisor {
     this.finalTiming?.stop();
     this.watch.stop();
     this.stopSignals();
-    // The exit code is what the scheduler acts on: it waits for no answer about the stop's reason.
-    const stop = this.stopNow();
-    if (stop?.reasonPending) {
-      const next = stop.reasonPending.schedulerJobId === undefined ? "it stays the clock's guess" : 'the next job asks the scheduler and completes it';
-      this.settings.logger.log('info', `the scheduler has not said yet why this job stops: the record says ${stop.reason}, from the clock; ${next}`);
-    }
-    this.writeEnd(code, outcome, exitCode);
-  }
-
-  private writeEnd(code: number, outcome: Outcome, exitCode?: number): void {
-    const { paths, state: runState } = this.prepared;
-    // Whatever fails while tidying up, the exit code decided above is the one the job returns.
-    try {
+    const { paths, state: run } = this.prepared;
+    const { keepImages, requeueCommand, logger } = this.settings;
+    const tidy = (): void => {
       this.link.close();
       this.watch.pumpOutput();
-      const record = endOfJobRecord(runState, this.jobEnd(code, outcome, exitCode));
-      if (record.removeCheckpointOk) for (const path of [paths.checkpointOk, paths.checkpointStats]) rmSync(path, { force: true });
-      if (record.removeExitStatus) rmSync(paths.exitStatus, { force: true });
-      saveRunState(paths.state, record.state);
-    } catch (error) {
-      this.settings.logger.log('error', `while ending the job: ${(error as Error).message} (state file ${paths.state})`);
-    } finally {
-      this.finish(code);
-    }
+    };
+    const jobEnd = (): JobEnd => this.jobEnd(code, outcome, exitCode);
+    endJob({ code, paths, run, stop: this.stop.now(), tidy, jobEnd, keepImages, requeueCommand, logger }).then(this.finish, this.fail);
   }
 }

@@ -12,7 +12,7 @@
  * base writes a new base instead. Where a file's blocks would take the checkpoint past its bound
  * (the daemon's --keep-files-max), only a checksum of its content is recorded ("over"): a resume
  * then tells whether the file is still as it was, and names it when not.
- * Written by the keep tool (engine/keep-files.ts, run as the user by the action script), read
+ * Written by the keep tool (engine/criu/keep-files.ts, run as the user by the action script), read
  * by the daemon for its figures and by ckpt-run at a resume (launcher/file-rollback.ts).
  */
 import { createHash } from 'node:crypto';

@@ -40,6 +40,33 @@ export interface SchedulerContext {
   preempted?: () => Promise<boolean>;
 }
 
+/**
+ * What the node's daemon (root) asks a scheduler of a job on this node, where the scheduler puts
+ * its jobs in cgroups of its own (OAR): whose job an id is, and where a restored tree belongs.
+ */
+export interface NodeSide {
+  /**
+   * The user the scheduler runs JOBID for on this node (undefined: not one of its jobs here);
+   * DOUBT: why that user may not be the job's (the request is then refused).
+   */
+  jobOwner(jobId: string, cgroupRoot?: string): { user: string; doubt?: string } | undefined;
+  /** The job's cgroup folders under every controller that has one: the restored tree goes there. */
+  jobCgroups(user: string, jobId: string, cgroupRoot?: string): string[];
+  /** The dumped job's cgroups that criu recreated, from the restored root's /proc/PID/cgroup (PROCCGROUP): removed. */
+  dumpedJobCgroups(procCgroup: string, user: string, jobId: string, cgroupRoot?: string): string[];
+}
+
+/** One scheduler, as it registers itself (registry.ts): how a job finds it runs under it, and what its node's daemon asks of it. */
+export interface SchedulerAdapter {
+  name: string;
+  /** What the job learns from it, when the job's environment (ENV) and parent (PPID) say it runs under it. */
+  detect(env: NodeJS.ProcessEnv, ppid: number): SchedulerContext | undefined;
+  /** For the node's daemon, where the scheduler has its own cgroups for its jobs. */
+  node?: NodeSide;
+}
+
+export const CGROUP_ROOT = '/sys/fs/cgroup';
+
 /** How long a question to the scheduler (oarstat, scontrol) may take: the job cannot wait on it. */
 export const SCHEDULER_QUERY_TIMEOUT_MS = 10_000;
 

@@ -4,7 +4,7 @@
  * file that SIMULATED_STOP_ENV names, so that its jobs log what it simulates, not a guess.
  */
 import { readFileSync } from 'node:fs';
-import { NO_SCHEDULER, type SchedulerContext } from './scheduler.js';
+import { NO_SCHEDULER, type SchedulerAdapter, type SchedulerContext } from './scheduler.js';
 import type { StopFacts, StopReason } from './stop-reason.js';
 
 export const SIMULATED_STOP_ENV = 'CKPT_RUN_SIMULATED_STOP';
@@ -23,9 +23,11 @@ export function simulatedStopFacts(file: string): StopFacts {
   return said ? { said, source: "the dry run's simulated scheduler says so" } : {};
 }
 
-export function detectSimulated(env: NodeJS.ProcessEnv): SchedulerContext | undefined {
+function detectSimulated(env: NodeJS.ProcessEnv): SchedulerContext | undefined {
   const file = env[SIMULATED_STOP_ENV];
   if (!file) return undefined;
   // No scheduler, for all else (a local run: no shared filesystem, no resubmission rule); only the reason is the dry run's.
   return { ...NO_SCHEDULER, knownFacts: undefined, stopFacts: async () => simulatedStopFacts(file) };
 }
+
+export const SIMULATED: SchedulerAdapter = { name: 'simulated', detect: detectSimulated };

@@ -1,12 +1,12 @@
 /**
  * Which engine the dry run uses: real CRIU when it can work here (root, and a criu that dumps and
- * restores the probe's canary, in the mode the probe found: src/engine/criu-probe.ts), else the restart engine, announced loudly because it keeps no memory state.
+ * restores the probe's canary, in the mode the probe found: src/engine/criu/criu-probe.ts), else the restart engine, announced loudly because it keeps no memory state.
  */
 import { CliError, ExitCode } from '../base/exit-codes.js';
-import { CriuEngine } from '../engine/criu.js';
-import { probeCriu } from '../engine/criu-probe.js';
+import { CriuEngine } from '../engine/criu/criu.js';
+import { probeCriu } from '../engine/criu/criu-probe.js';
 import type { CheckpointEngine } from '../engine/engine.js';
-import { RestartEngine } from '../engine/restart.js';
+import { RestartEngine } from '../engine/restart/restart.js';
 
 export type EngineRequest = 'auto' | 'criu' | 'restart';
 

@@ -98,140 +98,196 @@ function endedBy(workdir: string, exitCode: number): { text: string; finished: b
 /** ckpt-run's warning at a resume for files it cannot roll back (launcher/file-rollback.ts). */
 const NOT_ROLLED_BACK = /so not rolled back: (.*?)\. The resumed program/;
 
+/** What the daemon did for the jobs so far, gathered from its events. */
+class DaemonWatch {
+  readonly events: DaemonEvent[] = [];
+  readonly failures: DaemonFailure[] = [];
+  /** Each job's restored program, taken as the daemon restores it (a later PID could be another process). */
+  readonly restoredPrograms = new Map<string, ProcessHandle>();
+  /** Jobs killed whole: a restore the daemon finishes for one afterwards is killed too, as with the job's cgroup. */
+  readonly deadJobs = new Set<string>();
+  /** What to do once a job's program is restored (keyed by job id): time its --every signal. */
+  readonly onRestored = new Map<string, () => void>();
+
+  take(event: DaemonEvent): void {
+    this.events.push(event);
+    if (event.kind === 'restore' && event.ok) this.onRestored.get(event.jobId)?.();
+    if (event.kind === 'restore' && event.ok && event.pid) this.restoredPrograms.set(event.jobId, new ProcessHandle(event.pid));
+    if (event.kind === 'restore' && event.ok && event.pid && this.deadJobs.has(event.jobId)) killAll(treeOf(event.pid), 'SIGKILL');
+    if (!event.ok) this.failures.push({ kind: event.kind, jobId: event.jobId, reason: event.reason ?? 'no reason given' });
+  }
+
+  /** The cycle record of job JOBID, once it ended with EXITCODE, as ENDED says. */
+  cycleOf(jobId: string, jobStart: number, exitCode: number, ended: { text: string; finished: boolean }, notRolledBack: string | undefined): CycleRecord {
+    const dumps = this.events.filter((event) => event.kind === 'dump' && event.jobId === jobId && event.ok);
+    const dump = dumps.at(-1);
+    const restore = this.events.find((event) => event.kind === 'restore' && event.jobId === jobId);
+    return {
+      jobId,
+      runSec: (Date.now() - jobStart) / 1000,
+      dumps: dumps.length,
+      dumpMs: dump?.ms,
+      imageBytes: dump?.imageBytes,
+      restoreMs: restore?.ok ? restore.ms : undefined,
+      allInMs: restore?.ok ? restore.allInMs : undefined,
+      exitCode,
+      endedBy: ended.text,
+      finished: ended.finished,
+      ...(notRolledBack ? { notRolledBack } : {}),
+    };
+  }
+}
+
+/** The dry run's jobs, one after another, with the scheduler's signals, walltime, crash and preemption around each. */
+class DryRun {
+  readonly status = new StatusLine(process.stderr);
+  private readonly started = Date.now();
+  private readonly crashAt: number | undefined;
+  private readonly preemptAt: number | undefined;
+  private crashed = false;
+  private preempted = false;
+  private readonly series = Date.now().toString(36);
+  /** The job that runs now: a checkpoint signal by hand goes to it. */
+  current: ReturnType<typeof spawn> | undefined;
+  /** Why each checkpoint signal comes, for the job to log (scheduler/simulated.ts). */
+  private readonly stopFile: string;
+  private readonly ownOutput = ownOutputFiles().map((file) => file.path).join('\n');
+
+  constructor(
+    private readonly options: SimulationOptions,
+    private readonly spoolDir: string,
+    readonly daemon: DaemonWatch,
+  ) {
+    this.crashAt = options.crashAtSec === undefined ? undefined : this.started + options.crashAtSec * 1000;
+    this.preemptAt = options.preemptAtSec === undefined ? undefined : this.started + options.preemptAtSec * 1000;
+    this.stopFile = join(spoolDir, 'simulated-stop');
+  }
+
+  signalJob(child: ReturnType<typeof spawn> | undefined, why: 'walltime' | 'preemption' | 'manual'): void {
+    writeFileSync(this.stopFile, `${why}\n`);
+    if (child) signalWhenHeld(child);
+  }
+
+  /** Runs the jobs until one does not exit 99 (or is not killed to be submitted again), at most maxCycles. */
+  async runJobs(): Promise<CycleRecord[]> {
+    const cycles: CycleRecord[] = [];
+    for (let cycle = 1; cycle <= this.options.maxCycles; cycle++) {
+      const { record, again } = await this.runJob(cycle);
+      cycles.push(record);
+      if (!again) break;
+    }
+    return cycles;
+  }
+
+  private startJob(jobId: string): { child: ReturnType<typeof spawn>; notRolledBack: () => string | undefined } {
+    const { options, spoolDir, status } = this;
+    const child = spawn(
+      process.execPath,
+      [CKPT_RUN, '--job-id', jobId, '--run-id', SIMULATION_RUN_ID, '--spool-dir', spoolDir, '--min-runtime', '0', ...options.launcherArgs, '--', ...options.argv],
+      // The jobs write into pipes to this process: its own output files are theirs (a resume leaves them out of what changed).
+      { cwd: options.workdir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OAR_JOB_ID: '', [JOB_OUTPUT_ENV]: this.ownOutput, [SIMULATED_STOP_ENV]: this.stopFile } },
+    );
+    this.current = child;
+    child.stdout.on('data', (chunk: Buffer) => status.write(process.stdout, chunk));
+    let notRolledBack: string | undefined;
+    let recent = ''; // the warning may come in two chunks
+    child.stderr.on('data', (chunk: Buffer) => {
+      recent = (recent + chunk.toString()).slice(-16_384);
+      notRolledBack ??= NOT_ROLLED_BACK.exec(recent)?.[1];
+      status.write(process.stderr, chunk);
+    });
+    return { child, notRolledBack: () => notRolledBack };
+  }
+
+  /** One job, from its start to its end: its record, and whether the next job follows (as a scheduler would submit it). */
+  private async runJob(cycle: number): Promise<{ record: CycleRecord; again: boolean }> {
+    const { options, daemon, status } = this;
+    const jobId = `sim-${this.series}-${cycle}`;
+    const jobStart = Date.now();
+    const resumes = existsSync(runDirPaths(runDirFor(options.workdir, SIMULATION_RUN_ID)).checkpointOk);
+    const { child, notRolledBack } = this.startJob(jobId);
+    const ckptRun = new ProcessHandle(child.pid as number);
+    const delay = signalDelaySec(options.schedule);
+    let signalAt: number | undefined;
+    let signalTimer: NodeJS.Timeout | undefined;
+    const armSignal = (): void => {
+      if (delay === undefined) return;
+      signalAt = Date.now() + delay * 1000;
+      signalTimer = setTimeout(() => this.signalJob(child, 'walltime'), delay * 1000);
+    };
+    // --every counts the program's own time in each job: from its start, or a resumed job's
+    // from its restore, so that a slow start or restore (a loaded node, PIDs still held by the
+    // dumped tree) does not eat the cycle and leave the run without progress. A scheduler's
+    // walltime counts from the job's start.
+    if (options.schedule.kind !== 'every') armSignal();
+    else if (resumes && options.engine !== 'app') daemon.onRestored.set(jobId, armSignal);
+    else whenProgramStarts(child, armSignal);
+    const kills = this.killTimers(jobId, child, ckptRun);
+    const ticker = setInterval(() => {
+      const unsignalled = options.schedule.kind === 'walltime' ? 'self-timed by the job' : 'by hand';
+      const next = signalAt === undefined ? unsignalled : `in ${Math.max(0, Math.ceil((signalAt - Date.now()) / 1000))} s`;
+      status.update(`[cycle ${cycle} · ${Math.round((Date.now() - this.started) / 1000)} s elapsed · next checkpoint ${next}]`);
+    }, 1000);
+    const exitCode: number = await new Promise((resolve) => {
+      child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+    });
+    daemon.onRestored.delete(jobId); // a restore finished after its job is no cycle of this one's
+    clearTimeout(signalTimer);
+    kills.clear();
+    clearInterval(ticker);
+    const killed = kills.killed();
+    const ended = killed ? { text: killed, finished: false } : endedBy(options.workdir, exitCode);
+    // A crashed or preempted job is submitted again (by the user, or by OAR for a besteffort one).
+    const again = exitCode === ExitCode.Resubmit || killed === CRASHED || killed === PREEMPTED_KILLED;
+    return { record: daemon.cycleOf(jobId, jobStart, exitCode, ended, notRolledBack()), again };
+  }
+
+  /** The walltime's kill, the crash and the preemption that fall in job JOBID; killed(): why it was killed, if it was. */
+  private killTimers(jobId: string, child: ReturnType<typeof spawn>, ckptRun: ProcessHandle): { clear: () => void; killed: () => string | undefined } {
+    const { options, daemon } = this;
+    let killed: string | undefined;
+    const killJob = (why: string): void => {
+      daemon.deadJobs.add(jobId);
+      if (killWholeJob(ckptRun, daemon.restoredPrograms.get(jobId))) killed = why;
+    };
+    const walltimeTimer = options.schedule.kind !== 'walltime'
+      ? undefined
+      : setTimeout(() => killJob(KILLED_AT_WALLTIME), options.schedule.walltimeSec * 1000);
+    const crashTimer = once(this.crashAt, this.crashed, () => {
+      this.crashed = true;
+      killJob(CRASHED);
+    });
+    let graceTimer: NodeJS.Timeout | undefined;
+    const preemptTimer = once(this.preemptAt, this.preempted, () => {
+      this.preempted = true;
+      this.status.write(process.stderr, `ckpt-run simulate: job ${jobId} preempted: checkpoint signal now, killed in ${options.preemptGraceSec ?? 0} s if still there\n`);
+      this.signalJob(child, 'preemption');
+      graceTimer = setTimeout(() => killJob(PREEMPTED_KILLED), (options.preemptGraceSec ?? 0) * 1000);
+    });
+    return { clear: () => [walltimeTimer, crashTimer, preemptTimer, graceTimer].forEach((timer) => clearTimeout(timer)), killed: () => killed };
+  }
+}
+
 export async function simulate(options: SimulationOptions): Promise<SimulationSummary> {
   const spoolDir = mkdtempSync(join(tmpdir(), 'ckpt-run-simulate-'));
   // A dry run always starts from the beginning: an earlier simulation's checkpoint is dropped.
   rmSync(runDirFor(options.workdir, SIMULATION_RUN_ID), { recursive: true, force: true });
-  const events: DaemonEvent[] = [];
-  const failures: DaemonFailure[] = [];
-  /** Each job's restored program, taken as the daemon restores it (a later PID could be another process). */
-  const restoredPrograms = new Map<string, ProcessHandle>();
-  /** Jobs killed whole: a restore the daemon finishes for one afterwards is killed too, as with the job's cgroup. */
-  const deadJobs = new Set<string>();
-  /** What to do once a job's program is restored (keyed by job id): time its --every signal. */
-  const onRestored = new Map<string, () => void>();
-  const stopDaemon = await options.startDaemon(spoolDir, (event) => {
-    events.push(event);
-    if (event.kind === 'restore' && event.ok) onRestored.get(event.jobId)?.();
-    if (event.kind === 'restore' && event.ok && event.pid) restoredPrograms.set(event.jobId, new ProcessHandle(event.pid));
-    if (event.kind === 'restore' && event.ok && event.pid && deadJobs.has(event.jobId)) killAll(treeOf(event.pid), 'SIGKILL');
-    if (!event.ok) failures.push({ kind: event.kind, jobId: event.jobId, reason: event.reason ?? 'no reason given' });
-  });
-  const status = new StatusLine(process.stderr);
-  const cycles: CycleRecord[] = [];
-  const started = Date.now();
-  const crashAt = options.crashAtSec === undefined ? undefined : started + options.crashAtSec * 1000;
-  const preemptAt = options.preemptAtSec === undefined ? undefined : started + options.preemptAtSec * 1000;
-  let crashed = false;
-  let preempted = false;
-  const series = Date.now().toString(36);
-  let current: ReturnType<typeof spawn> | undefined;
-  // Why each checkpoint signal comes, for the job to log (scheduler/simulated.ts).
-  const stopFile = join(spoolDir, 'simulated-stop');
-  const signalJob = (child: ReturnType<typeof spawn> | undefined, why: 'walltime' | 'preemption' | 'manual'): void => {
-    writeFileSync(stopFile, `${why}\n`);
-    if (child) signalWhenHeld(child);
-  };
-  const manualSignal = (): void => signalJob(current, 'manual');
+  const daemon = new DaemonWatch();
+  const stopDaemon = await options.startDaemon(spoolDir, (event) => daemon.take(event));
+  // Its clock starts once the daemon serves: --crash-at and --preempt-at count from there.
+  const run = new DryRun(options, spoolDir, daemon);
+  const manualSignal = (): void => run.signalJob(run.current, 'manual');
   process.on('SIGUSR2', manualSignal);
   releaseSignal('SIGUSR2');
-  status.write(
-    process.stderr,
-    `ckpt-run simulate: send a checkpoint signal by hand with: kill -USR2 ${process.pid}\n`,
-  );
-
-  const ownOutput = ownOutputFiles().map((file) => file.path).join('\n');
+  run.status.write(process.stderr, `ckpt-run simulate: send a checkpoint signal by hand with: kill -USR2 ${process.pid}\n`);
+  let cycles: CycleRecord[];
   try {
-    for (let cycle = 1; cycle <= options.maxCycles; cycle++) {
-      const jobId = `sim-${series}-${cycle}`;
-      const jobStart = Date.now();
-      const resumes = existsSync(runDirPaths(runDirFor(options.workdir, SIMULATION_RUN_ID)).checkpointOk);
-      const child = spawn(
-        process.execPath,
-        [CKPT_RUN, '--job-id', jobId, '--run-id', SIMULATION_RUN_ID, '--spool-dir', spoolDir, '--min-runtime', '0', ...options.launcherArgs, '--', ...options.argv],
-        // The jobs write into pipes to this process: its own output files are theirs (a resume leaves them out of what changed).
-        { cwd: options.workdir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OAR_JOB_ID: '', [JOB_OUTPUT_ENV]: ownOutput, [SIMULATED_STOP_ENV]: stopFile } },
-      );
-      current = child;
-      const ckptRun = new ProcessHandle(child.pid as number);
-      child.stdout.on('data', (chunk: Buffer) => status.write(process.stdout, chunk));
-      let notRolledBack: string | undefined;
-      let recent = ''; // the warning may come in two chunks
-      child.stderr.on('data', (chunk: Buffer) => {
-        recent = (recent + chunk.toString()).slice(-16_384);
-        notRolledBack ??= NOT_ROLLED_BACK.exec(recent)?.[1];
-        status.write(process.stderr, chunk);
-      });
-      const delay = signalDelaySec(options.schedule);
-      let signalAt: number | undefined;
-      let signalTimer: NodeJS.Timeout | undefined;
-      const armSignal = (): void => {
-        if (delay === undefined) return;
-        signalAt = Date.now() + delay * 1000;
-        signalTimer = setTimeout(() => signalJob(child, 'walltime'), delay * 1000);
-      };
-      // --every counts the program's own time in each job: from its start, or a resumed job's
-      // from its restore, so that a slow start or restore (a loaded node, PIDs still held by the
-      // dumped tree) does not eat the cycle and leave the run without progress. A scheduler's
-      // walltime counts from the job's start.
-      if (options.schedule.kind !== 'every') armSignal();
-      else if (resumes && options.engine !== 'app') onRestored.set(jobId, armSignal);
-      else whenProgramStarts(child, armSignal);
-      let killed: string | undefined;
-      const killJob = (why: string): void => {
-        deadJobs.add(jobId);
-        if (killWholeJob(ckptRun, restoredPrograms.get(jobId))) killed = why;
-      };
-      const walltimeTimer = options.schedule.kind !== 'walltime'
-        ? undefined
-        : setTimeout(() => killJob(KILLED_AT_WALLTIME), options.schedule.walltimeSec * 1000);
-      const crashTimer = once(crashAt, crashed, () => {
-        crashed = true;
-        killJob(CRASHED);
-      });
-      let graceTimer: NodeJS.Timeout | undefined;
-      const preemptTimer = once(preemptAt, preempted, () => {
-        preempted = true;
-        status.write(process.stderr, `ckpt-run simulate: job ${jobId} preempted: checkpoint signal now, killed in ${options.preemptGraceSec ?? 0} s if still there\n`);
-        signalJob(child, 'preemption');
-        graceTimer = setTimeout(() => killJob(PREEMPTED_KILLED), (options.preemptGraceSec ?? 0) * 1000);
-      });
-      const ticker = setInterval(() => {
-        const unsignalled = options.schedule.kind === 'walltime' ? 'self-timed by the job' : 'by hand';
-        const next = signalAt === undefined ? unsignalled : `in ${Math.max(0, Math.ceil((signalAt - Date.now()) / 1000))} s`;
-        status.update(`[cycle ${cycle} · ${Math.round((Date.now() - started) / 1000)} s elapsed · next checkpoint ${next}]`);
-      }, 1000);
-      const exitCode: number = await new Promise((resolve) => {
-        child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
-      });
-      onRestored.delete(jobId); // a restore finished after its job is no cycle of this one's
-      for (const timer of [signalTimer, walltimeTimer, crashTimer, preemptTimer, graceTimer]) clearTimeout(timer);
-      clearInterval(ticker);
-      const dumps = events.filter((event) => event.kind === 'dump' && event.jobId === jobId && event.ok);
-      const dump = dumps.at(-1);
-      const restore = events.find((event) => event.kind === 'restore' && event.jobId === jobId);
-      const ended = killed ? { text: killed, finished: false } : endedBy(options.workdir, exitCode);
-      cycles.push({
-        jobId,
-        runSec: (Date.now() - jobStart) / 1000,
-        dumps: dumps.length,
-        dumpMs: dump?.ms,
-        imageBytes: dump?.imageBytes,
-        restoreMs: restore?.ok ? restore.ms : undefined,
-        allInMs: restore?.ok ? restore.allInMs : undefined,
-        exitCode,
-        endedBy: ended.text,
-        finished: ended.finished,
-        ...(notRolledBack ? { notRolledBack } : {}),
-      });
-      // A crashed or preempted job is submitted again (by the user, or by OAR for a besteffort one).
-      if (exitCode !== ExitCode.Resubmit && killed !== CRASHED && killed !== PREEMPTED_KILLED) break;
-    }
+    cycles = await run.runJobs();
   } finally {
     process.removeListener('SIGUSR2', manualSignal);
-    status.close();
+    run.status.close();
     await stopDaemon();
     rmSync(spoolDir, { recursive: true, force: true });
   }
-  return verdict({ engine: options.engine, command: options.argv, schedule: options.schedule, maxCycles: options.maxCycles, cycles, failures });
+  return verdict({ engine: options.engine, command: options.argv, schedule: options.schedule, maxCycles: options.maxCycles, cycles, failures: run.daemon.failures });
 }

@@ -16,7 +16,7 @@ import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readdirSync, read
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { probeCriu } from '../../src/engine/criu-probe.js';
+import { probeCriu } from '../../src/engine/criu/criu-probe.js';
 import { killAll, sleep } from '../../src/proc/processes.js';
 import { waitUntil } from '../helpers/poll.js';
 import { CKPT_RUN, makeSandbox, Proc, readOr, ROOT, runSimulate, summaryOf } from '../helpers/launcher-harness.js';

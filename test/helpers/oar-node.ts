@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { canDumpOtherUsers } from '../../src/engine/criu-probe.js';
+import { canDumpOtherUsers } from '../../src/engine/criu/criu-probe.js';
 import { DEFAULT_SPOOL_DIR } from '../../src/protocol/spool-request.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS } from '../../src/protocol/heartbeat.js';
 import { ROOT } from './launcher-harness.js';

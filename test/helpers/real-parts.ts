@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { canDumpOtherUsers, criuUnusable } from '../../src/engine/criu-probe.js';
+import { canDumpOtherUsers, criuUnusable } from '../../src/engine/criu/criu-probe.js';
 
 export const IN_CI = process.env.CI === 'true';
 
@@ -16,7 +16,7 @@ export const PRLIMIT_SHIM = join(CRIU_PREFIX, 'bin/criu-prlimit-shim');
 /** undefined when the part is usable, else why not. */
 export type Probe = () => string | undefined;
 
-/** The product's own question (src/engine/criu-probe.ts), of the criu the suites use. */
+/** The product's own question (src/engine/criu/criu-probe.ts), of the criu the suites use. */
 export const criuProbe: Probe = () => criuUnusable(process.env.CKPT_CRIU ?? 'criu');
 
 /** criu installed in CI if missing (with the prlimit shim if asked), as scripts/test-all.sh does; elsewhere only probed. */

@@ -12,7 +12,7 @@ export interface ZdtmTest {
   command: string;
 }
 
-/** The options ckpt-daemon gives criu (src/engine/criu.ts): a test needing others cannot run under ckpt-run. */
+/** The options ckpt-daemon gives criu (src/engine/criu/criu.ts): a test needing others cannot run under ckpt-run. */
 export const CKPT_RUN_CRIU_OPTIONS = ['--tcp-established', '--file-locks', '--link-remap'];
 
 /** What a test's .desc file says (a Python dict literal: only quoted strings are read). */

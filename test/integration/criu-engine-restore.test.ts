@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CriuEngine } from '../../src/engine/criu.js';
+import { CriuEngine } from '../../src/engine/criu/criu.js';
 import { EngineError } from '../../src/engine/engine.js';
 import { cleanUp, isGone, SELF, tempDir } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';

@@ -9,7 +9,7 @@ import { chmodSync, closeSync, linkSync, mkdtempSync, openSync, readdirSync, rea
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { processState, treeOf } from '../../src/proc/processes.js';
-import { PRE_RESUME_CHECK } from '../../src/engine/criu.js';
+import { PRE_RESUME_CHECK } from '../../src/engine/criu/criu.js';
 import { AS_ROOT, asStranger, cleanUp, isGone, startTree, STRANGER } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 

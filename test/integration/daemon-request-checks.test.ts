@@ -2,7 +2,8 @@
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { dumpedJobCgroups, jobCgroups, moveIntoCgroups, oarJobUser, removeCgroups } from '../../src/daemon/job-cgroups.js';
+import { moveIntoCgroups, removeCgroups } from '../../src/daemon/cgroup-moves.js';
+import { dumpedJobCgroups, jobCgroups, oarJobUser } from '../../src/scheduler/oar/cgroups.js';
 import { checkJobOwner, checkTargetProcess, openRunDir } from '../../src/daemon/request-checks.js';
 import { childrenOf, processState } from '../../src/proc/processes.js';
 import { AS_ROOT, asStranger, cleanUp, requesterOf, SELF, startTree, STRANGER, tempDir } from '../helpers/daemon-fixtures.js';

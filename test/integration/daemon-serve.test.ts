@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, sym
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EngineError, type CheckpointEngine, type DumpFigures } from '../../src/engine/engine.js';
-import { RestartEngine } from '../../src/engine/restart.js';
+import { RestartEngine } from '../../src/engine/restart/restart.js';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { HEARTBEAT_FILE, heartbeatFeatures } from '../../src/protocol/heartbeat.js';
 import { parseCheckpointStats } from '../../src/protocol/run-dir.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IMAGE_KEY_BYTES, IMAGES_REFUSED, SIGNATURE_FILE } from '../../src/daemon/image-signature.js';
 import type { CheckpointEngine, DumpFigures, DumpTarget, RestoredTree, RestoreTarget } from '../../src/engine/engine.js';
-import { RestartEngine } from '../../src/engine/restart.js';
+import { RestartEngine } from '../../src/engine/restart/restart.js';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
 import { cleanUp, killAtCleanUp, startTree, tempDir } from '../helpers/daemon-fixtures.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon-harness.js';

@@ -20,7 +20,7 @@ import { serveCheckpoint } from '../../src/daemon/checkpoint-service.js';
 import { checkDumpRoom } from '../../src/daemon/dump-room.js';
 import { PinnedDir } from '../../src/daemon/pinned-dir.js';
 import type { CheckpointEngine } from '../../src/engine/engine.js';
-import { RestartEngine } from '../../src/engine/restart.js';
+import { RestartEngine } from '../../src/engine/restart/restart.js';
 import { AS_ROOT, cleanUp, killAtCleanUp, requesterOf, startTree, STRANGER, tempDir } from '../helpers/daemon-fixtures.js';
 import { waitUntil } from '../helpers/poll.js';
 

@@ -3,7 +3,7 @@
  * stall at the breakpoint step, on a Firecracker VM) and 4.2.1 (a complete dump).
  */
 import { describe, expect, it } from 'vitest';
-import { dumpProgress, safeToKill, stalledAtBreakpoint } from '../../src/engine/criu-stage.js';
+import { dumpProgress, safeToKill, stalledAtBreakpoint } from '../../src/engine/criu/criu-stage.js';
 
 const SEIZED = ['(00.036145) Seized task 2287, state 1'];
 const INFECTED = [...SEIZED, '(00.042038) Putting parasite blob into 0x7f4406300000->0x7f544b008000', 'pie: 2287: Running daemon thread leader', '(00.042474) Parasite 2287 has been switched to daemon mode'];

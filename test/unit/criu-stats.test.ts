@@ -1,6 +1,6 @@
 /** criu's stats-dump image, read by hand for the frozen time. */
 import { describe, expect, it } from 'vitest';
-import { frozenMsOf } from '../../src/engine/criu-stats.js';
+import { frozenMsOf } from '../../src/engine/criu/criu-stats.js';
 
 /** The stats-dump that criu 4.2.1 wrote here for a dump of `sleep` (xxd of the real file). */
 const REAL = Buffer.from('4059105506330957220000000a2008860510b35918eb06208f0128393000381e4000480050065806600068007000', 'hex');

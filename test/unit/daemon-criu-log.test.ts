@@ -1,6 +1,6 @@
 /** The reason a failed CRIU run gives the job, from log lines seen on these machines. */
 import { describe, expect, it } from 'vitest';
-import { busyPid, busyPty, criuFailure, threadIdTaken } from '../../src/engine/criu-log.js';
+import { busyPid, busyPty, criuFailure, threadIdTaken } from '../../src/engine/criu/criu-log.js';
 
 const NOISE = '(00.025554) Error (criu/util.c:1533): rlimit: Can\'t setup RLIMIT_NOFILE for self: Operation not permitted';
 

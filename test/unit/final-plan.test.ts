@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FinalTiming } from '../../src/launcher/final-timing.js';
-import type { MachineEvent } from '../../src/launcher/machine.js';
+import type { MachineEvent } from '../../src/launcher/machine-state.js';
 import { formatHeartbeat, heartbeatDumpRate, heartbeatFeatures, type DumpRate } from '../../src/protocol/heartbeat.js';
 import { formatCheckpointStats } from '../../src/protocol/run-dir.js';
 import {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
-import { keepFiles } from '../../src/engine/keep-files.js';
+import { keepFiles } from '../../src/engine/criu/keep-files.js';
 import { rollBackToCheckpoint } from '../../src/launcher/file-rollback.js';
 import { overlay } from '../../src/launcher/kept-restore.js';
 import { differingRuns, KEPT_BLOCK, KEPT_DATA_IMAGE, KEPT_FILES_FOLDER, KEPT_INDEX_IMAGE, parseKeptIndex, type KeptFile, type KeptIndex } from '../../src/protocol/kept-files.js';

@@ -1,17 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
+import { saveGrace } from '../../src/launcher/machine-checkpoint.js';
 import {
   ANSWER_MARGIN_MS,
   answerBy,
-  appGrace,
   DEFAULT_APP_GRACE_MS,
   initialState,
-  step,
   type MachineAction,
   type MachineConfig,
   type MachineEvent,
   type MachineState,
-} from '../../src/launcher/machine.js';
+} from '../../src/launcher/machine-state.js';
+import { step } from '../../src/launcher/machine.js';
 import { ASSUMED_THROUGHPUT, planFinal, selfTimedReason } from '../../src/launcher/final-plan.js';
 
 const CONFIG: MachineConfig = {
@@ -480,7 +480,7 @@ describe('periodic checkpoints (--interval)', () => {
 const APP = { signal: 'SIGUSR2' as NodeJS.Signals };
 /** drive() with the app engine; LOGS: the messages of one level. */
 function driveApp(config: Partial<MachineConfig>, events: Array<[number, MachineEvent]>) {
-  const run = drive({ app: APP, ...config }, events);
+  const run = drive({ exitAnswers: APP, ...config }, events);
   const logs = (level: string): string[] => run.actions.flatMap((a) => (a.type === 'log' && a.level === level ? [a.message] : []));
   return { ...run, logs };
 }
@@ -524,7 +524,7 @@ describe('--engine app: the state machine', () => {
   });
 
   it('timeout: a program still running after the grace is killed and reported (exit 16), never a 99', () => {
-    const run = driveApp({ app: { ...APP, graceMs: 30_000 } }, [...fresh, [1000, { type: 'checkpointSignal' }], [31_000, { type: 'timer', name: 'dump' }]]);
+    const run = driveApp({ exitAnswers: { ...APP, graceMs: 30_000 } }, [...fresh, [1000, { type: 'checkpointSignal' }], [31_000, { type: 'timer', name: 'dump' }]]);
     expect(run.of('setTimer')).toEqual([{ type: 'setTimer', name: 'dump', ms: 30_000 }]);
     expect(run.of('killProgram')).toHaveLength(1);
     expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.AppTimeout, outcome: 'failed' }]);
@@ -557,18 +557,18 @@ describe('--engine app: the state machine', () => {
   });
 
   it('the grace: --app-grace, or what the walltime leaves, never past the walltime margin; 60 s without either', () => {
-    const config = { ...CONFIG, app: APP, walltimeEndsAt: 720_000 };
-    expect(appGrace(config, APP, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
-    expect(appGrace(config, { ...APP, graceMs: 30_000 }, 600_000)).toEqual({ ms: 30_000, by: '--app-grace' });
-    expect(appGrace(config, { ...APP, graceMs: 300_000 }, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
-    expect(appGrace(config, APP, 719_000).ms).toBe(1000); // at least a second, even at the walltime
-    expect(appGrace({ ...CONFIG, app: APP }, APP, 600_000)).toEqual({ ms: DEFAULT_APP_GRACE_MS, by: 'the default, --app-grace' });
+    const config = { ...CONFIG, exitAnswers: APP, walltimeEndsAt: 720_000 };
+    expect(saveGrace(config, APP, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
+    expect(saveGrace(config, { ...APP, graceMs: 30_000 }, 600_000)).toEqual({ ms: 30_000, by: '--app-grace' });
+    expect(saveGrace(config, { ...APP, graceMs: 300_000 }, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
+    expect(saveGrace(config, APP, 719_000).ms).toBe(1000); // at least a second, even at the walltime
+    expect(saveGrace({ ...CONFIG, exitAnswers: APP }, APP, 600_000)).toEqual({ ms: DEFAULT_APP_GRACE_MS, by: 'the default, --app-grace' });
     const run = driveApp({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }], [715_000, { type: 'timer', name: 'dump' }]]);
     expect(run.logs('error')[0]).toMatch(/within 115 s of SIGUSR2 \(bound: the walltime\)/);
   });
 
   it('--interval with --app-periodic-signal: the periodic signal goes out, nothing is awaited, the next one is timed', () => {
-    const run = driveApp({ app: { ...APP, periodicSignal: 'SIGUSR1' }, intervalMs: 30_000 }, [...fresh, [30_000, { type: 'timer', name: 'interval' }]]);
+    const run = driveApp({ exitAnswers: { ...APP, periodicSignal: 'SIGUSR1' }, intervalMs: 30_000 }, [...fresh, [30_000, { type: 'timer', name: 'interval' }]]);
     expect(run.of('requestCheckpoint')).toEqual([{ type: 'requestCheckpoint', pid: 42, answerBy: 30_000, leaveRunning: true }]);
     expect(run.logs('info')).toContain("periodic save: SIGUSR1 to the program's process group (PID 42); it runs on");
     expect(run.state.phase).toBe('running');

@@ -1,6 +1,6 @@
 /** What ckpt-run takes from a Slurm job's environment (the values a real Slurm 22.05 sets). */
 import { describe, expect, it } from 'vitest';
-import { detectSlurm, slurmEndTime } from '../../src/scheduler/slurm.js';
+import { detectSlurm, slurmEndTime } from '../../src/scheduler/slurm/slurm.js';
 
 describe('detectSlurm', () => {
   it('is not Slurm without SLURM_JOB_ID', () => {

@@ -3,10 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { oarStopFacts } from '../../src/scheduler/oar.js';
+import { oarStopFacts } from '../../src/scheduler/oar/oar.js';
 import { NO_SCHEDULER } from '../../src/scheduler/scheduler.js';
 import { simulatedStopFacts } from '../../src/scheduler/simulated.js';
-import { slurmStopFacts } from '../../src/scheduler/slurm.js';
+import { slurmStopFacts } from '../../src/scheduler/slurm/slurm.js';
 import { stopReason, WALLTIME_SLACK_MS } from '../../src/scheduler/stop-reason.js';
 
 const NOW = 1_800_000_000_000;

@@ -5,10 +5,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
-import { completeStop, daemonVerdict, endOfJobRecord, eventsFromFiles, exitMeansSaved, signalTargets, stopRecord, type DaemonSigns, type JobEnd, type RunFiles } from '../../src/launcher/decisions.js';
+import { exitMeansSaved } from '../../src/engine/app/app-link.js';
+import { daemonVerdict, type DaemonSigns } from '../../src/engine/daemon-link/daemon-verdict.js';
+import type { RunFiles } from '../../src/engine/link.js';
+import { completeStop, endOfJobRecord, eventsFromFiles, signalTargets, stopRecord, type JobEnd } from '../../src/launcher/decisions.js';
 import { EventQueue } from '../../src/launcher/event-queue.js';
 import { restartsOnResume } from '../../src/launcher/preflight.js';
-import { awaitsDaemon, initialState, step, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine.js';
+import { awaitsDaemon, initialState, type MachineAction, type MachineEvent, type MachineState } from '../../src/launcher/machine-state.js';
+import { step } from '../../src/launcher/machine.js';
 import type { RunState } from '../../src/state/run-state.js';
 
 const CONFIG = { dumpTimeoutMs: 300_000, resumeTimeoutMs: 600_000, minRuntimeMs: 0, restarts: 0, maxRestarts: 100 };

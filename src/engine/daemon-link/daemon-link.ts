@@ -1,47 +1,18 @@
 /**
  * The job's side of the spool protocol with the node's checkpoint daemon: requests written
  * into the spool, and the daemon's liveness (its heartbeat) watched while one is out. What the
- * heartbeat means is decided in decisions.ts (daemonVerdict).
+ * heartbeat means is decided in daemon-verdict.ts. The job side of the daemon's engines (criu/, restart/).
  */
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CliError, ExitCode } from '../base/exit-codes.js';
-import { writeFileAtomic } from '../protocol/atomic-write.js';
-import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatDumpRate, heartbeatFeatures, type DaemonFeature, type DumpRate } from '../protocol/heartbeat.js';
-import { LEAVE_RUNNING, type RunDirPaths } from '../protocol/run-dir.js';
-import { formatRequest, requestPath, type SpoolRequest } from '../protocol/spool-request.js';
-import type { StopReason } from '../state/run-state.js';
-import { daemonVerdict, type RunFiles } from './decisions.js';
-import type { PeriodicAnswer } from './machine.js';
-
-/**
- * How the supervisor asks for a checkpoint and a restore: the daemon link below (CRIU or
- * restart, run by ckpt-daemon), or the application-level engine's (app-link.ts: signal the
- * program, which saves its own state and exits with an agreed code). supervisor.ts picks one.
- */
-export interface CheckpointLink {
-  /**
-   * ANSWERBY: epoch ms by which the job needs the answer (the daemon bounds its criu by it);
-   * LEAVERUNNING: a periodic checkpoint, after which the program runs on.
-   */
-  requestCheckpoint(pid: number, answerBy: number, leaveRunning: boolean): void;
-  /** Whether periodic checkpoints can be asked for now; else why not, for the job's log, and whether that may change. */
-  periodic(): PeriodicAnswer;
-  /** Absent for an engine whose programs resume by being started again (the machine then spawns). */
-  requestResume?(answerBy: number): void;
-  /**
-   * For an engine whose answer is the program's own exit: FILES as the daemon protocol would show
-   * them once that exit is published (a new checkpoint_ok, no exit status). Absent: as read.
-   */
-  answer?(files: RunFiles): RunFiles;
-  /** For an engine whose program is told why it is asked to save: the scheduler's word, once known. */
-  tellReason?(reason: StopReason): void;
-  /** checkpoint_ok's identity when the last checkpoint request went out: a different one is new. */
-  readonly checkpointOkAtRequest: string | undefined;
-  /** Ends the link; a request still unread is taken back (it would be served for nobody). */
-  close(): void;
-}
+import { CliError, ExitCode } from '../../base/exit-codes.js';
+import { writeFileAtomic } from '../../protocol/atomic-write.js';
+import { checkpointIdentity } from '../../protocol/checkpoint-identity.js';
+import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatDumpRate, heartbeatFeatures, type DaemonFeature, type DumpRate } from '../../protocol/heartbeat.js';
+import { LEAVE_RUNNING, type RunDirPaths } from '../../protocol/run-dir.js';
+import { formatRequest, requestPath, type SpoolRequest } from '../../protocol/spool-request.js';
+import type { CheckpointLink, PeriodicAnswer, RunFiles } from '../link.js';
+import { daemonVerdict } from './daemon-verdict.js';
 
 export interface DaemonLinkOptions {
   spoolDir: string;
@@ -110,6 +81,14 @@ export class DaemonLink implements CheckpointLink {
     const heartbeat = this.heartbeat();
     return heartbeat === undefined ? undefined : heartbeatDumpRate(heartbeat);
   }
+
+  /** The daemon's answers are files in the run directory: they are read as they are. */
+  answer(files: RunFiles): RunFiles {
+    return files;
+  }
+
+  /** The daemon dumps the program whatever the reason: only the job's record keeps it. */
+  tellReason(): void {}
 
   requestResume(answerBy: number): void {
     const { paths, jobId } = this.options;

@@ -8,34 +8,58 @@
  * checkpoint and starts the program again, which resumes from its own state.
  */
 import { rmSync } from 'node:fs';
-import { writeFileAtomic } from '../protocol/atomic-write.js';
-import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
-import { PROGRAM_SAVED_MARK, type RunDirPaths } from '../protocol/run-dir.js';
-import { readOrEmpty, signalGroup } from '../proc/processes.js';
-import type { RunState, StopReason } from '../state/run-state.js';
-import type { CheckpointLink } from './daemon-link.js';
-import { exitMeansSaved, type RunFiles, type SavedExit } from './decisions.js';
-import type { PeriodicAnswer } from './machine.js';
+import { constants } from 'node:os';
+import { writeFileAtomic } from '../../protocol/atomic-write.js';
+import { checkpointIdentity } from '../../protocol/checkpoint-identity.js';
+import { PROGRAM_SAVED_MARK, type RunDirPaths } from '../../protocol/run-dir.js';
+import { readOrEmpty, signalGroup } from '../../proc/processes.js';
+import type { RunState, StopReason } from '../../state/run-state.js';
+import type { CheckpointLink, ExitAnswers, PeriodicAnswer, RunFiles } from '../link.js';
 
-export interface AppLinkOptions {
-  paths: RunDirPaths;
+/** Which exit of a program that saves itself means "saved, run me again" (--app-saved-code, --app-any-exit-saved). */
+export type SavedExit = { code: number } | 'any';
+
+/**
+ * Whether the program's exit after the save signal SIGNAL says it saved its state. A death by
+ * that very signal never does, whatever was agreed: the program did not catch it.
+ */
+export function exitMeansSaved(exitCode: number, saved: SavedExit, signal: NodeJS.Signals): boolean {
+  if (exitCode === 128 + constants.signals[signal]) return false;
+  return saved === 'any' || exitCode === saved.code;
+}
+
+/** --engine app's settings (--app-*: cli/app-options.ts). */
+export interface AppSettings {
   /** The save signal (--app-signal). */
   signal: NodeJS.Signals;
   /** The periodic save signal (--app-periodic-signal, with --interval): the program saves and runs on. */
   periodicSignal?: NodeJS.Signals;
   saved: SavedExit;
+  /** --app-grace: how long the program may take to save and exit (undefined: machine-state.ts decides). */
+  graceMs?: number;
+}
+
+export interface AppLinkOptions extends AppSettings {
+  paths: RunDirPaths;
   /** Why the program is asked to save, from what the job knows at once (the scheduler's word comes later: tellReason). */
   reasonNow: () => StopReason;
 }
 
 export class AppLink implements CheckpointLink {
   checkpointOkAtRequest: string | undefined;
+  readonly exitAnswers: ExitAnswers;
   /** The save signal went out: the program's next exit may be its "saved". */
   private asked = false;
 
   constructor(private readonly options: AppLinkOptions) {
     // A status an earlier job's program left (e.g. it died of the save signal) is not this one's.
     rmSync(options.paths.exitStatus, { force: true });
+    this.exitAnswers = { signal: options.signal, graceMs: options.graceMs, periodicSignal: options.periodicSignal };
+  }
+
+  /** A program that saves itself resumes by being started again (the machine spawns it): no restore is ever asked of this link. */
+  requestResume(): void {
+    throw new Error('a program that saves itself is started again, not restored (exitAnswers)');
   }
 
   requestCheckpoint(pid: number, _answerBy: number, leaveRunning: boolean): void {
@@ -61,6 +85,11 @@ export class AppLink implements CheckpointLink {
   /** Why the program is asked to save, in the file its handler reads ($CKPT_RUN_REASON_FILE). */
   tellReason(reason: StopReason): void {
     writeFileAtomic(this.options.paths.saveReason, `${reason}\n`);
+  }
+
+  /** No daemon dumps a program that saves itself: its save time is its own (--app-grace). */
+  daemonDumpRate(): undefined {
+    return undefined;
   }
 
   /** A program that saves itself on a signal and runs on can be saved periodically; the signal is its own. */

@@ -13,10 +13,10 @@
 import { execa, type ResultPromise } from 'execa';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readOrEmpty, sleep } from '../proc/processes.js';
-import { socketInodes } from '../proc/tcp-sockets.js';
-import type { PagesIn } from '../protocol/run-dir.js';
-import { EngineError } from './engine.js';
+import { readOrEmpty, sleep } from '../../proc/processes.js';
+import { socketInodes } from '../../proc/tcp-sockets.js';
+import type { PagesIn } from '../../protocol/run-dir.js';
+import { EngineError } from '../engine.js';
 
 const SOCKET = 'lazy-pages.socket';
 /** /proc/net/unix's Flags of a listening socket (__SO_ACCEPTCON). */

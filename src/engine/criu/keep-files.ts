@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import {
   differingRuns, formatKeptIndex, KEPT_CHUNK, KEPT_FILES_FOLDER, KEPT_INDEX_IMAGE, parseKeptIndex, readAt,
   type KeptFile, type KeptIndex,
-} from '../protocol/kept-files.js';
+} from '../../protocol/kept-files.js';
 
 /** The descriptors root opened in the images: the blocks, the index. */
 export interface KeepOutput {

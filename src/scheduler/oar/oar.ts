@@ -11,13 +11,14 @@
  *    the first such event, up to 60 s later on a quiet cluster, and resubmits
  *    a besteffort+idempotent one), "User NAME" for oardel --checkpoint.
  */
-import { notExecWarning, querySchedulerCommand, walltimeEndsAt, type SchedulerContext } from './scheduler.js';
-import type { StopFacts } from './stop-reason.js';
+import { notExecWarning, querySchedulerCommand, walltimeEndsAt, type SchedulerAdapter, type SchedulerContext } from '../scheduler.js';
+import type { StopFacts } from '../stop-reason.js';
+import { dumpedJobCgroups, jobCgroups, oarJobUser } from './cgroups.js';
 
 /** 60 s is OAR's rule; 2 s of margin for clock granularity between OAR's checks. */
 export const OAR_MIN_RUNTIME_SEC = 62;
 
-export function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContext | undefined {
+function detectOar(env: NodeJS.ProcessEnv, ppid: number): SchedulerContext | undefined {
   const jobId = env.OAR_JOB_ID;
   if (!jobId) return undefined;
   const warning = notExecWarning('OAR', ppid);
@@ -59,3 +60,21 @@ export function oarStopFacts(text: string | undefined): StopFacts {
   const said = /^User oar \(metasched\)/.test(latest) ? 'preemption' : /^User oar \(sarko\)/.test(latest) ? 'walltime' : /^User \S+ requested/.test(latest) ? 'manual' : undefined;
   return { said, preemptible: types.includes('besteffort') };
 }
+
+export const OAR: SchedulerAdapter = {
+  name: 'OAR',
+  detect: detectOar,
+  node: {
+    /**
+     * OAR names a job's cgroups <user>_<job id>: with a "_" in the job id, "alice" + "b_7" reads
+     * as the cpuset of "alice_b"'s job 7, so such a job id is in doubt wherever a cpuset ends with it.
+     */
+    jobOwner(jobId, cgroupRoot) {
+      const user = oarJobUser(jobId, cgroupRoot);
+      if (user === undefined) return undefined;
+      return jobId.includes('_') ? { user, doubt: `job id ${jobId} has a "_": OAR's cpuset ${user}_${jobId} may be another user's job` } : { user };
+    },
+    jobCgroups,
+    dumpedJobCgroups,
+  },
+};

@@ -18,8 +18,8 @@
  *    fails ("Job is pending execution"): KillWait (30 s by default) is left for a checkpoint.
  */
 import { fstatSync } from 'node:fs';
-import { notExecWarning, querySchedulerCommand, type SchedulerContext } from './scheduler.js';
-import type { StopFacts } from './stop-reason.js';
+import { notExecWarning, querySchedulerCommand, type SchedulerAdapter, type SchedulerContext } from '../scheduler.js';
+import type { StopFacts } from '../stop-reason.js';
 
 /** The size of ckpt-run's stdout when it is a file, before ckpt-run writes to it; undefined otherwise. */
 function stdoutFileBytes(): number | undefined {
@@ -90,3 +90,6 @@ export function slurmStopFacts(text: string | undefined, restarts: number): Stop
   if ((preemptTime !== undefined && preemptTime !== 'None') || requeuedAs > restarts) return { said: 'preemption', preemptible: true };
   return {};
 }
+
+/** No node side: the daemon leaves Slurm's cgroups as they are. */
+export const SLURM: SchedulerAdapter = { name: 'Slurm', detect: detectSlurm };

@@ -11,9 +11,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { effectiveCapabilities, readOrEmpty, treeRssBytes } from '../proc/processes.js';
-import type { DumpRate } from '../protocol/heartbeat.js';
-import { formatMegabytes } from '../base/sizes.js';
+import { effectiveCapabilities, readOrEmpty, treeRssBytes } from '../../proc/processes.js';
+import type { DumpRate } from '../../protocol/heartbeat.js';
+import { formatMegabytes } from '../../base/sizes.js';
 import { dumpProgress, stalledAtBreakpoint } from './criu-stage.js';
 
 /** How every criu call runs on this node. */

@@ -68,19 +68,20 @@
  *    lock where the node lacks iptables-restore (see --tcp-established above for when).
  */
 import { execa, type ResultPromise } from 'execa';
-import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { asUserArgv } from '../proc/as-user.js';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { asUserArgv } from '../../proc/as-user.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { holdersOf, killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../proc/processes.js';
-import { treeHoldsTcp, treeNodeSockets } from '../proc/tcp-sockets.js';
-import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../protocol/cpu-features.js';
-import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../protocol/local-state.js';
-import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../protocol/kept-files.js';
-import { OPEN_FILES_IMAGE } from '../protocol/run-dir.js';
-import type { Requester } from '../protocol/spool-request.js';
-import { busyPid, busyPty, criuFailure, threadIdTaken } from './criu-log.js';
+import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../../proc/processes.js';
+import { treeHoldsTcp, treeNodeSockets } from '../../proc/tcp-sockets.js';
+import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../../protocol/cpu-features.js';
+import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../../protocol/local-state.js';
+import { KEPT_DATA_IMAGE, KEPT_INDEX_IMAGE, parseKeptIndex } from '../../protocol/kept-files.js';
+import { OPEN_FILES_IMAGE } from '../../protocol/run-dir.js';
+import type { Requester } from '../../protocol/spool-request.js';
+import { criuFailure } from './criu-log.js';
+import { stillTaken, takenPaths, vanish } from './criu-pids.js';
 import { criuMode, type CriuSettings } from './criu-probe.js';
 import { dumpProgress, safeToKill, stalledAtBreakpoint } from './criu-stage.js';
 import { frozenMsOf } from './criu-stats.js';
@@ -93,11 +94,11 @@ import {
   type ProgramAfterFailure,
   type RestoredTree,
   type RestoreTarget,
-} from './engine.js';
+} from '../engine.js';
 import { LazyPagesServer } from './lazy-pages.js';
 
 /** Resolved from this module, so that both src/ (tests) and dist/ (the package) find it. */
-export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../scripts/criu-pre-resume-check.sh', import.meta.url));
+export const PRE_RESUME_CHECK = fileURLToPath(new URL('../../../scripts/criu-pre-resume-check.sh', import.meta.url));
 
 /** The keep tool (engine/keep-files.ts), run by the action script. */
 const KEEP_TOOL = fileURLToPath(new URL('./keep-files-tool.js', import.meta.url));
@@ -116,8 +117,6 @@ const ADDRESS_NOT_HERE = /Can't bind inet socket back: Cannot assign requested a
 
 /** How long a restore waits for the PIDs it needs to be reaped, tries included. */
 const PID_WAIT_MS = 10_000;
-/** Between two tries: criu's PID may be taken while /proc does not show it. */
-const RETRY_PAUSE_MS = 50;
 
 /** The daemon's default bound on one criu run (ckpt-daemon --criu-deadline). */
 export const DEFAULT_CRIU_DEADLINE_MS = 10 * 60_000;
@@ -134,57 +133,6 @@ function leadsItsSession(pid: number): boolean {
   const stat = readStat(pid);
   if (!stat) throw new EngineError(`no process ${pid} on this node`, false);
   return stat.session === pid;
-}
-
-/** Waits until each of PATHS is gone (/proc/ID: a zombie still holds ID); false at the deadline. */
-async function vanish(paths: string[], deadline: number): Promise<boolean> {
-  do {
-    await sleep(RETRY_PAUSE_MS);
-    if (Date.now() > deadline) return false;
-  } while (paths.some((path) => existsSync(path)));
-  return true;
-}
-
-/** The tree's thread IDs that /proc shows taken: criu writes a core-TID.img for each thread of each process. */
-function takenThreadIds(imagesDir: string): number[] {
-  return readdirSync(imagesDir)
-    .map((name) => /^core-(\d+)\.img$/.exec(name)?.[1])
-    .filter((id): id is string => id !== undefined)
-    .map(Number)
-    .filter((tid) => existsSync(`/proc/${tid}`));
-}
-
-/** Which process holds thread ID TID, for the message: "PID 1234 (sleep)". */
-function holderOf(tid: number): string {
-  const pid = /^Tgid:\s*(\d+)$/m.exec(readOrEmpty(`/proc/${tid}/status`))?.[1] ?? String(tid);
-  return `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`;
-}
-
-/**
- * What a failed restore waits to see gone before it tries again: the PID criu names, the tree's
- * thread IDs that /proc shows taken (criu names none; none shown: one that was taken briefly), or
- * the pseudo-terminal number criu could not have (another job's MPI rank ending frees it).
- * Undefined when nothing in use is why it failed.
- */
-function takenPaths(reason: string, imagesDir: string): string[] | undefined {
-  const pid = busyPid(reason);
-  if (pid !== undefined) return [`/proc/${pid}`];
-  const pty = busyPty(reason);
-  if (pty !== undefined) return [`/dev/pts/${pty}`];
-  return threadIdTaken(reason) ? takenThreadIds(imagesDir).map((tid) => `/proc/${tid}`) : undefined;
-}
-
-/** A restore's last failure for something in use: with who holds it, which criu does not name. */
-function stillTaken(error: EngineError, imagesDir: string): EngineError {
-  const pty = busyPty(error.reason);
-  const held =
-    pty !== undefined
-      ? holdersOf(`/dev/pts/${pty}`).map((holder) => `/dev/pts/${pty} by ${holder}`)
-      : threadIdTaken(error.reason)
-        ? takenThreadIds(imagesDir).map((tid) => `thread ID ${tid} by ${holderOf(tid)}`)
-        : [];
-  if (held.length === 0) return error;
-  return new EngineError(`${error.reason}; held now: ${held.join(', ')}`, error.retryable, error.log);
 }
 
 /** Whom the action script checks the tree against. */

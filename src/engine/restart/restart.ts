@@ -9,9 +9,9 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { asUserArgv } from '../proc/as-user.js';
-import { killAll, processState, ProcessHandle, readOrEmpty, sleep, treeOf } from '../proc/processes.js';
-import { EngineError, type CheckpointEngine, type DumpFigures, type DumpTarget, type RestoredTree, type RestoreTarget } from './engine.js';
+import { asUserArgv } from '../../proc/as-user.js';
+import { killAll, processState, ProcessHandle, readOrEmpty, sleep, treeOf } from '../../proc/processes.js';
+import { EngineError, type CheckpointEngine, type DumpFigures, type DumpTarget, type RestoredTree, type RestoreTarget } from '../engine.js';
 
 /** How long the program may take to save its own state and exit after SIGTERM. */
 const STOP_GRACE_MS = 10_000;

@@ -1,0 +1,74 @@
+/**
+ * The job side of an engine: the one interface the supervisor (launcher/supervisor.ts) talks
+ * through, whatever makes the checkpoint. The daemon side's is CheckpointEngine (engine.ts).
+ */
+import type { DaemonReport } from '../protocol/daemon-report.js';
+import type { DumpRate } from '../protocol/heartbeat.js';
+import type { CheckpointStats } from '../protocol/run-dir.js';
+import type { StopReason } from '../state/run-state.js';
+
+/** Whether the checkpoint link can make a checkpoint that leaves the program running; ASKAGAIN: it may later (a daemon's heartbeat). */
+export type PeriodicAnswer = { ok: true } | { ok: false; why: string; askAgain: boolean };
+
+/** An engine whose answer is the program's own exit after a signal (app/: --engine app). */
+export interface ExitAnswers {
+  /** The signal that asks the program to save and exit (--app-signal). */
+  signal: NodeJS.Signals;
+  /** --app-grace: how long it may take; undefined: until the walltime's bound, or DEFAULT_APP_GRACE_MS without a walltime. */
+  graceMs?: number;
+  /** --app-periodic-signal: asks for a save after which the program runs on (--interval). */
+  periodicSignal?: NodeJS.Signals;
+}
+
+/** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */
+export interface RunFiles {
+  /** The shim's exit_status, read after programAlive: a status written before the end is seen. */
+  exitStatus?: number;
+  restoreFailed?: DaemonReport;
+  /** The daemon's pidfile of a restored tree. */
+  restoredPid?: number;
+  dumpFailed?: DaemonReport;
+  /** checkpoint_ok's identity now, and when the last checkpoint request went out. */
+  checkpointOk?: string;
+  checkpointOkAtRequest?: string;
+  /** What the daemon said of its last checkpoint (checkpoint_stats). */
+  checkpointStats?: CheckpointStats;
+  /** Whether the watched program lives; undefined while no program is watched. */
+  programAlive?: boolean;
+  /** This job resumed a checkpoint. */
+  resumedJob?: boolean;
+}
+
+/**
+ * How the supervisor asks for a checkpoint and a restore: the daemon link (daemon-link/: CRIU or
+ * restart, run by ckpt-daemon), or the application-level engine's (app/: signal the program,
+ * which saves its own state and exits with an agreed code). registry.ts names them.
+ */
+export interface CheckpointLink {
+  /**
+   * ANSWERBY: epoch ms by which the job needs the answer (the daemon bounds its criu by it);
+   * LEAVERUNNING: a periodic checkpoint, after which the program runs on.
+   */
+  requestCheckpoint(pid: number, answerBy: number, leaveRunning: boolean): void;
+  /** Whether periodic checkpoints can be asked for now; else why not, for the job's log, and whether that may change. */
+  periodic(): PeriodicAnswer;
+  /**
+   * What the machine must know of this engine's answers: set where the answer is the program's
+   * own exit after a signal (and a resume is a new start); unset, a daemon answers in the run
+   * directory and restores the program.
+   */
+  readonly exitAnswers?: ExitAnswers;
+  /** Asks for the restore of the run's checkpoint; never asked of a link with exitAnswers (the machine starts the program again). */
+  requestResume(answerBy: number): void;
+  /** FILES as the daemon protocol shows them: where the answer is the program's own exit, once published (a new checkpoint_ok, no exit status). */
+  answer(files: RunFiles): RunFiles;
+  /** The scheduler's word on why the job stops, once known: for a program that is told why it is asked to save. */
+  tellReason(reason: StopReason): void;
+  /** How fast the node's daemon says it dumped its canary at start (its heartbeat), for the self-timed plan; undefined where it says nothing of it. */
+  daemonDumpRate(): DumpRate | undefined;
+  /** checkpoint_ok's identity when the last checkpoint request went out: a different one is new. */
+  readonly checkpointOkAtRequest: string | undefined;
+  /** Ends the link; a request still unread is taken back (it would be served for nobody). */
+  close(): void;
+}
+
