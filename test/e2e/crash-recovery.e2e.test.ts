@@ -40,10 +40,14 @@ const PYTHON = '/usr/bin/python3';
 const CRASH = join(ROOT, 'test/e2e/crash');
 /**
  * The steps each job's program does after its last checkpoint before the job is killed: early,
- * middle, late in the 2-s interval (a step is ~45 ms here). Counted, not timed: on a loaded node a
- * fixed delay may pass before a single step, and a crash with nothing to roll back proves nothing.
+ * middle, late in IN_PLACE_INTERVAL (a step is ~45 ms here, ~90 steps an interval; each count
+ * must stay well under one, since the next checkpoint starts it again). Counted, not timed: on a
+ * loaded node a fixed delay may pass before a single step, and a crash with nothing to roll back
+ * proves nothing.
  */
-const CRASH_AFTER_STEPS = [15, 30, 55];
+const CRASH_AFTER_STEPS = [12, 25, 40];
+/** The in-place programs' --interval (s): room for the counts above even where a step is twice as slow. */
+const IN_PLACE_INTERVAL = '4';
 /** Each daemon-kept checkpoint may write this much: the three programs' files fit, the big file does not. */
 const KEEP_MAX = 1 << 20;
 
@@ -188,7 +192,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const run = `inplace-${name}`;
     const paths = runDirPaths(runDirFor(sandbox.workdir, run));
     const target = join(sandbox.workdir, file);
-    const args = (n: number) => ['--job-id', `${run}-${n}`, '--run-id', run, '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, String(steps), target];
+    const args = (n: number) => ['--job-id', `${run}-${n}`, '--run-id', run, '--min-runtime', '0', '--interval', IN_PLACE_INTERVAL, '--', PYTHON, program, String(steps), target];
     const jobs: Proc[] = [];
     for (const [index, steps] of CRASH_AFTER_STEPS.entries()) {
       const job = runCkpt(sandbox, args(index + 1), {}, user);
@@ -211,7 +215,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     expect(readFileSync(paths.stdoutLog, 'utf8'), stderr).toBe(plain.stdout);
     expect(dumpOf[name](target)).toBe(dumpOf[name](join(reference, file)));
     expect(putBack, stderr).toBeGreaterThan(0);
-    // The scratch file is replaced every 10 steps: each crash, 15 steps or more after a checkpoint, finds it replaced.
+    // The scratch file is replaced every 10 steps: each crash, 12 steps or more after a checkpoint, finds it replaced.
     if (name === 'scratch') expect(replaced, stderr).toBeGreaterThan(0);
   }, 300_000);
 
