@@ -344,7 +344,12 @@ CANARY_DIR=
 canary_once() {
   local fault=$1 pid rc=0
   CANARY_DIR=$(mktemp -d /tmp/ckpt-criu-canary.XXXXXX)
-  setsid sleep 600 </dev/null >/dev/null 2>&1 &
+  # The canary holds nothing of its caller's: an admin's wrapper (flock, a CI runner) may have
+  # left open a descriptor with a file lock, which criu refuses to dump without --file-locks.
+  (
+    for fd in /proc/self/fd/*; do fd=${fd##*/}; [ "$fd" -le 2 ] || eval "exec $fd>&-"; done
+    exec setsid sleep 600
+  ) </dev/null >/dev/null 2>&1 &
   pid=$!
   timeout -s KILL "$CANARY_SECONDS" env $fault "$WRAPPER" dump -t "$pid" -D "$CANARY_DIR" -o dump.log -v4 >/dev/null 2>&1 || rc=$?
   # a timed-out dump released it, a good one killed it; reaped, so that the restore can take its
