@@ -93,7 +93,7 @@ export interface LauncherCliOptions extends AppCliOptions {
   minRuntime?: number;
   walltime?: number;
   maxRestarts: number;
-  pidNamespace: 'on' | 'off';
+  pidNamespace: 'on' | 'off' | 'auto';
   daemonCheck: boolean;
   daemonGrace: number;
   quiet?: boolean;
@@ -115,6 +115,9 @@ export function launch(argv: string[], options: LauncherCliOptions, env: NodeJS.
   holdSignal(options.signal);
   const app = appSettings(options.engine, options, options.signal, options.interval !== undefined);
   const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
+  // 'auto' (the old default: a namespace for root only) is kept so that older job scripts still
+  // run; the program now sees the same world as root and as a user.
+  if (options.pidNamespace === 'auto') logger.log('warn', "--pid-namespace auto now means off (the default): the program keeps the node's PID namespace, as root and as a user; say --pid-namespace on for the old behaviour as root");
   const ms = (seconds: number | undefined): number | undefined => (seconds === undefined ? undefined : seconds * 1000);
   return runJob({
     argv,
@@ -193,8 +196,11 @@ export function buildProgram(): Command {
     .option('--dump-timeout <seconds>', 'how long the daemon may take to complete a dump', secondsOption, 300)
     .option('--max-restarts <n>', 'stop (exit 10) instead of exiting 99 after this many resubmissions', wholeNumberOption, 100)
     .addOption(
-      new Option('--pid-namespace <mode>', "on (root only): start the program as init of its own PID namespace, so restores never hit a PID in use; it keeps the node's /proc, where /proc/<its own PID> is another process")
-        .choices(['off', 'on'])
+      new Option(
+        '--pid-namespace <mode>',
+        "on (root only): start the program as init of its own PID namespace, so restores never hit a PID in use; it keeps the node's /proc, where /proc/<its own PID> is another process. auto: as off (what it meant for users; kept for older job scripts)",
+      )
+        .choices(['off', 'on', 'auto'])
         .default('off'),
     )
     .option('--no-daemon-check', 'do not fail fast when no daemon heartbeat is seen (for daemons without one)')

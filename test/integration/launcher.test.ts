@@ -253,6 +253,13 @@ describe('why each job stopped', () => {
 });
 
 describe('--version', () => {
+  it("--pid-namespace auto, an older job script's: runs as off, with one warning that says so", async () => {
+    const sandbox = makeSandbox();
+    const job = runCkpt(sandbox, ['--job-id', '1', '--pid-namespace', 'auto', '--engine', 'app', '--', 'true']);
+    expect(await job.exitCode()).toBe(0);
+    expect(job.stderr).toMatch(/warn: --pid-namespace auto now means off \(the default\)/);
+  });
+
   it("prints the package's version and exits 0; after `--` it is the program's", async () => {
     const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     const sandbox = makeSandbox();
@@ -270,6 +277,7 @@ describe('bad inputs: one line, a distinct exit code', () => {
     ['no command', () => ['--job-id', '1'], 2, /missing required argument/],
     ['unknown option', () => ['--job-id', '1', '--bogus', '--', 'true'], 2, /unknown option/],
     ['bad signal', () => ['--job-id', '1', '--signal', 'SIGKILL', '--', 'true'], 2, /cannot be the checkpoint signal/],
+    ['bad --pid-namespace', () => ['--job-id', '1', '--pid-namespace', 'yes', '--', 'true'], 2, /argument 'yes' is invalid. Allowed choices are off, on, auto/],
     ['no job id', () => ['--', 'true'], 6, /no job id: neither OAR_JOB_ID nor SLURM_JOB_ID is set/],
     ['spool dir missing', (s) => ['--job-id', '1', '--spool-dir', join(s.dir, 'nope'), '--', 'true'], 7, /spool directory .*nope is missing/],
     ['spool dir not a directory', (s) => ['--job-id', '1', '--spool-dir', join(s.dir, 'file'), '--', 'true'], 7, /is not a directory/],
