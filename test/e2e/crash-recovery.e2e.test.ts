@@ -17,7 +17,7 @@
  * refused.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, lstatSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeOf } from '../../src/proc/processes.js';
@@ -110,13 +110,14 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
   }
 
   /**
-   * Kills JOB once its program has printed STEPS lines since the last checkpoint the job
-   * completed (or since its restore). Lines are counted from the moment a completion shows in
-   * the job's log, so each counted line came after that checkpoint's freeze; a checkpoint that
-   * completes while they are counted starts the count again.
+   * Kills JOB once its program has written STEPS lines to the run's stdout file LOG since the
+   * last checkpoint the job completed (or since its restore). The file, not the job's relay: a
+   * resumed job first relays what the crashed one had not, lines from before the checkpoint.
+   * Lines are counted from the moment a completion shows in the job's log, so each counted line
+   * came after that checkpoint's freeze; a checkpoint that completes meanwhile starts the count again.
    */
-  async function crashAfterSteps(job: Proc, steps: number, what: string): Promise<void> {
-    const lines = (): number => job.stdout.split('\n').length - 1;
+  async function crashAfterSteps(job: Proc, log: string, steps: number, what: string): Promise<void> {
+    const lines = (): number => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').length - 1 : 0);
     const checkpoints = (): number => job.stderr.match(/periodic checkpoint complete/g)?.length ?? 0;
     let mark = { checkpoints: checkpoints(), lines: lines() };
     await job.waitFor(() => {
@@ -199,7 +200,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
       jobs.push(job);
       if (index === 0) await job.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
       else await job.waitFor((p) => /program restored as PID/.test(p.stderr), `job ${index + 1}'s restore`, 60_000);
-      await crashAfterSteps(job, steps, `job ${index + 1}`);
+      await crashAfterSteps(job, paths.stdoutLog, steps, `job ${index + 1}`);
     }
     let exitCode: number | null = 99;
     for (let n = CRASH_AFTER_STEPS.length + 1; exitCode === 99 && n <= CRASH_AFTER_STEPS.length + 3; n++) {
@@ -234,7 +235,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
     const args = (n: number) => ['--job-id', `user-inplace-${n}`, '--run-id', 'user-inplace', '--min-runtime', '0', '--interval', '2', '--', PYTHON, program, '120', own, drop];
     const first = runCkpt(sandbox, args(1), {}, user);
     await first.waitFor((p) => /periodic checkpoint complete/.test(p.stderr), 'the first periodic checkpoint', 60_000);
-    await crashAfterSteps(first, 20, "the user's job");
+    await crashAfterSteps(first, paths.stdoutLog, 20, "the user's job");
     expect(first.stderr).toContain(`${drop} is open for writing but you may not read it: its content is not kept`);
     // The bases were written by the user's keep tool, not by root (the run's end removes them with its images).
     const bases = join(paths.dir, 'kept-files');
