@@ -112,12 +112,17 @@ export function fdTargets(pid: number): string[] {
   });
 }
 
+/** A process for a message: "PID 1234 (sshd)", or "(gone)" once it has exited. */
+export function processLabel(pid: number): string {
+  return `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`;
+}
+
 /** The node's processes that have PATH open, as "PID 1234 (sshd)": for messages. */
 export function holdersOf(path: string): string[] {
   return readdirSync('/proc')
     .filter((name) => /^\d+$/.test(name))
     .filter((pid) => fdTargets(Number(pid)).includes(path))
-    .map((pid) => `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`);
+    .map((pid) => processLabel(Number(pid)));
 }
 
 /** The names PID holds: its working directory, its descriptors' targets, its mapped files (each once). */

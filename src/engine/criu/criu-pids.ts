@@ -4,7 +4,7 @@
  * it does not.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { holdersOf, readOrEmpty, sleep } from '../../proc/processes.js';
+import { holdersOf, processLabel, readOrEmpty, sleep } from '../../proc/processes.js';
 import { busyPid, busyPty, threadIdTaken } from './criu-log.js';
 import { EngineError } from '../engine.js';
 
@@ -32,7 +32,7 @@ function takenThreadIds(imagesDir: string): number[] {
 /** Which process holds thread ID TID, for the message: "PID 1234 (sleep)". */
 function holderOf(tid: number): string {
   const pid = /^Tgid:\s*(\d+)$/m.exec(readOrEmpty(`/proc/${tid}/status`))?.[1] ?? String(tid);
-  return `PID ${pid} (${readOrEmpty(`/proc/${pid}/comm`).trim() || 'gone'})`;
+  return processLabel(Number(pid));
 }
 
 /**
