@@ -126,12 +126,12 @@ describe.runIf(realPartAvailable('criu deadlines on real CRIU', criuProbe))('a c
       expect(readOr(join(sandbox.workdir, '.ckpt-run/default/dump_failed'))).toMatch(/"program":"running"/);
 
       first.child.kill('SIGUSR2');
-      expect(await first.exitCode(60_000)).toBe(99);
+      await first.expectExit(99, 60_000);
       const printed = counted(first.stdout);
       expect(printed).toEqual(Array.from({ length: printed.length }, (_, i) => i + 1));
 
       const second = job('deadline-2');
-      expect(await second.exitCode(60_000)).toBe(9);
+      await second.expectExit(9, 60_000);
       const all = [...printed, ...counted(second.stdout)];
       expect(all).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
     } finally {

@@ -121,7 +121,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
       jobs.push(job);
       await job.waitFor((p) => p.stdout.split('\n').length > perJob, `${perJob} lines in job ${cycle}`, 60_000);
       job.child.kill('SIGUSR2');
-      expect(await job.exitCode(60_000)).toBe(99);
+      await job.expectExit(99, 60_000);
     }
     const last = runCkpt(sandbox, ['--job-id', 'counter-4', ...args]);
     jobs.push(last);
@@ -162,7 +162,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
     const first = runCkpt(sandbox, ['--job-id', 'stress-1', ...args]);
     await waitUntil(() => stressTree().length === 11, 'stress and its 10 workers', 30_000);
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode(120_000)).toBe(99);
+    await first.expectExit(99, 120_000);
     await waitUntil(() => stressTree().length === 0, 'the dumped stress tree to be gone');
 
     const second = runCkpt(sandbox, ['--job-id', 'stress-2', ...args]);
@@ -189,7 +189,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
     await first.waitFor((p) => p.stdout.split('\n').length > 5, '5 lines', 30_000);
     expect(lockHeld()).toBe(true);
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode(60_000)).toBe(99);
+    await first.expectExit(99, 60_000);
     // The dumped tree is gone, and its lock with it (its last process may die a moment after the root).
     await waitUntil(() => !lockHeld(), "the dumped tree's lock to be released");
 

@@ -118,7 +118,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     const job = ckpt(sandbox, jobId, argv, extra);
     await job.waitFor((p) => numbers(p.stdout).length >= lines, `${lines} lines in job ${jobId}`, 30_000);
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode(60_000)).toBe(99);
+    await job.expectExit(99, 60_000);
     const printed = numbers(job.stdout);
     expect(printed).toEqual(range(1, printed.length));
     return { job, k: printed.length };
@@ -286,7 +286,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     const program = childrenOf(root)[0];
     const leftovers = program === undefined ? 0 : (readFileSync(`/proc/${program}/maps`, 'utf8').match(/CRIUMFD/g) ?? []).length;
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode(60_000)).toBe(99);
+    await job.expectExit(99, 60_000);
     expect(job.stderr.match(/checkpoint requested for PID/g)).toHaveLength(2);
     const printed = numbers(job.stdout);
     expect(runState(sandbox.run).restarts).toBe(2);
@@ -294,7 +294,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     const last = ckpt(sandbox, 'recover-3', argv);
     await last.waitFor((p) => numbers(p.stdout).length >= 5, 'the program resumed from the new checkpoint', 60_000);
     touch(join(sandbox.workdir, STOP_TRIGGER));
-    expect(await last.exitCode(60_000)).toBe(EXIT);
+    await last.expectExit(EXIT, 60_000);
     rmSync(join(sandbox.workdir, STOP_TRIGGER));
     expect(last.stderr).toMatch(/ballast intact/);
     const all = [...range(1, k), ...printed, ...numbers(last.stdout)];
@@ -392,7 +392,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     let job2: Proc;
     try {
       job2 = ckpt(sandbox, 'pid-2', argv);
-      expect(await job2.exitCode(60_000)).toBe(99);
+      await job2.expectExit(99, 60_000);
     } finally {
       await holder.release();
     }
@@ -459,7 +459,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     const job2 = ckpt(sandbox, 'cap-2', argv, ['--max-restarts', '1']);
     await job2.waitFor((p) => numbers(p.stdout).length >= 10, 'the restored program to run on', 30_000);
     job2.child.kill('SIGUSR2');
-    expect(await job2.exitCode(60_000)).toBe(10);
+    await job2.expectExit(10, 60_000);
     const message = /error: (.*--max-restarts.*)/.exec(job2.stderr)?.[1] ?? '';
     expect(message).toMatch(/already resubmitted 1 time \(--max-restarts 1\): not exiting 99\. The checkpoint is kept/);
     const printed2 = numbers(job2.stdout);
@@ -470,7 +470,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     const job3 = ckpt(sandbox, 'cap-3', argv, ['--max-restarts', '5']);
     await job3.waitFor((p) => numbers(p.stdout).length >= 5, 'the run resumed with a higher cap', 60_000);
     touch(join(sandbox.workdir, STOP_TRIGGER));
-    expect(await job3.exitCode(60_000)).toBe(EXIT);
+    await job3.expectExit(EXIT, 60_000);
     rmSync(join(sandbox.workdir, STOP_TRIGGER));
     const all = [job2, job3].reduce((lines, job) => [...lines, ...numbers(job.stdout)], range(1, k1));
     expect(all).toEqual(range(1, all.length));
@@ -488,7 +488,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
     job.child.kill('SIGUSR2');
     await dumpUnderWay(sandbox.run);
     job.child.kill('SIGTERM');
-    expect(await job.exitCode(120_000)).toBe(99);
+    await job.expectExit(99, 120_000);
     expect(job.stderr).toMatch(/SIGTERM received: passing it to the program/);
     expect(job.stderr).toMatch(/checkpoint complete in [\d.]+ m?s( \([^)]*\))?, program stopped; exit 99/);
     const k = numbers(job.stdout).length;
@@ -537,7 +537,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
       jobs.push(job);
       await job.waitFor((p) => p.stdout.split('\n').length > 8, `8 lines in job ${cycle}`, 30_000);
       for (let signal = 0; signal < 100; signal++) job.child.kill('SIGUSR2');
-      expect(await job.exitCode(60_000)).toBe(99);
+      await job.expectExit(99, 60_000);
       expect(job.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
     }
     const last = ckpt(sandbox, `cont-${cycles + 1}`, argv);

@@ -41,9 +41,9 @@ describe.runIf(realPartAvailable('--interval before the daemon is up, on real CR
     await daemon.logged(/^.*job late-1: .* done in /, "the daemon's report of a checkpoint of job late-1");
 
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode(60_000)).toBe(99);
+    await job.expectExit(99, 60_000);
     const resumed = runCkpt(sandbox, ['--job-id', 'late-2', ...argv]);
-    expect(await resumed.exitCode(60_000)).toBe(7);
+    await resumed.expectExit(7, 60_000);
     expect(resumed.stderr).toMatch(/program restored as PID \d+/);
     const lines = [...counted(job.stdout), ...counted(resumed.stdout)];
     expect(lines).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));

@@ -76,9 +76,9 @@ describe.runIf(realPartAvailable('lazy restore on real CRIU', criuProbe))('lazy 
       if (cycle < 3) {
         await current.waitFor((p) => checkedLines(p.stdout).length >= 3, `3 lines in ${id}`, 60_000);
         current.child.kill('SIGUSR2');
-        expect(await current.exitCode(90_000)).toBe(99);
+        await current.expectExit(99, 90_000);
       } else {
-        expect(await current.exitCode(90_000)).toBe(EXIT);
+        await current.expectExit(EXIT, 90_000);
       }
       printed.push(...checkedLines(current.stdout));
     }
@@ -96,7 +96,7 @@ describe.runIf(realPartAvailable('lazy restore on real CRIU', criuProbe))('lazy 
     const first = job(sandbox, 'lazy-b-1', 40);
     await first.waitFor((p) => checkedLines(p.stdout).length >= 3, '3 lines in lazy-b-1', 60_000);
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode(90_000)).toBe(99);
+    await first.expectExit(99, 90_000);
     const before = checkedLines(first.stdout);
 
     // The server runs until every page is in; caught (stopped, then killed) while it still runs.
@@ -118,19 +118,19 @@ describe.runIf(realPartAvailable('lazy restore on real CRIU', criuProbe))('lazy 
       }
       if (killed === undefined) {
         second.child.kill('SIGUSR2');
-        expect(await second.exitCode(90_000)).toBe(99);
+        await second.expectExit(99, 90_000);
       }
     }
     expect(killed, 'a lazy-pages server still transferring, in 3 tries').toBeDefined();
     const failed = second as Proc;
-    expect(await failed.exitCode(90_000)).toBe(99);
+    await failed.expectExit(99, 90_000);
     expect(failed.stderr).toMatch(/restore failed \(criu lazy-pages was killed by SIGKILL before every page was in: the restored program is killed; the checkpoint is kept\); the checkpoint is intact/);
     const restoredRoot = Number(/program restored as PID (\d+)/.exec(failed.stderr)?.[1]);
     await waitUntil(() => isGone(restoredRoot), 'the half-restored program to be gone');
     expect(readFileSync(join(sandbox.run, 'restore_failed'), 'utf8')).toMatch(/lazy-pages/);
 
     const last = job(sandbox, 'lazy-b-3', 40);
-    expect(await last.exitCode(120_000)).toBe(EXIT);
+    await last.expectExit(EXIT, 120_000);
     const after = checkedLines(last.stdout);
     expect(after[0]).toBe(before[before.length - 1] + 1);
     expect(after[after.length - 1]).toBe(40);
@@ -141,18 +141,18 @@ describe.runIf(realPartAvailable('lazy restore on real CRIU', criuProbe))('lazy 
     const first = job(sandbox, 'lazy-c-1', 40);
     await first.waitFor((p) => checkedLines(p.stdout).length >= 3, '3 lines in lazy-c-1', 60_000);
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode(90_000)).toBe(99);
+    await first.expectExit(99, 90_000);
     const second = job(sandbox, 'lazy-c-2', 40);
     await second.waitFor((p) => /program restored as PID \d+/.test(p.stderr), 'the restore in lazy-c-2', 60_000);
     second.child.kill('SIGUSR2'); // at once: the transfer of 1 GiB takes longer than this
-    expect(await second.exitCode(90_000)).toBe(99);
+    await second.expectExit(99, 90_000);
     const lines = daemon.lines();
     const restoreDone = lines.findIndex((line) => lazyLine('lazy-c-2').test(line));
     const dumpDone = lines.findIndex((line) => /job lazy-c-2: dump of PID \d+ into .* done in/.test(line));
     expect(restoreDone).toBeGreaterThanOrEqual(0);
     expect(dumpDone).toBeGreaterThan(restoreDone);
     const third = job(sandbox, 'lazy-c-3', 40);
-    expect(await third.exitCode(120_000)).toBe(EXIT);
+    await third.expectExit(EXIT, 120_000);
     expect([...checkedLines(first.stdout), ...checkedLines(second.stdout), ...checkedLines(third.stdout)]).toEqual(Array.from({ length: 40 }, (_, k) => k + 1));
   }, 420_000);
 });

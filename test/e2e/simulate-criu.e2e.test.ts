@@ -10,7 +10,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
   it('K real checkpoints then completion: every line once, state kept, the exit code', async () => {
     const { workdir } = makeSandbox('ckpt-simcriu-');
     const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '1', '--', COUNTER, '40', '0.1', '7']);
-    expect(await sim.exitCode(90_000)).toBe(7);
+    await sim.expectExit(7, 90_000);
     const summary = summaryOf(workdir);
     expect(summary.engine).toBe('criu');
     expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
@@ -25,7 +25,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     const { workdir } = makeSandbox('ckpt-simself-');
     // 40 s of work, 25 s of walltime per job, no signal ever: only the self-timed checkpoints save the run.
     const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '25', '--', COUNTER, '40', '1', '7']);
-    expect(await sim.exitCode(150_000)).toBe(7);
+    await sim.expectExit(7, 150_000);
     const summary = summaryOf(workdir);
     expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
     expect(summary.cycles.slice(0, -1).every((c: { endedBy: string }) => c.endedBy === 'checkpoint (exit 99)')).toBe(true);
@@ -44,7 +44,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     const big = join(workdir, 'big.mjs');
     writeFileSync(big, "const held = Buffer.alloc(1.6e9, 1);\nlet i = 0;\nconst tick = setInterval(() => { console.log(++i); if (i === 60) { clearInterval(tick); process.exitCode = held[0] + 6; } }, 500);\n");
     const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '45', '--checkpoint', '2', '--', process.execPath, big]);
-    expect(await sim.exitCode(240_000)).toBe(7);
+    await sim.expectExit(7, 240_000);
     const summary = summaryOf(workdir);
     expect(summary.cycles[0]).toMatchObject({ endedBy: 'checkpoint (exit 99)' });
     expect(summary.cycles[0].imageBytes).toBeGreaterThan(1.5e9);
@@ -66,7 +66,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     // a crash during the second dump left nothing to roll back (that dump completed for the
     // killed job). Between the two, the program prints lines that the resume must roll back.
     const sim = runSimulate(workdir, ['--engine', 'criu', '--manual', '--interval', '4', '--crash-at', '7', '--', COUNTER, '60', '0.15', '7']);
-    expect(await sim.exitCode(120_000)).toBe(7);
+    await sim.expectExit(7, 120_000);
     const summary = summaryOf(workdir);
     expect(summary.cycles.map((c: { endedBy: string }) => c.endedBy)).toEqual(['crashed: the whole job killed (SIGKILL)', 'program exited (code 7)']);
     expect(summary.cycles[0].dumps).toBeGreaterThanOrEqual(1);
@@ -80,7 +80,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
   it('stops after --max-cycles', async () => {
     const { workdir } = makeSandbox('ckpt-simcriu-');
     const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '0.5', '--max-cycles', '2', '--', COUNTER, '1000', '0.05']);
-    expect(await sim.exitCode(60_000)).toBe(0);
+    await sim.expectExit(0, 60_000);
     expect(summaryOf(workdir).cycles).toHaveLength(2);
     expect(summaryOf(workdir).verdict).toMatch(/stopped after 2 cycles/);
   });
@@ -88,7 +88,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
   it('a program failing on its own ends the simulation with its code', async () => {
     const { workdir } = makeSandbox('ckpt-simcriu-');
     const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '5', '--', COUNTER, '2', '0.01', '3']);
-    expect(await sim.exitCode(30_000)).toBe(3);
+    await sim.expectExit(3, 30_000);
     expect(summaryOf(workdir).cycles).toHaveLength(1);
   });
 
@@ -108,7 +108,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     const sim = runSimulate(workdir, ['--engine', 'criu', '--walltime', '20', '--checkpoint', '2', '--no-self-timed', '--', process.execPath, grower]);
     await sim.waitFor((p) => /checkpoint complete in/.test(p.stderr) || p.child.exitCode !== null, 'the first checkpoint', 60_000);
     writeFileSync(join(workdir, 'grow'), '');
-    expect(await sim.exitCode(120_000)).toBe(137);
+    await sim.expectExit(137, 120_000);
     expect(sim.stdout).toMatch(/^grown$/m);
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(2);
@@ -126,7 +126,7 @@ describe.runIf(realPartAvailable('simulate on real CRIU', criuProbe))('ckpt-run 
     // An open deleted file larger than CRIU's ghost limit (1 MB) cannot be dumped.
     const script = `head -c 3000000 /dev/zero > big; exec 3<big; rm big; exec ${COUNTER} 30 0.1 0`;
     const sim = runSimulate(workdir, ['--engine', 'criu', '--every', '1', '--', 'sh', '-c', script]);
-    expect(await sim.exitCode(60_000)).toBe(13);
+    await sim.expectExit(13, 60_000);
     const summary = summaryOf(workdir);
     expect(summary.checkpoints).toBe(0);
     expect(summary.ok).toBe(false);

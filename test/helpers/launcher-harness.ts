@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readStat } from '../../src/proc/processes.js';
 import { processesWhere, procLink } from './listed-processes.js';
+import { expect } from 'vitest';
 import { waitUntil } from './poll.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -56,6 +57,12 @@ export class Proc {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Waits for the exit and checks its code; a wrong code shows how the run's stderr ended (a CI log is all there is). */
+  async expectExit(expected: number, timeoutMs?: number): Promise<void> {
+    const code = await this.exitCode(timeoutMs);
+    expect(code, `exit code; the run's stderr ended:\n${this.stderr.split('\n').slice(-40).join('\n')}`).toBe(expected);
   }
 }
 

@@ -134,7 +134,7 @@ describe('ckpt-run --engine app', () => {
   it('--interval with --engine app needs --app-periodic-signal (no default: a program that does not catch it dies of it)', async () => {
     const sandbox = makeSandbox('ckpt-app-');
     const proc = runCkpt(sandbox, [...NO_SPOOL, '--engine', 'app', '--job-id', '1', '--interval', '5', '--', SAVER, '3']);
-    expect(await proc.exitCode()).toBe(ExitCode.Usage);
+    await proc.expectExit(ExitCode.Usage);
     expect(proc.stderr).toMatch(/--interval with --engine app needs --app-periodic-signal/);
   });
 
@@ -158,7 +158,7 @@ describe('ckpt-run --engine app', () => {
     const saved = makeSandbox('ckpt-app-');
     expect((await job(saved, '1', [SAVER, '40', '0.05', '0'], 3)).code).toBe(ExitCode.Resubmit);
     const criu = runCkpt(saved, ['--job-id', '2', '--', SAVER, '40', '0.05', '0']);
-    expect(await criu.exitCode()).toBe(ExitCode.Usage);
+    await criu.expectExit(ExitCode.Usage);
     expect(criu.stderr).toMatch(/error: the checkpoint in \S+ was made by the program itself \(--engine app\): resume it with --engine app \(or start the run afresh: rm -r \S+\)\n$/);
     expect(state(saved).status).toBe('checkpointed');
 
@@ -168,9 +168,9 @@ describe('ckpt-run --engine app', () => {
     const first = runCkpt(dumped, ['--job-id', '1', '--', COUNTER, '100', '0.05', '0']);
     await first.waitFor((p) => counted(p.stdout).length >= 3, 'three lines');
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode()).toBe(ExitCode.Resubmit);
+    await first.expectExit(ExitCode.Resubmit);
     const app = runCkpt(dumped, ['--engine', 'app', '--job-id', '2', '--', COUNTER, '100', '0.05', '0']);
-    expect(await app.exitCode()).toBe(ExitCode.Usage);
+    await app.expectExit(ExitCode.Usage);
     expect(app.stderr).toMatch(/error: the checkpoint in \S+ was made by the node's checkpoint daemon \(--engine criu\): resume it with --engine criu/);
     expect(existsSync(join(runDir(dumped), 'checkpoint_ok'))).toBe(true);
   });
@@ -178,13 +178,13 @@ describe('ckpt-run --engine app', () => {
   it('bad --app-* options: one line naming the option and the fix, exit 2', async () => {
     const sandbox = makeSandbox('ckpt-app-');
     const without = runCkpt(sandbox, ['--job-id', '1', '--app-grace', '10', '--', SAVER]);
-    expect(await without.exitCode()).toBe(ExitCode.Usage);
+    await without.expectExit(ExitCode.Usage);
     expect(without.stderr).toBe('ckpt-run: error: --app-grace: only with --engine app (add it, or drop the option)\n');
     const both = runCkpt(sandbox, ['--engine', 'app', '--job-id', '1', '--app-saved-code', '0', '--app-any-exit-saved', '--', SAVER]);
-    expect(await both.exitCode()).toBe(ExitCode.Usage);
+    await both.expectExit(ExitCode.Usage);
     expect(both.stderr).toBe('ckpt-run: error: --app-saved-code and --app-any-exit-saved exclude each other: choose one\n');
     const tooBig = runCkpt(sandbox, ['--engine', 'app', '--job-id', '1', '--app-saved-code', '300', '--', SAVER]);
-    expect(await tooBig.exitCode()).toBe(ExitCode.Usage);
+    await tooBig.expectExit(ExitCode.Usage);
     expect(tooBig.stderr).toBe('ckpt-run: error: --app-saved-code 300: an exit code is 0 to 255\n');
   });
 });

@@ -74,7 +74,7 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
       const job = runCkpt(sandbox, ['--job-id', `term-${signal}`, '--', COUNTER, '1000', '0.02', '0']);
       const tree = await runningTree(job, 3);
       job.child.kill(signal);
-      expect(await job.exitCode()).toBe(code);
+      await job.expectExit(code);
       expect(job.stderr).toContain(`${signal} received: passing it to the program`);
       expect(job.stderr).not.toContain('exiting now');
       await waitUntil(() => tree.every(isGone), `the program's tree (${tree.join(' ')}) to be gone`);
@@ -97,7 +97,7 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
       await job.waitFor((p) => counted(p.stdout).length >= printed + 5, 'the program to ignore it and go on');
       expect(job.child.exitCode).toBeNull();
       job.child.kill(signal);
-      expect(await job.exitCode()).toBe(code);
+      await job.expectExit(code);
       expect(job.stderr).toContain(`${signal} received; exiting now`);
       expect(spoolLeftovers(sandbox.spool)).toEqual([]);
       expect(runState(runDir(sandbox)).history[0]).toMatchObject({ outcome: 'failed', exitCode: code });
@@ -135,12 +135,12 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
     const first = runCkpt(sandbox, ['--job-id', 'stop-1', ...argv]);
     await first.waitFor((p) => counted(p.stdout).length >= 3, 'three lines');
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode()).toBe(99);
+    await first.expectExit(99);
 
     const second = runCkpt(sandbox, ['--job-id', 'stop-2', ...argv]);
     await second.waitFor((p) => /program restored as PID \d+/.test(p.stderr) && counted(p.stdout).length >= 3, 'the resumed program');
     second.child.kill('SIGTERM');
-    expect(await second.exitCode()).toBe(143);
+    await second.expectExit(143);
     expect(runState(runDir(sandbox))).toMatchObject({ status: 'running', restarts: 1 });
     expect(runState(runDir(sandbox)).history[1]).toMatchObject({ outcome: 'failed', exitCode: 143 });
 
@@ -148,7 +148,7 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
     await third.waitFor((p) => (/program restored as PID \d+/.test(p.stderr) && counted(p.stdout).length >= 3) || p.child.exitCode !== null, 'the third job to resume');
     expect(third.stderr).toContain('resuming the checkpoint');
     third.child.kill('SIGTERM');
-    expect(await third.exitCode()).toBe(143);
+    await third.expectExit(143);
     expect(spoolLeftovers(sandbox.spool)).toEqual([]);
     console.log('fault: SIGTERM to a resumed job → exit 143, run not marked finished, the last checkpoint kept; the next job resumed it');
   });
@@ -161,7 +161,7 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
     await job.waitFor((p) => /checkpoint requested for PID \d+/.test(p.stderr), 'the checkpoint request');
     expect(spoolLeftovers(sandbox.spool)).toEqual(['term-dump.checkpoint']);
     job.child.kill('SIGTERM');
-    expect(await job.exitCode()).toBe(143);
+    await job.expectExit(143);
     await waitUntil(() => tree.every(isGone), "the program's tree to be gone");
     expect(spoolLeftovers(sandbox.spool)).toEqual([]);
     console.log('fault: SIGTERM while a checkpoint request is unread → exit 143 once the program is gone, request withdrawn, no temp file');
@@ -189,21 +189,21 @@ describe('4. SIGTERM and SIGINT to ckpt-run', () => {
     const first = runCkpt(sandbox, ['--job-id', 'resume-1', ...argv]);
     await first.waitFor((p) => counted(p.stdout).length >= 3, 'three lines');
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode()).toBe(99);
+    await first.expectExit(99);
     daemon.stop();
 
     const second = runCkpt(sandbox, ['--job-id', 'resume-2', '--no-daemon-check', ...argv]);
     await second.waitFor((p) => p.stderr.includes('resuming the checkpoint'), 'the resume request');
     await waitUntil(() => spoolLeftovers(sandbox.spool).includes('resume-2.resume'), 'the resume request in the spool');
     second.child.kill('SIGTERM');
-    expect(await second.exitCode()).toBe(143);
+    await second.expectExit(143);
     expect(second.stderr).toContain('SIGTERM received; exiting now');
     expect(spoolLeftovers(sandbox.spool)).toEqual([]);
     expect(runState(runDir(sandbox))).toMatchObject({ status: 'running', restarts: 1 });
 
     fakeDaemon(sandbox);
     const third = runCkpt(sandbox, ['--job-id', 'resume-3', ...argv]);
-    expect(await third.exitCode()).toBe(6);
+    await third.expectExit(6);
     expect(third.stderr).toMatch(/program restored as PID \d+/);
     console.log('fault: SIGTERM while waiting for a restore → exit 143 at once, request withdrawn, checkpoint kept; next job resumed it, exit 6');
   });
@@ -214,7 +214,7 @@ const LOCAL_NAMES: Record<number, string> = { 0xef53: 'ext4', 0x01021994: 'tmpfs
 
 async function startWarnings(sandbox: Sandbox, env: NodeJS.ProcessEnv, args: string[]): Promise<string[]> {
   const job = runCkpt(sandbox, [...args, '--min-runtime', '0', '--', 'true'], env);
-  expect(await job.exitCode()).toBe(0);
+  await job.expectExit(0);
   const lines = job.stderr.trim().split('\n');
   const start = lines.findIndex((line) => /job \S+, run \S+: starting a new run/.test(line));
   expect(start).toBeGreaterThanOrEqual(0);

@@ -32,7 +32,7 @@ async function checkpointFirstJob(sandbox: Sandbox, counterArgs: string[], after
   const job = runCkpt(sandbox, ['--job-id', '100', ...options, '--', COUNTER, ...counterArgs]);
   await job.waitFor((p) => counted(p.stdout).length >= after, `${after} lines from the counter`);
   job.child.kill('SIGUSR2');
-  expect(await job.exitCode()).toBe(99);
+  await job.expectExit(99);
   return job;
 }
 
@@ -46,7 +46,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     expect(existsSync(join(sandbox.spool, '100.checkpoint'))).toBe(false);
 
     const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '200', '0.02', '7']);
-    expect(await second.exitCode()).toBe(7);
+    await second.expectExit(7);
     expect(second.stderr).toMatch(/resuming the checkpoint/);
     expect(second.stderr).toMatch(/program restored as PID \d+/);
     expect(fake.proc.stderr).toMatch(/resume dir=/);
@@ -66,9 +66,9 @@ describe('checkpoint and resume through the spool protocol', () => {
     const sandbox = makeSandbox();
     daemon(sandbox);
     await checkpointFirstJob(sandbox, ['40', '0.02', '0']);
-    expect(await runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '0']).exitCode()).toBe(0);
+    await runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '0']).expectExit(0);
     const third = runCkpt(sandbox, ['--job-id', '102', '--', COUNTER, '5', '0.01', '4']);
-    expect(await third.exitCode()).toBe(4);
+    await third.expectExit(4);
     expect(third.stderr).toMatch(/previous run .* finished \(exit code 0\): starting a new run/);
     expect(third.stderr).not.toMatch(/resuming/);
     expect(counted(third.stdout)).toEqual([1, 2, 3, 4, 5]);
@@ -82,7 +82,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '400', '0.02', '0']);
     await second.waitFor((p) => p.stderr.includes('resuming the checkpoint'), 'the resume to start');
     second.child.kill('SIGUSR2');
-    expect(await second.exitCode()).toBe(99);
+    await second.expectExit(99);
     expect(second.stderr).toMatch(/will checkpoint as soon as it does|checkpoint signal received/);
     expect(second.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
   });
@@ -94,7 +94,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     // As early as can be: as soon as the process catches SIGUSR2 (bit 12 of SigCgt), still loading.
     await job.waitFor(() => catchesSigusr2(job.child.pid as number), 'ckpt-run to catch SIGUSR2', 5000);
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(99);
+    await job.expectExit(99);
     expect(job.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
   });
 
@@ -104,7 +104,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     const job = runCkpt(sandbox, ['--job-id', '100', '--', COUNTER, '400', '0.02', '0']);
     await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
     for (let i = 0; i < 100; i++) job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(99);
+    await job.expectExit(99);
     expect(job.stderr.match(/checkpoint requested for PID/g)).toHaveLength(1);
     expect(fake.proc.stderr.match(/checkpoint pid=/g)).toHaveLength(1);
   });
@@ -115,7 +115,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     const job = runCkpt(sandbox, ['--job-id', '100', '--', COUNTER, '10', '0.05', '6']);
     await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(6);
+    await job.expectExit(6);
     expect(state(sandbox).status).toBe('finished');
   });
 
@@ -125,7 +125,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     const job = runCkpt(sandbox, ['--job-id', '100', '--dump-timeout', '1', '--', COUNTER, '60', '0.05', '5']);
     await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(5);
+    await job.expectExit(5);
     expect(job.stderr).toMatch(/has not answered the dump request after 1 s .*: the program is running; the next checkpoint signal asks again/);
     expect(counted(job.stdout)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
   });
@@ -137,7 +137,7 @@ describe('checkpoint and resume through the spool protocol', () => {
     const job = runCkpt(sandbox, ['--job-id', '100', '--min-runtime', '2', '--', COUNTER, '400', '0.02', '0']);
     await job.waitFor((p) => counted(p.stdout).length >= 1, 'one line');
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(99);
+    await job.expectExit(99);
     expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
     expect(job.stderr).toMatch(/waiting [\d.]+ s before exit 99: the scheduler resubmits only jobs that ran more than/);
   });
@@ -151,7 +151,7 @@ describe('resume failures', () => {
     fake.stop();
     daemon(sandbox, { FAKE_IGNORE_RESUME: '1' });
     const second = runCkpt(sandbox, ['--job-id', '101', '--resume-timeout', '1', '--', COUNTER]);
-    expect(await second.exitCode()).toBe(3);
+    await second.expectExit(3);
     expect(second.stderr).toMatch(/resume timed out after 1 s: no checkpoint\/pidfile/);
     expect(existsSync(join(sandbox.spool, '101.resume'))).toBe(false);
     // A failed job keeps the last good checkpoint: the next job resumes it.
@@ -165,7 +165,7 @@ describe('resume failures', () => {
     fake.stop();
     const started = Date.now();
     const second = runCkpt(sandbox, ['--job-id', '101', '--daemon-grace', '1', '--', COUNTER]);
-    expect(await second.exitCode()).toBe(11);
+    await second.expectExit(11);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(second.stderr).toMatch(/no checkpoint daemon answered/);
     expect(existsSync(join(runDir(sandbox), 'checkpoint_ok'))).toBe(true);
@@ -183,7 +183,7 @@ describe('resume failures', () => {
     const stopped = Date.now();
     await job.waitFor((p) => /the checkpoint daemon stopped while serving .*heartbeat .* s old/.test(p.stderr), 'the job to notice', 15_000);
     expect(Date.now() - stopped).toBeLessThan(10_000);
-    expect(await job.exitCode()).toBe(4);
+    await job.expectExit(4);
     expect(counted(job.stdout)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
   });
 
@@ -192,7 +192,7 @@ describe('resume failures', () => {
     const job = runCkpt(sandbox, ['--job-id', '100', '--daemon-grace', '0.5', '--', COUNTER, '40', '0.05', '0']);
     await job.waitFor((p) => counted(p.stdout).length >= 2, 'two lines');
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(0);
+    await job.expectExit(0);
     expect(job.stderr).toMatch(/no checkpoint daemon answered.*the program keeps running/);
   });
 });
@@ -203,7 +203,7 @@ describe('ckpt-run status', () => {
     daemon(sandbox);
     const status = async (...args: string[]) => {
       const shown = runCkpt(sandbox, ['status', ...args]);
-      expect(await shown.exitCode()).toBe(0);
+      await shown.expectExit(0);
       return shown.stdout;
     };
     expect(await status()).toBe(`no ckpt-run run in ${sandbox.workdir} (no .ckpt-run/ folder with runs)\n`);
@@ -216,7 +216,7 @@ describe('ckpt-run status', () => {
     expect(checkpointed).toContain('  last job:   job 100 (fresh): checkpointed, exit 99; stopped by: manual\n');
     expect(checkpointed).toMatch(/ {2}checkpoint: \d{4}-\d\d-\d\dT[\d:.]+Z, [\d.]+ MB\n/);
 
-    expect(await runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '3']).exitCode()).toBe(3);
+    await runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '3']).expectExit(3);
     const [run] = JSON.parse(await status('--json', sandbox.workdir));
     expect(run).toMatchObject({ runId: 'default', status: 'finished', exitCode: 3, restarts: 1, lastJob: { jobId: '101', mode: 'resume', outcome: 'finished', exitCode: 3 } });
     expect(run.checkpoint).toBeUndefined();
@@ -235,7 +235,7 @@ describe('why each job stopped', () => {
     const record = state(sandbox);
     record.history.push({ jobId: '101', startedAt: new Date().toISOString(), mode: 'resume' });
     writeFileSync(join(runDir(sandbox), 'state.json'), JSON.stringify(record));
-    expect(await runCkpt(sandbox, ['--job-id', '102', '--', COUNTER, '30', '0.02', '4']).exitCode()).toBe(4);
+    await runCkpt(sandbox, ['--job-id', '102', '--', COUNTER, '30', '0.02', '4']).expectExit(4);
     expect(state(sandbox).history.map((job: { jobId: string; reason?: string }) => [job.jobId, job.reason])).toEqual([
       ['100', 'manual'],
       ['101', 'crash'],
@@ -244,7 +244,7 @@ describe('why each job stopped', () => {
     // The resume after the crash is a restart too: 100's exit 99, then 102's resume.
     expect(state(sandbox).restarts).toBe(2);
     const shown = runCkpt(sandbox, ['status']);
-    expect(await shown.exitCode()).toBe(0);
+    await shown.expectExit(0);
     expect(shown.stdout).toContain('  restarts:   2\n');
     expect(shown.stdout).toContain('  job:        job 100 (fresh): checkpointed, exit 99; stopped by: manual\n');
     expect(shown.stdout).toContain('  job:        job 101 (resume): no end recorded (running, or killed); stopped by: crash\n');
@@ -256,7 +256,7 @@ describe('--version', () => {
   it("--pid-namespace auto, an older job script's: runs as off, with one warning that says so", async () => {
     const sandbox = makeSandbox();
     const job = runCkpt(sandbox, ['--job-id', '1', '--pid-namespace', 'auto', '--engine', 'app', '--', 'true']);
-    expect(await job.exitCode()).toBe(0);
+    await job.expectExit(0);
     expect(job.stderr).toMatch(/warn: --pid-namespace auto now means off \(the default\)/);
   });
 
@@ -264,10 +264,10 @@ describe('--version', () => {
     const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     const sandbox = makeSandbox();
     const asked = runCkpt(sandbox, ['--version']);
-    expect(await asked.exitCode()).toBe(0);
+    await asked.expectExit(0);
     expect(asked.stdout).toBe(`${version}\n`);
     const passed = runCkpt(sandbox, ['--job-id', '1', '--', 'echo', '--version']);
-    expect(await passed.exitCode()).toBe(0);
+    await passed.expectExit(0);
     expect(passed.stdout).toBe('--version\n');
   });
 });
@@ -291,7 +291,7 @@ describe('bad inputs: one line, a distinct exit code', () => {
       writeFileSync(join(sandbox.dir, 'file'), 'x');
       chmodSync(join(sandbox.dir, 'file'), 0o644);
       const job = runCkpt(sandbox, args(sandbox));
-      expect(await job.exitCode()).toBe(code);
+      await job.expectExit(code);
       expect(job.stderr).toMatch(message);
       expect(job.stderr.trim().split('\n')).toHaveLength(1);
       expect(job.stderr).not.toMatch(/\n\s+at /);
@@ -301,7 +301,7 @@ describe('bad inputs: one line, a distinct exit code', () => {
   it('working directory not writable', async () => {
     const sandbox = makeSandbox();
     const job = runCkpt({ ...sandbox, workdir: '/proc' }, ['--job-id', '1', '--', 'true']);
-    expect(await job.exitCode()).toBe(8);
+    await job.expectExit(8);
     expect(job.stderr).toMatch(/working directory \/proc is not writable/);
   });
 
@@ -312,7 +312,7 @@ describe('bad inputs: one line, a distinct exit code', () => {
     const statePath = join(runDir(sandbox), 'state.json');
     writeFileSync(statePath, readFileSync(statePath, 'utf8').slice(0, 40));
     const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER]);
-    expect(await second.exitCode()).toBe(9);
+    await second.expectExit(9);
     expect(second.stderr).toContain(statePath);
     expect(second.stderr).toMatch(/rm -r /);
   });
@@ -327,7 +327,7 @@ describe('checkpoint images on disk', () => {
     mkdirSync(join(runDir(sandbox), 'checkpoint.old'));
     writeFileSync(join(runDir(sandbox), 'checkpoint.old', 'pages-1.img'), 'x'.repeat(4096));
     const second = runCkpt(sandbox, ['--job-id', '101', '--', COUNTER, '40', '0.02', '0']);
-    expect(await second.exitCode()).toBe(0);
+    await second.expectExit(0);
     expect(state(sandbox).status).toBe('finished');
     expect(imagesIn(runDir(sandbox))).toEqual([]);
     expect(second.stderr).toMatch(/the run finished: removed its checkpoint images \([\d.]+ MB; --keep-images keeps them\)/);
@@ -336,7 +336,7 @@ describe('checkpoint images on disk', () => {
 
     await checkpointFirstJob(sandbox, ['40', '0.02', '0'], 3, ['--run-id', 'kept']);
     const kept = runCkpt(sandbox, ['--job-id', '101', '--run-id', 'kept', '--keep-images', '--', COUNTER, '40', '0.02', '0']);
-    expect(await kept.exitCode()).toBe(0);
+    await kept.expectExit(0);
     expect(state(sandbox, 'kept').status).toBe('finished');
     expect(imagesIn(runDir(sandbox, 'kept'))).toEqual(['checkpoint']);
     expect(kept.stderr).not.toMatch(/removed its checkpoint images/);
@@ -348,7 +348,7 @@ describe('checkpoint images on disk', () => {
     // done: finished, images kept; waiting: checkpointed, resumable; live: a job runs it now, and
     // a checkpoint/ just renamed into place by a dump whose checkpoint_ok is not written yet.
     await checkpointFirstJob(sandbox, ['40', '0.02', '0'], 3, ['--run-id', 'done']);
-    expect(await runCkpt(sandbox, ['--job-id', '101', '--run-id', 'done', '--keep-images', '--', COUNTER, '40', '0.02', '0']).exitCode()).toBe(0);
+    await runCkpt(sandbox, ['--job-id', '101', '--run-id', 'done', '--keep-images', '--', COUNTER, '40', '0.02', '0']).expectExit(0);
     await checkpointFirstJob(sandbox, ['40', '0.02', '0'], 3, ['--run-id', 'waiting']);
     const live = runCkpt(sandbox, ['--job-id', '200', '--run-id', 'live', '--', COUNTER, '10000', '0.05', '0']);
     stops.push(() => live.child.kill('SIGTERM'));
@@ -364,7 +364,7 @@ describe('checkpoint images on disk', () => {
     const waitingBefore = snapshot('waiting');
     const clean = async (...args: string[]) => {
       const run = runCkpt(sandbox, ['clean', ...args]);
-      expect(await run.exitCode()).toBe(0);
+      await run.expectExit(0);
       return run.stdout;
     };
 
@@ -384,10 +384,10 @@ describe('checkpoint images on disk', () => {
     expect(await clean()).toMatch(/nothing to remove\n$/);
 
     const shown = runCkpt(sandbox, ['status']);
-    expect(await shown.exitCode()).toBe(0);
+    await shown.expectExit(0);
     expect(shown.stdout.match(/^ {2}disk: {7}[\d.]+ MB \(checkpoint images [\d.]+ MB\)$/gm)).toHaveLength(3);
     const json = runCkpt(sandbox, ['status', '--json']);
-    expect(await json.exitCode()).toBe(0);
+    await json.expectExit(0);
     const runs = JSON.parse(json.stdout);
     const waiting = runs.find((run: { runId: string }) => run.runId === 'waiting');
     expect(waiting.disk.images).toBeGreaterThan(0);
@@ -402,7 +402,7 @@ describe('--interval with a daemon that cannot leave the program running', () =>
     const job = runCkpt(sandbox, ['--job-id', '100', '-v', '--interval', '1', '--', COUNTER, '50', '0.1']);
     await job.waitFor((p) => (p.stderr.match(/--interval: still no periodic checkpoint/g) ?? []).length >= 2, 'two intervals asked again');
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(99);
+    await job.expectExit(99);
     const said = job.stderr.match(/--interval: no periodic checkpoint for now: [^\n]*/g) ?? [];
     expect(said).toHaveLength(1);
     expect(said[0]).toMatch(/ckpt-daemon\.heartbeat.*asking again every 1 s/);
@@ -420,7 +420,7 @@ describe('--interval with a daemon that cannot leave the program running', () =>
     const before = counted(job.stdout).length;
     await job.waitFor((p) => counted(p.stdout).length > before + 3, 'the count to go on');
     job.child.kill('SIGUSR2');
-    expect(await job.exitCode()).toBe(99);
+    await job.expectExit(99);
     const lines = counted(job.stdout);
     expect(lines).toEqual(Array.from({ length: lines.length }, (_, i) => i + 1));
   });
@@ -429,7 +429,7 @@ describe('--interval with a daemon that cannot leave the program running', () =>
     const sandbox = makeSandbox();
     for (const [option, value] of [['--interval', '0.5'], ['--interval', '5 minutes'], ['--keep', '0']]) {
       const job = runCkpt(sandbox, ['--job-id', '1', option, value, '--', 'true']);
-      expect(await job.exitCode()).toBe(2);
+      await job.expectExit(2);
       expect(job.stderr).toMatch(new RegExp(`${option}`));
       expect(job.stderr).not.toMatch(/ at .*\.js:\d+/);
     }
@@ -456,18 +456,18 @@ describe("the stop's reason under OAR: exit 99 waits for no oarstat", () => {
     await first.waitFor((p) => counted(p.stdout).length >= 3, '3 lines from the counter');
     const signalled = Date.now();
     first.child.kill('SIGUSR2');
-    expect(await first.exitCode()).toBe(99);
+    await first.expectExit(99);
     // The old code waited for oarstat (5 s here): exit 99 now follows the checkpoint alone.
     expect(Date.now() - signalled).toBeLessThan(4000);
     expect(first.stderr).toMatch(/the scheduler has not said yet why this job stops: the record says walltime, from the clock; the next job asks the scheduler and completes it/);
     expect(first.stderr).not.toMatch(/this job stops for:/);
     expect(state(sandbox).history[0]).toMatchObject({ jobId: '500', outcome: 'checkpointed', reason: 'walltime', reasonPending: { signal: 'checkpoint', schedulerJobId: '500' } });
     const shown = runCkpt(sandbox, ['status']);
-    expect(await shown.exitCode()).toBe(0);
+    await shown.expectExit(0);
     expect(shown.stdout).toMatch(/job 500 \(fresh\): checkpointed, exit 99; stopped by: walltime \(from the clock: the scheduler had not answered when the job exited; the next job asks it\)/);
 
     const second = runCkpt(sandbox, [...options, '--', COUNTER, '200', '0.02', '7'], oarJob('501', oarstat(sandbox, 'fast', 0)));
-    expect(await second.exitCode()).toBe(7);
+    await second.expectExit(7);
     expect(second.stderr).toMatch(/job 500 stopped for: preemption \(asked now: the scheduler had not answered before that job exited\)/);
     expect(readFileSync(join(sandbox.dir, 'oarstat.asked'), 'utf8')).toMatch(/^-J -f -j 500$/m);
     const record = state(sandbox);
@@ -485,12 +485,12 @@ describe('the self-timed final checkpoint (a walltime known, no signal needed)',
     // in, still ahead when ckpt-run's own start takes 2-3 s on a loaded node (with 16 s it was
     // 'planned now': the walltime counts from the job's start).
     const job = runCkpt(sandbox, ['--job-id', '1', '--walltime', '20', '--min-runtime', '0', '--', COUNTER, '400', '0.05', '7']);
-    expect(await job.exitCode()).toBe(99);
+    await job.expectExit(99);
     expect(job.stderr).toMatch(/final checkpoint planned at \d\d:\d\d:\d\d \(in \d s\), 14 s before the walltime: [\d.]+ MB at 200\.0 MB\/s assumed \(none measured in this run yet: its dumps so far, if any, were too small and quick to tell\), dump estimated 4 s \(×2 safety\) \+ 10 s margin/);
     expect(job.stderr).toMatch(/no checkpoint signal from the scheduler 14 s before the walltime: checkpointing now, as planned/);
     expect(job.stderr).not.toMatch(/checkpoint signal received/);
     const shown = runCkpt(sandbox, ['status']);
-    expect(await shown.exitCode()).toBe(0);
+    await shown.expectExit(0);
     expect(shown.stdout).toMatch(/job 1 \(fresh\): checkpointed, exit 99; stopped by: walltime.*; final checkpoint planned at \S+ \([\d.]+ MB at 200\.0 MB\/s assumed, dump estimated 4 s\)/);
   });
 
@@ -498,10 +498,10 @@ describe('the self-timed final checkpoint (a walltime known, no signal needed)',
     const sandbox = makeSandbox();
     daemon(sandbox);
     const job = runCkpt(sandbox, ['--job-id', '1', '--walltime', '16', '--no-self-timed', '--', COUNTER, '20', '0.05', '7']);
-    expect(await job.exitCode()).toBe(7);
+    await job.expectExit(7);
     expect(job.stderr).not.toMatch(/final checkpoint planned/);
     const bad = runCkpt(sandbox, ['--job-id', '1', '--dump-safety', '0.5', '--', 'true']);
-    expect(await bad.exitCode()).toBe(2);
+    await bad.expectExit(2);
     expect(bad.stderr).toMatch(/--dump-safety.*expected a factor of 1 or more/);
   });
 });

@@ -13,7 +13,7 @@ describe('ckpt-run simulate --engine restart', () => {
   it('K cycles then completion: a self-checkpointing program finishes with its exit code', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
     const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '1', '--', RESUMABLE, '30', '0.1', '7']);
-    expect(await sim.exitCode(60_000)).toBe(7);
+    await sim.expectExit(7, 60_000);
     const summary = summaryOf(workdir);
     expect(summary.engine).toBe('restart');
     expect(summary.checkpoints).toBeGreaterThanOrEqual(2);
@@ -34,7 +34,7 @@ describe('ckpt-run simulate --engine restart', () => {
     writeFileSync(slow, "#!/bin/sh\ntrap 'sleep 2; exit 143' TERM\ni=0\nwhile :; do i=$((i+1)); echo $i; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
     // The scheduler's signal alone (--no-self-timed): with an 8 s walltime the job's own plan would come first.
     const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '8', '--checkpoint', '3.5', '--no-self-timed', '--max-cycles', '1', '--', slow]);
-    expect(await sim.exitCode(60_000)).toBe(0);
+    await sim.expectExit(0, 60_000);
     expect(sim.stderr).toMatch(/checkpoint signal received \(the walltime ends in [\d.]+ m?s\)/);
     expect(sim.stderr).toMatch(
       /warn: the dump took [\d.]+ s of the [\d.]+ m?s left before the walltime when it was asked for: a dump still running at the walltime is killed with the job/,
@@ -50,7 +50,7 @@ describe('ckpt-run simulate --engine restart', () => {
     writeFileSync(stubborn, "#!/bin/sh\ntrap 'sleep 30 & echo $! > saver.pid; wait $!; exit 143' TERM\nwhile :; do echo tick; sleep 0.2 & wait $!; done\n", { mode: 0o755 });
     // The scheduler's signal alone (--no-self-timed), as the verdict's advice is about --checkpoint.
     const sim = runSimulate(workdir, ['--engine', 'restart', '--walltime', '6', '--checkpoint', '3', '--no-self-timed', '--max-cycles', '3', '--', stubborn]);
-    expect(await sim.exitCode(30_000)).toBe(137); // ckpt-run SIGKILLed, as under OAR
+    await sim.expectExit(137, 30_000); // ckpt-run SIGKILLed, as under OAR
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(1);
     expect(summary.cycles[0]).toMatchObject({ endedBy: 'killed at its walltime (not resubmitted)', finished: false, exitCode: 137 });
@@ -87,7 +87,7 @@ describe('ckpt-run simulate --engine restart', () => {
   it('--preempt-at: the running job gets the checkpoint signal once, exits 99, and the next job goes on', async () => {
     const { workdir } = makeSandbox('ckpt-sim-preempt-');
     const sim = runSimulate(workdir, ['--engine', 'restart', '--manual', '--preempt-at', '1', '--preempt-grace', '20', '--', RESUMABLE, '30', '0.1', '7']);
-    expect(await sim.exitCode(60_000)).toBe(7);
+    await sim.expectExit(7, 60_000);
     const summary = summaryOf(workdir);
     expect(summary.cycles.map((c: { endedBy: string }) => c.endedBy)).toEqual(['checkpoint (exit 99)', 'program exited (code 7)']);
     expect(sim.stderr).toMatch(/job sim-\S+-1 preempted: checkpoint signal now, killed in 20 s if still there/);
@@ -98,7 +98,7 @@ describe('ckpt-run simulate --engine restart', () => {
   it('stops after --max-cycles with the run still checkpointed', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
     const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '0.5', '--max-cycles', '2', '--', COUNTER, '1000', '0.05']);
-    expect(await sim.exitCode(60_000)).toBe(0);
+    await sim.expectExit(0, 60_000);
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(2);
     expect(summary.cycles.every((cycle: { endedBy: string }) => cycle.endedBy === 'checkpoint (exit 99)')).toBe(true);
@@ -111,7 +111,7 @@ describe('ckpt-run simulate --engine restart', () => {
   it('a program failing on its own: its exit code, no further cycle', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
     const sim = runSimulate(workdir, ['--engine', 'restart', '--every', '5', '--', COUNTER, '3', '0.01', '3']);
-    expect(await sim.exitCode(30_000)).toBe(3);
+    await sim.expectExit(3, 30_000);
     const summary = summaryOf(workdir);
     expect(summary.cycles).toHaveLength(1);
     expect(summary.cycles[0]).toMatchObject({ finished: true, exitCode: 3, endedBy: 'program exited (code 3)' });
@@ -150,7 +150,7 @@ describe('ckpt-run simulate --engine restart', () => {
     const user = process.geteuid?.() === 0 ? ensureTestUser() : undefined;
     if (user) execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, sandbox.dir]);
     const sim = runSimulate(sandbox.workdir, ['--engine', 'criu', '--', COUNTER, '3'], user ?? {});
-    expect(await sim.exitCode()).toBe(2);
+    await sim.expectExit(2);
     expect(sim.stderr).toMatch(/the criu engine cannot work here: CRIU restores only as root/);
     expect(sim.stderr.trim().split('\n')).toHaveLength(1);
   });
@@ -158,7 +158,7 @@ describe('ckpt-run simulate --engine restart', () => {
   it('rejects contradictory schedules with a usage error', async () => {
     const { workdir } = makeSandbox('ckpt-sim-');
     const sim = runSimulate(workdir, ['--every', '3', '--manual', '--', COUNTER]);
-    expect(await sim.exitCode()).toBe(2);
+    await sim.expectExit(2);
     expect(sim.stderr).toMatch(/choose one of/);
   });
 });
