@@ -39,7 +39,7 @@ let mpiRing = '';
  * keep its files out of /tmp: the plain mpirun case above is the user's), nor the results file
  * (on the shared filesystem: nothing node-local; the kept-files suites cover it).
  */
-const USERS_PROGRAMS: RealProgramId[] = ['lammps', 'numpy', 'java'];
+const USERS_PROGRAMS: RealProgramId[] = ['lammps', 'numpy', 'r', 'java'];
 
 const CASES: Case[] = [
   {

@@ -28,7 +28,7 @@ export const realProgramsProbe: Probe = () => {
   return missing.length ? `Debian packages missing: ${missing.join(' ')} (sudo bash scripts/test-all.sh installs them)` : undefined;
 };
 
-export type RealProgramId = 'lammps' | 'numpy' | 'mpi' | 'java' | 'results-file';
+export type RealProgramId = 'lammps' | 'numpy' | 'r' | 'mpi' | 'java' | 'results-file';
 
 export interface RealProgram {
   id: RealProgramId;
@@ -74,6 +74,13 @@ export const realPrograms = (mpiRing: () => string): RealProgram[] => [
     argv: () => ['env', 'OPENBLAS_NUM_THREADS=2', '/usr/bin/python3', join(FIXTURES, 'matmul.py'), '1500', '60'],
     check: (output) => expect(Number(/^threads (\d+)$/m.exec(output)?.[1])).toBeGreaterThanOrEqual(2),
     marks: [/^step 20 /m, /^step 40 /m],
+  },
+  {
+    id: 'r',
+    name: 'R (Rscript), a seeded random walk of 4 million walkers in base R (~300 MB)',
+    argv: () => ['/usr/bin/Rscript', join(FIXTURES, 'random_walk.R'), '4000000', '30'],
+    check: (output) => expect(output).toMatch(/^walkers 4000000 steps 30 ever far \d+ most \d+$/m),
+    marks: [/^step 10 /m, /^step 20 /m],
   },
   {
     id: 'mpi',
