@@ -62,6 +62,12 @@ export interface DaemonOptions {
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(3)} s`;
 
+/** How a lazy restore's transfer ended, for the log line of the restore. */
+const allIn = (pagesIn: PagesIn, ms: number): string =>
+  pagesIn.endedFirst
+    ? `it ended on its own before every page was in (criu lazy-pages then failed on its exit, a known race: no failure)`
+    : `all ${formatMegabytes(pagesIn.bytes)} in after ${seconds(ms)}`;
+
 class RequestServer {
   private readonly queue: KeyedQueue;
   private readonly privateDir: string;
@@ -132,9 +138,9 @@ class RequestServer {
       };
       const { detail, imageBytes, pid, pagesIn } = await this.act(request, run, requester, running);
       const ms = Date.now() - started;
-      const lazy = pagesIn ? `; program running after ${seconds(runningMs ?? ms)}, all ${formatMegabytes(pagesIn.bytes)} in after ${seconds(ms)} (lazy restore)` : '';
+      const lazy = pagesIn ? `; program running after ${seconds(runningMs ?? ms)}, ${allIn(pagesIn, ms)} (lazy restore)` : '';
       logger.log('info', `job ${request.jobId}: ${what} done in ${seconds(ms)}${detail}${lazy}`);
-      onEvent?.({ ...event, ok: true, ms: pagesIn ? (runningMs ?? ms) : ms, imageBytes, pid, allInMs: pagesIn ? ms : undefined });
+      onEvent?.({ ...event, ok: true, ms: pagesIn ? (runningMs ?? ms) : ms, imageBytes, pid, allInMs: pagesIn && !pagesIn.endedFirst ? ms : undefined });
     } catch (error) {
       const ms = Date.now() - started;
       const reason = (error as Error).message;
@@ -176,7 +182,7 @@ class RequestServer {
         running(pid);
       };
       const { pid, pagesIn, localState } = await serveResume(engine, run, request.jobId, requester, logger, this.options.imageKey, deadline, hold);
-      if (pagesIn) publishFile(run, RUN_FILES.pagesIn, `${JSON.stringify({ ms: Date.now() - requested, bytes: pagesIn.bytes })}\n`, requester);
+      if (pagesIn && !pagesIn.endedFirst) publishFile(run, RUN_FILES.pagesIn, `${JSON.stringify({ ms: Date.now() - requested, bytes: pagesIn.bytes })}\n`, requester);
       const putBack = localState && describeCarried(localState);
       return { detail: `: PID ${pid}${putBack ? `; node-local files put back first: ${putBack}` : ''}`, pid, pagesIn };
     }

@@ -67,6 +67,8 @@ export const PROGRAM_SAVED_MARK = 'saved by the program';
 export interface PagesIn {
   ms: number;
   bytes: number;
+  /** The daemon's own: the program ended on its own before every page was in (nothing is published). */
+  endedFirst?: boolean;
 }
 
 /** pages_in as ckpt-daemon writes it (one JSON line), or undefined for anything else. */
