@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { startDaemon } from '../daemon/daemon.js';
 import { IMAGE_KEY_BYTES } from '../daemon/image-signature.js';
+import { DAEMON_ENGINES } from '../engine/daemon-registry.js';
 import { chooseEngine, type EngineRequest } from '../simulate/engine-choice.js';
 import type { SignalSchedule } from '../simulate/schedule.js';
 import { describeSchedule } from '../simulate/schedule.js';
@@ -113,7 +114,7 @@ export function simulateCommand(): Command {
     .option('--no-self-timed', 'each job waits for the signal alone (passed to each job, see ckpt-run --help)')
     .option('--dump-safety <factor>', 'passed to each job (see ckpt-run --help)', factorOption)
     .option('--preempt-grace <seconds>', 'how long a preempted job has before it is killed (oarsub --checkpoint)', secondsOption, 30)
-    .addOption(new Option('--engine <engine>', 'how checkpoints are made (app: the program saves itself, as ckpt-run --engine app)').choices(['auto', 'criu', 'restart', 'app']).default('auto'))
+    .addOption(new Option('--engine <engine>', 'how checkpoints are made (app: the program saves itself, as ckpt-run --engine app)').choices(['auto', ...Object.keys(DAEMON_ENGINES), 'app']).default('auto'))
     .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
     .option('--json <file>', 'also write the summary as JSON')
     .option('--resume-timeout <seconds>', 'passed to each job', secondsOption, 120)

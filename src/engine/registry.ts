@@ -1,7 +1,7 @@
 /**
  * The engines a job can choose (ckpt-run --engine), one line each: the link the supervisor
  * talks through (link.ts). criu: the node's daemon dumps and restores the program (its engines,
- * criu/ and restart/, are ckpt-daemon's choice: cli/ckpt-daemon.ts, simulate/engine-choice.ts);
+ * criu/ and restart/, are ckpt-daemon's choice: daemon-registry.ts);
  * app: the program saves itself on a signal (app/).
  */
 import { AppLink, appEnvironment, type AppSettings } from './app/app-link.js';

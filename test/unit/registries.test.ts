@@ -1,5 +1,6 @@
 /** The schedulers' and engines' registries, and the end of a job's pure part: who is found, in which order, with which traits. */
 import { describe, expect, it } from 'vitest';
+import { DAEMON_ENGINES } from '../../src/engine/daemon-registry.js';
 import { ENGINES } from '../../src/engine/registry.js';
 import { pendingStopLine } from '../../src/launcher/end-of-job.js';
 import { detectScheduler, NODE_SIDES, SCHEDULERS } from '../../src/scheduler/registry.js';
@@ -26,6 +27,14 @@ describe('the engine registry', () => {
     expect(ENGINES.criu.usesDaemon).toBe(true);
     expect(ENGINES.app.usesDaemon).toBe(false);
     expect(ENGINES.criu.programEnvironment({ A: '1' }, {} as never, {} as never, true)).toEqual({ A: '1' });
+  });
+});
+
+describe("the daemon's engine registry", () => {
+  it('names ckpt-daemon\'s engines, CRIU first (the default, and the dry run\'s first choice for auto)', () => {
+    expect(Object.keys(DAEMON_ENGINES)).toEqual(['criu', 'restart']);
+    expect(DAEMON_ENGINES.criu.title).toBe('real CRIU');
+    expect(DAEMON_ENGINES.restart.about).toBe('no CRIU: starts the program again, keeps no memory state');
   });
 });
 
