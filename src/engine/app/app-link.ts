@@ -14,10 +14,8 @@ import { checkpointIdentity } from '../../protocol/checkpoint-identity.js';
 import { PROGRAM_SAVED_MARK, type RunDirPaths } from '../../protocol/run-dir.js';
 import { readOrEmpty, signalGroup } from '../../proc/processes.js';
 import type { RunState, StopReason } from '../../state/run-state.js';
-import type { CheckpointLink, ExitAnswers, PeriodicAnswer, RunFiles } from '../link.js';
-
-/** Which exit of a program that saves itself means "saved, run me again" (--app-saved-code, --app-any-exit-saved). */
-export type SavedExit = { code: number } | 'any';
+import type { CheckpointLink, ExitAnswers, LinkContext, PeriodicAnswer, RunFiles } from '../link.js';
+import type { AppSettings, SavedExit } from './app-options.js';
 
 /**
  * Whether the program's exit after the save signal SIGNAL says it saved its state. A death by
@@ -28,22 +26,8 @@ export function exitMeansSaved(exitCode: number, saved: SavedExit, signal: NodeJ
   return saved === 'any' || exitCode === saved.code;
 }
 
-/** --engine app's settings (--app-*: cli/app-options.ts). */
-export interface AppSettings {
-  /** The save signal (--app-signal). */
-  signal: NodeJS.Signals;
-  /** The periodic save signal (--app-periodic-signal, with --interval): the program saves and runs on. */
-  periodicSignal?: NodeJS.Signals;
-  saved: SavedExit;
-  /** --app-grace: how long the program may take to save and exit (undefined: machine-state.ts decides). */
-  graceMs?: number;
-}
-
-export interface AppLinkOptions extends AppSettings {
-  paths: RunDirPaths;
-  /** Why the program is asked to save, from what the job knows at once (the scheduler's word comes later: tellReason). */
-  reasonNow: () => StopReason;
-}
+/** Its settings, and what it takes of the job (the reason known at once: the scheduler's word comes later, tellReason). */
+export type AppLinkOptions = AppSettings & Pick<LinkContext, 'paths' | 'reasonNow'>;
 
 export class AppLink implements CheckpointLink {
   checkpointOkAtRequest: string | undefined;
