@@ -14,12 +14,24 @@ export type PeriodicAnswer = { ok: true } | { ok: false; why: string; askAgain: 
 
 /** An engine whose answer is the program's own exit after a signal (app/: --engine app). */
 export interface ExitAnswers {
-  /** The signal that asks the program to save and exit (--app-signal). */
+  /** The signal that asks the program to save and exit (app: --app-signal). */
   signal: NodeJS.Signals;
-  /** --app-grace: how long it may take; undefined: until the walltime's bound, or DEFAULT_APP_GRACE_MS without a walltime. */
+  /** How long it may take (app: --app-grace); undefined: until the walltime's bound, or DEFAULT_SAVE_GRACE_MS without a walltime. */
   graceMs?: number;
-  /** --app-periodic-signal: asks for a save after which the program runs on (--interval). */
+  /** Asks for a save after which the program runs on (--interval; app: --app-periodic-signal). */
   periodicSignal?: NodeJS.Signals;
+  /** The engine's options that the machine's messages send the user to, by name: the machine knows no engine's. */
+  options: ExitAnswerOptions;
+}
+
+/** The options, as the user types them, that set what ExitAnswers is made of. */
+export interface ExitAnswerOptions {
+  /** The save signal (app: "--app-signal"). */
+  signal: string;
+  /** How long the program may take (app: "--app-grace"). */
+  grace: string;
+  /** The exit code that means "saved" (app: "--app-saved-code"). */
+  savedCode: string;
 }
 
 /** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */

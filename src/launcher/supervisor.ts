@@ -102,7 +102,7 @@ class Supervisor {
       save: () => this.saveRecord(paths.state),
       tellReason: (reason) => this.link.tellReason(reason),
     });
-    // Not where the answer is the program's own exit: its save time is its own (--app-grace).
+    // Not where the answer is the program's own exit: its save time is its own (its engine's grace).
     if (settings.selfTimed && !this.link.exitAnswers) {
       this.finalTiming = new FinalTiming({
         walltimeEndsAt: settings.walltimeEndsAt,
