@@ -17,9 +17,16 @@ export const ENGINE_CHOICE_HELP = `${Object.entries(ENGINES)
 /** The "Engines (--engine)" part of ckpt-run --help: each engine's lines, in the registry's order. */
 export const ENGINES_HELP = `\nEngines (--engine)\n${Object.values(ENGINES).map((engine) => engine.help).join('')}`;
 
+/** The parser for a kind of value: a kind added to engine/options.ts does not compile until it has one here. */
 function parserOf(value: OptionValue): (text: string) => NodeJS.Signals | number {
-  if (value.kind === 'signal') return signalOption(value.refused, value.role);
-  return value.kind === 'seconds' ? secondsOption : wholeNumberOption;
+  switch (value.kind) {
+    case 'signal':
+      return signalOption(value.refused, value.role);
+    case 'seconds':
+      return secondsOption;
+    case 'wholeNumber':
+      return wholeNumberOption;
+  }
 }
 
 /** Adds every engine's options to COMMAND, in the registry's order and each engine's. */

@@ -47,5 +47,6 @@ export async function chooseDaemonEngine(request: 'auto' | DaemonEngineName, cri
     const shows = entry.limits ? `: ${entry.limits}` : '';
     return { ...built, notice: `NOTICE: ${unusable.title} is not usable (${unusable.problem}). This is a SIMULATION with the ${name} engine${shows}.` };
   }
+  // Only where every engine failed here (the restart engine never does).
   throw new CliError(`no engine can work here: ${unusable?.problem}`, ExitCode.Usage);
 }
