@@ -29,6 +29,9 @@ export const ExitCode = {
   NotFound: 127,
 } as const;
 
+/** ckpt-daemon's exit codes (its --help lists them): NotRoot and NoCriu come from the CRIU engine's start (engine/criu/daemon-engine.ts). */
+export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;
+
 export const EXIT_CODE_HELP: ReadonlyArray<[string, string]> = [
   ['N', "the program ended on its own with code N (also after any number of restores)"],
   ['99', 'a checkpoint completed: the scheduler resubmits the job, which resumes it'],

@@ -4,19 +4,17 @@ import { openSync } from 'node:fs';
 import { serveQueued, startDaemon, type DaemonOptions } from '../daemon/daemon.js';
 import { DEFAULT_IMAGE_KEY, ImageKeyError, loadImageKey } from '../daemon/image-signature.js';
 import { SpoolError } from '../daemon/spool.js';
-import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS, type DumpRate } from '../protocol/heartbeat.js';
+import { HEARTBEAT_FILE, HEARTBEAT_INTERVAL_MS } from '../protocol/heartbeat.js';
 import { DEFAULT_LOCAL_STATE_LIMIT } from '../protocol/local-state.js';
 import { MAX_REQUEST_BYTES } from '../protocol/spool-request.js';
-import { CriuEngine, DEFAULT_CRIU_DEADLINE_MS, DEFAULT_KEEP_FILES_MAX } from '../engine/criu/criu.js';
-import { describeDumpRate, formatFindings, measureDumpRate, MEMORY_CANARY_BYTES, probeCriu, type CriuFindings } from '../engine/criu/criu-probe.js';
-import type { CheckpointEngine } from '../engine/engine.js';
-import { RestartEngine } from '../engine/restart/restart.js';
-import { createLogger, type Logger } from '../log/logger.js';
+import { DEFAULT_CRIU_DEADLINE_MS, DEFAULT_KEEP_FILES_MAX } from '../engine/criu/criu.js';
+import { formatFindings, MEMORY_CANARY_BYTES } from '../engine/criu/criu-probe.js';
+import { probeForDaemon, type CriuDaemonSettings } from '../engine/criu/daemon-engine.js';
+import { DAEMON_ENGINES, type DaemonEngineName } from '../engine/daemon-registry.js';
+import { createLogger } from '../log/logger.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
-import { CliError } from '../base/exit-codes.js';
+import { CliError, DaemonExit } from '../base/exit-codes.js';
 import { megabytesOption, runCli, secondsOption, sizeOption } from './run-cli.js';
-
-export const DaemonExit = { Usage: 2, Spool: 3, NotRoot: 4, NoCriu: 5, ImageKey: 6, Internal: 70 } as const;
 
 const HELP = `
 Protocol (the same as the clusters' public CRIU daemon; see ckpt-run --help)
@@ -123,62 +121,27 @@ Exit codes
   70  internal error
 `;
 
-interface DaemonCliOptions {
+/** The daemon's own options, and those its engines are built from (each engine's settings: engine/daemon-registry.ts). */
+interface DaemonCliOptions extends CriuDaemonSettings {
   spoolDir: string;
-  criu: string;
-  criuDeadline: number;
-  localStateLimit: number;
-  keepFilesMax: number;
-  criuBreakpoints: 'auto' | 'on' | 'off';
-  restore: 'lazy' | 'full';
   check?: boolean;
   imageKey: string;
-  engine: 'criu' | 'restart';
+  engine: DaemonEngineName;
   log?: string;
   once?: boolean;
   verbose?: boolean;
 }
 
-async function probe(options: DaemonCliOptions): Promise<CriuFindings> {
-  const findings = await probeCriu(options.criu, { breakpoints: options.criuBreakpoints });
-  if (options.restore === 'full') findings.settings.lazyPages = false;
-  if (!findings.problem) findings.dumpRate = await measureDumpRate(options.criu, findings.settings);
-  return findings;
-}
-
-/** The criu engine in the mode the probe found, or a CliError that says why criu cannot work here. */
-async function criuEngine(options: DaemonCliOptions, logger: Logger): Promise<{ engine: CheckpointEngine; dumpRate?: DumpRate }> {
-  if (process.getuid?.() !== 0) {
-    throw new CliError(
-      "the criu engine needs root (CRIU dumps and restores other users' processes); as a user, try --engine restart",
-      DaemonExit.NotRoot,
-    );
-  }
-  const findings = await probe(options);
-  if (findings.problem) throw new CliError(`criu cannot checkpoint on this node: ${findings.problem}`, DaemonExit.NoCriu);
-  logger.log(
-    'info',
-    `criu ${findings.version}: ${findings.breakpoints}; network lock ${findings.settings.networkLock}; ` +
-      `${findings.canaryMs === undefined ? 'no canary (--criu-breakpoints)' : `canary dumped and restored in ${findings.canaryMs} ms`}; ` +
-      `${findings.settings.lazyPages ? 'lazy restores (userfaultfd)' : `full restores (${findings.userfaultfd ? '--restore full' : 'no userfaultfd here'})`}; ` +
-      `each criu run is bounded to ${options.criuDeadline} s; dump rate: ${describeDumpRate(findings.dumpRate ?? 'not run')}`,
-  );
-  const notice = (message: string): void => logger.log('warn', message);
-  const engine = new CriuEngine(options.criu, {
-    settings: findings.settings,
-    deadlineMs: options.criuDeadline * 1000,
-    notice,
-    localStateLimit: options.localStateLimit,
-    keepFilesMax: options.keepFilesMax,
-  });
-  return { engine, dumpRate: typeof findings.dumpRate === 'string' ? undefined : findings.dumpRate };
-}
-
 async function check(options: DaemonCliOptions): Promise<void> {
-  const findings = await probe(options);
+  const findings = await probeForDaemon(options);
   for (const line of formatFindings(findings)) process.stdout.write(`${line}\n`);
   if (findings.problem) throw new CliError(`criu cannot checkpoint on this node: ${findings.problem}`, DaemonExit.NoCriu);
 }
+
+/** --engine's help: each engine by name, with what its folder says of it where the name is not enough. */
+const ENGINE_HELP = Object.entries(DAEMON_ENGINES)
+  .map(([name, engine]) => (engine.about ? `${name} (${engine.about})` : name))
+  .join(', or ');
 
 function openLog(path: string): number {
   try {
@@ -197,7 +160,7 @@ function untilSignal(): Promise<void> {
 async function run(options: DaemonCliOptions): Promise<void> {
   if (options.check) return check(options);
   const logger = createLogger('ckpt-daemon', options.verbose ? 'debug' : 'info', options.log ? openLog(options.log) : 2);
-  const { engine, dumpRate } = options.engine === 'restart' ? { engine: new RestartEngine(), dumpRate: undefined } : await criuEngine(options, logger);
+  const { engine, dumpRate } = await DAEMON_ENGINES[options.engine].forDaemon(options, logger);
   let imageKey: Buffer;
   try {
     const loaded = loadImageKey(options.imageKey);
@@ -271,8 +234,8 @@ export function buildProgram(): Command {
         .default(DEFAULT_IMAGE_KEY),
     )
     .addOption(
-      new Option('--engine <name>', 'criu, or restart (no CRIU: starts the program again, keeps no memory state)')
-        .choices(['criu', 'restart'])
+      new Option('--engine <name>', ENGINE_HELP)
+        .choices(Object.keys(DAEMON_ENGINES))
         .default('criu'),
     )
     .option('--log <file>', 'append the log to FILE instead of stderr')

@@ -1,14 +1,14 @@
 /** `ckpt-run`: the command an OAR or Slurm job script runs. Its options and --help live here. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option, type OptionValues } from 'commander';
 import { EXIT_CODE_HELP } from '../base/exit-codes.js';
-import { ENGINES, type EngineName } from '../engine/registry.js';
+import { chooseEngine, DEFAULT_ENGINE, ENGINES, type EngineName } from '../engine/registry.js';
 import { DEFAULT_DUMP_SAFETY, DUMP_OVERHEAD_MS, PLAN_MARGIN_MS, DEFAULT_BYTES_PER_SEC } from '../launcher/final-plan.js';
 import { SAMPLE_MS } from '../launcher/final-timing.js';
 import { runJob } from '../launcher/job.js';
 import { createLogger } from '../log/logger.js';
 import { holdSignal } from '../proc/early-signals.js';
 import { DEFAULT_SPOOL_DIR } from '../protocol/spool-request.js';
-import { addAppOptions, APP_HELP, appSettings, type AppCliOptions } from './app-options.js';
+import { addEngineOptions, ENGINE_CHOICE_HELP, ENGINES_HELP, givenIn } from './engine-options.js';
 import { durationOption, factorOption, runCli, secondsOption, signalOption, wholeNumberOption } from './run-cli.js';
 
 const PROTOCOL_HELP = `
@@ -82,7 +82,8 @@ function positiveOption(value: string): number {
   return count;
 }
 
-export interface LauncherCliOptions extends AppCliOptions {
+/** ckpt-run's options, and the engines' own (engine-options.ts), which are the engine's to read. */
+export interface LauncherCliOptions extends OptionValues {
   engine: EngineName;
   spoolDir: string;
   jobId?: string;
@@ -113,7 +114,7 @@ export interface LauncherCliOptions extends AppCliOptions {
 /** Parses the options into the job's request and hands it over (launcher/job.ts). */
 export function launch(argv: string[], options: LauncherCliOptions, env: NodeJS.ProcessEnv, workdir: string): Promise<number> {
   holdSignal(options.signal);
-  const app = appSettings(options.engine, options, options.signal, options.interval !== undefined);
+  const engine = chooseEngine(options.engine, givenIn(options), { checkpointSignal: options.signal, interval: options.interval !== undefined });
   const logger = createLogger('ckpt-run', options.verbose ? 'debug' : options.quiet ? 'warn' : 'info');
   // 'auto' (the old default: a namespace for root only) is kept so that older job scripts still
   // run; the program now sees the same world as root and as a user.
@@ -142,8 +143,7 @@ export function launch(argv: string[], options: LauncherCliOptions, env: NodeJS.
     daemonGraceMs: options.daemonGrace * 1000,
     preemptionPollMs: ms(options.preemptionPoll),
     keepImages: options.keepImages === true,
-    engine: options.engine,
-    app,
+    engine,
   });
 }
 
@@ -188,9 +188,9 @@ export function buildProgram(): Command {
     )
     .option('--signal <name>', 'the checkpoint signal the scheduler sends', signalOption(['SIGKILL', 'SIGSTOP', 'SIGTERM', 'SIGINT', 'SIGHUP'], 'the checkpoint signal'), 'SIGUSR2' as NodeJS.Signals)
     .addOption(
-      new Option('--engine <engine>', 'criu: the node\'s daemon dumps the program; app: the program saves itself on a signal (see Engines below)')
+      new Option('--engine <engine>', ENGINE_CHOICE_HELP)
         .choices(Object.keys(ENGINES))
-        .default('criu'),
+        .default(DEFAULT_ENGINE),
     )
     .option('--resume-timeout <seconds>', 'how long to wait for the daemon to restore', secondsOption, 600)
     .option('--dump-timeout <seconds>', 'how long the daemon may take to complete a dump', secondsOption, 300)
@@ -207,8 +207,8 @@ export function buildProgram(): Command {
     .option('--daemon-grace <seconds>', 'how long a request may stay unread, with no daemon heartbeat, before giving up', secondsOption, 5)
     .option('-q, --quiet', 'log only warnings and errors')
     .option('-v, --verbose', 'log every step')
-    .addHelpText('after', `${APP_HELP}${PROTOCOL_HELP}`);
-  addAppOptions(program);
+    .addHelpText('after', `${ENGINES_HELP}${PROTOCOL_HELP}`);
+  addEngineOptions(program);
   program.action(async (argv: string[], options: LauncherCliOptions) => {
     process.exitCode = await launch(argv, options, process.env, process.cwd());
   });

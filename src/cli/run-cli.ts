@@ -54,7 +54,7 @@ export function wholeNumberOption(value: string): number {
 }
 
 /** A signal option's parser: a name with or without SIG, any case; REFUSED cannot be ROLE. */
-export function signalOption(refused: string[], role: string): (value: string) => NodeJS.Signals {
+export function signalOption(refused: readonly string[], role: string): (value: string) => NodeJS.Signals {
   return (value) => {
     const name = (value.startsWith('SIG') ? value : `SIG${value}`).toUpperCase() as NodeJS.Signals;
     if (!(name in constants.signals)) throw new InvalidArgumentError(`unknown signal ${value}`);

@@ -1,10 +1,11 @@
 /** `ckpt-run simulate`: try a job locally, with the scheduler and the daemon played for you. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option, type OptionValues } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { startDaemon } from '../daemon/daemon.js';
 import { IMAGE_KEY_BYTES } from '../daemon/image-signature.js';
-import { chooseEngine, type EngineRequest } from '../simulate/engine-choice.js';
+import { chooseEngine, DEFAULT_ENGINE } from '../engine/registry.js';
+import { chooseDaemonEngine, dryRunEngines, ENGINE_REQUESTS } from '../simulate/engine-choice.js';
 import type { SignalSchedule } from '../simulate/schedule.js';
 import { describeSchedule } from '../simulate/schedule.js';
 import { simulate } from '../simulate/simulate.js';
@@ -12,16 +13,17 @@ import { formatSummary } from '../simulate/summary.js';
 import { createLogger } from '../log/logger.js';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { plural } from '../base/words.js';
-import { addAppOptions, appArguments, appSettings, type AppCliOptions } from './app-options.js';
+import { addEngineOptions, engineArguments, givenIn } from './engine-options.js';
 import { durationOption, factorOption, secondsOption, wholeNumberOption } from './run-cli.js';
 
-interface SimulateOptions extends AppCliOptions {
+/** The dry run's options, and the engines' own (engine-options.ts), passed on to each job. */
+interface SimulateOptions extends OptionValues {
   walltime?: number;
   checkpoint?: number;
   every?: number;
   manual?: boolean;
   maxCycles: number;
-  engine: EngineRequest | 'app';
+  engine: string;
   criu: string;
   json?: string;
   resumeTimeout: number;
@@ -113,7 +115,7 @@ export function simulateCommand(): Command {
     .option('--no-self-timed', 'each job waits for the signal alone (passed to each job, see ckpt-run --help)')
     .option('--dump-safety <factor>', 'passed to each job (see ckpt-run --help)', factorOption)
     .option('--preempt-grace <seconds>', 'how long a preempted job has before it is killed (oarsub --checkpoint)', secondsOption, 30)
-    .addOption(new Option('--engine <engine>', 'how checkpoints are made (app: the program saves itself, as ckpt-run --engine app)').choices(['auto', 'criu', 'restart', 'app']).default('auto'))
+    .addOption(new Option('--engine <engine>', 'how checkpoints are made (app: the program saves itself, as ckpt-run --engine app)').choices(ENGINE_REQUESTS).default('auto'))
     .addOption(new Option('--criu <path>', 'the criu command').env('CKPT_CRIU').default('criu'))
     .option('--json <file>', 'also write the summary as JSON')
     .option('--resume-timeout <seconds>', 'passed to each job', secondsOption, 120)
@@ -122,18 +124,19 @@ export function simulateCommand(): Command {
     .option('-v, --verbose', 'every step of the jobs and the daemon')
     .passThroughOptions()
     .addHelpText('after', HELP);
-  return addAppOptions(command).action(async (argv: string[], options: SimulateOptions) => {
+  return addEngineOptions(command).action(async (argv: string[], options: SimulateOptions) => {
     if (options.maxCycles < 1) throw new CliError('--max-cycles must be at least 1', ExitCode.Usage);
     const schedule = scheduleOf(options);
-    // The --app-* options are checked here once, as each job would check them.
-    appSettings(options.engine, options, 'SIGUSR2', options.interval !== undefined);
-    const { engine } = options;
-    const choice = engine === 'app' ? undefined : await chooseEngine(engine, options.criu);
+    const engines = dryRunEngines(options.engine);
+    const given = givenIn(options);
+    // The engine's options are checked here once, as each job would check them.
+    chooseEngine(engines.job, given, { checkpointSignal: 'SIGUSR2', interval: options.interval !== undefined });
+    const choice = engines.daemon && (await chooseDaemonEngine(engines.daemon, options.criu));
     if (choice?.notice) process.stderr.write(`\n${choice.notice}\n\n`);
-    const engineName = choice?.engine.name ?? 'app';
+    const engineName = choice?.engine.name ?? engines.job;
     process.stderr.write(`ckpt-run simulate: engine ${engineName}, ${describeSchedule(schedule)}, at most ${plural(options.maxCycles, 'cycle')}\n`);
     const launcherArgs = ['--resume-timeout', String(options.resumeTimeout), '--dump-timeout', String(options.dumpTimeout)];
-    if (engine === 'app') launcherArgs.push('--engine', 'app', ...appArguments(options));
+    if (engines.job !== DEFAULT_ENGINE) launcherArgs.push('--engine', engines.job, ...engineArguments(engines.job, given));
     if (options.quiet) launcherArgs.push('--quiet');
     if (options.verbose) launcherArgs.push('--verbose');
     if (options.interval !== undefined) launcherArgs.push('--interval', String(options.interval));
@@ -154,12 +157,13 @@ export function simulateCommand(): Command {
       crashAtSec: options.crashAt,
       preemptAtSec: options.preemptAt,
       preemptGraceSec: options.preemptGrace,
-      startDaemon: async (spoolDir, onEvent) => {
-        // A program that saves itself needs no daemon: the jobs never write to the spool.
-        if (!choice) return async () => undefined;
-        const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: createLogger('ckpt-daemon', options.verbose ? 'debug' : 'warn'), imageKey, onEvent });
-        return () => daemon.stop();
-      },
+      // Where the jobs' engine needs no daemon, none runs: the jobs never write to the spool.
+      startDaemon:
+        choice &&
+        (async (spoolDir, onEvent) => {
+          const daemon = await startDaemon({ spoolDir, engine: choice.engine, logger: createLogger('ckpt-daemon', options.verbose ? 'debug' : 'warn'), imageKey, onEvent });
+          return () => daemon.stop();
+        }),
     });
     process.stdout.write(formatSummary(summary));
     if (options.json) writeFileSync(options.json, `${JSON.stringify(summary, null, 2)}\n`);

@@ -1,8 +1,11 @@
 /**
  * How a checkpoint is made, as ckpt-daemon drives it: dump a process tree into a folder of
  * images, and later restore it from them. Two engines: CRIU (the real thing, root only) and
- * "restart" (no CRIU: records the command line and starts it again; for the local dry run).
+ * "restart" (no CRIU: records the command line and starts it again; for the local dry run),
+ * listed in daemon-registry.ts, each built as its folder's DaemonEngine says.
  */
+import type { Logger } from '../log/logger.js';
+import type { DumpRate } from '../protocol/heartbeat.js';
 import type { LocalState } from '../protocol/local-state.js';
 import type { KeptIndex } from '../protocol/kept-files.js';
 import type { Requester } from '../protocol/spool-request.js';
@@ -81,6 +84,24 @@ export interface CheckpointEngine {
   dump(target: DumpTarget): Promise<DumpFigures>;
   /** Restores the tree, detached from the daemon; resolves once it runs. */
   restore(target: RestoreTarget): Promise<RestoredTree>;
+}
+
+/**
+ * An engine as ckpt-daemon and the dry run build it: what daemon-registry.ts lists, one per
+ * engine folder. SETTINGS: what it needs of ckpt-daemon's command line (criu's options for
+ * criu; the call in cli/ckpt-daemon.ts does not type-check until the daemon has them all).
+ */
+export interface DaemonEngine<Settings = unknown> {
+  /** How the dry run names it when it cannot work here ("real CRIU is not usable"). */
+  readonly title: string;
+  /** What ckpt-daemon --engine's help says of it, where its name is not enough. */
+  readonly about?: string;
+  /** What a dry run with it does not show: said when the dry run falls back to it. */
+  readonly limits?: string;
+  /** The engine the daemon runs, and the dump rate it measured where it does; a CliError (DaemonExit) says why it cannot run here. */
+  forDaemon(settings: Settings, logger: Logger): Promise<{ engine: CheckpointEngine; dumpRate?: DumpRate }>;
+  /** The engine the dry run embeds (CRIU: the criu command, simulate --criu), or why it cannot work here. */
+  forDryRun(criu: string): Promise<{ engine: CheckpointEngine } | { problem: string }>;
 }
 
 /** How a failed dump left the program, as the engine saw it afterwards. */

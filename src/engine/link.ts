@@ -1,23 +1,37 @@
 /**
  * The job side of an engine: the one interface the supervisor (launcher/supervisor.ts) talks
- * through, whatever makes the checkpoint. The daemon side's is CheckpointEngine (engine.ts).
+ * through, whatever makes the checkpoint (CheckpointLink), and the engine as its folder declares
+ * it for registry.ts (JobEngine). The daemon side's is CheckpointEngine (engine.ts).
  */
 import type { DaemonReport } from '../protocol/daemon-report.js';
 import type { DumpRate } from '../protocol/heartbeat.js';
-import type { CheckpointStats } from '../protocol/run-dir.js';
-import type { StopReason } from '../state/run-state.js';
+import type { CheckpointStats, RunDirPaths } from '../protocol/run-dir.js';
+import type { RunState, StopReason } from '../state/run-state.js';
+import type { CommonOptions, EngineOptions, OptionValues } from './options.js';
 
 /** Whether the checkpoint link can make a checkpoint that leaves the program running; ASKAGAIN: it may later (a daemon's heartbeat). */
 export type PeriodicAnswer = { ok: true } | { ok: false; why: string; askAgain: boolean };
 
 /** An engine whose answer is the program's own exit after a signal (app/: --engine app). */
 export interface ExitAnswers {
-  /** The signal that asks the program to save and exit (--app-signal). */
+  /** The signal that asks the program to save and exit (app: --app-signal). */
   signal: NodeJS.Signals;
-  /** --app-grace: how long it may take; undefined: until the walltime's bound, or DEFAULT_APP_GRACE_MS without a walltime. */
+  /** How long it may take (app: --app-grace); undefined: until the walltime's bound, or DEFAULT_SAVE_GRACE_MS without a walltime. */
   graceMs?: number;
-  /** --app-periodic-signal: asks for a save after which the program runs on (--interval). */
+  /** Asks for a save after which the program runs on (--interval; app: --app-periodic-signal). */
   periodicSignal?: NodeJS.Signals;
+  /** The engine's options that the machine's messages send the user to, by name: the machine knows no engine's. */
+  options: ExitAnswerOptions;
+}
+
+/** The options, as the user types them, that set what ExitAnswers is made of. */
+export interface ExitAnswerOptions {
+  /** The save signal (app: "--app-signal"). */
+  signal: string;
+  /** How long the program may take (app: "--app-grace"). */
+  grace: string;
+  /** The exit code that means "saved" (app: "--app-saved-code"). */
+  savedCode: string;
 }
 
 /** What the run directory and /proc say at one look (undefined: absent, or not complete yet). */
@@ -72,3 +86,44 @@ export interface CheckpointLink {
   close(): void;
 }
 
+
+/** All a link may be built from: the job's settings, and the supervisor's callbacks. */
+export interface LinkContext {
+  spoolDir: string;
+  jobId: string;
+  paths: RunDirPaths;
+  /** Whether to watch the daemon's heartbeat while a request is out (off for daemons without one). */
+  daemonCheck: boolean;
+  /** How long a request may wait unanswered, without a live heartbeat, before we say so. */
+  graceMs: number;
+  /** The checkpoint a resume is for (checkpoint_ok's identity when the job rolled its files back to it). */
+  resumeFrom?: string;
+  /** Whether the supervisor still waits on the daemon: the heartbeat is looked at only then. */
+  awaiting(): boolean;
+  /** The daemon does not serve the request: DETAIL says why. */
+  silent(detail: string): void;
+  /** Why the program is asked to save, from what the job knows at once. */
+  reasonNow(): StopReason;
+}
+
+/**
+ * One of ckpt-run's engines, as its folder declares it and registry.ts lists it. SETTINGS: what
+ * it makes of its own OPTIONS; the launcher never sees them (registry.ts: ChosenEngine binds
+ * them in). Methods, not function properties: an engine of its own settings is then one of the
+ * registry's JobEngines (TypeScript compares method parameters both ways).
+ */
+export interface JobEngine<Settings = unknown, Options extends EngineOptions = EngineOptions> {
+  /** What makes the checkpoints, in a few words for --engine's help ("the program saves itself on a signal"). */
+  readonly summary: string;
+  /** Its lines in ckpt-run --help's "Engines (--engine)", each indented, the last ended. */
+  readonly help: string;
+  /** Its own options (options.ts): cli registers them, and refuses them with another engine. */
+  readonly options: Options;
+  /** Its settings from its options' values and the job's; a CliError (exit 2) when they do not go together. */
+  settings(values: OptionValues<Options>, job: CommonOptions): Settings;
+  link(settings: Settings, context: LinkContext): CheckpointLink;
+  /** Its requests go to the node's daemon through the spool (else no spool is needed, nor a PID namespace: the program is started again). */
+  readonly usesDaemon: boolean;
+  /** The program's environment under this engine, from the job's (ENV); RESUMED: this job resumes the run. */
+  programEnvironment(env: NodeJS.ProcessEnv, paths: RunDirPaths, state: RunState, resumed: boolean): NodeJS.ProcessEnv;
+}

@@ -5,7 +5,6 @@
  * end (end-of-job.ts) returns the exit code.
  */
 import { CliError, ExitCode } from '../base/exit-codes.js';
-import { ENGINES } from '../engine/registry.js';
 import { jobOutputFiles, type OwnFile } from '../proc/job-output.js';
 import type { RunDirPaths } from '../protocol/run-dir.js';
 import { isValidJobId } from '../protocol/spool-request.js';
@@ -23,7 +22,7 @@ import { runLauncher } from './supervisor.js';
 export type JobRequest = Pick<
   LaunchSettings,
   | 'argv' | 'workdir' | 'env' | 'logger' | 'spoolDir' | 'signal' | 'resumeTimeoutMs' | 'dumpTimeoutMs' | 'maxRestarts' | 'selfTimed'
-  | 'dumpSafety' | 'intervalMs' | 'keep' | 'pidNamespace' | 'daemonCheck' | 'daemonGraceMs' | 'preemptionPollMs' | 'keepImages' | 'engine' | 'app'
+  | 'dumpSafety' | 'intervalMs' | 'keep' | 'pidNamespace' | 'daemonCheck' | 'daemonGraceMs' | 'preemptionPollMs' | 'keepImages' | 'engine'
 > & {
   /** --job-id, --run-id: else the scheduler's. */
   jobId?: string;
@@ -40,7 +39,7 @@ export function runJob(request: JobRequest): Promise<number> {
   const scheduler = detectScheduler(env, process.ppid);
   const { jobId, runId } = jobAndRunId(request, scheduler);
   // A program that saves itself needs no daemon, hence no spool.
-  const { usesDaemon } = ENGINES[request.engine];
+  const { usesDaemon } = request.engine;
   if (usesDaemon) checkSpoolDir(request.spoolDir);
   checkWorkdir(workdir);
   const run = prepareRun(workdir, runId, argv, new Date());
@@ -83,7 +82,7 @@ function jobAndRunId(request: JobRequest, scheduler: SchedulerContext): { jobId:
 /** The supervisor's settings: the request's, completed with what the scheduler says. */
 function settingsFor(request: JobRequest, scheduler: SchedulerContext, run: PreparedRun, jobId: string, jobOutput: OwnFile[]): LaunchSettings {
   const { env, walltimeSec, minRuntimeMs, jobId: _asked, runId: _run, ...given } = request;
-  const engine = ENGINES[request.engine];
+  const { engine } = request;
   return {
     ...given,
     jobId,

@@ -2,8 +2,7 @@
 import type { Logger } from '../log/logger.js';
 import type { OwnFile } from '../proc/job-output.js';
 import type { StopFacts } from '../scheduler/stop-reason.js';
-import type { AppSettings } from '../engine/app/app-link.js';
-import type { EngineName } from '../engine/registry.js';
+import type { ChosenEngine } from '../engine/registry.js';
 
 export interface LaunchSettings {
   argv: string[];
@@ -59,8 +58,6 @@ export interface LaunchSettings {
   requeueCommand?: string[];
   /** --keep-images: a finished run's images stay. */
   keepImages: boolean;
-  /** --engine: what makes the checkpoints (engine/registry.ts). */
-  engine: EngineName;
-  /** --engine app: the program saves itself on SIGNAL and exits as SAVED says; no daemon. */
-  app?: AppSettings;
+  /** --engine: what makes the checkpoints, its settings (its own options) bound in (engine/registry.ts). */
+  engine: ChosenEngine;
 }

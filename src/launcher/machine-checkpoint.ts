@@ -7,7 +7,7 @@ import { ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { plural } from '../base/words.js';
 import { describeCarried, describeStays } from '../protocol/local-state.js';
-import { after, answerBy, ANSWER_MARGIN_MS, DEFAULT_APP_GRACE_MS, duration, ended, failWith, log, unchanged, withRequest } from './machine-state.js';
+import { after, answerBy, ANSWER_MARGIN_MS, DEFAULT_SAVE_GRACE_MS, duration, ended, failWith, log, unchanged, withRequest } from './machine-state.js';
 import type { CheckpointFigures, CheckpointRequest, InPhase, MachineAction, MachineConfig, MachineState, Step, Watched } from './machine-state.js';
 import type { ExitAnswers, PeriodicAnswer } from '../engine/link.js';
 
@@ -20,14 +20,15 @@ function programNow(state: string | undefined): string {
 }
 
 /**
- * How long a program that saves itself may take to exit: --app-grace, else what the walltime
- * leaves (else DEFAULT_APP_GRACE_MS), and never past the walltime's margin: a program still
- * saving then is killed with the job, and the job must say so before.
+ * How long a program that saves itself may take to exit: its engine's grace, else what the
+ * walltime leaves (else DEFAULT_SAVE_GRACE_MS), and never past the walltime's margin: a program
+ * still saving then is killed with the job, and the job must say so before.
  */
 export function saveGrace(config: MachineConfig, saving: ExitAnswers, now: number): { ms: number; by: string } {
   const walltimeBound = config.walltimeEndsAt === undefined ? Infinity : config.walltimeEndsAt - ANSWER_MARGIN_MS - now;
-  const wanted = saving.graceMs ?? (config.walltimeEndsAt === undefined ? DEFAULT_APP_GRACE_MS : Infinity);
-  const by = walltimeBound <= wanted ? 'the walltime' : saving.graceMs === undefined ? 'the default, --app-grace' : '--app-grace';
+  const wanted = saving.graceMs ?? (config.walltimeEndsAt === undefined ? DEFAULT_SAVE_GRACE_MS : Infinity);
+  const grace = saving.options.grace;
+  const by = walltimeBound <= wanted ? 'the walltime' : saving.graceMs === undefined ? `the default, ${grace}` : grace;
   return { ms: Math.max(1000, Math.min(wanted, walltimeBound)), by };
 }
 
@@ -58,7 +59,7 @@ export function requestCheckpoint(state: InPhase<'running'>, now: number, action
 }
 
 /**
- * A periodic save of a program that saves itself (--interval, --app-periodic-signal): the signal
+ * A periodic save of a program that saves itself (--interval, its periodic signal): the signal
  * goes out and nothing is awaited (the program saves and runs on, unconfirmed); the next one is timed.
  */
 export function periodicSave(state: InPhase<'running'>, saving: ExitAnswers, now: number): Step {
@@ -236,7 +237,7 @@ export function saveTimedOut(state: MachineState, saving: ExitAnswers, now: numb
       asked,
       ExitCode.AppTimeout,
       `the program did not exit within ${duration(now - asked.request.at)} of ${saving.signal} (bound: ${by}): killed; not exiting 99. ` +
-        `Does it catch ${saving.signal} and exit with the agreed code? Its last saved state, if any, is kept; give it more time with --app-grace and the scheduler's checkpoint lead`,
+        `Does it catch ${saving.signal} and exit with the agreed code? Its last saved state, if any, is kept; give it more time with ${saving.options.grace} and the scheduler's checkpoint lead`,
     ),
   );
 }

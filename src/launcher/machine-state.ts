@@ -35,8 +35,8 @@ export interface MachineConfig {
   finalWhy?: string;
 }
 
-/** How long a program that saves itself may take to exit when neither --app-grace nor a walltime says. */
-export const DEFAULT_APP_GRACE_MS = 60_000;
+/** How long a program that saves itself may take to exit when neither its engine's grace nor a walltime says. */
+export const DEFAULT_SAVE_GRACE_MS = 60_000;
 
 /** A checkpoint request that is out and not answered yet (by success or failure). */
 export interface CheckpointRequest {
@@ -141,7 +141,7 @@ export type MachineAction =
   | { type: 'setTimer'; name: TimerName; ms: number }
   | { type: 'clearTimer'; name: TimerName }
   | { type: 'forwardSignal'; signal: NodeJS.Signals }
-  /** SIGKILL to the program's process group (app engine: a program that did not save in time). */
+  /** SIGKILL to the program's process group (a program that did not save in time; a signal before it ran, where it saves itself). */
   | { type: 'killProgram' }
   | { type: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; message: string }
   | { type: 'exit'; code: number; outcome: Outcome; exitCode?: number };

@@ -6,7 +6,7 @@
  *   fresh:  starting → running → checkpointing → (program gone + checkpoint_ok) → exit 99
  *   resume: resuming → (pidfile) → running → … → the program's own exit code
  *   periodic (--interval): running → checkpointing (the program runs on) → checkpoint_ok → running
- *   exit answers (the link's exitAnswers: engine/app/): starting → running → checkpointing (the
+ *   exit answers (the link's exitAnswers): starting → running → checkpointing (the
  *           program saves on a signal) → (its agreed exit, published as checkpoint_ok by the
  *           link) → exit 99; a resume starts it again
  *
@@ -157,7 +157,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
         asked,
         event.exitCode,
         `the program died of ${saving.signal}, the save signal (exit ${event.exitCode}): it does not catch it, so it saved nothing; ` +
-          'not exiting 99. Make it catch the signal (or choose the one it catches with --app-signal); its last saved state, if any, is kept',
+          `not exiting 99. Make it catch the signal (or choose the one it catches with ${saving.options.signal}); its last saved state, if any, is kept`,
       );
     }
     if (state.terminating && event.exitCode === 128 + signalNumber(state.terminating)) {
@@ -166,7 +166,7 @@ const HANDLERS: { [T in MachineEvent['type']]: Handler<T> } = {
       return ended(state, [log('info', `program stopped by ${state.terminating}`)], { type: 'exit', code: event.exitCode, outcome: 'failed' });
     }
     // After the save signal, an exit that the link did not take for "saved" is the program's own end.
-    const notSaved = asked ? ' after the save signal: not the agreed code (--app-saved-code), so this is its own end' : '';
+    const notSaved = saving && asked ? ` after the save signal: not the agreed code (${saving.options.savedCode}), so this is its own end` : '';
     return ended(state, [log('info', `program exited with code ${event.exitCode}${notSaved}`)], {
       type: 'exit',
       code: event.exitCode,

@@ -19,7 +19,6 @@ import { stopReason } from '../scheduler/stop-reason.js';
 import { keepGenerations } from '../state/run-images.js';
 import { saveRunState } from '../state/run-state.js';
 import type { CheckpointLink } from '../engine/link.js';
-import { ENGINES } from '../engine/registry.js';
 import { endOfJobRecord, eventsFromFiles, type JobEnd } from './decisions.js';
 import { endJob } from './end-of-job.js';
 import { JobStop } from './job-stop.js';
@@ -72,7 +71,7 @@ class Supervisor {
       resumedJob: prepared.mode === 'resume',
       say: (message) => settings.logger.log('info', message),
     });
-    const link = ENGINES[settings.engine].link({
+    this.link = settings.engine.link({
       spoolDir: settings.spoolDir,
       jobId: settings.jobId,
       paths,
@@ -81,11 +80,8 @@ class Supervisor {
       resumeFrom: prepared.checkpoint,
       awaiting: () => this.state.phase === 'resuming' || this.state.phase === 'checkpointing',
       silent: (detail) => this.events.post({ type: 'daemonSilent', detail }),
-      app: settings.app,
       reasonNow: () => stopReason({ now: Date.now(), signal: 'checkpoint', walltimeEndsAt: settings.walltimeEndsAt, ...settings.knownFacts }),
     });
-    if (!link) throw new CliError(`--engine ${settings.engine}: its settings are missing`, ExitCode.Internal);
-    this.link = link;
     this.state = initialState(
       {
         dumpTimeoutMs: settings.dumpTimeoutMs,
@@ -106,7 +102,7 @@ class Supervisor {
       save: () => this.saveRecord(paths.state),
       tellReason: (reason) => this.link.tellReason(reason),
     });
-    // Not where the answer is the program's own exit: its save time is its own (--app-grace).
+    // Not where the answer is the program's own exit: its save time is its own (its engine's grace).
     if (settings.selfTimed && !this.link.exitAnswers) {
       this.finalTiming = new FinalTiming({
         walltimeEndsAt: settings.walltimeEndsAt,

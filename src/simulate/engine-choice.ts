@@ -1,14 +1,27 @@
 /**
- * Which engine the dry run uses: real CRIU when it can work here (root, and a criu that dumps and
- * restores the probe's canary, in the mode the probe found: src/engine/criu/criu-probe.ts), else the restart engine, announced loudly because it keeps no memory state.
+ * The dry run's engines. simulate --engine names one of ckpt-run's engines that needs no daemon
+ * (engine/registry.ts: app), for its jobs; or the engine its embedded daemon runs
+ * (engine/daemon-registry.ts), behind ckpt-run's default engine: the one asked for, which must
+ * work here, or for "auto" the first of the registry that works here (real CRIU where root has
+ * a criu that dumps and restores the probe's canary), a fallback announced loudly with what it
+ * does not show (the restart engine keeps no memory state).
  */
 import { CliError, ExitCode } from '../base/exit-codes.js';
-import { CriuEngine } from '../engine/criu/criu.js';
-import { probeCriu } from '../engine/criu/criu-probe.js';
+import { DAEMON_ENGINES, type DaemonEngineName } from '../engine/daemon-registry.js';
 import type { CheckpointEngine } from '../engine/engine.js';
-import { RestartEngine } from '../engine/restart/restart.js';
+import { DEFAULT_ENGINE, ENGINES, type EngineName } from '../engine/registry.js';
 
-export type EngineRequest = 'auto' | 'criu' | 'restart';
+/** ckpt-run's engines that need no daemon. */
+const WITHOUT_DAEMON = (Object.keys(ENGINES) as EngineName[]).filter((name) => !ENGINES[name].usesDaemon);
+
+/** What simulate --engine may name. */
+export const ENGINE_REQUESTS = ['auto', ...Object.keys(DAEMON_ENGINES), ...WITHOUT_DAEMON];
+
+/** The jobs' engine (ckpt-run --engine) for REQUEST, one of ENGINE_REQUESTS; DAEMON: what the daemon is asked to run, where the jobs' engine needs one. */
+export function dryRunEngines(request: string): { job: EngineName; daemon?: 'auto' | DaemonEngineName } {
+  const own = WITHOUT_DAEMON.find((name) => name === request);
+  return own ? { job: own } : { job: DEFAULT_ENGINE, daemon: request as 'auto' | DaemonEngineName };
+}
 
 export interface EngineChoice {
   engine: CheckpointEngine;
@@ -16,17 +29,24 @@ export interface EngineChoice {
   notice?: string;
 }
 
-export async function chooseEngine(request: EngineRequest, criu: string): Promise<EngineChoice> {
-  if (request === 'restart') return { engine: new RestartEngine() };
-  const findings = await probeCriu(criu);
-  const { problem } = findings;
-  if (!problem) return { engine: new CriuEngine(criu, { settings: findings.settings }) };
-  if (request === 'criu') throw new CliError(`the criu engine cannot work here: ${problem}`, ExitCode.Usage);
-  return {
-    engine: new RestartEngine(),
-    notice:
-      `NOTICE: real CRIU is not usable (${problem}). This is a SIMULATION with the restart ` +
-      'engine: each "restore" starts the program again from the beginning and keeps no memory ' +
-      'state. It tests the job script and the signal/resubmission loop, not the checkpoint itself.',
-  };
+/** The daemon's engine for REQUEST (criu: the criu command). */
+export async function chooseDaemonEngine(request: 'auto' | DaemonEngineName, criu: string): Promise<EngineChoice> {
+  if (request !== 'auto') {
+    const built = await DAEMON_ENGINES[request].forDryRun(criu);
+    if ('problem' in built) throw new CliError(`the ${request} engine cannot work here: ${built.problem}`, ExitCode.Usage);
+    return built;
+  }
+  let unusable: { title: string; problem: string } | undefined;
+  for (const [name, entry] of Object.entries(DAEMON_ENGINES)) {
+    const built = await entry.forDryRun(criu);
+    if ('problem' in built) {
+      unusable ??= { title: entry.title, problem: built.problem };
+      continue;
+    }
+    if (!unusable) return built;
+    const shows = entry.limits ? `: ${entry.limits}` : '';
+    return { ...built, notice: `NOTICE: ${unusable.title} is not usable (${unusable.problem}). This is a SIMULATION with the ${name} engine${shows}.` };
+  }
+  // Only where every engine failed here (the restart engine never does).
+  throw new CliError(`no engine can work here: ${unusable?.problem}`, ExitCode.Usage);
 }

@@ -30,8 +30,8 @@ export interface SimulationOptions {
   schedule: SignalSchedule;
   maxCycles: number;
   engine: string;
-  /** Starts the embedded daemon on the spool dir; resolves to its stop function. */
-  startDaemon: (spoolDir: string, onEvent: (event: DaemonEvent) => void) => Promise<() => Promise<void>>;
+  /** Starts the embedded daemon on the spool dir; resolves to its stop function. Absent where the jobs' engine needs no daemon (a resume is a new start). */
+  startDaemon?: (spoolDir: string, onEvent: (event: DaemonEvent) => void) => Promise<() => Promise<void>>;
   /** Extra ckpt-run options (timeouts, logging, --interval). */
   launcherArgs: string[];
   /** Seconds into the dry run at which the running job is killed whole with SIGKILL, once (a node crash). */
@@ -220,7 +220,7 @@ class DryRun {
     // dumped tree) does not eat the cycle and leave the run without progress. A scheduler's
     // walltime counts from the job's start.
     if (options.schedule.kind !== 'every') armSignal();
-    else if (resumes && options.engine !== 'app') daemon.onRestored.set(jobId, armSignal);
+    else if (resumes && options.startDaemon) daemon.onRestored.set(jobId, armSignal);
     else whenProgramStarts(child, armSignal);
     const kills = this.killTimers(jobId, child, ckptRun);
     const ticker = setInterval(() => {
@@ -273,7 +273,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationSu
   // A dry run always starts from the beginning: an earlier simulation's checkpoint is dropped.
   rmSync(runDirFor(options.workdir, SIMULATION_RUN_ID), { recursive: true, force: true });
   const daemon = new DaemonWatch();
-  const stopDaemon = await options.startDaemon(spoolDir, (event) => daemon.take(event));
+  const stopDaemon = options.startDaemon ? await options.startDaemon(spoolDir, (event) => daemon.take(event)) : async () => undefined;
   // Its clock starts once the daemon serves: --crash-at and --preempt-at count from there.
   const run = new DryRun(options, spoolDir, daemon);
   const manualSignal = (): void => run.signalJob(run.current, 'manual');

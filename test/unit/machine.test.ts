@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/base/exit-codes.js';
+import { APP_EXIT_OPTIONS } from '../../src/engine/app/app-link.js';
 import { saveGrace } from '../../src/launcher/machine-checkpoint.js';
 import {
   ANSWER_MARGIN_MS,
   answerBy,
-  DEFAULT_APP_GRACE_MS,
+  DEFAULT_SAVE_GRACE_MS,
   initialState,
   type MachineAction,
   type MachineConfig,
@@ -476,8 +477,8 @@ describe('periodic checkpoints (--interval)', () => {
   });
 });
 
-/** --engine app (fake clock): the program saves itself on a signal and exits; app-link.ts publishes its agreed exit as checkpointOk + programGone. */
-const APP = { signal: 'SIGUSR2' as NodeJS.Signals };
+/** --engine app (fake clock): the program saves itself on a signal and exits; app-link.ts publishes its agreed exit as checkpointOk + programGone, and names its options for the messages. */
+const APP = { signal: 'SIGUSR2' as NodeJS.Signals, options: APP_EXIT_OPTIONS };
 /** drive() with the app engine; LOGS: the messages of one level. */
 function driveApp(config: Partial<MachineConfig>, events: Array<[number, MachineEvent]>) {
   const run = drive({ exitAnswers: APP, ...config }, events);
@@ -494,7 +495,7 @@ describe('--engine app: the state machine', () => {
   it('saved: the signal asks the program to save (bounded by the grace), its agreed exit makes exit 99', () => {
     const run = driveApp({}, [...fresh, [1000, { type: 'checkpointSignal' }], ...saved(1800)]);
     expect(run.of('requestCheckpoint')).toHaveLength(1);
-    expect(run.of('setTimer')).toEqual([{ type: 'setTimer', name: 'dump', ms: DEFAULT_APP_GRACE_MS }]);
+    expect(run.of('setTimer')).toEqual([{ type: 'setTimer', name: 'dump', ms: DEFAULT_SAVE_GRACE_MS }]);
     expect(run.logs('info')).toContain('asking the program to save: SIGUSR2 to its process group (PID 42); waiting up to 60 s for it to exit');
     expect(run.logs('info')).toContain('the program saved its state and exited 800 ms after the signal; exit 99 so that the job is resubmitted');
     expect(run.exits).toEqual([{ type: 'exit', code: ExitCode.Resubmit, outcome: 'checkpointed' }]);
@@ -562,7 +563,7 @@ describe('--engine app: the state machine', () => {
     expect(saveGrace(config, { ...APP, graceMs: 30_000 }, 600_000)).toEqual({ ms: 30_000, by: '--app-grace' });
     expect(saveGrace(config, { ...APP, graceMs: 300_000 }, 600_000)).toEqual({ ms: 120_000 - ANSWER_MARGIN_MS, by: 'the walltime' });
     expect(saveGrace(config, APP, 719_000).ms).toBe(1000); // at least a second, even at the walltime
-    expect(saveGrace({ ...CONFIG, exitAnswers: APP }, APP, 600_000)).toEqual({ ms: DEFAULT_APP_GRACE_MS, by: 'the default, --app-grace' });
+    expect(saveGrace({ ...CONFIG, exitAnswers: APP }, APP, 600_000)).toEqual({ ms: DEFAULT_SAVE_GRACE_MS, by: 'the default, --app-grace' });
     const run = driveApp({ walltimeEndsAt: 720_000 }, [...fresh, [600_000, { type: 'checkpointSignal' }], [715_000, { type: 'timer', name: 'dump' }]]);
     expect(run.logs('error')[0]).toMatch(/within 115 s of SIGUSR2 \(bound: the walltime\)/);
   });

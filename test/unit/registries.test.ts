@@ -1,6 +1,9 @@
 /** The schedulers' and engines' registries, and the end of a job's pure part: who is found, in which order, with which traits. */
 import { describe, expect, it } from 'vitest';
-import { ENGINES } from '../../src/engine/registry.js';
+import { DAEMON_ENGINES } from '../../src/engine/daemon-registry.js';
+import { APP_OPTIONS } from '../../src/engine/app/app-options.js';
+import type { EngineOption } from '../../src/engine/options.js';
+import { chooseEngine, ENGINES } from '../../src/engine/registry.js';
 import { pendingStopLine } from '../../src/launcher/end-of-job.js';
 import { detectScheduler, NODE_SIDES, SCHEDULERS } from '../../src/scheduler/registry.js';
 import { NO_SCHEDULER } from '../../src/scheduler/scheduler.js';
@@ -26,6 +29,25 @@ describe('the engine registry', () => {
     expect(ENGINES.criu.usesDaemon).toBe(true);
     expect(ENGINES.app.usesDaemon).toBe(false);
     expect(ENGINES.criu.programEnvironment({ A: '1' }, {} as never, {} as never, true)).toEqual({ A: '1' });
+  });
+
+  it("binds the engine's settings from its own options, and refuses another engine's options (exit 2)", () => {
+    const job = { checkpointSignal: 'SIGUSR2' as NodeJS.Signals, interval: false };
+    const given = (values: Array<[EngineOption, number | true]>) => (option: EngineOption) => new Map(values).get(option);
+    const none = given([]);
+    expect(chooseEngine('app', none, job)).toMatchObject({ name: 'app', usesDaemon: false });
+    expect(chooseEngine('criu', none, job)).toMatchObject({ name: 'criu', usesDaemon: true });
+    const grace = given([[APP_OPTIONS.grace, 5], [APP_OPTIONS.anyExitSaved, true]]);
+    expect(() => chooseEngine('criu', grace, job)).toThrow('--app-any-exit-saved, --app-grace: only with --engine app (add it, or drop the option)');
+    expect(() => chooseEngine('app', given([[APP_OPTIONS.savedCode, 300]]), job)).toThrow('--app-saved-code 300: an exit code is 0 to 255');
+  });
+});
+
+describe("the daemon's engine registry", () => {
+  it('names ckpt-daemon\'s engines, CRIU first (the default, and the dry run\'s first choice for auto)', () => {
+    expect(Object.keys(DAEMON_ENGINES)).toEqual(['criu', 'restart']);
+    expect(DAEMON_ENGINES.criu.title).toBe('real CRIU');
+    expect(DAEMON_ENGINES.restart.about).toBe('no CRIU: starts the program again, keeps no memory state');
   });
 });
 

@@ -14,10 +14,9 @@ import { checkpointIdentity } from '../../protocol/checkpoint-identity.js';
 import { PROGRAM_SAVED_MARK, type RunDirPaths } from '../../protocol/run-dir.js';
 import { readOrEmpty, signalGroup } from '../../proc/processes.js';
 import type { RunState, StopReason } from '../../state/run-state.js';
-import type { CheckpointLink, ExitAnswers, PeriodicAnswer, RunFiles } from '../link.js';
-
-/** Which exit of a program that saves itself means "saved, run me again" (--app-saved-code, --app-any-exit-saved). */
-export type SavedExit = { code: number } | 'any';
+import type { CheckpointLink, ExitAnswerOptions, ExitAnswers, LinkContext, PeriodicAnswer, RunFiles } from '../link.js';
+import { optionName } from '../options.js';
+import { APP_OPTIONS, type AppSettings, type SavedExit } from './app-options.js';
 
 /**
  * Whether the program's exit after the save signal SIGNAL says it saved its state. A death by
@@ -28,22 +27,15 @@ export function exitMeansSaved(exitCode: number, saved: SavedExit, signal: NodeJ
   return saved === 'any' || exitCode === saved.code;
 }
 
-/** --engine app's settings (--app-*: cli/app-options.ts). */
-export interface AppSettings {
-  /** The save signal (--app-signal). */
-  signal: NodeJS.Signals;
-  /** The periodic save signal (--app-periodic-signal, with --interval): the program saves and runs on. */
-  periodicSignal?: NodeJS.Signals;
-  saved: SavedExit;
-  /** --app-grace: how long the program may take to save and exit (undefined: machine-state.ts decides). */
-  graceMs?: number;
-}
+/** Its settings, and what it takes of the job (the reason known at once: the scheduler's word comes later, tellReason). */
+export type AppLinkOptions = AppSettings & Pick<LinkContext, 'paths' | 'reasonNow'>;
 
-export interface AppLinkOptions extends AppSettings {
-  paths: RunDirPaths;
-  /** Why the program is asked to save, from what the job knows at once (the scheduler's word comes later: tellReason). */
-  reasonNow: () => StopReason;
-}
+/** The options the machine's messages send the user to. */
+export const APP_EXIT_OPTIONS: ExitAnswerOptions = {
+  signal: optionName(APP_OPTIONS.signal),
+  grace: optionName(APP_OPTIONS.grace),
+  savedCode: optionName(APP_OPTIONS.savedCode),
+};
 
 export class AppLink implements CheckpointLink {
   checkpointOkAtRequest: string | undefined;
@@ -54,7 +46,12 @@ export class AppLink implements CheckpointLink {
   constructor(private readonly options: AppLinkOptions) {
     // A status an earlier job's program left (e.g. it died of the save signal) is not this one's.
     rmSync(options.paths.exitStatus, { force: true });
-    this.exitAnswers = { signal: options.signal, graceMs: options.graceMs, periodicSignal: options.periodicSignal };
+    this.exitAnswers = {
+      signal: options.signal,
+      graceMs: options.graceMs,
+      periodicSignal: options.periodicSignal,
+      options: APP_EXIT_OPTIONS,
+    };
   }
 
   /** A program that saves itself resumes by being started again (the machine spawns it): no restore is ever asked of this link. */

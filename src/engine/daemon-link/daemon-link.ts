@@ -9,26 +9,13 @@ import { CliError, ExitCode } from '../../base/exit-codes.js';
 import { writeFileAtomic } from '../../protocol/atomic-write.js';
 import { checkpointIdentity } from '../../protocol/checkpoint-identity.js';
 import { HEARTBEAT_FILE, HEARTBEAT_STALE_MS, heartbeatDumpRate, heartbeatFeatures, type DaemonFeature, type DumpRate } from '../../protocol/heartbeat.js';
-import { LEAVE_RUNNING, type RunDirPaths } from '../../protocol/run-dir.js';
+import { LEAVE_RUNNING } from '../../protocol/run-dir.js';
 import { formatRequest, requestPath, type SpoolRequest } from '../../protocol/spool-request.js';
-import type { CheckpointLink, PeriodicAnswer, RunFiles } from '../link.js';
+import type { CheckpointLink, LinkContext, PeriodicAnswer, RunFiles } from '../link.js';
 import { daemonVerdict } from './daemon-verdict.js';
 
-export interface DaemonLinkOptions {
-  spoolDir: string;
-  jobId: string;
-  paths: RunDirPaths;
-  /** Whether to watch the daemon's heartbeat while a request is out (off for daemons without one). */
-  daemonCheck: boolean;
-  /** How long a request may wait unanswered, without a live heartbeat, before we say so. */
-  graceMs: number;
-  /** The checkpoint a resume is for (checkpoint_ok's identity when the job rolled its files back to it). */
-  resumeFrom?: string;
-  /** Whether the supervisor still waits on the daemon: the heartbeat is looked at only then. */
-  awaiting(): boolean;
-  /** The daemon does not serve the request: DETAIL says why. */
-  silent(detail: string): void;
-}
+/** What the daemon link takes of the job and the supervisor (link.ts says what each is). */
+export type DaemonLinkOptions = Pick<LinkContext, 'spoolDir' | 'jobId' | 'paths' | 'daemonCheck' | 'graceMs' | 'resumeFrom' | 'awaiting' | 'silent'>;
 
 export class DaemonLink implements CheckpointLink {
   checkpointOkAtRequest: string | undefined;
