@@ -12,7 +12,7 @@
  */
 import { closeSync, copyFileSync, existsSync, fsyncSync, ftruncateSync, openSync, readdirSync, renameSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { KEPT_CHUNK, KEPT_DATA_IMAGE, KEPT_FILES_FOLDER, readAt, sha256Of, type KeptFile, type KeptIndex } from '../protocol/kept-files.js';
+import { KEPT_CHUNK, KEPT_DATA_IMAGE, KEPT_FILES_FOLDER, readAt, sameKeptFile, sha256Of, type KeptFile, type KeptIndex } from '../protocol/kept-files.js';
 
 /** Where a restore of FILE keeps what it replaces. */
 export const rolledBackName = (path: string): string => `${path}.rolled-back`;
@@ -57,14 +57,14 @@ function restoreFile(file: KeptFile, runDir: string, imagesDir: string): string 
   const baseBuffer = Buffer.allocUnsafe(KEPT_CHUNK);
   const currentBuffer = Buffer.allocUnsafe(KEPT_CHUNK);
   const readData = (position: number, length: number): Buffer => readAt(data, Buffer.allocUnsafe(length), length, position);
-  let now: { ino: number; size: number } | undefined;
+  let now: { ino: number; size: number; birthtimeMs: number } | undefined;
   try {
     now = statSync(file.path);
   } catch {
     now = undefined;
   }
   const keep = rolledBackName(file.path);
-  const sameFile = now?.ino === file.inode;
+  const sameFile = now !== undefined && sameKeptFile(file, now);
   let target: number;
   let what: string;
   if (sameFile) {

@@ -32,6 +32,12 @@ export const KEPT_CHUNK = 1 << 20;
 export interface KeptFile {
   path: string;
   inode: number;
+  /**
+   * Its birth time (ms), where the filesystem keeps one: with the inode number it tells a file
+   * replaced since, which ext4 may give the number just freed (a program that removes its scratch
+   * file and creates it again got the same number at once, measured 2026-12-06).
+   */
+  born?: number;
   size: number;
   /** Permission bits, for a file that must be created again (it was replaced or removed). */
   mode: number;
@@ -64,10 +70,18 @@ export function formatKeptIndex(index: KeptIndex): string {
   return `${JSON.stringify(index)}\n`;
 }
 
+/** The birth time a stat gives, as KeptFile.born: none where the filesystem keeps none (0). */
+export const bornOf = (stats: { birthtimeMs: number }): { born?: number } => (stats.birthtimeMs > 0 ? { born: stats.birthtimeMs } : {});
+
+/** Whether the file at a path now (STATS) is the one FILE recorded: same inode number and, where both are known, birth time. */
+export const sameKeptFile = (file: KeptFile, stats: { ino: number; birthtimeMs: number }): boolean =>
+  stats.ino === file.inode && (file.born === undefined || !(stats.birthtimeMs > 0) || stats.birthtimeMs === file.born);
+
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
 function validFile(file: Partial<KeptFile>): boolean {
   if (typeof file.path !== 'string' || !file.path.startsWith('/') || !isCount(file.inode) || !isCount(file.size) || !isCount(file.mode)) return false;
+  if (file.born !== undefined && !(typeof file.born === 'number' && file.born > 0)) return false;
   if (file.kind === 'over') return typeof file.sha256 === 'string';
   if (file.kind === 'unreadable') return true;
   if (file.kind !== 'kept') return false;

@@ -12,7 +12,7 @@ import { ExitCode } from '../../src/base/exit-codes.js';
 import { keepFiles } from '../../src/engine/criu/keep-files.js';
 import { rollBackToCheckpoint } from '../../src/launcher/file-rollback.js';
 import { overlay } from '../../src/launcher/kept-restore.js';
-import { differingRuns, KEPT_BLOCK, KEPT_DATA_IMAGE, KEPT_FILES_FOLDER, KEPT_INDEX_IMAGE, parseKeptIndex, type KeptFile, type KeptIndex } from '../../src/protocol/kept-files.js';
+import { differingRuns, KEPT_BLOCK, KEPT_DATA_IMAGE, KEPT_FILES_FOLDER, KEPT_INDEX_IMAGE, parseKeptIndex, sameKeptFile, type KeptFile, type KeptIndex } from '../../src/protocol/kept-files.js';
 import { OPEN_FILES_IMAGE, runDirPaths, type RunDirPaths } from '../../src/protocol/run-dir.js';
 import { newRunState, type RunState } from '../../src/state/run-state.js';
 
@@ -135,6 +135,28 @@ describe('keeping the content at a checkpoint, putting it back at a resume', () 
     expect(existsSync(`${db()}-journal`)).toBe(false);
     expect(readFileSync(`${db()}-journal.rolled-back`, 'utf8')).toBe('pages of a later state');
     expect(said.join('\n')).toMatch(/replaced after the checkpoint/);
+  });
+
+  it('a file removed and created again once nothing holds it is seen as replaced, even under the inode number it had (ext4 gives the freed number at once)', () => {
+    writeFileSync(db(), block(6, 2));
+    const [recorded] = checkpoint([db()]).files;
+    for (const fd of held) closeSync(fd);
+    held = [];
+    unlinkSync(db());
+    writeFileSync(db(), 'the same name again');
+    const said = rollBackToCheckpoint(paths, state);
+    expect(readFileSync(db()).equals(block(6, 2))).toBe(true);
+    expect(readFileSync(`${db()}.rolled-back`, 'utf8')).toBe('the same name again');
+    expect(said.join('\n'), `inode ${recorded.inode} recorded`).toMatch(/replaced after the checkpoint/);
+  });
+
+  it('a file is the recorded one when its inode number and, where both are known, its birth time are the same', () => {
+    const file: KeptFile = { path: '/work/data.db', inode: 5, born: 1000.25, size: 0, mode: 0o644, kind: 'unreadable' };
+    expect(sameKeptFile(file, { ino: 5, birthtimeMs: 1000.25 })).toBe(true);
+    expect(sameKeptFile(file, { ino: 5, birthtimeMs: 2000.5 })).toBe(false); // the number given to a new file
+    expect(sameKeptFile(file, { ino: 6, birthtimeMs: 1000.25 })).toBe(false);
+    expect(sameKeptFile(file, { ino: 5, birthtimeMs: 0 })).toBe(true); // a filesystem with no birth time
+    expect(sameKeptFile({ ...file, born: undefined }, { ino: 5, birthtimeMs: 2000.5 })).toBe(true); // an older record
   });
 
   it('a file over the bound keeps only its checksum: changed after the checkpoint, the resume is refused and names it', () => {

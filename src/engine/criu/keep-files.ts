@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, copyFileSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  differingRuns, formatKeptIndex, KEPT_CHUNK, KEPT_FILES_FOLDER, KEPT_INDEX_IMAGE, parseKeptIndex, readAt,
+  bornOf, differingRuns, formatKeptIndex, KEPT_CHUNK, KEPT_FILES_FOLDER, KEPT_INDEX_IMAGE, parseKeptIndex, readAt,
   type KeptFile, type KeptIndex,
 } from '../../protocol/kept-files.js';
 
@@ -139,7 +139,7 @@ class Keeper {
     }
     try {
       const stats = fstatSync(fd);
-      const file = { path, inode: stats.ino, size: stats.size, mode: stats.mode & 0o7777 };
+      const file = { path, inode: stats.ino, ...bornOf(stats), size: stats.size, mode: stats.mode & 0o7777 };
       const left = this.max - this.written;
       const reflink = this.reflink(source, path);
       if (reflink) return { ...file, kind: 'kept', base: reflink, baseSize: file.size, runs: [], dataOffset: this.dataOffset };
