@@ -10,13 +10,16 @@ import { defineConfig } from 'vitest/config';
 //    (fake daemons on their own spools) to even the lanes out;
 //  - node: the other real-part suites (real CRIU, each its own daemon on its own spool). Both MPI
 //    suites are here: Open MPI gives its ranks a pseudo-terminal and CRIU restores it at the same
-//    index, so two MPI suites side by side could take each other's index. Two of them (own spool,
-//    no MPI) run in the schedulers lane instead, to even the lanes out: under CKPT_RUN_TEST_STRESS=2
-//    the node lane took 2295 s and the schedulers lane 1741 s (zdtm alone 593 s);
+//    index, so two MPI suites side by side could take each other's index. The light ones (own
+//    spool, no MPI, small dumps) run in the schedulers lane instead, to even the lanes out: under
+//    CKPT_RUN_TEST_STRESS=2 the node lane took 2295 s and the schedulers lane 1741 s. The big
+//    dumps stay in this lane, one after another: lazy restore's 1 GB dumps beside zdtm's batch
+//    made the disk so busy that its 152-process dump kept it frozen 111 s (stress run of 29fc39d);
 //  - unit: no process, no file outside a temporary folder.
 const SCHEDULER_SUITES = ['oar', 'preemption-oar', 'preemption-slurm', 'self-timed', 'slurm', 'app-engine']
   .map((name) => `test/e2e/${name}.e2e.test.ts`);
-const BALANCING_SUITES = ['forking-job', 'lazy-restore'].map((name) => `test/e2e/${name}.e2e.test.ts`);
+const BALANCING_SUITES = ['forking-job', 'interval-late-daemon', 'security-folders', 'security-images', 'security-jobs', 'security-requests', 'security-targets']
+  .map((name) => `test/e2e/${name}.e2e.test.ts`);
 
 const shared = {
   testTimeout: 60_000,

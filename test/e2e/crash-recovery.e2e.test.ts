@@ -29,6 +29,7 @@ import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuForUser, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
 import { killAll } from '../helpers/listed-processes.js';
 import { ensureTestUser, type TestUser } from '../helpers/test-user.js';
+import { ensureBuilt } from '../helpers/build.js';
 
 const STEPS_PROGRAM = join(ROOT, 'test/e2e/crash/steps.py');
 const STEPS = 300;
@@ -71,7 +72,7 @@ describe.runIf(realPartAvailable('crash recovery on real CRIU', ready))('crash r
   let user: TestUser;
 
   beforeAll(async () => {
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    ensureBuilt();
     // An ordinary user's job through the root daemon, as on a cluster.
     user = ensureTestUser();
     sandbox = makeUserSandbox('ckpt-crash-e2e-', user);

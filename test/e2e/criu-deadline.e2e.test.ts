@@ -18,6 +18,7 @@ import { killAll, processState } from '../../src/proc/processes.js';
 import { counted, COUNTER, makeSandbox, readOr, ROOT, runCkpt, type Proc, type Sandbox } from '../helpers/launcher-harness.js';
 import { RealDaemon, CKPT_DAEMON } from '../helpers/real-daemon.js';
 import { criuProbe, IN_CI, realPartAvailable } from '../helpers/real-parts.js';
+import { ensureBuilt } from '../helpers/build.js';
 
 const TRIXIE_PREFIX = '/opt/ckpt-run/criu-trixie';
 const TRIXIE_CRIU = join(TRIXIE_PREFIX, 'bin/criu');
@@ -75,7 +76,7 @@ describe.runIf(realPartAvailable('criu deadlines on real CRIU', criuProbe))('a c
   let real: boolean;
 
   beforeAll(() => {
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    ensureBuilt();
     sandbox = makeSandbox('ckpt-criu-deadline-');
     chmodSync(sandbox.dir, 0o755);
     const trixie = trixieCriu();

@@ -21,6 +21,7 @@ import { CKPT_RUN, makeSandbox, Proc, ROOT, runCkpt, type Sandbox } from '../hel
 import { criuForUsers, criuReady, realPartAvailable } from '../helpers/real-parts.js';
 import { ensureTestUser } from '../helpers/test-user.js';
 import { killAll, processesWhere, procLink, procText } from '../helpers/listed-processes.js';
+import { ensureBuilt } from '../helpers/build.js';
 
 const COUNTER = join(ROOT, 'examples/stateful-counter.mjs');
 const COUNTER_SH = join(ROOT, 'examples/counter.sh');
@@ -97,7 +98,7 @@ describe.runIf(realPartAvailable('ckpt-daemon on real CRIU', criuReady()))('ckpt
   const awaitRestore = (dir: string): Promise<void> => daemonAnswer(dir, 'checkpoint/pidfile', 'restore_failed', 'the restore');
 
   beforeAll(async () => {
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    ensureBuilt();
     sandbox = makeSandbox('ckpt-criu-e2e-');
     chmodSync(sandbox.dir, 0o755);
     chmodSync(sandbox.spool, 0o1777);

@@ -21,7 +21,6 @@
  * A job killed "at walltime" is SIGKILLed together with its program's tree, as OAR does.
  * In CI this suite runs (a missing part fails it); elsewhere it is skipped loudly.
  */
-import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,6 +36,7 @@ import {
 import { makeSandbox, Proc, ROOT, runCkpt, type RunAs, type Sandbox } from '../helpers/launcher-harness.js';
 import { criuForUser, criuReady, realPartAvailable } from '../helpers/real-parts.js';
 import { ensureTestUser, type TestUser } from '../helpers/test-user.js';
+import { ensureBuilt } from '../helpers/build.js';
 
 const EXIT = 7;
 const MB = 1024 * 1024;
@@ -68,7 +68,7 @@ describe.runIf(realPartAvailable('the fault matrix on real CRIU', criuReady({ wi
   }
 
   beforeAll(async () => {
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    ensureBuilt();
     // An ordinary user's jobs through the root daemon, as on a cluster (a case about root says so).
     user = ensureTestUser();
     base = makeSandbox('ckpt-faults-e2e-');

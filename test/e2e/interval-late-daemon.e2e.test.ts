@@ -4,20 +4,20 @@
  * leave the program running, the job's periodic checkpoints start, on real CRIU; the final
  * checkpoint and the resume go on as usual. Lean: one run of ~20 s.
  */
-import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { counted, COUNTER, makeSandbox, ROOT, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
+import { counted, COUNTER, makeSandbox, runCkpt, type Sandbox } from '../helpers/launcher-harness.js';
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuReady, realPartAvailable } from '../helpers/real-parts.js';
+import { ensureBuilt } from '../helpers/build.js';
 
 describe.runIf(realPartAvailable('--interval before the daemon is up, on real CRIU', criuReady()))('--interval with a daemon that comes up after the job started', () => {
   let sandbox: Sandbox;
   let daemon: RealDaemon | undefined;
 
   beforeAll(() => {
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    ensureBuilt();
     sandbox = makeSandbox('ckpt-late-daemon-e2e-');
   });
 

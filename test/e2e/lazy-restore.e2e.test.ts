@@ -21,6 +21,7 @@ import { CKPT_RUN, makeSandbox, readOr, ROOT, runCkpt, type Proc, type Sandbox }
 import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuProbe, realPartAvailable } from '../helpers/real-parts.js';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { ensureBuilt } from '../helpers/build.js';
 
 const PROGRAM = join(ROOT, 'examples/stateful-counter.mjs');
 const MB = 1024;
@@ -40,7 +41,7 @@ describe.runIf(realPartAvailable('lazy restore on real CRIU', criuProbe))('lazy 
   let daemon: RealDaemon;
 
   beforeAll(async () => {
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    ensureBuilt();
     base = makeSandbox('ckpt-lazy-e2e-');
     chmodSync(base.dir, 0o755);
     const logPath = join(base.dir, 'daemon.log');

@@ -20,6 +20,7 @@ import { RealDaemon } from '../helpers/real-daemon.js';
 import { criuForUsers, criuReady, realPartAvailable, type Probe } from '../helpers/real-parts.js';
 import { expectSameResults, FIXTURES, realPrograms, realProgramsProbe, type RealProgramId } from '../helpers/real-programs.js';
 import { ensureTestUser, type TestUser } from '../helpers/test-user.js';
+import { ensureBuilt } from '../helpers/build.js';
 
 const ready: Probe = () => criuReady()() ?? (criuForUsers() ? realProgramsProbe() : 'root lacks CAP_SYS_RESOURCE and the prlimit shim is missing');
 
@@ -70,7 +71,7 @@ describe.runIf(realPartAvailable('resume on another node (real CRIU)', ready))('
   let workdir: string;
 
   beforeAll(async () => {
-    execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+    ensureBuilt();
     sandbox = makeSandbox('ckpt-other-node-');
     chmodSync(sandbox.dir, 0o755);
     // A user of this suite's own: the step removes what the user made in /tmp, and other suites' users may be at work.

@@ -14,6 +14,7 @@ import { ROOT } from './launcher-harness.js';
 import type { OarUser } from './oar-cluster.js';
 import { RealDaemon } from './real-daemon.js';
 import { CRIU_PREFIX, PRLIMIT_SHIM } from './real-parts.js';
+import { ensureBuilt } from './build.js';
 
 export const WRAPPER = '/usr/local/bin/ckpt-run';
 const WRAPPER_MARK = '# ckpt-run OAR e2e wrapper';
@@ -120,7 +121,7 @@ export interface SchedulerNode extends UserPackage {
  * (--engine app).
  */
 export function preparePackage(user: OarUser, prefix: string): UserPackage {
-  execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+  ensureBuilt();
   const pkg = packageForUser(user);
   const removeWrapper = installWrapper(user, pkg);
   for (const entry of readdirSync(user.home).filter((name) => name.startsWith(`${prefix}-`))) rmSync(join(user.home, entry), { recursive: true, force: true });

@@ -19,7 +19,6 @@ import { existsSync, lstatSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { parseDaemonReport } from '../../src/protocol/daemon-report.js';
-import { ROOT } from './launcher-harness.js';
 import { waitUntil } from './poll.js';
 import { criuForUsers, criuReady, realPartAvailable, type Probe } from './real-parts.js';
 import { SecurityDaemon, type Verdict } from './security-daemon.js';
@@ -27,6 +26,7 @@ import {
   killStarted, makeSecuritySandbox, removeCpusets, requestAs, requestAsRoot, trackProcess, userFolder, userProcess, type SecuritySandbox,
 } from './security-fixtures.js';
 import { asUser, createUser, killProcessesOf, removeUser, shAsUser, type SuiteUser } from './security-users.js';
+import { ensureBuilt } from './build.js';
 
 /** The victim's name starts with the attacker's and "_": OAR's cpuset names (<user>_<job id>) must not confuse them. */
 export const ATTACKER = 'ckptsec';
@@ -102,7 +102,7 @@ export const rootImages = async (name: string, argv: string[], comm: string, bef
 
 async function setUp(): Promise<void> {
   suiteStarted = Date.now();
-  execFileSync('npx', ['tsc', '-p', ROOT], { stdio: 'pipe' });
+  ensureBuilt();
   attacker = createUser(ATTACKER);
   victim = createUser(VICTIM);
   box = makeSecuritySandbox([attacker, victim]);
