@@ -197,7 +197,90 @@ EOF_HELD
       done
     fi
   fi
-  printf '%s%s' "$carried" "$stays" >>"$CKPT_LOCAL_STATE"
+  # Then what the user made or changed in those folders since the program started (CKPT_LOCAL_SINCE,
+  # epoch seconds; protocol/local-state.ts: createdEntries and withinLimit, the same rule), where
+  # the held entries travel or there are none: R's session folder, a scratch file written, closed
+  # and read again later. find lists, as the user, the user's top-level entries changed since (their
+  # ctime); those the tree holds are the held tier's (above), criu's link-remap files too, and the
+  # entry holding the run folder stays. A socket, a fifo, a device, a name with a space or a line
+  # break stays, said ("stays-created WHY PATH"). Smallest first while they fit in what the bound
+  # leaves; one tar for all, appended to the held entries' (the restore reads on past the first
+  # archive's end); failing, one tar each, so that an entry another process changes meanwhile
+  # (another job's of the user: tar exits 1) or that cannot be read stays alone, never half-copied.
+  made=
+  left=
+  if [ -n "${CKPT_LOCAL_SINCE:-}" ] && { [ -n "$carried" ] || [ -z "$entries" ]; }; then
+    nl='
+'
+    tab='	'
+    # shellcheck disable=SC2086 # the roots hold no space (see above)
+    listed=$($CKPT_AS_USER find $roots -mindepth 1 -maxdepth 1 -uid "$CKPT_REQUESTER_UID" -newerct "@$CKPT_LOCAL_SINCE" \
+      \( -name "*$nl*" -printf 'line-break %h\n' -o -printf '%y %p\n' \) 2>/dev/null) || true
+    candidates=
+    while read -r kind path; do
+      case $kind in
+        '') continue ;;
+        line-break) left="${left}stays-created line-break $path$nl"; continue ;;
+      esac
+      case " $entries " in *" $path "*) continue ;; esac
+      case $stays in *" $path$nl"*) continue ;; esac
+      case ${path##*/} in link_remap.*) continue ;; esac
+      case ${CKPT_RUN_DIR:-} in "$path" | "$path"/*) continue ;; esac
+      case $kind:$path in
+        *[[:space:]]*) left="${left}stays-created odd-name $path$nl" ;;
+        f:* | d:* | l:*) candidates="$candidates $path" ;;
+        s:*) left="${left}stays-created socket $path$nl" ;;
+        p:*) left="${left}stays-created fifo $path$nl" ;;
+        b:* | c:*) left="${left}stays-created device $path$nl" ;;
+        *) left="${left}stays-created special $path$nl" ;;
+      esac
+    done <<EOF_CREATED
+$listed
+EOF_CREATED
+    room=$((limit - total))
+    take=
+    relative=
+    sizes=
+    # shellcheck disable=SC2086 # no space in these names (see above)
+    [ -z "$candidates" ] || sizes=$($CKPT_AS_USER du -s -B1 -- $candidates 2>/dev/null | sort -n) || true
+    while IFS="$tab" read -r bytes path; do
+      [ -n "$path" ] || continue
+      if [ "$bytes" -le "$room" ]; then
+        room=$((room - bytes))
+        take="${take}carried-created $bytes $path$nl"
+        relative="$relative ${path#/}"
+      else
+        left="${left}stays-created over-limit:$bytes $path$nl"
+      fi
+    done <<EOF_SIZES
+$sizes
+EOF_SIZES
+    archive=$CKPT_LOCAL_STATE.tar
+    start=0
+    [ ! -e "$archive" ] || start=$(stat -c %s "$archive")
+    # shellcheck disable=SC2086 # the names hold no space; the command is split on purpose
+    if [ -z "$take" ]; then :
+    elif (cd / && $CKPT_AS_USER tar --sparse -cf - -- $relative) >>"$archive"; then
+      made=$take
+    else
+      truncate -s "$start" "$archive"
+      while read -r _ bytes path; do
+        [ -n "$path" ] || continue
+        if (cd / && $CKPT_AS_USER tar --sparse -cf - -- "${path#/}") >>"$archive"; then
+          made="${made}carried-created $bytes $path$nl"
+          start=$(stat -c %s "$archive")
+        else
+          case $? in 1) why=changed ;; *) why=unreadable ;; esac
+          truncate -s "$start" "$archive"
+          left="${left}stays-created $why $path$nl"
+        fi
+      done <<EOF_TAKE
+$take
+EOF_TAKE
+    fi
+    [ -s "$archive" ] || rm -f "$archive"
+  fi
+  printf '%s%s%s%s' "$carried" "$made" "$stays" "$left" >>"$CKPT_LOCAL_STATE"
   set +f
 fi
 

@@ -35,13 +35,16 @@ Protocol (the same as the clusters' public CRIU daemon; see ckpt-run --help)
                      runs on after the dump (criu dump --leave-running)
     resume_from      the checkpoint_ok identity the job rolled its files back to: another
                      checkpoint is not restored (restore_failed, retryable)
+    program_started  epoch ms the program started (written by ckpt-run at a fresh start): the
+                     entries its user made in the node-local folders since then travel too
   and what it writes: checkpoint_stats (size, how long the program was frozen, its node-local
   files) before checkpoint_ok, and in the images ckpt-open-files: the files the tree holds open
   for writing, with their sizes, recorded while it is frozen (ckpt-run cuts them back before a
   resume); ckpt-cpu-features: this node's CPU (ckpt-run resumes only on a CPU that has them all);
   ckpt-local-state(.tar): the program's node-local files (the top-level entries of /tmp, /var/tmp,
-  /dev/shm holding what it has open or mapped), archived as the user while it is frozen, put back
-  as the user before the restore on whichever node (--local-state-limit; what stays is said).
+  /dev/shm holding what it has open or mapped, then those its user made there since it started),
+  archived as the user while it is frozen, put back as the user before the restore on whichever
+  node (--local-state-limit; what stays is said).
 
 Threat model (the full text, with what is not covered: SECURITY.md)
   The daemon runs as root; every user of the node can write requests and owns the folders and
@@ -205,7 +208,7 @@ export function buildProgram(): Command {
         .default(DEFAULT_CRIU_DEADLINE_MS / 1000),
     )
     .addOption(
-      new Option('--local-state-limit <MB>', "the most of a program's node-local files (/tmp, /var/tmp, /dev/shm) one checkpoint carries to the next node; over it, none (said at the checkpoint)")
+      new Option('--local-state-limit <MB>', "the most of a program's node-local files (/tmp, /var/tmp, /dev/shm) one checkpoint carries to the next node; over it, none of those it holds, and of those it made, the smallest first while they fit (said at the checkpoint)")
         .argParser(megabytesOption)
         .default(DEFAULT_LOCAL_STATE_LIMIT, String(DEFAULT_LOCAL_STATE_LIMIT / 1e6)),
     )

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CliError, ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
-import { describeCarried, describeStays, type LocalState } from '../protocol/local-state.js';
+import { describeCarried, describeLeft, describeStays, type LocalState } from '../protocol/local-state.js';
 import { imagesBytes, parseCheckpointStats, parsePagesIn, PROGRAM_SAVED_MARK, runDirFor, runDirPaths, RUNS_FOLDER, type KeptFigures, type PagesIn } from '../protocol/run-dir.js';
 import { SOURCE_WORDS } from '../launcher/final-plan.js';
 import { diskUse, runIdsIn, type DiskUse } from '../state/run-images.js';
@@ -90,8 +90,8 @@ function describeCheckpoint(checkpoint: NonNullable<RunStatus['checkpoint']>): s
   const frozen = checkpoint.frozenMs === undefined ? '' : `, program frozen ${Math.round(checkpoint.frozenMs)} ms`;
   const kind = checkpoint.periodic === undefined ? '' : checkpoint.periodic ? ' (periodic: the program ran on)' : ' (final: the program stopped)';
   const carried = checkpoint.localState && describeCarried(checkpoint.localState);
-  const stays = checkpoint.localState && describeStays(checkpoint.localState);
-  return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}${carried ? `; node-local files carried: ${carried}` : ''}${stays ? `; ${stays}` : ''}${describeKept(checkpoint.kept)}`;
+  const stays = checkpoint.localState && [describeStays(checkpoint.localState), describeLeft(checkpoint.localState)].filter(Boolean).map((line) => `; ${line}`).join('');
+  return `${checkpoint.at}, ${formatMegabytes(checkpoint.bytes)}${frozen}${kind}${carried ? `; node-local files carried: ${carried}` : ''}${stays ?? ''}${describeKept(checkpoint.kept)}`;
 }
 
 /** What keeping the open files' content cost the checkpoint, and which files it could not keep. */

@@ -1,7 +1,8 @@
 /**
  * What the job says of its request beside it (src/protocol/run-dir.ts): its deadline for an
  * answer (DIR/answer_by), whether the dump leaves the program running (DIR/checkpoint_mode),
- * and which checkpoint a resume is for (DIR/resume_from).
+ * which checkpoint a resume is for (DIR/resume_from), and when the program started
+ * (DIR/program_started: what its user made in the node's own folders since then travels).
  * Read the way root reads anything in a user's folder: through the pinned folder, never through
  * a symlink, never blocking on a FIFO, a few bytes at most. Anything else counts as not said: no
  * deadline (the daemon's own --criu-deadline still bounds criu), a dump that stops the program.
@@ -39,6 +40,15 @@ export function readAnswerBy(run: PinnedDir): number | undefined {
 export function readResumeFrom(run: PinnedDir): string | undefined {
   const text = readSmall(run, RUN_FILES.resumeFrom);
   return text !== undefined && /^\d+:\d+\n$/.test(text) ? text.trim() : undefined;
+}
+
+/**
+ * When the program started, epoch ms. The user's word: a false one only changes which of the
+ * user's own entries travel, copied as the user (protocol/local-state.ts).
+ */
+export function readProgramStarted(run: PinnedDir): number | undefined {
+  const text = readSmall(run, RUN_FILES.programStarted);
+  return text !== undefined && /^[1-9][0-9]{0,15}\n$/.test(text) ? Number(text.trim()) : undefined;
 }
 
 export function readLeaveRunning(run: PinnedDir): boolean {

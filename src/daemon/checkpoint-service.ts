@@ -17,6 +17,7 @@ import type { CheckpointEngine } from '../engine/engine.js';
 import { asUserArgv } from '../proc/as-user.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { keptFigures } from '../protocol/kept-files.js';
+import { createdSince } from '../protocol/local-state.js';
 import { formatCheckpointStats, PARTIAL_IMAGES_PREFIX, type CheckpointStats } from '../protocol/run-dir.js';
 import { checkDumpRoom } from './dump-room.js';
 import { SIGNATURE_FILE, signImages } from './image-signature.js';
@@ -111,7 +112,8 @@ export function discardPartialDumps(run: PinnedDir): string[] {
 
 /**
  * Dumps PID into the run folder (by DEADLINE, epoch ms, when the job gave one; LEAVERUNNING: the
- * program runs on); resolves to the checkpoint's figures, also published in checkpoint_stats.
+ * program runs on; PROGRAMSTARTED, epoch ms: what the user made in the node's own folders since
+ * then travels too); resolves to the checkpoint's figures, also published in checkpoint_stats.
  */
 export async function serveCheckpoint(
   engine: CheckpointEngine,
@@ -119,15 +121,16 @@ export async function serveCheckpoint(
   pid: number,
   requester: Requester,
   imageKey: Buffer,
-  { deadline, leaveRunning = false }: { deadline?: number; leaveRunning?: boolean } = {},
+  { deadline, leaveRunning = false, programStarted }: { deadline?: number; leaveRunning?: boolean; programStarted?: number } = {},
 ): Promise<CheckpointStats> {
   await removeOldImages(run, requester);
+  const since = createdSince(programStarted, requester.uid);
   // After the previous checkpoint's removal, which frees room; before anything is written.
-  if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester, engine.localStateLimit);
+  if (!engine.keepsNoMemory) await checkDumpRoom(run, pid, requester, engine.localStateLimit, since);
   const { name, images } = createImagesDir(run);
   let stats: CheckpointStats;
   try {
-    const { frozenMs, localState, kept } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning, runDir: run.location() });
+    const { frozenMs, localState, kept } = await engine.dump({ pid, imagesDir: images.path(), requester, deadline, leaveRunning, runDir: run.location(), createdSince: since });
     publishFile(images, SIGNATURE_FILE, signImages(images, imageKey, requester.uid), requester);
     stats = {
       bytes: handOver(images, requester),

@@ -15,7 +15,7 @@ import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { formatDaemonReport } from '../protocol/daemon-report.js';
 import type { DumpRate } from '../protocol/heartbeat.js';
 import { parseRequest, type Requester, type SpoolRequest } from '../protocol/spool-request.js';
-import { readAnswerBy, readLeaveRunning, readResumeFrom } from './answer-by.js';
+import { readAnswerBy, readLeaveRunning, readProgramStarted, readResumeFrom } from './answer-by.js';
 import { discardPartialDumps, serveCheckpoint } from './checkpoint-service.js';
 import { startHeartbeat } from './heartbeat.js';
 import { checkJobProcess, JobLeases } from './job-leases.js';
@@ -187,7 +187,7 @@ class RequestServer {
       return { detail: `: PID ${pid}${putBack ? `; node-local files put back first: ${putBack}` : ''}`, pid, pagesIn };
     }
     checkTargetProcess(request.pid, requester);
-    const stats = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, { deadline, leaveRunning: readLeaveRunning(run) });
+    const stats = await serveCheckpoint(engine, run, request.pid, requester, this.options.imageKey, { deadline, leaveRunning: readLeaveRunning(run), programStarted: readProgramStarted(run) });
     const frozen = stats.frozenMs === undefined ? '' : `, program frozen ${seconds(stats.frozenMs)}`;
     const kept = stats.kept ? `, ${stats.kept.files} open file(s) kept: ${formatMegabytes(stats.kept.bytes)} in ${seconds(stats.kept.ms)}${stats.kept.over.length ? `, over the bound: ${stats.kept.over.join(' ')}` : ''}` : '';
     const carried = stats.localState && describeCarried(stats.localState);

@@ -15,7 +15,7 @@ import { statfs } from 'node:fs/promises';
 import { formatMegabytes } from '../base/sizes.js';
 import { asUserArgv } from '../proc/as-user.js';
 import { heldNames, readOrEmpty, treeOf } from '../proc/processes.js';
-import { NODE_LOCAL_FOLDERS, nodeLocalEntries, tmpfsTmpdir } from '../protocol/local-state.js';
+import { createdEntries, NODE_LOCAL_FOLDERS, nodeLocalEntries, parseTopEntries, tmpfsTmpdir, TOP_ENTRY_FORMAT, withinLimit } from '../protocol/local-state.js';
 import type { Requester } from '../protocol/spool-request.js';
 import { runsAsRoot } from './owned-files.js';
 import type { PinnedDir } from './pinned-dir.js';
@@ -71,30 +71,50 @@ async function freeBytesFor(run: PinnedDir, requester: Requester): Promise<numbe
   return blocks * blockSize;
 }
 
+/** The sizes of ENTRIES by du as REQUESTER (NUL after each line: a name may hold a line break); an entry du could not measure at all has none. */
+async function sizesOf(requester: Requester, entries: string[]): Promise<{ sizes: Map<string, number>; said: string }> {
+  const result = await asRequester(requester, ['du', '--summarize', '--block-size=1', '--null', '--', ...entries]);
+  const sizes = new Map<string, number>();
+  for (const line of `${result.stdout}`.split('\0')) {
+    const tab = line.indexOf('\t');
+    if (tab > 0) sizes.set(line.slice(tab + 1), Number(line.slice(0, tab)));
+  }
+  return { sizes, said: noAnswer(result) };
+}
+
 /**
  * The bytes of node-local state a dump of the tree at PID carries in its images, by what the
  * tree holds now: the requester's top-level entries of the node-local folders (and of its tmpfs
  * TMPDIR) holding its working directories, open and mapped files, 0 when over LIMIT (all or
- * nothing). The action script decides on the frozen tree, which may hold a little more (criu's
- * link-remap files, a few kB each): the margin covers them. Sizes by du as the requester (root
- * reads no user's folder); an entry du cannot read stays on the node and counts as what it could.
+ * nothing); and with SINCE, the entries the requester made or changed after it, smallest first
+ * while they fit (protocol/local-state.ts: withinLimit). The action script decides on the frozen
+ * tree, which may hold a little more (criu's link-remap files, a few kB each; what was made
+ * meanwhile): the margin covers them. Listed by find and sized by du as the requester (root reads
+ * no user's folder); an entry du cannot read stays on the node and counts as what it could.
  */
-export async function nodeLocalBytes(pid: number, run: PinnedDir, requester: Requester, limit: number): Promise<number> {
+export async function nodeLocalBytes(pid: number, run: PinnedDir, requester: Requester, limit: number, since?: number): Promise<number> {
   const tree = treeOf(pid);
   const tmpdir = tmpfsTmpdir(/(?:^|\0)TMPDIR=([^\0]*)/.exec(readOrEmpty(`/proc/${pid}/environ`))?.[1], readOrEmpty(`/proc/${pid}/mounts`));
   const roots = tmpdir ? [...NODE_LOCAL_FOLDERS, tmpdir] : NODE_LOCAL_FOLDERS;
-  const entries = nodeLocalEntries(tree.flatMap(heldNames), roots, run.location()).filter((entry) => {
+  const holding = nodeLocalEntries(tree.flatMap(heldNames), roots, run.location());
+  const held = holding.filter((entry) => {
     try {
       return lstatSync(entry).uid === requester.uid; // another's stays on the node
     } catch {
       return false; // gone meanwhile
     }
   });
-  if (entries.length === 0) return 0;
-  const result = await asRequester(requester, ['du', '--summarize', '--block-size=1', '--total', '--', ...entries]);
-  const total = Number(/^(\d+)\ttotal$/m.exec(`${result.stdout}`)?.[1]);
-  if (!Number.isFinite(total)) throw new Refusal(`cannot tell the size of the program's node-local files (${entries.join(', ')}) as ${requester.name}: ${noAnswer(result)}`);
-  return total > limit ? 0 : total;
+  let created: string[] = [];
+  if (since !== undefined) {
+    const listing = await asRequester(requester, ['find', ...roots, '-mindepth', '1', '-maxdepth', '1', '-uid', String(requester.uid), '-printf', TOP_ENTRY_FORMAT]);
+    created = createdEntries(parseTopEntries(`${listing.stdout}`), { user: requester.uid, since, held: holding, runDir: run.location() }).entries;
+  }
+  if (held.length + created.length === 0) return 0;
+  const { sizes, said } = await sizesOf(requester, [...held, ...created]);
+  const unsized = held.filter((entry) => !sizes.has(entry));
+  if (unsized.length > 0) throw new Refusal(`cannot tell the size of the program's node-local files (${unsized.join(', ')}) as ${requester.name}: ${said}`);
+  const sized = (entries: string[]) => entries.filter((entry) => sizes.has(entry)).map((path) => ({ path, bytes: sizes.get(path) as number }));
+  return withinLimit(sized(held), sized(created), limit).reduce((sum, entry) => sum + entry.bytes, 0);
 }
 
 /** The bytes a dump needs: the memory and the node-local state it writes, and a margin. */
@@ -113,11 +133,12 @@ export function dumpRoomRefusal(where: string, user: string, { memory, local, fr
 
 /**
  * Refuses the dump of the tree at PID when RUN's filesystem lacks room for its images;
- * LOCALSTATELIMIT: the engine carries the program's node-local state, up to that many bytes.
+ * LOCALSTATELIMIT: the engine carries the program's node-local state, up to that many bytes (with
+ * SINCE, the entries made after it too).
  */
-export async function checkDumpRoom(run: PinnedDir, pid: number, requester: Requester, localStateLimit?: number): Promise<void> {
+export async function checkDumpRoom(run: PinnedDir, pid: number, requester: Requester, localStateLimit?: number, since?: number): Promise<void> {
   const memory = treeMemoryBytes(pid);
-  const local = localStateLimit === undefined ? 0 : await nodeLocalBytes(pid, run, requester, localStateLimit);
+  const local = localStateLimit === undefined ? 0 : await nodeLocalBytes(pid, run, requester, localStateLimit, since);
   const refusal = dumpRoomRefusal(run.location(), requester.name, { memory, local, free: await freeBytesFor(run, requester) });
   if (refusal) throw new Refusal(refusal);
 }

@@ -28,6 +28,12 @@ export interface DumpTarget {
    * (a test, a job run from a local folder): the next job must find it there anyway.
    */
   runDir?: string;
+  /**
+   * Epoch ms: the top-level entries of the node-local folders its user made or changed since
+   * then travel with the images too, not only what the tree holds (protocol/local-state.ts:
+   * createdSince). Unset: only those.
+   */
+  createdSince?: number;
 }
 
 /** What an engine can tell of a dump it made. */

@@ -6,7 +6,7 @@
 import { ExitCode } from '../base/exit-codes.js';
 import { formatMegabytes } from '../base/sizes.js';
 import { plural } from '../base/words.js';
-import { describeCarried, describeStays } from '../protocol/local-state.js';
+import { describeCarried, describeLeft, describeStays } from '../protocol/local-state.js';
 import { after, answerBy, ANSWER_MARGIN_MS, DEFAULT_SAVE_GRACE_MS, duration, ended, failWith, log, unchanged, withRequest } from './machine-state.js';
 import type { CheckpointFigures, CheckpointRequest, InPhase, MachineAction, MachineConfig, MachineState, Step, Watched } from './machine-state.js';
 import type { ExitAnswers, PeriodicAnswer } from '../engine/link.js';
@@ -111,16 +111,16 @@ export function figuresOf(ms: number, figures: CheckpointFigures | undefined): s
   return said.length === 0 ? duration(ms) : `${duration(ms)} (${said.join(', ')})`;
 }
 
-/** What of the program's node-local files travelled, and what cannot (said at the checkpoint, not at a failed resume). */
+/**
+ * What of the program's node-local files travelled, what cannot, and what its user made there
+ * that did not (said at the checkpoint, not at a failed resume).
+ */
 export function localStateLines(figures: CheckpointFigures | undefined): MachineAction[] {
   const state = figures?.localState;
   if (!state) return [];
   const carried = describeCarried(state);
-  const stays = describeStays(state);
-  return [
-    ...(carried ? [log('info', `node-local files carried with the checkpoint: ${carried}`)] : []),
-    ...(stays ? [log('warn', stays)] : []),
-  ];
+  const warnings = [describeStays(state), describeLeft(state)].filter((line) => line !== undefined);
+  return [...(carried ? [log('info', `node-local files carried with the checkpoint: ${carried}`)] : []), ...warnings.map((line) => log('warn', line))];
 }
 
 /** The files whose content a checkpoint could not keep, named: a crash before the next checkpoint cannot put them back. */

@@ -7,11 +7,14 @@
  *  - under a tiny sh shim at the root of the tree that records the program's exit status in a
  *    file, because a restored tree has no parent that can wait for it;
  *  - optionally as the init of its own PID namespace, so that a restore never collides with a
- *    PID already in use on the node (or with dumped PIDs the node's init has not reaped yet).
+ *    PID already in use on the node (or with dumped PIDs the node's init has not reaped yet);
+ *  - its start time first in the run directory (program_started): the daemon carries what its
+ *    user made in the node's own folders since then with each checkpoint (protocol/local-state.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
+import { writeFileAtomic } from '../protocol/atomic-write.js';
 import type { RunDirPaths } from '../protocol/run-dir.js';
 import { childrenOf, sleep } from './processes.js';
 
@@ -60,6 +63,7 @@ export async function spawnProgramTree(options: SpawnTreeOptions): Promise<Progr
   const survives = options.survives?.length ? options.survives.map((signal) => constants.signals[signal]).join(' ') : '-';
   const shimArgv = ['sh', '-c', SHIM, 'ckpt-run-shim', paths.stdoutLog, paths.stderrLog, paths.exitStatus, survives, ...argv];
   const fullArgv = pidNamespace ? ['unshare', '--pid', '--fork', 'setsid', ...shimArgv] : shimArgv;
+  writeFileAtomic(paths.programStarted, `${Date.now()}\n`);
   const child = spawn(fullArgv[0], fullArgv.slice(1), {
     cwd: options.cwd,
     // Node programs use io_uring by default, which CRIU cannot dump.

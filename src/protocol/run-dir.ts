@@ -56,6 +56,12 @@ export interface RunDirPaths {
   resumeFrom: string;
   /** --engine app: why the program was last asked to save (walltime, manual), written before the signal. */
   saveReason: string;
+  /**
+   * Written by ckpt-run when it starts the program afresh (a resume leaves it): epoch ms. The
+   * node-local entries its user made since then travel with each checkpoint
+   * (protocol/local-state.ts). ckpt-daemon's own extension: without it, only what the tree holds.
+   */
+  programStarted: string;
 }
 
 export const RUNS_FOLDER = '.ckpt-run';
@@ -173,6 +179,7 @@ export function runDirPaths(dir: string): RunDirPaths {
     checkpointStats: join(dir, 'checkpoint_stats'),
     resumeFrom: join(dir, 'resume_from'),
     saveReason: join(dir, 'reason'),
+    programStarted: join(dir, 'program_started'),
   };
 }
 

@@ -2,7 +2,8 @@
  * Resume on "another node" (test/helpers/other-node.ts: between the two jobs, every entry the
  * job's user made in /tmp, /var/tmp and /dev/shm is removed), through the root daemon and real
  * CRIU, the job an ordinary user's: programs that keep state in those folders resume and end as
- * an uninterrupted run, because the daemon carried that state with the checkpoint; so do the
+ * an uninterrupted run, because the daemon carried that state with the checkpoint (what they hold
+ * there, and what they made there since they started and read again later); so do the
  * real programs of real-programs.e2e.test.ts (test/helpers/real-programs.ts) that run as users
  * run them. Also: a checkpoint whose recorded CPU features this node lacks is refused before the
  * restore.
@@ -41,6 +42,12 @@ let mpiRing = '';
  * (on the shared filesystem: nothing node-local; the kept-files suites cover it).
  */
 const USERS_PROGRAMS: RealProgramId[] = ['lammps', 'numpy', 'r', 'java'];
+
+/**
+ * What a real program made in /tmp at its start and holds nothing open in, which its next steps
+ * read: it travels as made since the program started (R's session folder, tempdir()).
+ */
+const MADE: Partial<Record<RealProgramId, RegExp>> = { r: /\/tmp\/Rtmp\w{6} \([^)]*, made since the program started\)/ };
 
 const CASES: Case[] = [
   {
@@ -164,6 +171,8 @@ describe.runIf(realPartAvailable('resume on another node (real CRIU)', ready))('
       first.child.kill('SIGUSR2');
       expect(await first.exitCode(120_000), first.stderr).toBe(99);
       expect(first.stderr).not.toContain('cannot travel');
+      const made = MADE[program.id];
+      if (made) expect(/node-local files carried with the checkpoint: (.*)$/m.exec(first.stderr)?.[1]).toMatch(made);
       // Ended before the "other node" step, which removes what the user made in /tmp (the plain run's too).
       expect(await plain.exitCode(240_000), plain.stderr).toBe(0);
       program.check?.(plain.stdout);
@@ -200,6 +209,36 @@ describe.runIf(realPartAvailable('resume on another node (real CRIU)', ready))('
     // Nothing travelled, and nothing removed: on this node it resumes.
     const second = job('stays', 'stays-2', argv);
     expect(await second.exitCode(120_000), second.stderr).toBe(0);
+    expect(first.stdout + second.stdout).toBe(plain.stdout);
+  }, 300_000);
+
+  it('carries what the program made in /tmp and holds nothing open in (tempfile.mkdtemp, mkstemp), and says at the checkpoint what it made that cannot travel: a file over the bound, a socket, a fifo', async () => {
+    const argv = ['/usr/bin/python3', join(FIXTURES, 'made_local.py'), '50', '80'];
+    const plain = spawnSync(argv[0], argv.slice(1), { cwd: workdir, uid: user.uid, gid: user.gid, encoding: 'utf8', timeout: 120_000 });
+    expect(plain.status, plain.stderr).toBe(0);
+    const started = Date.now();
+    const first = job('made', 'made-1', argv);
+    await first.waitFor((p) => /^step 30 /m.test(p.stdout), 'step 30 in the output', 60_000);
+    first.child.kill('SIGUSR2');
+    expect(await first.exitCode(60_000), first.stderr).toBe(99);
+    const carried = /node-local files carried with the checkpoint: (.*)$/m.exec(first.stderr)?.[1] ?? '';
+    const left = first.stderr.split('\n').find((line) => line.includes('since the program started, and not carried')) ?? '';
+    console.log(`carried: ${carried}\n${left}`);
+    expect(carried.match(/\/tmp\/ckpt-made-\w+ \([^)]*, made since the program started\)/g)).toHaveLength(2);
+    expect(left).toMatch(/\/tmp\/ckpt-madebig-\w+ \(50\.0 MB, over what the daemon's bound of 40\.0 MB leaves/);
+    expect(left).toMatch(/\/tmp\/ckpt-madesock-\d+ \(a socket: /);
+    expect(left).toMatch(/\/tmp\/ckpt-madefifo-\d+ \(a fifo: /);
+    // The program holds none of them: nothing keeps the next job on this node.
+    expect(first.stderr).not.toContain('cannot travel');
+    const status = spawnSync(process.execPath, [CKPT_RUN, 'status'], { cwd: workdir, encoding: 'utf8' });
+    expect(status.stdout).toMatch(/node-local files carried: .*\/tmp\/ckpt-made-.*since the program started, and not carried/);
+    const removed = onAnotherNode(user.uid, started);
+    expect(removed.filter((path) => /^\/tmp\/ckpt-made-/.test(path)), `removed: ${removed.join(' ')}`).toHaveLength(2);
+
+    const second = job('made', 'made-2', argv);
+    const code = await second.exitCode(120_000);
+    console.log(`removed before the resume: ${removed.join(' ')}\n${figuresOf('made').join('\n')}`);
+    expect(code, `${second.stderr}\n${daemon.tail()}`).toBe(0);
     expect(first.stdout + second.stdout).toBe(plain.stdout);
   }, 300_000);
 

@@ -2,7 +2,23 @@
 import { describe, expect, it } from 'vitest';
 import { cpuOf, cpuRefusal, formatCpuRecord, missingFeatures, parseCpuRecord } from '../../src/protocol/cpu-features.js';
 import { decodeAddress, isNodeAddress, nodeBoundSockets } from '../../src/proc/tcp-sockets.js';
-import { carriedBytes, describeCarried, describeStays, NODE_LOCAL_FOLDERS, nodeLocalEntries, parseLocalState, tmpfsTmpdir, travelledWith } from '../../src/protocol/local-state.js';
+import {
+  carriedBytes,
+  createdEntries,
+  createdSince,
+  CREATED_SLACK_MS,
+  describeCarried,
+  describeLeft,
+  describeStays,
+  NODE_LOCAL_FOLDERS,
+  nodeLocalEntries,
+  parseLocalState,
+  parseTopEntries,
+  tmpfsTmpdir,
+  travelledWith,
+  withinLimit,
+  type TopEntry,
+} from '../../src/protocol/local-state.js';
 
 const RECORD = [
   'limit 1000000',
@@ -74,6 +90,112 @@ describe('node-local state record', () => {
     expect(travelledWith(state, '/tmp/ompi.n1.1000/pid.2/hwloc.sm')).toBe(true);
     expect(travelledWith(state, '/tmp/ompi.n1.10000/x')).toBe(false);
     expect(travelledWith(state, '/tmp/other')).toBe(false);
+  });
+});
+
+describe("what the program's user made in the node-local folders since it started (the created tier)", () => {
+  const USER = 1000;
+  // The program started at 10:00:00 on a fake clock; the entries' ctimes around it.
+  const STARTED = Date.parse('2026-12-06T10:00:00Z');
+  const since = createdSince(STARTED, USER) as number;
+  const at = (offsetMs: number): number => STARTED + offsetMs;
+  const entry = (path: string, offsetMs: number, type = 'd', uid = USER): TopEntry => ({ type, uid, ctimeMs: at(offsetMs), path });
+
+  it('travels from a second before the start (coarse file clocks), for a user, never for root, nor without a start', () => {
+    expect(since).toBe(STARTED - CREATED_SLACK_MS);
+    expect(createdSince(undefined, USER)).toBeUndefined();
+    expect(createdSince(STARTED, 0)).toBeUndefined();
+  });
+
+  it("takes the user's entries changed since, not older ones, not another user's, not what the tree holds or the run folder's", () => {
+    const listing = [
+      entry('/tmp/RtmpAb12', 200), // R's session folder, made at its start
+      entry('/tmp/scratch.dat', 60_000, 'f'), // written and closed later
+      entry('/tmp/just-before', -400), // a tick behind the start: the kernel's coarse clock
+      entry('/tmp/yesterday', -86_400_000), // the user's, from an earlier job
+      entry('/tmp/at-the-slack', -CREATED_SLACK_MS), // not after it: stays out, as with find -newerct
+      entry('/tmp/RtmpOther', 500, 'd', 1001), // another user's, on a shared node
+      entry('/tmp/ompi.n1.1000', 300), // held: the held tier's
+      entry('/dev/shm/link_remap.7', 400, 'f'), // criu's: the held tier's when held
+      entry('/tmp/jobs', 100), // holds the run folder: the next job finds it there, or nowhere
+      entry('/dev/shm/link', 100, 'l'),
+    ];
+    const chosen = createdEntries(listing, { user: USER, since, held: ['/tmp/ompi.n1.1000'], runDir: '/tmp/jobs/run/.ckpt-run/r' });
+    expect(chosen.entries).toEqual(['/tmp/RtmpAb12', '/tmp/scratch.dat', '/tmp/just-before', '/dev/shm/link']);
+    expect(chosen.stays).toEqual([]);
+  });
+
+  it('leaves sockets, fifos, devices and names the record cannot carry, each with a word', () => {
+    const listing = [
+      entry('/tmp/app.sock', 10, 's'),
+      entry('/tmp/pipe', 10, 'p'),
+      entry('/dev/shm/dev', 10, 'c'),
+      entry('/tmp/door', 10, 'D'),
+      entry('/tmp/my results', 10, 'f'),
+      entry('/var/tmp/two\nlines', 10, 'f'),
+    ];
+    const { entries, stays } = createdEntries(listing, { user: USER, since, held: [], runDir: '/home/u/.ckpt-run/r' });
+    expect(entries).toEqual([]);
+    expect(stays).toEqual([
+      { path: '/tmp/app.sock', why: 'socket', created: true },
+      { path: '/tmp/pipe', why: 'fifo', created: true },
+      { path: '/dev/shm/dev', why: 'device', created: true },
+      { path: '/tmp/door', why: 'special', created: true },
+      { path: '/tmp/my results', why: 'odd-name', created: true },
+      { path: '/var/tmp', why: 'line-break', created: true },
+    ]);
+  });
+
+  it("reads find's listing, a name with a line break included", () => {
+    const text = 'd 1000 1796600000.1234567890 /tmp/RtmpAb12\0f 1001 1796600001.5000000000 /tmp/two\nlines\0garbage\0';
+    expect(parseTopEntries(text)).toEqual([
+      { type: 'd', uid: 1000, ctimeMs: 1_796_600_000_123.4568, path: '/tmp/RtmpAb12' },
+      { type: 'f', uid: 1001, ctimeMs: 1_796_600_001_500, path: '/tmp/two\nlines' },
+    ]);
+  });
+
+  it('carries the held entries all or none, then the created ones smallest first while the bound has room', () => {
+    const held = [{ path: '/tmp/ompi', bytes: 600 }];
+    const created = [
+      { path: '/tmp/leftover', bytes: 500, created: true as const },
+      { path: '/tmp/RtmpAb12', bytes: 100, created: true as const },
+      { path: '/tmp/scratch', bytes: 300, created: true as const },
+    ];
+    expect(withinLimit(held, created, 1000).map((entry) => entry.path)).toEqual(['/tmp/ompi', '/tmp/RtmpAb12', '/tmp/scratch']);
+    expect(withinLimit([], created, 1000).map((entry) => entry.path)).toEqual(['/tmp/RtmpAb12', '/tmp/scratch', '/tmp/leftover']);
+    expect(withinLimit(held, created, 500)).toEqual([]); // the held ones do not fit: nothing travels
+  });
+
+  it('records, says and reports the created entries apart from what the program holds', () => {
+    const state = parseLocalState(
+      [
+        'limit 1000000',
+        'carried 8500000 /tmp/ompi.n1.1000',
+        'carried-created 4096 /tmp/RtmpAb12',
+        'stays-created over-limit:3000000 /var/tmp/big',
+        'stays-created socket /tmp/app.sock',
+        'stays-created changed /tmp/RtmpOther',
+        'stays-created line-break /tmp',
+        '',
+      ].join('\n'),
+    );
+    expect(state.carried).toEqual([
+      { path: '/tmp/ompi.n1.1000', bytes: 8_500_000 },
+      { path: '/tmp/RtmpAb12', bytes: 4096, created: true },
+    ]);
+    expect(travelledWith(state, '/tmp/RtmpAb12/walk-10')).toBe(true);
+    expect(describeCarried(state)).toBe('/tmp/ompi.n1.1000 (8.5 MB), /tmp/RtmpAb12 (4.1 kB, made since the program started): 8.5 MB');
+    // Nothing the program holds stays: no "cannot travel", which keeps a job on this node.
+    expect(describeStays(state)).toBeUndefined();
+    const left = describeLeft(state) ?? '';
+    expect(left).toMatch(/^made in this node's own folders since the program started, and not carried with its checkpoint: /);
+    expect(left).toContain("/var/tmp/big (3.0 MB, over what the daemon's bound of 1.0 MB leaves (ckpt-daemon --local-state-limit))");
+    expect(left).toContain('/tmp/app.sock (a socket: it joins live processes, there is no content to copy)');
+    expect(left).toContain("/tmp/RtmpOther (another process (another job's?) changed it while it was copied)");
+    expect(left).toContain('/tmp (an entry whose name has a line break)');
+    expect(left).toMatch(/the next job needs this node: keep such files in the job's folder on the shared filesystem$/);
+    expect(left.split('\n')).toHaveLength(1);
+    expect(describeLeft(parseLocalState('carried-created 1 /tmp/x\n'))).toBeUndefined();
   });
 });
 

@@ -14,6 +14,7 @@ import {
 } from '../../src/launcher/machine-state.js';
 import { step } from '../../src/launcher/machine.js';
 import { ASSUMED_THROUGHPUT, planFinal, selfTimedReason } from '../../src/launcher/final-plan.js';
+import { parseLocalState } from '../../src/protocol/local-state.js';
 
 const CONFIG: MachineConfig = {
   dumpTimeoutMs: 300_000,
@@ -95,6 +96,18 @@ describe('fresh start → checkpoint → exit 99', () => {
     expect(messages(roomy, 'warn')).toEqual([]);
     const noWalltime = drive({}, [...fresh, [600_000, { type: 'checkpointSignal' }], [700_000, { type: 'programGone' }], [700_000, { type: 'checkpointOk' }]]);
     expect(messages(noWalltime, 'warn')).toEqual([]);
+  });
+
+  it('says at the checkpoint what node-local files travelled, what the program holds that cannot, and what its user made that did not', () => {
+    const localState = parseLocalState(
+      ['limit 1000', 'carried 600 /tmp/ompi.n1.1000', 'carried-created 100 /tmp/RtmpAb12', 'stays device /dev/nvidia0', 'stays-created over-limit:5000 /tmp/big', ''].join('\n'),
+    );
+    const run = drive({}, [...fresh, [1000, { type: 'checkpointSignal' }], [1500, { type: 'programGone' }], [1600, { type: 'checkpointOk', figures: { localState } }]]);
+    expect(messages(run, 'info')).toContain('node-local files carried with the checkpoint: /tmp/ompi.n1.1000 (0.6 kB), /tmp/RtmpAb12 (0.1 kB, made since the program started): 0.7 kB');
+    const [holds, made] = messages(run, 'warn');
+    expect(holds).toMatch(/^the program holds what cannot travel with its checkpoint: \/dev\/nvidia0 \(a device of this node's\)\. /);
+    expect(made).toMatch(/^made in this node's own folders since the program started, and not carried with its checkpoint: \/tmp\/big \(0\.0 MB, over what/);
+    expect(messages(run, 'warn')).toHaveLength(2);
   });
 
   it('serves a signal that arrived before the program started as soon as its PID is known', () => {

@@ -35,8 +35,10 @@
  *    node-local folder that name travels with the node-local state (below).
  *  - the program's node-local state (protocol/local-state.ts): the action script archives, as the
  *    user and while the tree is frozen, what the tree holds in /tmp, /var/tmp, /dev/shm and its
- *    tmpfs TMPDIR (bounded by localStateLimit, all or nothing), and the restore first extracts it
- *    as the user, keeping what is already there (the same node) and its owner and modes.
+ *    tmpfs TMPDIR (bounded by localStateLimit, all or nothing), then what the user made there since
+ *    the program started (createdSince; one archive after the other in the same file), and the
+ *    restore first extracts it as the user, keeping what is already there (the same node) and its
+ *    owner and modes.
  *  - the node's CPU features go with the images (protocol/cpu-features.ts): ckpt-run refuses to
  *    resume them on a CPU that lacks any, before the restore (criu's own check is the FPU's only).
  *  - --leave-running for a periodic checkpoint (ckpt-run --interval): the tree runs on once
@@ -191,7 +193,8 @@ async function putBackLocalState(imagesDir: string, requester: Requester, deadli
   const archive = join(imagesDir, LOCAL_STATE_ARCHIVE);
   if (!existsSync(archive)) return undefined;
   // Read by the daemon and given on stdin: the user cannot read the daemon's private copy.
-  const [file, ...args] = asUserArgv(requester, ['tar', '-C', '/', '--skip-old-files', '-xpf', '-']);
+  // --ignore-zeros: the created entries' archives follow the held ones' (each ends with zeros).
+  const [file, ...args] = asUserArgv(requester, ['tar', '-C', '/', '--skip-old-files', '--ignore-zeros', '-xpf', '-']);
   const result = await execa(file, args, { inputFile: archive, reject: false, timeout: Math.max(1, deadline - Date.now()), killSignal: 'SIGKILL' });
   if (result.exitCode !== 0) {
     const why = result.timedOut ? 'tar ran past the deadline' : `${result.stderr}`.trim().split('\n')[0];
@@ -220,7 +223,7 @@ export class CriuEngine implements CheckpointEngine {
     this.pidWaitMs = options.pidWaitMs ?? PID_WAIT_MS;
   }
 
-  async dump({ pid, imagesDir, requester, deadline, leaveRunning, runDir }: DumpTarget): Promise<DumpFigures> {
+  async dump({ pid, imagesDir, requester, deadline, leaveRunning, runDir, createdSince }: DumpTarget): Promise<DumpFigures> {
     // The CPU the program chose its code for: a job on a node without it refuses to resume (protocol/cpu-features.ts).
     writeFileSync(join(imagesDir, CPU_FEATURES_IMAGE), formatCpuRecord(cpuOf(readFileSync('/proc/cpuinfo', 'utf8'), hostname())));
     const shellJob = !leadsItsSession(pid);
@@ -245,6 +248,8 @@ export class CriuEngine implements CheckpointEngine {
       CKPT_OPEN_FILES: join(imagesDir, OPEN_FILES_IMAGE),
       CKPT_LOCAL_STATE: join(imagesDir, LOCAL_STATE_IMAGE),
       CKPT_LOCAL_LIMIT: String(this.localStateLimit),
+      // find's -newerct @SECONDS: to the nanosecond, as createdEntries compares.
+      CKPT_LOCAL_SINCE: createdSince === undefined ? '' : (createdSince / 1000).toFixed(3),
       CKPT_AS_USER: asUserArgv(requester, []).join(' '),
       CKPT_RUN_DIR: runDir ?? '',
       ...(runDir ? this.keepEnv(imagesDir) : {}),
