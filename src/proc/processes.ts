@@ -38,6 +38,12 @@ export function processState(pid: number): string | undefined {
   return readStat(pid)?.state;
 }
 
+/** Whether PID has ended: gone, a zombie, or dead (its status not yet collected or just being). */
+export function hasEnded(pid: number): boolean {
+  const state = processState(pid);
+  return state === undefined || state === 'Z' || state === 'X';
+}
+
 /** The threads of PID (their ids); none when it is gone. */
 export function threadsOf(pid: number): string[] {
   try {

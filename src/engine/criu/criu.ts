@@ -75,7 +75,7 @@ import { asUserArgv } from '../../proc/as-user.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../../proc/processes.js';
+import { hasEnded, killAll, processState, readOrEmpty, readStat, sleep, treeOf } from '../../proc/processes.js';
 import { treeHoldsTcp, treeNodeSockets } from '../../proc/tcp-sockets.js';
 import { CPU_FEATURES_IMAGE, cpuOf, formatCpuRecord } from '../../protocol/cpu-features.js';
 import { DEFAULT_LOCAL_STATE_LIMIT, LOCAL_STATE_ARCHIVE, LOCAL_STATE_IMAGE, parseLocalState, type LocalState } from '../../protocol/local-state.js';
@@ -159,7 +159,7 @@ async function releasedTree(before: Map<number, string | undefined>): Promise<Pr
     const held = [...before].filter(([pid, was]) => isHeld(processState(pid)) && !isHeld(was)).map(([pid]) => pid);
     for (const pid of held) if (processState(pid) === 'T') process.kill(pid, 'SIGCONT');
     const [root] = before.keys();
-    if (processState(root) === undefined || processState(root) === 'Z') return 'gone';
+    if (hasEnded(root)) return 'gone';
     if (held.length === 0) return 'running';
     if (Date.now() > deadline) return 'frozen';
     await sleep(POLL_MS);

@@ -13,10 +13,11 @@
 import { execa, type ResultPromise } from 'execa';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { processState, readOrEmpty, sleep, treeOf } from '../../proc/processes.js';
+import { hasEnded, readOrEmpty, sleep, treeOf } from '../../proc/processes.js';
 import { socketInodes } from '../../proc/tcp-sockets.js';
 import type { PagesIn } from '../../protocol/run-dir.js';
 import { EngineError } from '../engine.js';
+import { criuFailure } from './criu-log.js';
 
 const SOCKET = 'lazy-pages.socket';
 /** /proc/net/unix's Flags of a listening socket (__SO_ACCEPTCON). */
@@ -67,16 +68,11 @@ function bytesRead(pid: number): number | undefined {
   }
 }
 
-/** The first error criu's log shows, without its time stamp; empty when none. */
-function firstError(log: string): string {
-  return /^\([\d. ]+\) (Error .*)$/m.exec(log)?.[1] ?? '';
-}
-
 /** Whether every process of the tree rooted at ROOT is gone or a zombie, within EXIT_GRACE_MS. */
 async function treeEnded(root: number): Promise<boolean> {
   const until = Date.now() + EXIT_GRACE_MS;
   for (;;) {
-    if (treeOf(root).every((pid) => ['Z', 'X', undefined].includes(processState(pid)))) return true;
+    if (treeOf(root).every(hasEnded)) return true;
     if (Date.now() > until) return false;
     await sleep(POLL_MS);
   }
@@ -142,7 +138,7 @@ export class LazyPagesServer {
     const result = await this.child;
     const ms = Date.now() - this.started;
     if (result.exitCode === 0) return { ms, bytes: pagesBytes(this.imagesDir) };
-    const error = firstError(readOrEmpty(join(this.workDir, 'lazy-pages.log')));
+    const error = criuFailure(readOrEmpty(join(this.workDir, 'lazy-pages.log')), '').reason;
     if (EXIT_RACE.test(error) && (await treeEnded(restored))) return { ms, bytes: 0, endedFirst: true };
     const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
     const said = error ? ` (lazy-pages.log: ${error})` : '';

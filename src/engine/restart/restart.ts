@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { asUserArgv } from '../../proc/as-user.js';
-import { killAll, processState, ProcessHandle, readOrEmpty, sleep, treeOf } from '../../proc/processes.js';
+import { hasEnded, killAll, ProcessHandle, readOrEmpty, sleep, treeOf } from '../../proc/processes.js';
 import { EngineError, type CheckpointEngine, type DumpFigures, type DumpTarget, type RestoredTree, type RestoreTarget } from '../engine.js';
 
 /** How long the program may take to save its own state and exit after SIGTERM. */
@@ -36,8 +36,7 @@ async function allGone(handles: ProcessHandle[], withinMs: number): Promise<bool
 function endedOrEnding(pid: number, error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ESRCH' || code === 'ENOENT') return true;
-  const state = processState(pid);
-  if (state === undefined || state === 'Z' || state === 'X') return true;
+  if (hasEnded(pid)) return true;
   return code === 'EACCES' && !/^VmRSS:/m.test(readOrEmpty(`/proc/${pid}/status`));
 }
 
