@@ -43,6 +43,12 @@
 #   8. server     — /usr/sbin/oar-server daemonizes Almighty (listens on
 #                   SERVER_PORT 6666, runs the scheduler, sarko for walltime and
 #                   checkpoint signals, bipbip to launch jobs).
+#      orphans    — before it starts: jobs the database still has as active belong to
+#                   a run that ended without stopping them (a killed test run: no server
+#                   ran since); left, they hold the node's resources until their walltime
+#                   and every new job waits. What OAR's cgroup job manager would do at their
+#                   end is done (their processes killed, their cgroups removed) and OAR's own
+#                   OAR::IO::set_job_state sets them Error.
 #   9. readiness  — waits (bounded) until Almighty listens, ssh as oar to the node
 #                   works and every localhost resource is Alive (Suspected/Absent
 #                   ones are set back to Alive once).
@@ -65,6 +71,8 @@ TIMEOUT=${OAR_LOCAL_TIMEOUT:-60}
 PACKAGES=(oar-server oar-server-pgsql oar-node oar-user oar-user-pgsql postgresql)
 CGROUP_CONTROLLERS=(cpuset cpu cpuacct devices freezer)  # what the cgroup job manager links
 CGROUP_MARK="# oar-local: disabled, cgroup v1 controllers missing:"
+# Every state of a job that is not over (Terminated and Error are).
+ACTIVE_STATES="'Waiting','Hold','toLaunch','toError','toAckReservation','Launching','Running','Suspended','Resuming','Finishing'"
 
 log() { echo "oar-local: $*"; }
 die() { echo "oar-local: ERROR: $*" >&2; exit 1; }
@@ -255,10 +263,43 @@ step_sshd() {
   wait_until "$TIMEOUT" "ssh as oar to $NODE:$NODE_SSH_PORT" node_ssh_ok
 }
 
+# end_job_processes USER ID: kills what is left in the job's cgroups and removes them; bounded.
+end_job_processes() {
+  local dirs=() d left deadline=$((SECONDS + 10))
+  for d in /sys/fs/cgroup/*/oar/"$1_$2"; do [ -d "$d" ] && dirs+=("$d"); done
+  [ ${#dirs[@]} -gt 0 ] || return 0
+  while left=$(cat "${dirs[@]/%//cgroup.procs}" | xargs); [ -n "$left" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "orphans: job $2's processes $left outlived 10 s of SIGKILL, its cgroups stay"; return 0; }
+    # shellcheck disable=SC2086  # list of pids
+    kill -KILL $left 2>/dev/null || true
+    sleep 0.2
+  done
+  rmdir "${dirs[@]}" 2>/dev/null || log "orphans: job $2's cgroups could not all be removed: ${dirs[*]}"
+}
+
+step_orphans() {
+  local rows id user state ids=() said=()
+  rows=$(psql_admin -d oar -F ' ' -c "select job_id, job_user, state from jobs where state in ($ACTIVE_STATES) order by job_id")
+  [ -n "$rows" ] || return 0
+  while read -r id user state; do
+    end_job_processes "$user" "$id"
+    ids+=("$id"); said+=("$id ($user, $state)")
+  done <<<"$rows"
+  OARCONFFILE="$OAR_CONF" perl -MOAR::IO -e 'my $dbh = OAR::IO::connect();
+    for my $id (@ARGV) {
+      OAR::IO::set_job_message($dbh, $id, "left active when OAR stopped; set to Error by oar-local.sh start");
+      OAR::IO::set_job_state($dbh, $id, "Error");
+    }
+    OAR::IO::disconnect($dbh);' "${ids[@]}" >/dev/null 2>&1 \
+    || die "could not set the jobs left active to Error: ${said[*]}"
+  log "orphans: job(s) left active by a run that ended without stopping them: ${said[*]}; their processes killed, their cgroups removed, set to Error"
+}
+
 step_server() {
   if pid_alive "$SERVER_PIDFILE" Almighty; then
     log "server: already running (Almighty pid $(pidof_file "$SERVER_PIDFILE"))"
   else
+    step_orphans
     log "server: starting oar-server"
     /usr/sbin/oar-server
   fi
@@ -322,8 +363,8 @@ cmd_stop() {
   need_root
   if pg_running; then
     local n
-    n=$(psql_admin -d oar -c "select count(*) from jobs where state in ('Running','Launching','toLaunch','Finishing','Suspended','Resuming')" 2>/dev/null || echo 0)
-    [ "${n:-0}" = 0 ] || log "warning: $n job(s) still active, left as they are (oardel them first for a clean state)"
+    n=$(psql_admin -d oar -c "select count(*) from jobs where state in ($ACTIVE_STATES)" 2>/dev/null || echo 0)
+    [ "${n:-0}" = 0 ] || log "warning: $n job(s) still active, left as they are (oardel them first for a clean state; the next start sets them to Error)"
   fi
   # Almighty only checks its stop flag between 10 s blocking reads
   kill_pidfile server "$SERVER_PIDFILE" Almighty 15

@@ -34,7 +34,10 @@
 #                 that changed while the daemons run restarts them (their jobs survive in
 #                 StateSaveLocation).
 #   3. munged   — runs as user munge, socket in /run/munge.
-#   4. slurmctld, slurmd — as root (SlurmUser=root), state in /var/spool/slurm*.
+#   4. slurmctld, slurmd — as root (SlurmUser=root), state in /var/spool/slurm*. Jobs
+#                 that slurmctld's saved state still has when it was not running belong to a
+#                 run that ended without stopping them (a killed test run); left, they would
+#                 hold the node or be requeued onto it, so they are cancelled, and said.
 #   5. readiness — waits (bounded) until the node is idle (a down node is resumed once).
 set -euo pipefail
 
@@ -61,7 +64,9 @@ wait_until() {  # SECONDS WHAT COMMAND...
   done
 }
 
-node_state() { sinfo -h -n localhost -o %T 2>/dev/null | head -n1; }
+# slurmctld's own view; sinfo's per-partition counts can stay stale ("mixed") after a recovered
+# job is cancelled, until the next job is scheduled.
+node_state() { scontrol -o show node localhost 2>/dev/null | sed -nE 's/.* State=([^ ]*).*/\1/p' | tr 'A-Z' 'a-z'; }
 node_idle() { [ "$(node_state)" = idle ]; }
 
 step_packages() {
@@ -146,16 +151,23 @@ step_munge() {
 }
 
 step_daemons() {
+  local orphans
   if pid_alive "$CTLD_PIDFILE"; then log "slurmctld: already running"; else /usr/sbin/slurmctld; log "slurmctld: started"; fi
   wait_until "$TIMEOUT" "slurmctld to answer" sh -c 'scontrol ping 2>/dev/null | grep -q UP'
   if pid_alive "$SLURMD_PIDFILE"; then log "slurmd: already running"; else /usr/sbin/slurmd; log "slurmd: started"; fi
+  if [ -n "$CTLD_WAS_DOWN" ] && orphans=$(squeue -h -o '%i (%u, %T)' | paste -sd' ') && [ -n "$orphans" ]; then
+    # After slurmd started: the kill reaches their steps at once, not at slurmctld's next retry.
+    # shellcheck disable=SC2046  # a list of job ids
+    scancel $(squeue -h -o %i)
+    log "orphans: job(s) left by a run that ended without stopping them: $orphans; cancelled"
+  fi
 }
 
 step_ready() {
   local deadline=$((SECONDS + TIMEOUT)) resumed=
   until node_idle; do
     case "$(node_state)" in
-      down*|drain*) [ -n "$resumed" ] || { scontrol update NodeName=localhost State=RESUME; resumed=1; log "node: resumed from $(node_state)"; } ;;
+      *down*|*drain*) [ -n "$resumed" ] || { scontrol update NodeName=localhost State=RESUME; resumed=1; log "node: resumed from $(node_state)"; } ;;
     esac
     [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${TIMEOUT}s waiting for the node to be idle (state: $(node_state); see $LOG_DIR)"
     sleep 0.5
@@ -166,6 +178,8 @@ step_ready() {
 cmd_start() {
   [ "$(id -u)" -eq 0 ] || die "must run as root"
   local started=$SECONDS
+  # Read before step_config, which may restart running daemons on purpose (their jobs survive).
+  CTLD_WAS_DOWN=$(pid_alive "$CTLD_PIDFILE" || echo yes)
   step_packages
   step_config
   step_munge

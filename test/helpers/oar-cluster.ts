@@ -92,6 +92,8 @@ const ACTIVE_STATES = ['Waiting', 'Hold', 'toLaunch', 'toError', 'toAckReservati
 interface RawJob {
   Job_Id: number;
   array_id: number;
+  name?: string | null;
+  owner?: string;
   state: string;
   exit_code?: number | null;
   resubmit_job_id?: number;
@@ -218,9 +220,22 @@ export async function followChain(firstId: number, options: ChainOptions): Promi
         currentId = next.id;
       }
     },
-    () => `the chain of job ${firstId} to end: ${formatChain(current && !chain.includes(current) ? [...chain, current] : chain)}`,
+    () => `the chain of job ${firstId} to end: ${formatChain(current && !chain.includes(current) ? [...chain, current] : chain)}${current?.state === 'Waiting' ? `; ${activeJobsLine()}` : ''}`,
     options.timeoutMs,
   );
+}
+
+/** What holds the node while a job waits: every active job of any user ("219 ckptoar preempt-a Running"). */
+function activeJobsLine(): string {
+  const states = ACTIVE_STATES.map((state) => `'${state}'`).join(',');
+  try {
+    const stdout = execFileSync('oarstat', ['-J', '--sql', `state IN (${states})`], { encoding: 'utf8', maxBuffer: 16 << 20 });
+    const raw = stdout.trim() ? (JSON.parse(stdout) as Record<string, RawJob>) : {};
+    const jobs = Object.values(raw).map((job) => `${job.Job_Id} ${job.owner ?? '?'} ${job.name ?? ''} ${job.state}`);
+    return `active jobs on the cluster: ${jobs.join(', ') || 'none'}`;
+  } catch (error) {
+    return `active jobs unknown (oarstat: ${(error as Error).message.split('\n')[0]})`;
+  }
 }
 
 /** "18 Terminated exit 99 (ran 63 s) -> 19 Terminated exit 42 (ran 30 s)". */
