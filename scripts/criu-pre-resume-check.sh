@@ -3,7 +3,8 @@
 # actions; any other action passes.
 #
 # "post-dump": the tree is dumped and still frozen. First the files it holds open for writing
-# are recorded (CKPT_OPEN_FILES, set by the daemon: "SIZE INODE PATH" per regular file): a job
+# are recorded (CKPT_OPEN_FILES, set by the daemon: "SIZE INODE BORN PATH" per regular file,
+# BORN its birth time, which tells a file apart from one made under the inode number it freed): a job
 # that resumes this checkpoint after the run went on without it (a crash) cuts each one back to
 # that size; only now, frozen, are the sizes those of the images. The daemon checked it before the dump, but
 # a process may have changed since (exec'd a setuid program, or its PID went to another
@@ -77,7 +78,7 @@ if [ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && [ -n "${CKPT_OPEN_FILES:-}" ]; th
       case $target in /*) ;; *) continue ;; esac
       case $target in *" (deleted)" | *"
 "*) continue ;; esac # no name to cut back, or one the record cannot hold
-      echo "$(stat -L -c '%s %i' "$fd") $target" >>"$CKPT_OPEN_FILES"
+      echo "$(stat -L -c '%s %i %.9W' "$fd") $target" >>"$CKPT_OPEN_FILES"
       # Its content too (CKPT_KEEP_FILES), unless O_APPEND: then its size says all.
       [ -z "${CKPT_KEEP_FILES:-}" ] || [ $((0$flags & 02000)) != 0 ] || echo "$fd $target" >>"$CKPT_KEEP_FILES.list"
     done

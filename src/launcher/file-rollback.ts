@@ -21,7 +21,7 @@ import { OutputRelay } from '../proc/output-relay.js';
 import { checkpointIdentity } from '../protocol/checkpoint-identity.js';
 import { LOCAL_STATE_IMAGE, parseLocalState, travelledWith } from '../protocol/local-state.js';
 import { KEPT_INDEX_IMAGE, parseKeptIndex, type KeptIndex } from '../protocol/kept-files.js';
-import { parseOpenFiles, type OpenFile } from '../protocol/open-files.js';
+import { parseOpenFiles, sameOpenFile, type OpenFile } from '../protocol/open-files.js';
 import { OPEN_FILES_IMAGE, RUNS_FOLDER, type RunDirPaths } from '../protocol/run-dir.js';
 import type { OwnFile } from '../proc/job-output.js';
 import { saveRunState, type RunState } from '../state/run-state.js';
@@ -54,8 +54,8 @@ function appendTail(source: string, offset: number, target: string): void {
   }
 }
 
-/** A file as it is now: its size and inode, undefined when it is gone. */
-export type FileNow = { size: number; inode: number } | undefined;
+/** A file as it is now: its size, inode and birth time (ns, where kept), undefined when it is gone. */
+export type FileNow = { size: number; inode: number; bornNs?: bigint } | undefined;
 
 /** One file to cut back: bytes SIZE.. go to KEEP. */
 export interface Cut {
@@ -84,17 +84,22 @@ export function planRollback(
     // Gone from a node-local folder (another node), and in the checkpoint: the daemon puts it back as it was.
     if (current === undefined && travelled(file.path)) continue;
     if (current === undefined) refusals.push(`${file.path} is gone (it had ${file.size} bytes at the checkpoint)`);
-    else if (current.inode !== file.inode) refusals.push(`${file.path} was replaced by another file (inode ${current.inode}, was ${file.inode})`);
+    else if (!sameOpenFile(file, current.inode, current.bornNs)) refusals.push(`${file.path} was replaced by another file (${replacedHow(file, current)})`);
     else if (current.size < file.size) refusals.push(`${file.path} is shorter than at the checkpoint (${current.size} bytes, was ${file.size})`);
     else if (current.size > file.size) cuts.push({ path: file.path, size: file.size, extra: current.size - file.size, keep: keep(file) });
   }
   return { cuts, refusals };
 }
 
+/** How the file now differs from the record's: its inode number, or only its birth (the number reused). */
+function replacedHow(file: OpenFile, current: NonNullable<FileNow>): string {
+  return current.inode !== file.inode ? `inode ${current.inode}, was ${file.inode}` : `the same inode number ${file.inode}, made after the checkpoint's file`;
+}
+
 function fileNow(path: string): FileNow {
   try {
-    const stats = statSync(path);
-    return { size: stats.size, inode: stats.ino };
+    const stats = statSync(path, { bigint: true });
+    return { size: Number(stats.size), inode: Number(stats.ino), ...(stats.birthtimeNs > 0n ? { bornNs: stats.birthtimeNs } : {}) };
   } catch {
     return undefined;
   }

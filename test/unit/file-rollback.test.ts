@@ -2,13 +2,14 @@
  * The roll-back of the output a killed job wrote after the last checkpoint: what is cut, where
  * it is kept, and when nothing is touched (another checkpoint, a restart daemon's images).
  */
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rollBackToCheckpoint } from '../../src/launcher/file-rollback.js';
 import { checkpointIdentity } from '../../src/protocol/checkpoint-identity.js';
 import { LOCAL_STATE_IMAGE } from '../../src/protocol/local-state.js';
+import { parseOpenFiles } from '../../src/protocol/open-files.js';
 import { OPEN_FILES_IMAGE, runDirPaths, type RunDirPaths } from '../../src/protocol/run-dir.js';
 import { CliError, ExitCode } from '../../src/base/exit-codes.js';
 import { loadRunState, newRunState, saveRunState, type RunState } from '../../src/state/run-state.js';
@@ -102,9 +103,13 @@ describe('rolling back the output written after the last checkpoint', () => {
     const RESULTS_AT_CHECKPOINT = 'step 1\nstep 2\n';
     let results: string;
 
-    /** The record as the action script writes it: SIZE INODE PATH, the output files among them. */
+    /** The record as the action script writes it: SIZE INODE BORN PATH (stat's %.9W), the output files among them. */
     function record(files: Array<[string, number]>): void {
-      const lines = files.map(([path, size]) => `${size} ${statSync(path).ino} ${path}\n`);
+      const born = (path: string): string => {
+        const ns = statSync(path, { bigint: true }).birthtimeNs;
+        return `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
+      };
+      const lines = files.map(([path, size]) => `${size} ${statSync(path).ino} ${born(path)} ${path}\n`);
       writeFileSync(join(paths.images, OPEN_FILES_IMAGE), lines.join(''));
     }
 
@@ -180,6 +185,8 @@ describe('rolling back the output written after the last checkpoint', () => {
         ['shorter', () => writeFileSync(results, 'step'), /results\.txt is shorter than at the checkpoint \(4 bytes, was 14\)/],
         // The old file kept aside: its inode number cannot be reused by the new one.
         ['replaced', () => { renameSync(results, `${results}.old`); writeFileSync(results, `${RESULTS_AT_CHECKPOINT}x`); }, /results\.txt was replaced by another file/],
+        // Nothing holds it: ext4 gives the new file the inode number just freed, its birth tells them apart.
+        ['made again', () => { unlinkSync(results); writeFileSync(results, `${RESULTS_AT_CHECKPOINT}x`); }, /results\.txt was replaced by another file/],
         ['gone', () => rmSync(results), /results\.txt is gone \(it had 14 bytes at the checkpoint\)/],
       ];
       for (const [, change, message] of cases) {
@@ -200,6 +207,14 @@ describe('rolling back the output written after the last checkpoint', () => {
         expect((error as CliError).message).toContain(`rm -r ${paths.dir}`);
         expect(readFileSync(paths.stdoutLog, 'utf8')).toBe(AT_CHECKPOINT.stdout + AFTER.stdout);
       }
+    });
+
+    it("reads earlier versions' records (no birth time) and a filesystem that keeps none (0)", () => {
+      expect(parseOpenFiles('14 42 /work/results.txt\n14 43 0.000000000 /work/b c\n14 44 1796608965.000000123 /work/d\n')).toEqual([
+        { size: 14, inode: 42, path: '/work/results.txt' },
+        { size: 14, inode: 43, path: '/work/b c' },
+        { size: 14, inode: 44, bornNs: 1_796_608_965_000_000_123n, path: '/work/d' },
+      ]);
     });
 
     it('leaves a gone file that travelled with the checkpoint (node-local state) to the daemon, and still cuts the others', () => {
