@@ -151,15 +151,15 @@ step_munge() {
 }
 
 step_daemons() {
-  local orphans
+  local orphans=()
   if pid_alive "$CTLD_PIDFILE"; then log "slurmctld: already running"; else /usr/sbin/slurmctld; log "slurmctld: started"; fi
   wait_until "$TIMEOUT" "slurmctld to answer" sh -c 'scontrol ping 2>/dev/null | grep -q UP'
   if pid_alive "$SLURMD_PIDFILE"; then log "slurmd: already running"; else /usr/sbin/slurmd; log "slurmd: started"; fi
-  if [ -n "$CTLD_WAS_DOWN" ] && orphans=$(squeue -h -o '%i (%u, %T)' | paste -sd' ') && [ -n "$orphans" ]; then
+  [ -z "$CTLD_WAS_DOWN" ] || mapfile -t orphans < <(squeue -h -o '%i %u %T')
+  if [ ${#orphans[@]} -gt 0 ]; then
     # After slurmd started: the kill reaches their steps at once, not at slurmctld's next retry.
-    # shellcheck disable=SC2046  # a list of job ids
-    scancel $(squeue -h -o %i)
-    log "orphans: job(s) left by a run that ended without stopping them: $orphans; cancelled"
+    scancel "${orphans[@]%% *}"
+    log "orphans: job(s) left by a run that ended without stopping them: ${orphans[*]}; cancelled"
   fi
 }
 

@@ -73,6 +73,8 @@ export function ensureOarUser(name: string): OarUser {
 export interface OarJob {
   id: number;
   arrayId: number;
+  owner: string;
+  name: string;
   state: string;
   /** The raw wait status OAR records (exit code << 8 | signal), null while running. */
   exitCode: number | null;
@@ -88,6 +90,8 @@ export interface OarJob {
 
 export const FINAL_STATES = new Set(['Terminated', 'Error']);
 const ACTIVE_STATES = ['Waiting', 'Hold', 'toLaunch', 'toError', 'toAckReservation', 'Launching', 'Running', 'Suspended', 'Resuming', 'Finishing'];
+/** ACTIVE_STATES as an SQL list, for oarstat --sql. */
+const ACTIVE_STATES_SQL = ACTIVE_STATES.map((state) => `'${state}'`).join(',');
 
 interface RawJob {
   Job_Id: number;
@@ -113,6 +117,8 @@ function parseJobs(json: string): OarJob[] {
     .map((job) => ({
       id: Number(job.Job_Id),
       arrayId: Number(job.array_id),
+      owner: job.owner ?? '',
+      name: job.name ?? '',
       state: job.state,
       exitCode: job.exit_code === undefined || job.exit_code === null ? null : Number(job.exit_code),
       resubmitJobId: Number(job.resubmit_job_id ?? 0),
@@ -227,11 +233,9 @@ export async function followChain(firstId: number, options: ChainOptions): Promi
 
 /** What holds the node while a job waits: every active job of any user ("219 ckptoar preempt-a Running"). */
 function activeJobsLine(): string {
-  const states = ACTIVE_STATES.map((state) => `'${state}'`).join(',');
   try {
-    const stdout = execFileSync('oarstat', ['-J', '--sql', `state IN (${states})`], { encoding: 'utf8', maxBuffer: 16 << 20 });
-    const raw = stdout.trim() ? (JSON.parse(stdout) as Record<string, RawJob>) : {};
-    const jobs = Object.values(raw).map((job) => `${job.Job_Id} ${job.owner ?? '?'} ${job.name ?? ''} ${job.state}`);
+    const stdout = execFileSync('oarstat', ['-J', '-f', '--sql', `state IN (${ACTIVE_STATES_SQL})`], { encoding: 'utf8', maxBuffer: 16 << 20 });
+    const jobs = parseJobs(stdout).map((job) => `${job.id} ${job.owner} ${job.name} ${job.state}`);
     return `active jobs on the cluster: ${jobs.join(', ') || 'none'}`;
   } catch (error) {
     return `active jobs unknown (oarstat: ${(error as Error).message.split('\n')[0]})`;
@@ -253,8 +257,7 @@ export function formatChain(jobs: OarJob[]): string {
 
 /** Deletes USER's jobs that are still active (after a failed test) and waits until they are final. */
 export async function deleteActiveJobs(user: OarUser): Promise<void> {
-  const states = ACTIVE_STATES.map((state) => `'${state}'`).join(',');
-  const { stdout } = await run('oarstat', ['-J', '-f', '--sql', `job_user = '${user.name}' AND state IN (${states})`], { maxBuffer: 16 << 20 });
+  const { stdout } = await run('oarstat', ['-J', '-f', '--sql', `job_user = '${user.name}' AND state IN (${ACTIVE_STATES_SQL})`], { maxBuffer: 16 << 20 });
   const active = parseJobs(stdout);
   if (active.length === 0) return;
   console.warn(`oar e2e: deleting ${user.name}'s jobs still active: ${active.map((job) => `${job.id} (${job.state})`).join(', ')}`);
